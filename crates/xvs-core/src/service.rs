@@ -1,0 +1,484 @@
+//! The table of virtual services and their real servers: the control-plane half of IPVS
+//! (`ip_vs_ctl.c`). Every request is validated completely before anything changes, so a refused
+//! request leaves the table exactly as it was.
+
+use core::net::IpAddr;
+use core::time::Duration;
+use std::collections::{BTreeMap, HashMap};
+
+use crate::addr::Family;
+use crate::arena::{Arena, RawId};
+use crate::dest::{Dest, DestArena, DestId, DestView};
+use crate::model::MAX_PERSISTENCE_TIMEOUT;
+use crate::model::{DestConfig, Error, ForwardMethod, Netmask, Protocol, ServiceConfig, ServiceKey, TunnelKind};
+use crate::sched::{self, DestChange, SchedEnv, SchedInput, Scheduler};
+use crate::stats::Stats;
+use crate::time::Instant;
+
+/// The identity of a live service object.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ServiceId(RawId);
+
+/// How long the trash keeps an idle real server (`IP_VS_DEST_TRASH_PERIOD` × 2).
+pub(crate) const TRASH_IDLE: Duration = Duration::from_secs(120);
+/// How often the trash is checked.
+pub(crate) const TRASH_PERIOD: Duration = Duration::from_secs(60);
+/// The FTP control port, which IPVS treats specially in service lookup and persistence.
+pub(crate) const FTP_PORT: u16 = 21;
+
+/// A virtual service.
+#[derive(Debug)]
+pub struct Service {
+    key: ServiceKey,
+    config: ServiceConfig,
+    /// Servers in list order, newest first.
+    pub(crate) dests: Vec<DestId>,
+    pub(crate) sched: Option<Box<dyn Scheduler>>,
+    /// Statistics of the service.
+    pub stats: Stats,
+    seq: u64,
+}
+
+impl Service {
+    /// The service's identity.
+    pub fn key(&self) -> &ServiceKey {
+        &self.key
+    }
+
+    /// Its configuration.
+    pub fn config(&self) -> &ServiceConfig {
+        &self.config
+    }
+
+    /// Its servers in the kernel's list order (newest first).
+    pub fn dest_ids(&self) -> &[DestId] {
+        &self.dests
+    }
+
+    /// The bound scheduler, if any (`-s none` has none).
+    pub fn scheduler(&self) -> Option<&dyn Scheduler> {
+        self.sched.as_deref()
+    }
+
+    /// The persistence timeout, when persistent.
+    pub fn persistence(&self) -> Option<Duration> {
+        self.config.persistence.map(|s| Duration::from_secs(u64::from(s)))
+    }
+}
+
+/// A real server's connection counters as the dataplane keeps them.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct DestCounters {
+    /// Active connections.
+    pub active: u32,
+    /// Inactive connections.
+    pub inactive: u32,
+    /// Persistence templates.
+    pub persistent: u32,
+    /// The overload flag (upper threshold reached).
+    pub overloaded: bool,
+}
+
+/// All services, all real servers (live and trashed), and the lookup indexes.
+#[derive(Debug, Default)]
+pub struct Services {
+    services: Arena<Service>,
+    by_key: HashMap<ServiceKey, ServiceId>,
+    /// Insertion order, for a stable unsorted listing.
+    order: BTreeMap<u64, ServiceId>,
+    next_seq: u64,
+    pub(crate) dests: DestArena,
+    /// Services on port 0 and on the FTP port, which widen the packet lookup.
+    port_zero: usize,
+    ftp: usize,
+    next_trash_check: Option<Instant>,
+}
+
+fn check_unicast(addr: &IpAddr) -> Result<(), Error> {
+    let ok = match addr {
+        IpAddr::V4(a) => !(a.is_unspecified() || a.octets()[0] == 0 || a.is_multicast() || a.is_broadcast()),
+        IpAddr::V6(a) => !(a.is_unspecified() || a.is_multicast() || a.is_unicast_link_local()),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Invalid(format!("real server address {addr} is not a unicast address")))
+    }
+}
+
+fn check_service(key: &ServiceKey, config: &ServiceConfig) -> Result<(), Error> {
+    if let ServiceKey::Fwmark { mark: 0, .. } = key {
+        return Err(Error::Invalid("firewall mark 0 cannot select a service".into()));
+    }
+    match (key.family(), config.netmask) {
+        (Family::V6, Netmask::V6(p)) if !(1..=128).contains(&p) => {
+            return Err(Error::Invalid(format!("IPv6 netmask /{p} is outside 1..128")))
+        }
+        (Family::V4, Netmask::V4(_)) | (Family::V6, Netmask::V6(_)) => {}
+        _ => return Err(Error::Invalid("the persistence netmask is of the other address family".into())),
+    }
+    if let Some(t) = config.persistence {
+        if !(1..=MAX_PERSISTENCE_TIMEOUT).contains(&t) {
+            return Err(Error::Invalid(format!("persistence timeout {t} is outside 1..{MAX_PERSISTENCE_TIMEOUT}")));
+        }
+    }
+    if let Some(pe) = &config.pe {
+        return Err(if pe == "sip" {
+            Error::Unsupported("the sip persistence engine is not supported by xvs".into())
+        } else {
+            Error::PeNotFound(pe.clone())
+        });
+    }
+    Ok(())
+}
+
+fn check_dest(svc: &ServiceKey, addr: &IpAddr, config: &DestConfig) -> Result<(), Error> {
+    if config.weight < 0 {
+        return Err(Error::WeightRange(i64::from(config.weight)));
+    }
+    if config.l_threshold > config.u_threshold {
+        return Err(Error::ThresholdRange { upper: config.u_threshold, lower: config.l_threshold });
+    }
+    if config.u_threshold > i32::MAX as u32 || config.l_threshold > i32::MAX as u32 {
+        return Err(Error::Invalid("connection thresholds must be at most 2147483647".into()));
+    }
+    if config.method == ForwardMethod::Tunnel && config.tunnel.kind == TunnelKind::Gue && config.tunnel.port == 0 {
+        return Err(Error::Invalid("a GUE tunnel needs a non-zero port (--tun-port)".into()));
+    }
+    if Family::of(addr) != svc.family() && config.method != ForwardMethod::Tunnel {
+        return Err(Error::Invalid(format!(
+            "real server {addr} is of another address family than the service; only tunnelling can mix families"
+        )));
+    }
+    check_unicast(addr)
+}
+
+impl Services {
+    /// An empty table.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Number of services.
+    pub fn len(&self) -> usize {
+        self.by_key.len()
+    }
+
+    /// True without services.
+    pub fn is_empty(&self) -> bool {
+        self.by_key.is_empty()
+    }
+
+    /// The service with this key.
+    pub fn find(&self, key: &ServiceKey) -> Option<ServiceId> {
+        self.by_key.get(key).copied()
+    }
+
+    /// A service by id.
+    pub fn get(&self, id: ServiceId) -> Option<&Service> {
+        self.services.get(id.0)
+    }
+
+    pub(crate) fn get_mut(&mut self, id: ServiceId) -> Option<&mut Service> {
+        self.services.get_mut(id.0)
+    }
+
+    /// A real server by id (live or in the trash).
+    pub fn dest(&self, id: DestId) -> Option<&Dest> {
+        self.dests.dest(id)
+    }
+
+    pub(crate) fn dest_mut(&mut self, id: DestId) -> Option<&mut Dest> {
+        self.dests.dest_mut(id)
+    }
+
+    /// Services in the order they were added.
+    pub fn iter(&self) -> impl Iterator<Item = (ServiceId, &Service)> {
+        self.order.values().map(|id| (*id, self.services.get(id.0).expect("ordered services are live")))
+    }
+
+    /// The servers of a service, in list order.
+    pub fn view(&self, id: ServiceId) -> Option<DestView<'_>> {
+        let svc = self.services.get(id.0)?;
+        Some(DestView { ids: &svc.dests, arena: &self.dests })
+    }
+
+    /// The real server `(addr, port)` of service `svc`.
+    pub fn find_dest(&self, svc: ServiceId, addr: &IpAddr, port: u16) -> Option<DestId> {
+        let s = self.services.get(svc.0)?;
+        s.dests.iter().copied().find(|d| self.dests.dest(*d).is_some_and(|d| d.addr() == *addr && d.port() == port))
+    }
+
+    /// Real servers in the trash (removed, still referenced by connections).
+    pub fn trash(&self) -> impl Iterator<Item = (DestId, &Dest)> {
+        self.dests.iter().filter(|(_, d)| !d.is_available()).map(|(id, d)| (DestId(id), d))
+    }
+
+    /// Adds a service (`-A`). At `now` its scheduler is bound.
+    pub fn add_service(&mut self, key: ServiceKey, config: ServiceConfig, now: Instant) -> Result<ServiceId, Error> {
+        if self.by_key.contains_key(&key) {
+            return Err(Error::ServiceExists);
+        }
+        check_service(&key, &config)?;
+        let view = DestView { ids: &[], arena: &self.dests };
+        let sched = config.scheduler.map(|k| sched::bind(k, &view, now));
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let id = ServiceId(self.services.insert(Service {
+            key,
+            config,
+            dests: Vec::new(),
+            sched,
+            stats: Stats::default(),
+            seq,
+        }));
+        self.by_key.insert(key, id);
+        self.order.insert(seq, id);
+        self.count_special(&key, 1);
+        // Servers of an earlier service with the same identity come back from the trash only
+        // when added again, as in the kernel.
+        Ok(id)
+    }
+
+    fn count_special(&mut self, key: &ServiceKey, add: isize) {
+        if let ServiceKey::Addr { port, .. } = key {
+            let counter = match *port {
+                0 => &mut self.port_zero,
+                FTP_PORT => &mut self.ftp,
+                _ => return,
+            };
+            *counter = counter.checked_add_signed(add).expect("special-port counters stay consistent");
+        }
+    }
+
+    /// Replaces a service's configuration (`-E`). A different scheduler is bound afresh; the
+    /// same scheduler keeps its state.
+    pub fn edit_service(&mut self, key: &ServiceKey, config: ServiceConfig, now: Instant) -> Result<(), Error> {
+        let id = self.find(key).ok_or(Error::NoSuchService)?;
+        check_service(key, &config)?;
+        let svc = self.services.get(id.0).expect("indexed services are live");
+        if let Some(k) = config.scheduler {
+            if svc.dests.len() > sched::max_dests(k) {
+                return Err(Error::Invalid(format!("{k} takes at most {} real servers", sched::max_dests(k))));
+            }
+        }
+        let rebind = svc.sched.as_ref().map(|s| s.kind()) != config.scheduler;
+        let new_sched = if rebind {
+            let view = DestView { ids: &svc.dests, arena: &self.dests };
+            Some(config.scheduler.map(|k| sched::bind(k, &view, now)))
+        } else {
+            None
+        };
+        let svc = self.services.get_mut(id.0).expect("indexed services are live");
+        if let Some(s) = new_sched {
+            svc.sched = s;
+        }
+        svc.config = config;
+        Ok(())
+    }
+
+    /// Deletes a service (`-D`); its servers go to the trash.
+    pub fn delete_service(&mut self, key: &ServiceKey, now: Instant) -> Result<(), Error> {
+        let id = self.find(key).ok_or(Error::NoSuchService)?;
+        let svc = self.services.remove(id.0).expect("indexed services are live");
+        self.by_key.remove(key);
+        self.order.remove(&svc.seq);
+        self.count_special(key, -1);
+        for d in svc.dests {
+            self.trash_dest(d, now);
+        }
+        Ok(())
+    }
+
+    /// Deletes every service (`-C`).
+    pub fn flush(&mut self, now: Instant) {
+        let keys: Vec<ServiceKey> = self.by_key.keys().copied().collect();
+        for k in keys {
+            self.delete_service(&k, now).expect("listed services exist");
+        }
+    }
+
+    fn trash_dest(&mut self, id: DestId, now: Instant) {
+        let d = self.dests.dest_mut(id).expect("listed destinations are live");
+        d.svc = None;
+        if d.refs() == 0 {
+            d.idle_since = Some(now);
+        }
+        self.next_trash_check.get_or_insert(now + TRASH_PERIOD);
+    }
+
+    /// Adds a real server (`-a`); a removed server with the same identity comes back from the
+    /// trash with its counters.
+    pub fn add_dest(&mut self, key: &ServiceKey, addr: IpAddr, port: u16, config: DestConfig) -> Result<DestId, Error> {
+        let svc_id = self.find(key).ok_or(Error::NoSuchService)?;
+        check_dest(key, &addr, &config)?;
+        if self.find_dest(svc_id, &addr, port).is_some() {
+            return Err(Error::DestExists);
+        }
+        let svc = self.services.get(svc_id.0).expect("indexed services are live");
+        if let Some(k) = svc.config.scheduler {
+            if svc.dests.len() + 1 > sched::max_dests(k) {
+                return Err(Error::Invalid(format!("{k} takes at most {} real servers", sched::max_dests(k))));
+            }
+        }
+        let trashed = self
+            .dests
+            .iter()
+            .find(|(_, d)| !d.is_available() && d.svc_key == *key && d.addr() == addr && d.port() == port)
+            .map(|(id, _)| DestId(id));
+        let id = match trashed {
+            Some(id) => {
+                let d = self.dests.dest_mut(id).expect("found in the arena");
+                d.svc = Some(svc_id);
+                d.idle_since = None;
+                d.reconfigure(config, true);
+                id
+            }
+            None => DestId(self.dests.insert(Dest::new(*key, svc_id, addr, port, config))),
+        };
+        let svc = self.services.get_mut(svc_id.0).expect("indexed services are live");
+        svc.dests.insert(0, id);
+        let view = DestView { ids: &svc.dests, arena: &self.dests };
+        if let Some(s) = svc.sched.as_mut() {
+            s.dests_changed(DestChange::Added(id), &view);
+        }
+        Ok(id)
+    }
+
+    /// Replaces a real server's configuration (`-e`).
+    pub fn edit_dest(
+        &mut self,
+        key: &ServiceKey,
+        addr: IpAddr,
+        port: u16,
+        config: DestConfig,
+    ) -> Result<DestId, Error> {
+        let svc_id = self.find(key).ok_or(Error::NoSuchService)?;
+        check_dest(key, &addr, &config)?;
+        let id = self.find_dest(svc_id, &addr, port).ok_or(Error::NoSuchDest)?;
+        self.dests.dest_mut(id).expect("listed destinations are live").reconfigure(config, false);
+        let svc = self.services.get_mut(svc_id.0).expect("indexed services are live");
+        let view = DestView { ids: &svc.dests, arena: &self.dests };
+        if let Some(s) = svc.sched.as_mut() {
+            s.dests_changed(DestChange::Updated(id), &view);
+        }
+        Ok(id)
+    }
+
+    /// Removes a real server (`-d`); it stays in the trash while connections refer to it.
+    pub fn delete_dest(&mut self, key: &ServiceKey, addr: &IpAddr, port: u16, now: Instant) -> Result<(), Error> {
+        let svc_id = self.find(key).ok_or(Error::NoSuchService)?;
+        let id = self.find_dest(svc_id, addr, port).ok_or(Error::NoSuchDest)?;
+        let svc = self.services.get_mut(svc_id.0).expect("indexed services are live");
+        let pos = svc.dests.iter().position(|d| *d == id).expect("found in the list");
+        let prev = pos.checked_sub(1).map(|p| svc.dests[p]);
+        svc.dests.remove(pos);
+        let view = DestView { ids: &svc.dests, arena: &self.dests };
+        if let Some(s) = svc.sched.as_mut() {
+            s.dests_changed(DestChange::Removed { id, prev }, &view);
+        }
+        self.trash_dest(id, now);
+        Ok(())
+    }
+
+    /// Overwrites a real server's connection counters and overload flag with values kept
+    /// elsewhere: `xvsd` mirrors what the dataplane counts, so listings and schedulers that run
+    /// in the core see the same numbers.
+    pub fn set_dest_counters(&mut self, id: DestId, counters: DestCounters) -> Result<(), Error> {
+        let d = self.dests.dest_mut(id).ok_or(Error::NoSuchDest)?;
+        let clamp = |v: u32| i32::try_from(v).unwrap_or(i32::MAX);
+        d.activeconns = clamp(counters.active);
+        d.totalconns = clamp(counters.active.saturating_add(counters.inactive));
+        d.persistconns = clamp(counters.persistent);
+        d.overload = counters.overloaded;
+        Ok(())
+    }
+
+    /// Zeroes the statistics of one service and its servers, or of everything (`-Z`).
+    pub fn zero(&mut self, key: Option<&ServiceKey>) -> Result<(), Error> {
+        let ids: Vec<ServiceId> = match key {
+            Some(k) => vec![self.find(k).ok_or(Error::NoSuchService)?],
+            None => self.order.values().copied().collect(),
+        };
+        for id in ids {
+            let svc = self.services.get_mut(id.0).expect("listed services are live");
+            svc.stats.zero();
+            for d in &svc.dests {
+                self.dests.dest_mut(*d).expect("listed destinations are live").stats.zero();
+            }
+        }
+        Ok(())
+    }
+
+    /// Finds the service for a packet to `(vaddr, vport)`, in the kernel's order: firewall
+    /// mark, exact match, the FTP service for FTP data ports, then a port-0 service.
+    pub fn lookup(&self, af: Family, proto: Protocol, vaddr: &IpAddr, vport: u16, fwmark: u32) -> Option<ServiceId> {
+        if fwmark != 0 {
+            if let Some(id) = self.find(&ServiceKey::Fwmark { af, mark: fwmark }) {
+                return Some(id);
+            }
+        }
+        let exact = |port| self.find(&ServiceKey::Addr { proto, addr: *vaddr, port });
+        if let Some(id) = exact(vport) {
+            return Some(id);
+        }
+        if proto == Protocol::Tcp && self.ftp > 0 && (vport == 20 || vport >= 1024) {
+            if let Some(id) = exact(FTP_PORT) {
+                return Some(id);
+            }
+        }
+        if self.port_zero > 0 {
+            return exact(0);
+        }
+        None
+    }
+
+    /// Runs the service's scheduler for a new connection.
+    pub fn schedule(&mut self, id: ServiceId, input: &SchedInput, env: &mut SchedEnv<'_>) -> Option<DestId> {
+        let svc = self.services.get_mut(id.0)?;
+        env.flags = svc.config.flags;
+        let view = DestView { ids: &svc.dests, arena: &self.dests };
+        svc.sched.as_mut()?.schedule(&view, input, env)
+    }
+
+    /// When periodic work (trash, scheduler collectors) is next due.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let sched = self.services.iter().filter_map(|(_, s)| s.sched.as_ref()?.poll_timeout()).min();
+        match (sched, self.next_trash_check) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Runs the periodic work due at `now`: frees idle trashed servers, runs lblc/lblcr
+    /// collectors with the given expirations.
+    pub fn handle_timeout(&mut self, now: Instant, lblc_expiration: Duration, lblcr_expiration: Duration) {
+        if self.next_trash_check.is_some_and(|t| now >= t) {
+            let free: Vec<RawId> = self
+                .dests
+                .iter()
+                .filter(|(_, d)| {
+                    !d.is_available() && d.refs() == 0 && d.idle_since.is_some_and(|t| now >= t + TRASH_IDLE)
+                })
+                .map(|(id, _)| id)
+                .collect();
+            for id in free {
+                self.dests.remove(id);
+            }
+            let trashed = self.dests.iter().any(|(_, d)| !d.is_available());
+            self.next_trash_check = trashed.then_some(now + TRASH_PERIOD);
+        }
+        let ids: Vec<RawId> = self.services.iter().map(|(id, _)| id).collect();
+        for id in ids {
+            let svc = self.services.get_mut(id).expect("listed services are live");
+            let Some(s) = svc.sched.as_mut() else {
+                continue;
+            };
+            if s.poll_timeout().is_some_and(|t| now >= t) {
+                let exp = if s.kind() == sched::SchedKind::Lblcr { lblcr_expiration } else { lblc_expiration };
+                let view = DestView { ids: &svc.dests, arena: &self.dests };
+                s.handle_timeout(now, &view, exp);
+            }
+        }
+    }
+}
