@@ -19,6 +19,14 @@ use crate::time::Instant;
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ServiceId(RawId);
 
+impl ServiceId {
+    /// A number that identifies the slot, reused after the service is deleted; the dataplane
+    /// indexes its per-service arrays with it.
+    pub fn index(&self) -> u32 {
+        self.0.index
+    }
+}
+
 /// How long the trash keeps an idle real server (`IP_VS_DEST_TRASH_PERIOD` × 2).
 pub(crate) const TRASH_IDLE: Duration = Duration::from_secs(120);
 /// How often the trash is checked.

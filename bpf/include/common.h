@@ -1,0 +1,112 @@
+/* This file contains small helpers shared by every stage: the clock, the configuration, the
+ * counters, and access to a service's list of real servers.
+ */
+#ifndef XVS_COMMON_H
+#define XVS_COMMON_H
+
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+#include "xvs_abi.h"
+#include "xvs_maps.h"
+
+#ifndef likely
+#define likely(x) __builtin_expect(!!(x), 1)
+#define unlikely(x) __builtin_expect(!!(x), 0)
+#endif
+
+/* The most servers one service's scans visit (bpf_loop bound); mh tables reach 4093 anyway. */
+#define XVS_SCAN_MAX 4096
+
+/* Milliseconds of CLOCK_MONOTONIC. The coarse clock is enough for timeouts counted in seconds
+ * and avoids reading the clock source on every packet. */
+static __always_inline __u32 now_ms(void)
+{
+	return (__u32)(bpf_ktime_get_coarse_ns() / 1000000);
+}
+
+static __always_inline struct xvs_cfg *config(void)
+{
+	__u32 zero = 0;
+	return bpf_map_lookup_elem(&xvs_config, &zero);
+}
+
+/* Counts a packet that left the fast path, by reason. */
+static __always_inline void count_reason(__u32 reason)
+{
+	__u64 *c = bpf_map_lookup_elem(&xvs_reasons, &reason);
+	if (c)
+		*c += 1;
+}
+
+static __always_inline void count(__u32 which)
+{
+	__u64 *c = bpf_map_lookup_elem(&xvs_counters, &which);
+	if (c)
+		*c += 1;
+}
+
+/* Adds one packet of `len` bytes (and a connection when `conn`) to a server's and its
+ * service's statistics; `out` selects the reply direction. */
+static __always_inline void count_stats(__u32 dest_id, __u32 svc_id, __u32 len, int out, int conn)
+{
+	struct xvs_stats *s = bpf_map_lookup_elem(&xvs_dest_stats, &dest_id);
+	if (s) {
+		s->conns += conn;
+		if (out) {
+			s->outpkts++;
+			s->outbytes += len;
+		} else {
+			s->inpkts++;
+			s->inbytes += len;
+		}
+	}
+	s = bpf_map_lookup_elem(&xvs_svc_stats, &svc_id);
+	if (s) {
+		s->conns += conn;
+		if (out) {
+			s->outpkts++;
+			s->outbytes += len;
+		} else {
+			s->inpkts++;
+			s->inbytes += len;
+		}
+	}
+}
+
+/* A real server of a service as schedulers see it. */
+struct dview {
+	__u32 id;
+	__s32 weight;
+	__s64 active;
+	__s64 total;
+	__u32 overload;
+};
+
+/* Not overloaded and a positive weight: what most schedulers require. */
+static __always_inline int dest_usable(const struct dview *d)
+{
+	return !d->overload && d->weight > 0;
+}
+
+/* ip_vs_dest_conn_overhead: (active << 8) + total, in the kernel's 32-bit int. */
+static __always_inline __s32 overhead(const struct dview *d)
+{
+	return (__s32)(((__u32)d->active << 8) + (__u32)d->total);
+}
+
+/* The kernel's addr_fold as a host-order word. */
+static __always_inline __u32 addr_fold(const __u32 *a, __u8 af)
+{
+	if (af == XVS_AF_INET)
+		return bpf_ntohl(a[0]);
+	return bpf_ntohl(a[0] ^ a[1] ^ a[2] ^ a[3]);
+}
+
+/* The kernel's hash_32. */
+static __always_inline __u32 hash_32(__u32 v, __u32 bits)
+{
+	return (v * 0x61C88647u) >> (32 - bits);
+}
+
+#endif

@@ -1,0 +1,351 @@
+/* This file contains what happens to a packet once its real server is known: the NAT rewrite
+ * in both directions, the TTL, IP-in-IP encapsulation for the tunnel method, the next hop from
+ * the kernel's FIB, and the ICMP errors the director itself sends (port unreachable when no
+ * server can take a connection, fragmentation needed / packet too big before a tunnel).
+ */
+#ifndef XVS_FWD_H
+#define XVS_FWD_H
+
+#include <linux/if_ether.h>
+#include "common.h"
+#include "csum.h"
+#include "parse.h"
+
+#ifndef AF_INET
+#define AF_INET 2
+#endif
+#ifndef AF_INET6
+#define AF_INET6 10
+#endif
+#ifndef BPF_FIB_LOOKUP_SRC
+#define BPF_FIB_LOOKUP_SRC (1U << 4)
+#endif
+
+/* The largest L4 offset the rewriters accept (Ethernet + IPv6 + extension headers). */
+#define XVS_MAX_L4_OFF 512
+
+/* Rewrites the destination address and port (NAT, client → server).
+ * Returns: 0, or -1 if the headers are out of reach (the caller passes the packet). */
+static __always_inline int rewrite_dst(struct xdp_md *ctx, struct pkt *p, const __u32 *addr, __u16 port)
+{
+	void *data = (void *)(long)ctx->data, *data_end = (void *)(long)ctx->data_end;
+	__u16 l4 = p->l4_off;
+	if (l4 > XVS_MAX_L4_OFF)
+		return -1;
+	__u16 *l4sum = NULL;
+	__u16 *dport = NULL;
+	if (p->proto == IPPROTO_TCP) {
+		struct tcphdr *th = data + l4;
+		if ((void *)(th + 1) > data_end)
+			return -1;
+		l4sum = &th->check;
+		dport = &th->dest;
+	} else {
+		struct udphdr *uh = data + l4;
+		if ((void *)(uh + 1) > data_end)
+			return -1;
+		if (uh->check || p->af == XVS_AF_INET6)
+			l4sum = &uh->check;
+		dport = &uh->dest;
+	}
+	if (p->af == XVS_AF_INET) {
+		struct iphdr *ip = data + sizeof(struct ethhdr);
+		if ((void *)(ip + 1) > data_end)
+			return -1;
+		csum_replace4(&ip->check, ip->daddr, addr[0]);
+		if (l4sum)
+			csum_replace4(l4sum, ip->daddr, addr[0]);
+		ip->daddr = addr[0];
+	} else {
+		struct ipv6hdr *ip6 = data + sizeof(struct ethhdr);
+		if ((void *)(ip6 + 1) > data_end)
+			return -1;
+		__u32 old[4];
+		__builtin_memcpy(old, &ip6->daddr, 16);
+		csum_replace16(l4sum, old, addr);
+		__builtin_memcpy(&ip6->daddr, addr, 16);
+	}
+	if (l4sum)
+		csum_replace2(l4sum, *dport, port);
+	if (l4sum && p->proto == IPPROTO_UDP && *l4sum == 0)
+		*l4sum = 0xffff; /* a computed zero is sent as all ones */
+	*dport = port;
+	__builtin_memcpy(p->daddr, addr, 16);
+	p->dport = port;
+	return 0;
+}
+
+/* Rewrites the source address and port (NAT, server → client: back to the VIP).
+ * Returns: 0, or -1 if the headers are out of reach. */
+static __always_inline int rewrite_src(struct xdp_md *ctx, struct pkt *p, const __u32 *addr, __u16 port)
+{
+	void *data = (void *)(long)ctx->data, *data_end = (void *)(long)ctx->data_end;
+	__u16 l4 = p->l4_off;
+	if (l4 > XVS_MAX_L4_OFF)
+		return -1;
+	__u16 *l4sum = NULL;
+	__u16 *sport = NULL;
+	if (p->proto == IPPROTO_TCP) {
+		struct tcphdr *th = data + l4;
+		if ((void *)(th + 1) > data_end)
+			return -1;
+		l4sum = &th->check;
+		sport = &th->source;
+	} else {
+		struct udphdr *uh = data + l4;
+		if ((void *)(uh + 1) > data_end)
+			return -1;
+		if (uh->check || p->af == XVS_AF_INET6)
+			l4sum = &uh->check;
+		sport = &uh->source;
+	}
+	if (p->af == XVS_AF_INET) {
+		struct iphdr *ip = data + sizeof(struct ethhdr);
+		if ((void *)(ip + 1) > data_end)
+			return -1;
+		csum_replace4(&ip->check, ip->saddr, addr[0]);
+		if (l4sum)
+			csum_replace4(l4sum, ip->saddr, addr[0]);
+		ip->saddr = addr[0];
+	} else {
+		struct ipv6hdr *ip6 = data + sizeof(struct ethhdr);
+		if ((void *)(ip6 + 1) > data_end)
+			return -1;
+		__u32 old[4];
+		__builtin_memcpy(old, &ip6->saddr, 16);
+		csum_replace16(l4sum, old, addr);
+		__builtin_memcpy(&ip6->saddr, addr, 16);
+	}
+	if (l4sum)
+		csum_replace2(l4sum, *sport, port);
+	if (l4sum && p->proto == IPPROTO_UDP && *l4sum == 0)
+		*l4sum = 0xffff;
+	*sport = port;
+	__builtin_memcpy(p->saddr, addr, 16);
+	p->sport = port;
+	return 0;
+}
+
+/* Decrements the TTL / hop limit as a router does.
+ * Returns: 0, or -1 when it would reach zero (the kernel then sends time exceeded). */
+static __always_inline int dec_ttl(struct xdp_md *ctx, struct pkt *p)
+{
+	void *data = (void *)(long)ctx->data, *data_end = (void *)(long)ctx->data_end;
+	if (p->af == XVS_AF_INET) {
+		struct iphdr *ip = data + sizeof(struct ethhdr);
+		if ((void *)(ip + 1) > data_end || ip->ttl <= 1)
+			return -1;
+		/* TTL is the high byte of the 16-bit word it shares with the protocol. */
+		csum_replace2(&ip->check, bpf_htons((__u16)ip->ttl << 8), bpf_htons((__u16)(ip->ttl - 1) << 8));
+		ip->ttl--;
+	} else {
+		struct ipv6hdr *ip6 = data + sizeof(struct ethhdr);
+		if ((void *)(ip6 + 1) > data_end || ip6->hop_limit <= 1)
+			return -1;
+		ip6->hop_limit--;
+	}
+	return 0;
+}
+
+/* Looks up the next hop towards `dst` as the kernel would route it.
+ * @tot_len: the length the packet will have (for the MTU check).
+ * @flags: BPF_FIB_LOOKUP_* (SRC to learn the source address for an outer header).
+ * Returns: bpf_fib_lookup's result code; *fib holds MACs, egress ifindex, MTU or source. */
+static __always_inline long fib_lookup(struct xdp_md *ctx, const struct pkt *p, const __u32 *dst, __u16 tot_len,
+				       struct bpf_fib_lookup *fib, __u32 flags)
+{
+	__u8 af = p->af;
+	__builtin_memset(fib, 0, sizeof(*fib));
+	fib->ifindex = p->ifindex;
+	fib->tot_len = tot_len;
+	if (af == XVS_AF_INET) {
+		fib->family = AF_INET;
+		fib->ipv4_dst = dst[0];
+	} else {
+		fib->family = AF_INET6;
+		__builtin_memcpy(fib->ipv6_dst, dst, 16);
+	}
+	return bpf_fib_lookup(ctx, fib, sizeof(*fib), flags);
+}
+
+/* Sends the frame to the next hop the FIB found: writes the MACs, then XDP_TX on the ingress
+ * interface or XDP_REDIRECT to another. */
+static __always_inline int xmit(struct xdp_md *ctx, const struct pkt *p, const struct bpf_fib_lookup *fib)
+{
+	void *data = (void *)(long)ctx->data, *data_end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	if ((void *)(eth + 1) > data_end)
+		return XDP_DROP;
+	__builtin_memcpy(eth->h_dest, fib->dmac, ETH_ALEN);
+	__builtin_memcpy(eth->h_source, fib->smac, ETH_ALEN);
+	if (fib->ifindex == p->ifindex)
+		return XDP_TX;
+	return bpf_redirect(fib->ifindex, 0);
+}
+
+/* Encapsulates the packet for the tunnel method: IPv4 in IPv4 (protocol 4) or IPv6 in IPv6
+ * (next header 41), outer source from the route, TTL and DSCP/ECN copied, DF copied.
+ * Returns: 0, or -1 if the frame could not grow. */
+static __always_inline int encap(struct xdp_md *ctx, struct pkt *p, const __u32 *dst, const struct bpf_fib_lookup *fib)
+{
+	void *data, *data_end;
+	if (p->af == XVS_AF_INET) {
+		if (bpf_xdp_adjust_head(ctx, -(int)sizeof(struct iphdr)))
+			return -1;
+		data = (void *)(long)ctx->data;
+		data_end = (void *)(long)ctx->data_end;
+		struct ethhdr *eth = data;
+		struct iphdr *outer = data + sizeof(*eth);
+		struct iphdr *inner = (void *)(outer + 1);
+		if ((void *)(inner + 1) > data_end)
+			return -1;
+		eth->h_proto = bpf_htons(ETH_P_IP);
+		outer->version = 4;
+		outer->ihl = 5;
+		outer->tos = inner->tos;
+		outer->tot_len = bpf_htons(bpf_ntohs(inner->tot_len) + sizeof(struct iphdr));
+		outer->id = 0;
+		outer->frag_off = inner->frag_off & bpf_htons(IP_DF);
+		outer->ttl = inner->ttl;
+		outer->protocol = IPPROTO_IPIP;
+		outer->saddr = fib->ipv4_src;
+		outer->daddr = dst[0];
+		outer->check = 0;
+		outer->check = ipv4_csum((__u16 *)outer);
+		return 0;
+	}
+	if (bpf_xdp_adjust_head(ctx, -(int)sizeof(struct ipv6hdr)))
+		return -1;
+	data = (void *)(long)ctx->data;
+	data_end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	struct ipv6hdr *outer = data + sizeof(*eth);
+	struct ipv6hdr *inner = (void *)(outer + 1);
+	if ((void *)(inner + 1) > data_end)
+		return -1;
+	eth->h_proto = bpf_htons(ETH_P_IPV6);
+	__builtin_memcpy(outer, inner, 4); /* version, traffic class, flow label */
+	outer->payload_len = bpf_htons(bpf_ntohs(inner->payload_len) + sizeof(struct ipv6hdr));
+	outer->nexthdr = IPPROTO_IPV6;
+	outer->hop_limit = inner->hop_limit;
+	__builtin_memcpy(&outer->saddr, fib->ipv6_src, 16);
+	__builtin_memcpy(&outer->daddr, dst, 16);
+	return 0;
+}
+
+/* How much of the offending packet an ICMP error quotes: its IP header and 8 bytes (IPv4),
+ * or the IPv6 header and 8 bytes. */
+#define XVS_ICMP_QUOTE4 (sizeof(struct iphdr) + 8)
+#define XVS_ICMP_QUOTE6 (sizeof(struct ipv6hdr) + 8)
+
+/* Turns the frame into an ICMP error back to its sender, out of the interface it came in on:
+ * IPv4 destination unreachable (code: 3 port unreachable, 4 fragmentation needed with `mtu`),
+ * or ICMPv6 destination unreachable / packet too big. The source of the error is the address
+ * the packet was sent to (the VIP).
+ * Returns: XDP_TX, or XDP_DROP if the frame could not be rebuilt. */
+static __always_inline int icmp_reply(struct xdp_md *ctx, struct pkt *p, int too_big, __u32 mtu)
+{
+	void *data = (void *)(long)ctx->data, *data_end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	if ((void *)(eth + 1) > data_end)
+		return XDP_DROP;
+	unsigned char mac[ETH_ALEN * 2];
+	__builtin_memcpy(mac, eth->h_source, ETH_ALEN);
+	__builtin_memcpy(mac + ETH_ALEN, eth->h_dest, ETH_ALEN);
+
+	if (p->af == XVS_AF_INET) {
+		struct iphdr *orig = data + sizeof(*eth);
+		if ((void *)(orig + 1) > data_end)
+			return XDP_DROP;
+		/* Quote a 20-byte header and 8 bytes; a packet with options is not answered. */
+		if (orig->ihl != 5)
+			return XDP_DROP;
+		__u32 hdrs = sizeof(struct iphdr) + sizeof(struct xvs_icmphdr);
+		__u32 new_len = sizeof(struct ethhdr) + hdrs + XVS_ICMP_QUOTE4;
+		if (bpf_xdp_adjust_head(ctx, -(int)hdrs))
+			return XDP_DROP;
+		data = (void *)(long)ctx->data;
+		data_end = (void *)(long)ctx->data_end;
+		if (data + new_len > data_end)
+			return XDP_DROP;
+		if (bpf_xdp_adjust_tail(ctx, (int)new_len - (int)(data_end - data)))
+			return XDP_DROP;
+		data = (void *)(long)ctx->data;
+		data_end = (void *)(long)ctx->data_end;
+		eth = data;
+		struct iphdr *ip = (void *)(eth + 1);
+		struct xvs_icmphdr *ic = (void *)(ip + 1);
+		void *q = (void *)(ic + 1);
+		if (q + XVS_ICMP_QUOTE4 > data_end)
+			return XDP_DROP;
+		__builtin_memcpy(eth->h_dest, mac, ETH_ALEN);
+		__builtin_memcpy(eth->h_source, mac + ETH_ALEN, ETH_ALEN);
+		eth->h_proto = bpf_htons(ETH_P_IP);
+		ip->version = 4;
+		ip->ihl = 5;
+		ip->tos = 0;
+		ip->tot_len = bpf_htons(sizeof(*ip) + sizeof(*ic) + XVS_ICMP_QUOTE4);
+		ip->id = 0;
+		ip->frag_off = 0;
+		ip->ttl = 64;
+		ip->protocol = IPPROTO_ICMP;
+		ip->saddr = p->daddr[0];
+		ip->daddr = p->saddr[0];
+		ip->check = 0;
+		ip->check = ipv4_csum((__u16 *)ip);
+		ic->type = XVS_ICMP_DEST_UNREACH;
+		ic->code = too_big ? XVS_ICMP_FRAG_NEEDED : XVS_ICMP_PORT_UNREACH;
+		ic->checksum = 0;
+		ic->unused = 0;
+		ic->mtu = too_big ? bpf_htons((__u16)mtu) : 0;
+		__s64 sum = bpf_csum_diff(0, 0, (void *)ic, sizeof(*ic) + XVS_ICMP_QUOTE4, 0);
+		if (sum < 0)
+			return XDP_DROP;
+		ic->checksum = csum_fold((__u32)sum);
+		return XDP_TX;
+	}
+
+	/* IPv6: a 40-byte IPv6 header and an 8-byte ICMPv6 header in front of the quote. */
+	__u32 hdrs = sizeof(struct ipv6hdr) + 8;
+	__u32 new_len = sizeof(struct ethhdr) + hdrs + XVS_ICMP_QUOTE6;
+	if (bpf_xdp_adjust_head(ctx, -(int)hdrs))
+		return XDP_DROP;
+	data = (void *)(long)ctx->data;
+	data_end = (void *)(long)ctx->data_end;
+	if (data + new_len > data_end)
+		return XDP_DROP;
+	if (bpf_xdp_adjust_tail(ctx, (int)new_len - (int)(data_end - data)))
+		return XDP_DROP;
+	data = (void *)(long)ctx->data;
+	data_end = (void *)(long)ctx->data_end;
+	eth = data;
+	struct ipv6hdr *ip6 = (void *)(eth + 1);
+	struct xvs_icmphdr *ic6 = (void *)(ip6 + 1);
+	void *q = (void *)(ic6 + 1);
+	if (q + XVS_ICMP_QUOTE6 > data_end)
+		return XDP_DROP;
+	__builtin_memcpy(eth->h_dest, mac, ETH_ALEN);
+	__builtin_memcpy(eth->h_source, mac + ETH_ALEN, ETH_ALEN);
+	eth->h_proto = bpf_htons(ETH_P_IPV6);
+	*(__u32 *)ip6 = bpf_htonl(0x60000000);
+	ip6->payload_len = bpf_htons(8 + XVS_ICMP_QUOTE6);
+	ip6->nexthdr = IPPROTO_ICMPV6;
+	ip6->hop_limit = 64;
+	__builtin_memcpy(&ip6->saddr, p->daddr, 16);
+	__builtin_memcpy(&ip6->daddr, p->saddr, 16);
+	ic6->type = too_big ? XVS_ICMPV6_PKT_TOOBIG : XVS_ICMPV6_DEST_UNREACH;
+	ic6->code = too_big ? 0 : XVS_ICMPV6_PORT_UNREACH;
+	ic6->checksum = 0;
+	*(__u32 *)&ic6->unused = too_big ? bpf_htonl(mtu) : 0;
+	/* Checksum over the pseudo-header (addresses, length, next header) and the message. */
+	__u32 ph[2] = { bpf_htonl(8 + XVS_ICMP_QUOTE6), bpf_htonl(IPPROTO_ICMPV6) };
+	__s64 sum = bpf_csum_diff(0, 0, (void *)&ip6->saddr, 32, 0);
+	sum = bpf_csum_diff(0, 0, ph, sizeof(ph), sum);
+	sum = bpf_csum_diff(0, 0, (void *)ic6, 8 + XVS_ICMP_QUOTE6, sum);
+	if (sum < 0)
+		return XDP_DROP;
+	ic6->checksum = csum_fold((__u32)sum);
+	return XDP_TX;
+}
+
+#endif

@@ -1,0 +1,183 @@
+/* This file contains the packet parser: Ethernet, IPv4 (with options) or IPv6 (with up to four
+ * extension headers), and the TCP or UDP ports. Everything the rest of the program needs is
+ * copied into struct pkt, so later stages never re-read headers they have not bounds-checked.
+ */
+#ifndef XVS_PARSE_H
+#define XVS_PARSE_H
+
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <linux/tcp.h>
+#include <linux/udp.h>
+#include <bpf/bpf_endian.h>
+#include "xvs_abi.h"
+
+#define IP_MF 0x2000
+#define IP_OFFSET 0x1fff
+#define IP_DF 0x4000
+
+/* TCP flag bits as IPVS orders its events (reference §3.4). */
+#define XVS_TCP_FIN 0x01
+#define XVS_TCP_SYN 0x02
+#define XVS_TCP_RST 0x04
+#define XVS_TCP_ACK 0x10
+
+/* ICMP and ICMPv6 headers: <linux/icmp.h> drags in libc socket headers, so these are ours. */
+struct xvs_icmphdr {
+	__u8 type;
+	__u8 code;
+	__u16 checksum;
+	__u16 unused;
+	__u16 mtu; /* next-hop MTU of "fragmentation needed"; the ICMPv6 too-big MTU spans both */
+};
+#define XVS_ICMP_DEST_UNREACH 3
+#define XVS_ICMP_PORT_UNREACH 3
+#define XVS_ICMP_FRAG_NEEDED 4
+#define XVS_ICMP_TIME_EXCEEDED 11
+#define XVS_ICMPV6_DEST_UNREACH 1
+#define XVS_ICMPV6_PKT_TOOBIG 2
+#define XVS_ICMPV6_PORT_UNREACH 4
+#ifndef IPPROTO_ICMPV6
+#define IPPROTO_ICMPV6 58
+#endif
+
+/* Extension headers skipped before the transport header. */
+#define XVS_MAX_EXT_HDRS 4
+
+struct pkt {
+	__u32 saddr[4];
+	__u32 daddr[4];
+	__u16 sport;    /* network order */
+	__u16 dport;    /* network order */
+	__u16 l3_off;   /* from the start of the frame */
+	__u16 l4_off;
+	__u16 ip_len;   /* IP packet length, header included (what statistics count) */
+	__u8 af;        /* XVS_AF_INET or XVS_AF_INET6 */
+	__u8 proto;     /* transport protocol */
+	__u8 tcp_flags; /* XVS_TCP_* */
+	__u8 ttl;
+	__u8 icmp_type; /* for ICMP/ICMPv6 */
+	__u8 pad;
+	__u32 ifindex;  /* the interface it arrived on */
+};
+
+enum parse_result {
+	PARSE_OK = 0,      /* TCP or UDP with ports */
+	PARSE_ICMP,        /* an ICMP or ICMPv6 message */
+	PARSE_OTHER,       /* not IP, or another protocol: not ours */
+	PARSE_FRAGMENT,    /* a fragment */
+	PARSE_BAD,         /* malformed */
+};
+
+/* Parses the frame at [data, data_end).
+ * @p: filled on PARSE_OK and PARSE_ICMP (addresses, protocol, offsets).
+ * Returns: enum parse_result. Never reads outside the frame. */
+static __always_inline int parse_packet(void *data, void *data_end, struct pkt *p)
+{
+	struct ethhdr *eth = data;
+	if ((void *)(eth + 1) > data_end)
+		return PARSE_BAD;
+	__u16 off = sizeof(*eth);
+	__u8 proto;
+
+	if (eth->h_proto == bpf_htons(ETH_P_IP)) {
+		struct iphdr *ip = data + off;
+		if ((void *)(ip + 1) > data_end)
+			return PARSE_BAD;
+		if (ip->version != 4 || ip->ihl < 5)
+			return PARSE_BAD;
+		__u16 hlen = ip->ihl * 4;
+		__u16 tot = bpf_ntohs(ip->tot_len);
+		if (tot < hlen || data + off + tot > data_end)
+			return PARSE_BAD;
+		if (ip->frag_off & bpf_htons(IP_MF | IP_OFFSET))
+			return PARSE_FRAGMENT;
+		p->af = XVS_AF_INET;
+		p->saddr[0] = ip->saddr;
+		p->daddr[0] = ip->daddr;
+		p->saddr[1] = p->saddr[2] = p->saddr[3] = 0;
+		p->daddr[1] = p->daddr[2] = p->daddr[3] = 0;
+		p->l3_off = off;
+		p->ip_len = tot;
+		p->ttl = ip->ttl;
+		proto = ip->protocol;
+		off += hlen;
+	} else if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr *ip6 = data + off;
+		if ((void *)(ip6 + 1) > data_end)
+			return PARSE_BAD;
+		if (ip6->version != 6)
+			return PARSE_BAD;
+		__u16 plen = bpf_ntohs(ip6->payload_len);
+		if (data + off + sizeof(*ip6) + plen > data_end)
+			return PARSE_BAD;
+		p->af = XVS_AF_INET6;
+		__builtin_memcpy(p->saddr, &ip6->saddr, 16);
+		__builtin_memcpy(p->daddr, &ip6->daddr, 16);
+		p->l3_off = off;
+		p->ip_len = sizeof(*ip6) + plen;
+		p->ttl = ip6->hop_limit;
+		proto = ip6->nexthdr;
+		off += sizeof(*ip6);
+#pragma unroll
+		for (int i = 0; i < XVS_MAX_EXT_HDRS; i++) {
+			if (proto == IPPROTO_FRAGMENT)
+				return PARSE_FRAGMENT;
+			if (proto != IPPROTO_HOPOPTS && proto != IPPROTO_ROUTING && proto != IPPROTO_DSTOPTS)
+				break;
+			struct ipv6_opt_hdr *ext = data + off;
+			if ((void *)(ext + 1) > data_end)
+				return PARSE_BAD;
+			proto = ext->nexthdr;
+			off += (ext->hdrlen + 1) * 8;
+		}
+		if (proto == IPPROTO_HOPOPTS || proto == IPPROTO_ROUTING || proto == IPPROTO_DSTOPTS ||
+		    proto == IPPROTO_FRAGMENT)
+			return PARSE_OTHER; /* more extension headers than we walk: the kernel's */
+	} else {
+		return PARSE_OTHER;
+	}
+
+	p->proto = proto;
+	p->l4_off = off;
+	p->tcp_flags = 0;
+	p->sport = p->dport = 0;
+	if (off > 1500)
+		return PARSE_BAD;
+
+	if (proto == IPPROTO_TCP) {
+		struct tcphdr *th = data + off;
+		if ((void *)(th + 1) > data_end)
+			return PARSE_BAD;
+		if (th->doff < 5)
+			return PARSE_BAD;
+		p->sport = th->source;
+		p->dport = th->dest;
+		p->tcp_flags = (th->fin ? XVS_TCP_FIN : 0) | (th->syn ? XVS_TCP_SYN : 0) |
+			       (th->rst ? XVS_TCP_RST : 0) | (th->ack ? XVS_TCP_ACK : 0);
+		return PARSE_OK;
+	}
+	if (proto == IPPROTO_UDP) {
+		struct udphdr *uh = data + off;
+		if ((void *)(uh + 1) > data_end)
+			return PARSE_BAD;
+		if (bpf_ntohs(uh->len) < sizeof(*uh))
+			return PARSE_BAD;
+		p->sport = uh->source;
+		p->dport = uh->dest;
+		return PARSE_OK;
+	}
+	if ((proto == IPPROTO_ICMP && p->af == XVS_AF_INET) || (proto == IPPROTO_ICMPV6 && p->af == XVS_AF_INET6)) {
+		struct xvs_icmphdr *ic = data + off;
+		if ((void *)(ic + 1) > data_end)
+			return PARSE_BAD;
+		p->icmp_type = ic->type;
+		return PARSE_ICMP;
+	}
+	return PARSE_OTHER;
+}
+
+#endif

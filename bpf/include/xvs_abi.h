@@ -1,0 +1,283 @@
+/* This file contains the records that the eBPF programs share with Rust: map keys and values,
+ * constants and flag bits. crates/xvs-abi/src/lib.rs mirrors every struct with #[repr(C)] and
+ * checks its size at compile time; change both together.
+ *
+ * Byte order: addresses and ports are in network order exactly as they sit in packets; every
+ * other field is in host order. IPv4 addresses use addr[0] of a 4-word array (the rest zero).
+ */
+#ifndef XVS_ABI_H
+#define XVS_ABI_H
+
+#include <linux/types.h>
+
+/* Address families as stored in keys (not AF_* values, to keep them one byte). */
+#define XVS_AF_INET 4
+#define XVS_AF_INET6 6
+
+/* Scheduler kinds; the numbering is ours (xvs_core::SchedKind maps to it in xvs-abi). */
+enum xvs_sched_kind {
+	XVS_SCHED_NONE = 0,
+	XVS_SCHED_RR = 1,
+	XVS_SCHED_WRR = 2,
+	XVS_SCHED_LC = 3,
+	XVS_SCHED_WLC = 4,
+	XVS_SCHED_LBLC = 5,
+	XVS_SCHED_LBLCR = 6,
+	XVS_SCHED_DH = 7,
+	XVS_SCHED_SH = 8,
+	XVS_SCHED_SED = 9,
+	XVS_SCHED_NQ = 10,
+	XVS_SCHED_FO = 11,
+	XVS_SCHED_OVF = 12,
+	XVS_SCHED_MH = 13,
+	XVS_SCHED_TWOS = 14,
+};
+
+/* Service flags, with the kernel's IP_VS_SVC_F_* values. */
+#define XVS_SVC_F_PERSISTENT 0x1
+#define XVS_SVC_F_ONEPACKET 0x4
+#define XVS_SVC_F_SCHED1 0x8  /* sh-fallback / mh-fallback */
+#define XVS_SVC_F_SCHED2 0x10 /* sh-port / mh-port */
+
+/* Forwarding methods, with the kernel's IP_VS_CONN_F_* values. */
+#define XVS_FWD_MASQ 0
+#define XVS_FWD_LOCAL 1
+#define XVS_FWD_TUNNEL 2
+#define XVS_FWD_ROUTE 3
+
+/* Real server flags. */
+#define XVS_DEST_F_AVAILABLE 0x1 /* linked into its service (cleared when removed) */
+
+/* Connection flags (our bits, stored in one byte). */
+#define XVS_CONN_F_INACTIVE 0x1 /* not counted in ActiveConn */
+#define XVS_CONN_F_NOOUTPUT 0x2 /* no reply seen: DR/TUN, or NAT before the first reply */
+#define XVS_CONN_F_CTL 0x4      /* controlled by a persistence template */
+#define XVS_CONN_F_NAT 0x8      /* has a reverse (reply) entry */
+
+/* Connection states: TCP states 0..10 as the kernel numbers them, then UDP. */
+#define XVS_TCP_S_NONE 0
+#define XVS_TCP_S_ESTABLISHED 1
+#define XVS_TCP_S_SYN_SENT 2
+#define XVS_TCP_S_SYN_RECV 3
+#define XVS_TCP_S_CLOSE 6
+#define XVS_TCP_S_SYNACK 10
+#define XVS_TCP_S_LAST 11
+#define XVS_UDP_S 11
+#define XVS_STATES 12
+
+/* Template states. */
+#define XVS_TPL_S_NONE 0
+#define XVS_TPL_S_ASSURED 1
+
+/* A service key: (family, protocol, virtual address, port). 20 bytes. */
+struct xvs_svc_key {
+	__u32 addr[4];
+	__u16 port;
+	__u8 proto;
+	__u8 af;
+};
+
+/* A service as the dataplane needs it. Published whole (a hash-map update is atomic), so a
+ * packet sees the old or the new list and table, never a mix. 60 bytes. */
+struct xvs_svc {
+	__u32 id;        /* index of this service in the per-service arrays */
+	__u32 flags;     /* XVS_SVC_F_* */
+	__u32 netmask[4];/* persistence mask: IPv4 in netmask[0], IPv6 expanded from the prefix */
+	__u32 timeout;   /* persistence timeout, seconds */
+	__u32 dests_off; /* first entry in xvs_dest_lists */
+	__u32 dests_cnt; /* number of entries */
+	__u32 table_off; /* first slot in xvs_sched_tables */
+	__u32 table_len; /* 0, 256 (sh, dh) or 4093 (mh) */
+	__s32 wrr_mw;    /* wrr: max weight - (gcd - 1) */
+	__s32 wrr_di;    /* wrr: gcd of the positive weights */
+	__u16 port;      /* virtual port, network order (also in the key; the sweep sees ids) */
+	__u8 sched;      /* enum xvs_sched_kind */
+	__u8 af;
+	__u8 proto;
+	__u8 pad[3];
+};
+
+/* One real server in a service's list, in the kernel's order (newest first). Lists are
+ * republished whole with their service, so a scheduler sees one consistent set of weights.
+ * 8 bytes. */
+struct xvs_dest_ref {
+	__u32 id; /* index into xvs_dests, xvs_dest_state, xvs_dest_stats */
+	__s32 weight;
+};
+
+/* A real server's identity and parameters. Address and port never change for an id; the
+ * other fields are single words that xvsd rewrites in place on an edit. 40 bytes. */
+struct xvs_dest {
+	__u32 addr[4];
+	__u16 port;     /* network order; 0 = the packet's port */
+	__u8 af;
+	__u8 method;    /* XVS_FWD_* */
+	__u32 svc_id;   /* the service it belongs to (statistics) */
+	__u32 flags;    /* XVS_DEST_F_* */
+	__s32 weight;   /* current weight (lblc, templates of quiesced servers) */
+	__u32 u_thresh; /* -x, 0 = none */
+	__u32 l_thresh; /* the lower threshold in use: -y, or x - x/4 */
+};
+
+/* A real server's connection counters, changed only with atomic operations by the programs.
+ * InActConn = total - active. 32 bytes. */
+struct xvs_dest_state {
+	__s64 active;
+	__s64 total;
+	__s64 persist;
+	__u32 overload; /* 1 while the upper threshold holds new connections off */
+	__u32 pad;
+};
+
+/* Per-scheduler state of a service, changed with compare-and-swap. 16 bytes. */
+struct xvs_sched_state {
+	__u64 wrr;       /* (cursor dest id + 1) << 32 | current weight; cursor 0 = list head */
+	__u32 rr_cursor; /* dest id + 1 of the last pick, 0 = list head */
+	__u32 pad;
+};
+
+/* Statistics, per CPU, per service and per real server (reference §6). 40 bytes. */
+struct xvs_stats {
+	__u64 conns;
+	__u64 inpkts;
+	__u64 outpkts;
+	__u64 inbytes;
+	__u64 outbytes;
+};
+
+/* The client-side key of an IPv4 connection (the kernel's "in" direction). 16 bytes. The same
+ * layout keys templates (cport 0, caddr masked, vaddr/vport as reference §3.6). */
+struct xvs_conn4_key {
+	__u32 caddr;
+	__u32 vaddr;
+	__u16 cport;
+	__u16 vport;
+	__u8 proto;
+	__u8 pad[3];
+};
+
+/* The client-side key of an IPv6 connection. 40 bytes. */
+struct xvs_conn6_key {
+	__u32 caddr[4];
+	__u32 vaddr[4];
+	__u16 cport;
+	__u16 vport;
+	__u8 proto;
+	__u8 pad[3];
+};
+
+/* A connection. 16 bytes. With the 16-byte IPv4 key that is 32 bytes per connection; NAT adds
+ * a 32-byte reply entry (xvs_nat4_key → xvs_conn4_key). */
+struct xvs_conn {
+	__u32 dest_id;
+	__u32 seen;   /* last packet, milliseconds of CLOCK_MONOTONIC (coarse), wraps after 49 days */
+	__u32 svc_id;
+	__u8 state;   /* XVS_TCP_S_* or XVS_UDP_S */
+	__u8 flags;   /* XVS_CONN_F_* */
+	__u8 method;  /* forwarding method, fixed when the connection is created */
+	__u8 pad;
+};
+
+/* The key of a NAT reply: real server → client. 16 / 40 bytes; the value is the connection's
+ * client-side key. */
+struct xvs_nat4_key {
+	__u32 raddr;
+	__u32 caddr;
+	__u16 rport;
+	__u16 cport;
+	__u8 proto;
+	__u8 pad[3];
+};
+
+struct xvs_nat6_key {
+	__u32 raddr[4];
+	__u32 caddr[4];
+	__u16 rport;
+	__u16 cport;
+	__u8 proto;
+	__u8 pad[3];
+};
+
+/* A persistence template. 20 bytes. */
+struct xvs_tpl {
+	__u32 dest_id;
+	__u32 expires;   /* ms of CLOCK_MONOTONIC */
+	__u32 timeout;   /* seconds armed on each new connection; 60 after its first deferred expiry */
+	__u32 n_control; /* connections it controls (atomic) */
+	__u8 state;      /* XVS_TPL_S_* */
+	__u8 pad[3];
+};
+
+/* lblc/lblcr: which servers took a destination address. Key: service id + address. */
+#define XVS_LBLCR_SET 4
+struct xvs_lblc_key {
+	__u32 svc_id;
+	__u32 addr[4];
+};
+
+struct xvs_lblc {
+	__u32 dest[XVS_LBLCR_SET]; /* dest id + 1, most recently inserted first; lblc uses dest[0] */
+	__u32 lastuse;             /* seconds of CLOCK_MONOTONIC */
+	__u32 lastmod;
+};
+
+/* Tunables and tables from the core, written by xvsd. */
+#define XVS_CFG_EXPIRE_NODEST 0x1
+#define XVS_CFG_EXPIRE_QUIESCENT 0x2
+#define XVS_CFG_SLOPPY_TCP 0x4
+#define XVS_CFG_SECURE_TCP 0x8
+#define XVS_CFG_REUSE_1 0x10 /* conn_reuse_mode bit 0 */
+#define XVS_CFG_REUSE_2 0x20 /* conn_reuse_mode bit 1 */
+
+struct xvs_cfg {
+	__u32 timeout_ms[16];   /* by state: TCP 0..10, UDP 11 */
+	__u8 tcp_next[2][3][4][XVS_TCP_S_LAST]; /* [secure][dir][event][state] → state */
+	__u32 flags;            /* XVS_CFG_* */
+	__u32 lblc_expire_s;
+	__u32 lblcr_expire_s;
+	__u32 pad;
+};
+
+/* Global counters (per CPU), indexed by enum xvs_counter. */
+enum xvs_counter {
+	XVS_CNT_CONN_NEW = 0,    /* connections inserted */
+	XVS_CNT_CONN_DEL = 1,    /* connections removed by expiry or replacement */
+	XVS_CNT_SWEEPS = 2,
+	XVS_CNT_MAX = 8,
+};
+
+/* Why a packet did not take the fast path. Each is also a metrics label; numbers are never
+ * reused (mirrored in crates/xvs-abi/src/lib.rs, DropReason). */
+enum xvs_reason {
+	XVS_R_FRAGMENT = 0,       /* passed: a fragment (no ports) */
+	XVS_R_NO_ROUTE = 1,       /* passed: fib lookup failed */
+	XVS_R_NO_NEIGH = 2,       /* dropped (DR) or passed (NAT/TUN): neighbour unresolved */
+	XVS_R_NO_DEST = 3,        /* ICMP unreachable sent: no usable real server */
+	XVS_R_DEST_GONE = 4,      /* dropped: the connection's real server was removed */
+	XVS_R_CONN_FULL = 5,      /* dropped: the connection table refused the entry */
+	XVS_R_TTL = 6,            /* passed: TTL would expire, the kernel answers */
+	XVS_R_FRAG_NEEDED = 7,    /* ICMP sent: too big for the tunnel */
+	XVS_R_BAD_PACKET = 8,     /* passed: malformed header */
+	XVS_R_UNSUPPORTED = 9,    /* passed: a case the dataplane leaves to the kernel */
+	XVS_R_TABLE_FULL = 10,    /* dropped: a template or reply entry could not be stored */
+	XVS_R_MAX = 16,
+};
+
+/* Input of the sweep program, passed as its packet data. */
+struct xvs_sweep_args {
+	__u32 flags;      /* XVS_SWEEP_* */
+	__u32 max_delete; /* stop after this many removals (bounds one run) */
+};
+#define XVS_SWEEP_LBLC_FULL 0x1 /* the 30-minute lblc/lblcr expiry check is due */
+#define XVS_SWEEP_ALL 0x2       /* remove every connection (flush) */
+
+/* Output of the sweep program, in its packet data after the args. */
+struct xvs_sweep_out {
+	__u64 seen;
+	__u64 expired;
+	__u64 tpl_seen;
+	__u64 tpl_expired;
+	__u64 lblc_expired;
+};
+
+#endif

@@ -1,0 +1,198 @@
+/* This file contains the maps of the director program. Sizes are defaults; the loader sets the
+ * real ones from xvsd's configuration before loading (aya's set_max_entries). Every map is
+ * pinned by name under xvsd's pin directory, so a restarted xvsd finds the same tables and
+ * forwarding never stops (docs/dataplane.md, "hitless restart").
+ */
+#ifndef XVS_MAPS_H
+#define XVS_MAPS_H
+
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include "xvs_abi.h"
+
+#ifndef XVS_MAX_SERVICES
+#define XVS_MAX_SERVICES 131072 /* services, and slots in the per-service arrays */
+#endif
+#ifndef XVS_MAX_DESTS
+#define XVS_MAX_DESTS 262144 /* real servers, and entries in the list pool */
+#endif
+#ifndef XVS_MAX_CONNS
+#define XVS_MAX_CONNS 1048576 /* connections per family */
+#endif
+#ifndef XVS_TABLE_SLOTS
+#define XVS_TABLE_SLOTS 4194304 /* sh/dh/mh bucket pool: 1024 mh services or 16384 sh/dh */
+#endif
+
+#define XVS_PIN __uint(pinning, LIBBPF_PIN_BY_NAME)
+
+/* (family, protocol, VIP, port) → service. No preallocation: an update swaps the element under
+ * RCU, so a reader holding the old value is never overwritten (publication is atomic). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, XVS_MAX_SERVICES);
+	__type(key, struct xvs_svc_key);
+	__type(value, struct xvs_svc);
+	XVS_PIN;
+} xvs_services SEC(".maps");
+
+/* Per-service scheduler state (rr cursor, wrr position), by service id. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, XVS_MAX_SERVICES);
+	__type(key, __u32);
+	__type(value, struct xvs_sched_state);
+	XVS_PIN;
+} xvs_sched_state SEC(".maps");
+
+/* Per-service persistence netmask and timeout by id, for the sweep (it sees only ids). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, XVS_MAX_SERVICES);
+	__type(key, __u32);
+	__type(value, struct xvs_svc);
+	XVS_PIN;
+} xvs_svc_by_id SEC(".maps");
+
+/* The pool of service server lists; a service owns [dests_off, dests_off + dests_cnt). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, XVS_MAX_DESTS);
+	__type(key, __u32);
+	__type(value, struct xvs_dest_ref);
+	XVS_PIN;
+} xvs_dest_lists SEC(".maps");
+
+/* The pool of sh/dh/mh buckets: each slot holds a position in the service's list, or ~0. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, XVS_TABLE_SLOTS);
+	__type(key, __u32);
+	__type(value, __u32);
+	XVS_PIN;
+} xvs_sched_tables SEC(".maps");
+
+/* Real servers by id. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, XVS_MAX_DESTS);
+	__type(key, __u32);
+	__type(value, struct xvs_dest);
+	XVS_PIN;
+} xvs_dests SEC(".maps");
+
+/* Real server connection counters by id. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, XVS_MAX_DESTS);
+	__type(key, __u32);
+	__type(value, struct xvs_dest_state);
+	XVS_PIN;
+} xvs_dest_state SEC(".maps");
+
+/* Statistics by real server id and by service id, per CPU. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, XVS_MAX_DESTS);
+	__type(key, __u32);
+	__type(value, struct xvs_stats);
+	XVS_PIN;
+} xvs_dest_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, XVS_MAX_SERVICES);
+	__type(key, __u32);
+	__type(value, struct xvs_stats);
+	XVS_PIN;
+} xvs_svc_stats SEC(".maps");
+
+/* Connections, client side. LRU: a full table evicts its least recently used entries; the
+ * sweep notices (inserted - removed != live) and re-derives the counters. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, XVS_MAX_CONNS);
+	__type(key, struct xvs_conn4_key);
+	__type(value, struct xvs_conn);
+	XVS_PIN;
+} xvs_conn4 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, XVS_MAX_CONNS);
+	__type(key, struct xvs_conn6_key);
+	__type(value, struct xvs_conn);
+	XVS_PIN;
+} xvs_conn6 SEC(".maps");
+
+/* NAT replies: (real server, client) → the connection's key. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, XVS_MAX_CONNS);
+	__type(key, struct xvs_nat4_key);
+	__type(value, struct xvs_conn4_key);
+	XVS_PIN;
+} xvs_nat4 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, XVS_MAX_CONNS);
+	__type(key, struct xvs_nat6_key);
+	__type(value, struct xvs_conn6_key);
+	XVS_PIN;
+} xvs_nat6 SEC(".maps");
+
+/* Persistence templates; keys as connections, with cport 0 (reference §3.6). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, XVS_MAX_CONNS / 4);
+	__type(key, struct xvs_conn4_key);
+	__type(value, struct xvs_tpl);
+	XVS_PIN;
+} xvs_tpl4 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, XVS_MAX_CONNS / 4);
+	__type(key, struct xvs_conn6_key);
+	__type(value, struct xvs_tpl);
+	XVS_PIN;
+} xvs_tpl6 SEC(".maps");
+
+/* lblc/lblcr: destination address → server(s). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct xvs_lblc_key);
+	__type(value, struct xvs_lblc);
+	XVS_PIN;
+} xvs_lblc SEC(".maps");
+
+/* Tunables and the TCP state tables. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct xvs_cfg);
+	XVS_PIN;
+} xvs_config SEC(".maps");
+
+/* Packets that left the fast path, by enum xvs_reason, per CPU. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, XVS_R_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+	XVS_PIN;
+} xvs_reasons SEC(".maps");
+
+/* Global counters by enum xvs_counter, per CPU. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, XVS_CNT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+	XVS_PIN;
+} xvs_counters SEC(".maps");
+
+#endif

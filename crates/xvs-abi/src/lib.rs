@@ -1,0 +1,360 @@
+//! The records shared by the xvs eBPF programs and Rust.
+//!
+//! Every type here mirrors one in `bpf/include/xvs_abi.h`, field for field, with `#[repr(C)]`;
+//! the constant assertions below fail the build if a size drifts, and opening a map through a
+//! typed wrapper fails at load if the kernel's idea of the size differs. Addresses and ports are
+//! kept in network byte order, as the programs read them from packets.
+//!
+//! This is the only crate besides the dataplane loader that needs `unsafe`: marking the types
+//! as plain old data for aya.
+
+// Fields mirror bpf/include/xvs_abi.h, which documents each one; the types are documented here.
+#![allow(missing_docs)]
+
+use core::mem::size_of;
+
+/// Address family bytes used in keys.
+pub const AF_INET: u8 = 4;
+/// IPv6 family byte.
+pub const AF_INET6: u8 = 6;
+
+/// Scheduler numbers (`enum xvs_sched_kind`).
+pub mod sched {
+    #![allow(missing_docs)]
+    pub const NONE: u8 = 0;
+    pub const RR: u8 = 1;
+    pub const WRR: u8 = 2;
+    pub const LC: u8 = 3;
+    pub const WLC: u8 = 4;
+    pub const LBLC: u8 = 5;
+    pub const LBLCR: u8 = 6;
+    pub const DH: u8 = 7;
+    pub const SH: u8 = 8;
+    pub const SED: u8 = 9;
+    pub const NQ: u8 = 10;
+    pub const FO: u8 = 11;
+    pub const OVF: u8 = 12;
+    pub const MH: u8 = 13;
+    pub const TWOS: u8 = 14;
+}
+
+/// Service flags (the kernel's `IP_VS_SVC_F_*`).
+pub const SVC_F_PERSISTENT: u32 = 0x1;
+/// One-packet scheduling.
+pub const SVC_F_ONEPACKET: u32 = 0x4;
+/// sh-fallback / mh-fallback.
+pub const SVC_F_SCHED1: u32 = 0x8;
+/// sh-port / mh-port.
+pub const SVC_F_SCHED2: u32 = 0x10;
+/// flag-3.
+pub const SVC_F_SCHED3: u32 = 0x20;
+
+/// Forwarding methods (the kernel's values).
+pub const FWD_MASQ: u8 = 0;
+/// Local node.
+pub const FWD_LOCAL: u8 = 1;
+/// IP-in-IP tunnel.
+pub const FWD_TUNNEL: u8 = 2;
+/// Direct routing.
+pub const FWD_ROUTE: u8 = 3;
+
+/// The real server is linked into its service.
+pub const DEST_F_AVAILABLE: u32 = 0x1;
+
+/// Connection flags.
+pub const CONN_F_INACTIVE: u8 = 0x1;
+/// No reply seen (DR/TUN, or NAT before the first reply).
+pub const CONN_F_NOOUTPUT: u8 = 0x2;
+/// Controlled by a persistence template.
+pub const CONN_F_CTL: u8 = 0x4;
+/// Has a NAT reply entry.
+pub const CONN_F_NAT: u8 = 0x8;
+
+/// The UDP state number (after the 11 TCP states).
+pub const UDP_STATE: u8 = 11;
+/// Template states.
+pub const TPL_S_ASSURED: u8 = 1;
+
+/// Configuration flags (`XVS_CFG_*`).
+pub mod cfg {
+    #![allow(missing_docs)]
+    pub const EXPIRE_NODEST: u32 = 0x1;
+    pub const EXPIRE_QUIESCENT: u32 = 0x2;
+    pub const SLOPPY_TCP: u32 = 0x4;
+    pub const SECURE_TCP: u32 = 0x8;
+    pub const REUSE_1: u32 = 0x10;
+    pub const REUSE_2: u32 = 0x20;
+}
+
+/// Sweep flags.
+pub const SWEEP_LBLC_FULL: u32 = 0x1;
+/// Remove everything.
+pub const SWEEP_ALL: u32 = 0x2;
+
+/// Global counters (`enum xvs_counter`).
+pub mod counter {
+    #![allow(missing_docs)]
+    pub const CONN_NEW: u32 = 0;
+    pub const CONN_DEL: u32 = 1;
+    pub const SWEEPS: u32 = 2;
+}
+
+/// Why a packet left the fast path (`enum xvs_reason`); the names are metrics labels.
+pub const REASONS: [(u32, &str); 11] = [
+    (0, "fragment"),
+    (1, "no_route"),
+    (2, "no_neigh"),
+    (3, "no_dest"),
+    (4, "dest_gone"),
+    (5, "conn_table_full"),
+    (6, "ttl"),
+    (7, "frag_needed"),
+    (8, "bad_packet"),
+    (9, "unsupported"),
+    (10, "table_full"),
+];
+/// Size of the reasons array.
+pub const REASON_MAX: u32 = 16;
+
+macro_rules! pod {
+    ($($t:ty = $size:expr),* $(,)?) => {
+        $(
+            const _: () = assert!(size_of::<$t>() == $size, concat!("size of ", stringify!($t)));
+            // SAFETY: a #[repr(C)] struct of integers and integer arrays with explicit padding
+            // fields: every bit pattern is valid and there are no implicit padding bytes.
+            unsafe impl aya::Pod for $t {}
+        )*
+    };
+}
+
+/// A service key.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct SvcKey {
+    pub addr: [u32; 4],
+    pub port: u16,
+    pub proto: u8,
+    pub af: u8,
+}
+
+/// A published service.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct Svc {
+    pub id: u32,
+    pub flags: u32,
+    pub netmask: [u32; 4],
+    pub timeout: u32,
+    pub dests_off: u32,
+    pub dests_cnt: u32,
+    pub table_off: u32,
+    pub table_len: u32,
+    pub wrr_mw: i32,
+    pub wrr_di: i32,
+    pub port: u16,
+    pub sched: u8,
+    pub af: u8,
+    pub proto: u8,
+    pub pad: [u8; 3],
+}
+
+/// A list entry.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct DestRef {
+    pub id: u32,
+    pub weight: i32,
+}
+
+/// A real server.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct Dest {
+    pub addr: [u32; 4],
+    pub port: u16,
+    pub af: u8,
+    pub method: u8,
+    pub svc_id: u32,
+    pub flags: u32,
+    pub weight: i32,
+    pub u_thresh: u32,
+    pub l_thresh: u32,
+}
+
+/// A real server's connection counters.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct DestState {
+    pub active: i64,
+    pub total: i64,
+    pub persist: i64,
+    pub overload: u32,
+    pub pad: u32,
+}
+
+/// Scheduler state of a service.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct SchedState {
+    pub wrr: u64,
+    pub rr_cursor: u32,
+    pub pad: u32,
+}
+
+/// Statistics of one CPU.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub conns: u64,
+    pub inpkts: u64,
+    pub outpkts: u64,
+    pub inbytes: u64,
+    pub outbytes: u64,
+}
+
+/// IPv4 connection (and template) key.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Conn4Key {
+    pub caddr: u32,
+    pub vaddr: u32,
+    pub cport: u16,
+    pub vport: u16,
+    pub proto: u8,
+    pub pad: [u8; 3],
+}
+
+/// IPv6 connection (and template) key.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Conn6Key {
+    pub caddr: [u32; 4],
+    pub vaddr: [u32; 4],
+    pub cport: u16,
+    pub vport: u16,
+    pub proto: u8,
+    pub pad: [u8; 3],
+}
+
+/// A connection.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct Conn {
+    pub dest_id: u32,
+    pub seen: u32,
+    pub svc_id: u32,
+    pub state: u8,
+    pub flags: u8,
+    pub method: u8,
+    pub pad: u8,
+}
+
+/// IPv4 NAT reply key.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Nat4Key {
+    pub raddr: u32,
+    pub caddr: u32,
+    pub rport: u16,
+    pub cport: u16,
+    pub proto: u8,
+    pub pad: [u8; 3],
+}
+
+/// IPv6 NAT reply key.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Nat6Key {
+    pub raddr: [u32; 4],
+    pub caddr: [u32; 4],
+    pub rport: u16,
+    pub cport: u16,
+    pub proto: u8,
+    pub pad: [u8; 3],
+}
+
+/// A persistence template.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct Tpl {
+    pub dest_id: u32,
+    pub expires: u32,
+    pub timeout: u32,
+    pub n_control: u32,
+    pub state: u8,
+    pub pad: [u8; 3],
+}
+
+/// lblc/lblcr key.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct LblcKey {
+    pub svc_id: u32,
+    pub addr: [u32; 4],
+}
+
+/// lblc/lblcr entry.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct Lblc {
+    pub dest: [u32; 4],
+    pub lastuse: u32,
+    pub lastmod: u32,
+}
+
+/// Tunables and the TCP state tables.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct Cfg {
+    pub timeout_ms: [u32; 16],
+    pub tcp_next: [[[[u8; 11]; 4]; 3]; 2],
+    pub flags: u32,
+    pub lblc_expire_s: u32,
+    pub lblcr_expire_s: u32,
+    pub pad: u32,
+}
+
+/// Input of the sweep program.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct SweepArgs {
+    pub flags: u32,
+    pub max_delete: u32,
+}
+
+/// Output of the sweep program.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct SweepOut {
+    pub seen: u64,
+    pub expired: u64,
+    pub tpl_seen: u64,
+    pub tpl_expired: u64,
+    pub lblc_expired: u64,
+}
+
+pod! {
+    SvcKey = 20,
+    Svc = 60,
+    DestRef = 8,
+    Dest = 40,
+    DestState = 32,
+    SchedState = 16,
+    Stats = 40,
+    Conn4Key = 16,
+    Conn6Key = 40,
+    Conn = 16,
+    Nat4Key = 16,
+    Nat6Key = 40,
+    Tpl = 20,
+    LblcKey = 20,
+    Lblc = 24,
+    Cfg = 344,
+    SweepArgs = 8,
+    SweepOut = 40,
+}
+
+/// Bytes of key and value one IPv4 connection takes (connection entry only; NAT doubles it).
+pub const CONN4_BYTES: usize = size_of::<Conn4Key>() + size_of::<Conn>();
+/// Bytes of key and value one IPv6 connection takes.
+pub const CONN6_BYTES: usize = size_of::<Conn6Key>() + size_of::<Conn>();

@@ -1,0 +1,105 @@
+//! First-fit allocation of ranges in the list and table pools, with a quarantine: a range a
+//! service stops using may still be read by a packet that looked the service up a moment ago,
+//! so it is reused only after a grace period.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use xvs_core::Instant;
+
+/// How long a released range waits before reuse. XDP programs run for microseconds under RCU;
+/// this is orders of magnitude longer.
+pub const GRACE: Duration = Duration::from_secs(2);
+
+/// Free ranges of a pool of `cap` slots.
+#[derive(Debug)]
+pub struct RangeAlloc {
+    free: BTreeMap<u32, u32>,
+    quarantine: Vec<(Instant, u32, u32)>,
+    cap: u32,
+}
+
+impl RangeAlloc {
+    /// A pool of `cap` slots, all free.
+    pub fn new(cap: u32) -> Self {
+        let mut free = BTreeMap::new();
+        if cap > 0 {
+            free.insert(0, cap);
+        }
+        RangeAlloc { free, quarantine: Vec::new(), cap }
+    }
+
+    /// Slots in the pool.
+    pub fn capacity(&self) -> u32 {
+        self.cap
+    }
+
+    /// Slots free right now (not counting the quarantine).
+    pub fn available(&self) -> u32 {
+        self.free.values().sum()
+    }
+
+    /// Takes `len` consecutive slots; `None` when no free range is long enough.
+    pub fn alloc(&mut self, len: u32) -> Option<u32> {
+        if len == 0 {
+            return Some(0);
+        }
+        let (&start, &flen) = self.free.iter().find(|(_, l)| **l >= len)?;
+        self.free.remove(&start);
+        if flen > len {
+            self.free.insert(start + len, flen - len);
+        }
+        Some(start)
+    }
+
+    /// Gives a range back after the grace period.
+    pub fn release(&mut self, start: u32, len: u32, now: Instant) {
+        if len > 0 {
+            self.quarantine.push((now + GRACE, start, len));
+        }
+    }
+
+    /// Frees the quarantined ranges whose grace period is over.
+    pub fn reclaim(&mut self, now: Instant) {
+        let (ready, wait): (Vec<_>, Vec<_>) = self.quarantine.drain(..).partition(|(t, _, _)| *t <= now);
+        self.quarantine = wait;
+        for (_, start, len) in ready {
+            self.free_now(start, len);
+        }
+    }
+
+    fn free_now(&mut self, mut start: u32, mut len: u32) {
+        if let Some((&ps, &pl)) = self.free.range(..start).next_back() {
+            if ps + pl == start {
+                self.free.remove(&ps);
+                start = ps;
+                len += pl;
+            }
+        }
+        if let Some(&nl) = self.free.get(&(start + len)) {
+            self.free.remove(&(start + len));
+            len += nl;
+        }
+        self.free.insert(start, len);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_are_reused_only_after_the_grace_period_and_coalesce() {
+        let mut a = RangeAlloc::new(10);
+        let x = a.alloc(4).unwrap();
+        let y = a.alloc(4).unwrap();
+        assert_eq!((x, y), (0, 4));
+        assert_eq!(a.alloc(4), None);
+        a.release(x, 4, Instant::ZERO);
+        a.release(y, 4, Instant::ZERO);
+        a.reclaim(Instant::from_secs(1));
+        assert_eq!(a.alloc(4), None, "still in quarantine");
+        a.reclaim(Instant::from_secs(2));
+        assert_eq!(a.alloc(10), Some(0), "coalesced into one range");
+    }
+}

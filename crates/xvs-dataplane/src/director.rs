@@ -1,0 +1,275 @@
+//! The director program (`bpf/xvs_lb.bpf.c`): loading with the configured table sizes, the
+//! maps as typed handles, attaching to interfaces, running the sweep, and `BPF_PROG_TEST_RUN`.
+
+use std::path::{Path, PathBuf};
+
+use aya::maps::{Array, HashMap, Map, MapData, PerCpuArray};
+use aya::programs::{TestRun, TestRunOptions, Xdp, XdpMode};
+use aya::{Ebpf, EbpfLoader};
+use xvs_abi as abi;
+
+use crate::error::{Context, Error};
+
+/// Table sizes and where the maps are pinned.
+#[derive(Clone, Debug)]
+pub struct LoadOptions {
+    /// The bpffs directory maps are pinned in; a director loaded again with the same directory
+    /// adopts the same tables (connections, counters, services).
+    pub pin_dir: PathBuf,
+    /// Services (and slots in the per-service arrays).
+    pub max_services: u32,
+    /// Real servers (and entries in the list pool).
+    pub max_dests: u32,
+    /// Connections per address family.
+    pub max_conns: u32,
+    /// Buckets in the sh/dh/mh pool (one mh service takes 4093).
+    pub table_slots: u32,
+}
+
+impl LoadOptions {
+    /// Defaults sized for a large installation: 128k services, 256k real servers, 1M
+    /// connections per family, 4M scheduler buckets.
+    pub fn new(pin_dir: impl Into<PathBuf>) -> Self {
+        LoadOptions {
+            pin_dir: pin_dir.into(),
+            max_services: 131_072,
+            max_dests: 262_144,
+            max_conns: 1_048_576,
+            table_slots: 4_194_304,
+        }
+    }
+
+    /// Small tables for tests.
+    pub fn small(pin_dir: impl Into<PathBuf>) -> Self {
+        LoadOptions {
+            pin_dir: pin_dir.into(),
+            max_services: 1024,
+            max_dests: 8192,
+            max_conns: 65_536,
+            table_slots: 65_536,
+        }
+    }
+}
+
+static XVS_LB: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/xvs_lb.o"));
+
+/// Typed handles on the director's maps.
+#[allow(missing_docs)]
+pub struct Maps {
+    pub services: HashMap<MapData, abi::SvcKey, abi::Svc>,
+    pub svc_by_id: Array<MapData, abi::Svc>,
+    pub sched_state: Array<MapData, abi::SchedState>,
+    pub dest_lists: Array<MapData, abi::DestRef>,
+    pub tables: Array<MapData, u32>,
+    pub dests: Array<MapData, abi::Dest>,
+    pub dest_state: Array<MapData, abi::DestState>,
+    pub dest_stats: PerCpuArray<MapData, abi::Stats>,
+    pub svc_stats: PerCpuArray<MapData, abi::Stats>,
+    pub conn4: HashMap<MapData, abi::Conn4Key, abi::Conn>,
+    pub conn6: HashMap<MapData, abi::Conn6Key, abi::Conn>,
+    pub nat4: HashMap<MapData, abi::Nat4Key, abi::Conn4Key>,
+    pub nat6: HashMap<MapData, abi::Nat6Key, abi::Conn6Key>,
+    pub tpl4: HashMap<MapData, abi::Conn4Key, abi::Tpl>,
+    pub tpl6: HashMap<MapData, abi::Conn6Key, abi::Tpl>,
+    pub lblc: HashMap<MapData, abi::LblcKey, abi::Lblc>,
+    pub config: Array<MapData, abi::Cfg>,
+    pub reasons: PerCpuArray<MapData, u64>,
+    pub counters: PerCpuArray<MapData, u64>,
+}
+
+fn take(ebpf: &mut Ebpf, name: &str) -> Result<Map, Error> {
+    ebpf.take_map(name).ok_or_else(|| Error::Unsupported(format!("the director object has no map {name}")))
+}
+
+macro_rules! typed {
+    ($ebpf:expr, $name:literal) => {{
+        let typed: Result<_, aya::maps::MapError> = take($ebpf, $name)?.try_into();
+        typed.ctx(|| format!("open map {}", $name))?
+    }};
+}
+
+/// The loaded director: its maps and its two programs.
+pub struct Director {
+    ebpf: Ebpf,
+    /// The maps.
+    pub maps: Maps,
+    /// Where the maps are pinned.
+    pub pin_dir: PathBuf,
+    /// Table sizes it was loaded with.
+    pub options: LoadOptions,
+}
+
+/// The result of one `BPF_PROG_TEST_RUN`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunResult {
+    /// The XDP action (`XDP_PASS` = 2, `XDP_TX` = 3, `XDP_REDIRECT` = 4, `XDP_DROP` = 1).
+    pub action: u32,
+    /// The frame as the program left it.
+    pub frame: Vec<u8>,
+}
+
+/// XDP action numbers.
+pub mod action {
+    #![allow(missing_docs)]
+    pub const ABORTED: u32 = 0;
+    pub const DROP: u32 = 1;
+    pub const PASS: u32 = 2;
+    pub const TX: u32 = 3;
+    pub const REDIRECT: u32 = 4;
+}
+
+impl Director {
+    /// Loads and verifies the director, creating its maps or adopting those pinned in
+    /// `options.pin_dir`.
+    pub fn load(options: LoadOptions) -> Result<Director, Error> {
+        std::fs::create_dir_all(&options.pin_dir)
+            .map_err(|e| Error::Unsupported(format!("create pin directory {}: {e}", options.pin_dir.display())))?;
+        let mut loader = EbpfLoader::new();
+        loader
+            .default_map_pin_directory(&options.pin_dir)
+            .map_max_entries("xvs_services", options.max_services)
+            .map_max_entries("xvs_sched_state", options.max_services)
+            .map_max_entries("xvs_svc_by_id", options.max_services)
+            .map_max_entries("xvs_svc_stats", options.max_services)
+            .map_max_entries("xvs_dest_lists", options.max_dests)
+            .map_max_entries("xvs_dests", options.max_dests)
+            .map_max_entries("xvs_dest_state", options.max_dests)
+            .map_max_entries("xvs_dest_stats", options.max_dests)
+            .map_max_entries("xvs_conn4", options.max_conns)
+            .map_max_entries("xvs_conn6", options.max_conns)
+            .map_max_entries("xvs_nat4", options.max_conns)
+            .map_max_entries("xvs_nat6", options.max_conns)
+            .map_max_entries("xvs_tpl4", (options.max_conns / 4).max(1024))
+            .map_max_entries("xvs_tpl6", (options.max_conns / 4).max(1024))
+            .map_max_entries("xvs_sched_tables", options.table_slots);
+        let mut ebpf = loader.load(XVS_LB).ctx(|| "load the director program (bpf/xvs_lb.bpf.c)".into())?;
+        for name in ["xvs_lb", "xvs_sweep"] {
+            let prog: Result<&mut Xdp, aya::programs::ProgramError> = ebpf
+                .program_mut(name)
+                .ok_or_else(|| Error::Unsupported(format!("the director object has no program {name}")))?
+                .try_into();
+            let prog = prog.ctx(|| format!("program {name} is not XDP"))?;
+            prog.load().ctx(|| format!("verify {name}"))?;
+        }
+        let maps = Maps {
+            services: typed!(&mut ebpf, "xvs_services"),
+            svc_by_id: typed!(&mut ebpf, "xvs_svc_by_id"),
+            sched_state: typed!(&mut ebpf, "xvs_sched_state"),
+            dest_lists: typed!(&mut ebpf, "xvs_dest_lists"),
+            tables: typed!(&mut ebpf, "xvs_sched_tables"),
+            dests: typed!(&mut ebpf, "xvs_dests"),
+            dest_state: typed!(&mut ebpf, "xvs_dest_state"),
+            dest_stats: typed!(&mut ebpf, "xvs_dest_stats"),
+            svc_stats: typed!(&mut ebpf, "xvs_svc_stats"),
+            conn4: typed!(&mut ebpf, "xvs_conn4"),
+            conn6: typed!(&mut ebpf, "xvs_conn6"),
+            nat4: typed!(&mut ebpf, "xvs_nat4"),
+            nat6: typed!(&mut ebpf, "xvs_nat6"),
+            tpl4: typed!(&mut ebpf, "xvs_tpl4"),
+            tpl6: typed!(&mut ebpf, "xvs_tpl6"),
+            lblc: typed!(&mut ebpf, "xvs_lblc"),
+            config: typed!(&mut ebpf, "xvs_config"),
+            reasons: typed!(&mut ebpf, "xvs_reasons"),
+            counters: typed!(&mut ebpf, "xvs_counters"),
+        };
+        let pin_dir = options.pin_dir.clone();
+        Ok(Director { ebpf, maps, pin_dir, options })
+    }
+
+    fn prog(&self, name: &str) -> Result<&Xdp, Error> {
+        let p: Result<&Xdp, aya::programs::ProgramError> =
+            self.ebpf.program(name).ok_or_else(|| Error::Unsupported(format!("no program {name}")))?.try_into();
+        p.ctx(|| format!("program {name} is not XDP"))
+    }
+
+    fn prog_mut(&mut self, name: &str) -> Result<&mut Xdp, Error> {
+        let p: Result<&mut Xdp, aya::programs::ProgramError> =
+            self.ebpf.program_mut(name).ok_or_else(|| Error::Unsupported(format!("no program {name}")))?.try_into();
+        p.ctx(|| format!("program {name} is not XDP"))
+    }
+
+    /// Attaches the director to interface `ifname` in native mode, or generic mode when the
+    /// driver has no native XDP (`native` false forces generic). Returns the mode used.
+    pub fn attach(&mut self, ifname: &str, native: bool) -> Result<XdpMode, Error> {
+        let prog = self.prog_mut("xvs_lb")?;
+        if native {
+            match prog.attach(ifname, XdpMode::Driver) {
+                Ok(_) => return Ok(XdpMode::Driver),
+                Err(e) => {
+                    let fallback = prog.attach(ifname, XdpMode::Skb);
+                    return fallback
+                        .map(|_| XdpMode::Skb)
+                        .ctx(|| format!("attach to {ifname} (native mode failed too: {e})"));
+                }
+            }
+        }
+        prog.attach(ifname, XdpMode::Skb).ctx(|| format!("attach to {ifname} in generic mode"))?;
+        Ok(XdpMode::Skb)
+    }
+
+    /// Runs the director once on `frame` as if it arrived on interface `ifindex`.
+    pub fn test_run(&self, frame: &[u8], ifindex: u32) -> Result<RunResult, Error> {
+        run(self.prog("xvs_lb")?, frame, ifindex, 1).map(|(r, _)| r)
+    }
+
+    /// Runs the director `repeat` times on `frame` and returns the kernel's average time per
+    /// run (the buffer is not reset between repeats: see lab-notes).
+    pub fn test_run_timed(
+        &self,
+        frame: &[u8],
+        ifindex: u32,
+        repeat: u32,
+    ) -> Result<(RunResult, std::time::Duration), Error> {
+        run(self.prog("xvs_lb")?, frame, ifindex, repeat)
+    }
+
+    /// Runs the sweep: expires connections and templates whose time is up, with their
+    /// accounting; `flags` are `xvs_abi::SWEEP_*`.
+    pub fn sweep(&self, flags: u32) -> Result<abi::SweepOut, Error> {
+        let args = abi::SweepArgs { flags, max_delete: u32::MAX };
+        let mut input = [0u8; 64];
+        // SAFETY: SweepArgs is plain old data (xvs-abi); the buffer is larger than it.
+        let bytes: &[u8] = unsafe {
+            core::slice::from_raw_parts(&args as *const abi::SweepArgs as *const u8, size_of::<abi::SweepArgs>())
+        };
+        input[..bytes.len()].copy_from_slice(bytes);
+        let (r, _) = run(self.prog("xvs_sweep")?, &input, 1, 1)?;
+        let off = size_of::<abi::SweepArgs>();
+        let raw = &r.frame[off..off + size_of::<abi::SweepOut>()];
+        let word = |i: usize| u64::from_ne_bytes(raw[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
+        Ok(abi::SweepOut {
+            seen: word(0),
+            expired: word(1),
+            tpl_seen: word(2),
+            tpl_expired: word(3),
+            lblc_expired: word(4),
+        })
+    }
+
+    /// The pin directory's path for a named map.
+    pub fn map_path(&self, name: &str) -> PathBuf {
+        Path::new(&self.pin_dir).join(name)
+    }
+}
+
+use core::mem::size_of;
+
+fn run(prog: &Xdp, frame: &[u8], ifindex: u32, repeat: u32) -> Result<(RunResult, std::time::Duration), Error> {
+    // XDP programs may grow the frame (encapsulation, ICMP): leave room.
+    let mut out = vec![0u8; frame.len() + 256];
+    // struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index, egress_ifindex.
+    // The kernel wants data = 0 and data_end = the frame's length.
+    let mut ctx = [0u8; 24];
+    ctx[4..8].copy_from_slice(&(frame.len() as u32).to_ne_bytes());
+    ctx[12..16].copy_from_slice(&ifindex.to_ne_bytes());
+    let opts = TestRunOptions {
+        data_in: Some(frame),
+        data_out: Some(&mut out),
+        ctx_in: if ifindex > 1 { Some(&ctx) } else { None },
+        repeat,
+        ..Default::default()
+    };
+    let res = prog.test_run(opts).ctx(|| "BPF_PROG_TEST_RUN".into())?;
+    out.truncate(res.data_size_out as usize);
+    Ok((RunResult { action: res.return_value, frame: out }, res.duration))
+}

@@ -1,0 +1,19 @@
+//! # xvs-dataplane
+//!
+//! The XDP half of xvs: compiles (at build time) and loads the eBPF programs in `bpf/`, keeps
+//! their maps equal to the core's services and real servers ([`Publisher`]), reads back the
+//! counters, and runs the sweep that expires connections. `docs/dataplane.md` describes the
+//! maps, the packet path of each forwarding method and the decisions behind them.
+
+#![warn(missing_docs)]
+
+mod alloc;
+pub mod director;
+mod error;
+pub mod publish;
+pub mod readback;
+
+pub use alloc::RangeAlloc;
+pub use director::{action, Director, LoadOptions, Maps, RunResult};
+pub use error::Error;
+pub use publish::{addr_words, words_addr, Publisher};

@@ -1,0 +1,421 @@
+//! Mirrors the core's services and real servers into the director's maps.
+//!
+//! A change is published in an order that keeps every packet consistent: real server records
+//! first, then a fresh copy of the service's list and bucket table in unused pool ranges, and
+//! last the service record itself, whose single hash-map update switches packets from the old
+//! list and table to the new ones. The old ranges are reused only after a grace period.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use xvs_abi as abi;
+use xvs_core::sched::SchedTable;
+use xvs_core::{
+    ConnFlags, DestId, Family, ForwardMethod, Instant, Netmask, SchedFlags, SchedKind, ServiceId, ServiceKey, Services,
+    Sysctl, Timeouts,
+};
+
+use crate::alloc::RangeAlloc;
+use crate::director::Director;
+use crate::error::{Context, Error};
+
+/// The address as four network-order words (IPv4 in the first).
+pub fn addr_words(a: &IpAddr) -> [u32; 4] {
+    match a {
+        IpAddr::V4(v4) => [u32::from_ne_bytes(v4.octets()), 0, 0, 0],
+        IpAddr::V6(v6) => {
+            let o = v6.octets();
+            let w = |i: usize| u32::from_ne_bytes([o[i], o[i + 1], o[i + 2], o[i + 3]]);
+            [w(0), w(4), w(8), w(12)]
+        }
+    }
+}
+
+/// The inverse of [`addr_words`].
+pub fn words_addr(af: u8, w: &[u32; 4]) -> IpAddr {
+    if af == abi::AF_INET {
+        IpAddr::from(w[0].to_ne_bytes())
+    } else {
+        let mut o = [0u8; 16];
+        for (i, word) in w.iter().enumerate() {
+            o[i * 4..i * 4 + 4].copy_from_slice(&word.to_ne_bytes());
+        }
+        IpAddr::from(o)
+    }
+}
+
+/// The dataplane's number for a scheduler.
+pub fn sched_number(k: Option<SchedKind>) -> u8 {
+    use abi::sched as s;
+    match k {
+        None => s::NONE,
+        Some(SchedKind::Rr) => s::RR,
+        Some(SchedKind::Wrr) => s::WRR,
+        Some(SchedKind::Lc) => s::LC,
+        Some(SchedKind::Wlc) => s::WLC,
+        Some(SchedKind::Lblc) => s::LBLC,
+        Some(SchedKind::Lblcr) => s::LBLCR,
+        Some(SchedKind::Dh) => s::DH,
+        Some(SchedKind::Sh) => s::SH,
+        Some(SchedKind::Sed) => s::SED,
+        Some(SchedKind::Nq) => s::NQ,
+        Some(SchedKind::Fo) => s::FO,
+        Some(SchedKind::Ovf) => s::OVF,
+        Some(SchedKind::Mh) => s::MH,
+        Some(SchedKind::Twos) => s::TWOS,
+    }
+}
+
+/// The service key the dataplane looks packets up with.
+pub fn svc_key(key: &ServiceKey) -> Result<abi::SvcKey, Error> {
+    match key {
+        ServiceKey::Addr { proto, addr, port } => Ok(abi::SvcKey {
+            addr: addr_words(addr),
+            port: port.to_be(),
+            proto: proto.number(),
+            af: if addr.is_ipv4() { abi::AF_INET } else { abi::AF_INET6 },
+        }),
+        ServiceKey::Fwmark { .. } => Err(Error::Unsupported(
+            "firewall-mark services need the packet's mark, which XDP runs too early to see; \
+             configure one service per virtual address and port instead"
+                .into(),
+        )),
+    }
+}
+
+fn netmask_words(m: &Netmask) -> [u32; 4] {
+    match m {
+        Netmask::V4(a) => [u32::from_ne_bytes(a.octets()), 0, 0, 0],
+        Netmask::V6(plen) => {
+            let bits: u128 = if *plen == 0 { 0 } else { u128::MAX << (128 - u32::from(*plen).min(128)) };
+            addr_words(&IpAddr::V6(bits.into()))
+        }
+    }
+}
+
+fn method_number(m: ForwardMethod) -> u8 {
+    match m {
+        ForwardMethod::Masq => abi::FWD_MASQ,
+        ForwardMethod::Local => abi::FWD_LOCAL,
+        ForwardMethod::Tunnel => abi::FWD_TUNNEL,
+        // Bypass is never configured on a real server; route is the closest action.
+        ForwardMethod::Route | ForwardMethod::Bypass => abi::FWD_ROUTE,
+    }
+}
+
+/// What the dataplane currently holds for one service.
+#[derive(Debug, Clone)]
+struct Published {
+    key: abi::SvcKey,
+    dests_off: u32,
+    dests: Vec<(DestId, i32)>,
+    table_off: u32,
+    table_len: u32,
+    /// The scheduler state as last written, to tell whether packets moved it since.
+    sched_written: abi::SchedState,
+    sched: u8,
+}
+
+/// Keeps the director's maps equal to a [`Services`] table.
+#[derive(Debug)]
+pub struct Publisher {
+    lists: RangeAlloc,
+    tables: RangeAlloc,
+    published: HashMap<ServiceId, Published>,
+}
+
+impl Publisher {
+    /// A publisher for a director loaded with `dp`'s sizes, with nothing published.
+    pub fn new(dp: &Director) -> Self {
+        Publisher {
+            lists: RangeAlloc::new(dp.options.max_dests),
+            tables: RangeAlloc::new(dp.options.table_slots),
+            published: HashMap::new(),
+        }
+    }
+
+    /// Checks that a service can be carried by the dataplane before the core accepts it.
+    pub fn check_service(key: &ServiceKey) -> Result<(), Error> {
+        svc_key(key)?;
+        if key.protocol() == xvs_core::Protocol::Sctp {
+            return Err(Error::Unsupported(
+                "SCTP services are not balanced by the xvs dataplane (TCP and UDP are)".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Writes the tunables and the TCP state tables from the core.
+    pub fn write_config(dp: &mut Director, timeouts: &Timeouts, sysctl: &Sysctl) -> Result<(), Error> {
+        use xvs_core::conn::tcp::{TCP_STATES_NORMAL, TCP_STATES_SECURE};
+        let mut cfg = abi::Cfg::default();
+        for (i, t) in timeouts.tcp.0.iter().enumerate() {
+            cfg.timeout_ms[i] = u32::try_from(t.as_millis()).unwrap_or(u32::MAX);
+        }
+        cfg.timeout_ms[usize::from(abi::UDP_STATE)] = u32::try_from(timeouts.udp.as_millis()).unwrap_or(u32::MAX);
+        for (s, table) in [&TCP_STATES_NORMAL, &TCP_STATES_SECURE].into_iter().enumerate() {
+            for (d, dir) in table.iter().enumerate() {
+                for (e, ev) in dir.iter().enumerate() {
+                    for (st, next) in ev.iter().enumerate() {
+                        cfg.tcp_next[s][d][e][st] = *next as u8;
+                    }
+                }
+            }
+        }
+        let f = &mut cfg.flags;
+        let set = |f: &mut u32, on: bool, bit: u32| {
+            if on {
+                *f |= bit
+            }
+        };
+        set(f, sysctl.expire_nodest_conn, abi::cfg::EXPIRE_NODEST);
+        set(f, sysctl.expire_quiescent_template, abi::cfg::EXPIRE_QUIESCENT);
+        set(f, sysctl.sloppy_tcp, abi::cfg::SLOPPY_TCP);
+        set(f, sysctl.secure_tcp, abi::cfg::SECURE_TCP);
+        set(f, sysctl.conn_reuse_mode & 1 != 0, abi::cfg::REUSE_1);
+        set(f, sysctl.conn_reuse_mode & 2 != 0, abi::cfg::REUSE_2);
+        cfg.lblc_expire_s = u32::try_from(sysctl.lblc_expiration.as_secs()).unwrap_or(u32::MAX);
+        cfg.lblcr_expire_s = u32::try_from(sysctl.lblcr_expiration.as_secs()).unwrap_or(u32::MAX);
+        dp.maps.config.set(0, cfg, 0).ctx(|| "write xvs_config".into())
+    }
+
+    /// Publishes service `id` as it is now in `services` (new, or changed in any way).
+    pub fn publish(
+        &mut self,
+        dp: &mut Director,
+        services: &Services,
+        id: ServiceId,
+        now: Instant,
+    ) -> Result<(), Error> {
+        self.lists.reclaim(now);
+        self.tables.reclaim(now);
+        let svc =
+            services.get(id).ok_or_else(|| Error::Unsupported("publishing a service that does not exist".into()))?;
+        let key = svc_key(svc.key())?;
+        let view = services.view(id).expect("a live service has a view");
+        let sid = id.index();
+        if sid >= dp.options.max_services {
+            return Err(Error::Capacity(format!(
+                "service slot {sid} is beyond the dataplane's {} (raise max_services)",
+                dp.options.max_services
+            )));
+        }
+
+        // 1. Real server records.
+        let dests: Vec<(DestId, i32)> = view.iter().map(|(d, r)| (d, r.weight())).collect();
+        for (did, d) in view.iter() {
+            let idx = did.index();
+            if idx >= dp.options.max_dests {
+                return Err(Error::Capacity(format!(
+                    "real server slot {idx} is beyond the dataplane's {} (raise max_dests)",
+                    dp.options.max_dests
+                )));
+            }
+            if Family::of(&d.addr()) != svc.key().family() {
+                return Err(Error::Unsupported(
+                    "real servers of the other address family need a 4-in-6/6-in-4 tunnel, which the dataplane does not build".into(),
+                ));
+            }
+            let c = d.config();
+            let rec = abi::Dest {
+                addr: addr_words(&d.addr()),
+                port: d.port().to_be(),
+                af: if d.addr().is_ipv4() { abi::AF_INET } else { abi::AF_INET6 },
+                method: method_number(c.method),
+                svc_id: sid,
+                flags: abi::DEST_F_AVAILABLE,
+                weight: c.weight,
+                u_thresh: c.u_threshold,
+                l_thresh: d.l_threshold_val(),
+            };
+            dp.maps.dests.set(idx, rec, 0).ctx(|| format!("write real server {}", d.addr()))?;
+        }
+        let old = self.published.get(&id).cloned();
+        if let Some(o) = &old {
+            for (gone, _) in o.dests.iter().filter(|(g, _)| !dests.iter().any(|(d, _)| d == g)) {
+                self.mark_unavailable(dp, *gone)?;
+            }
+        }
+
+        // 2. The list, in a fresh range.
+        let n = dests.len() as u32;
+        let dests_off = self.lists.alloc(n).ok_or_else(|| {
+            Error::Capacity(format!(
+                "no room for {n} more list entries (raise max_dests, now {})",
+                self.lists.capacity()
+            ))
+        })?;
+        for (i, (did, w)) in dests.iter().enumerate() {
+            dp.maps
+                .dest_lists
+                .set(dests_off + i as u32, abi::DestRef { id: did.index(), weight: *w }, 0)
+                .ctx(|| "write xvs_dest_lists".into())?;
+        }
+
+        // 3. The bucket table of sh, dh and mh.
+        let (mut table_off, mut table_len) = (0, 0);
+        if let Some(SchedTable::Buckets(b)) = svc.scheduler().map(|s| s.table()) {
+            table_len = b.len() as u32;
+            table_off = match self.tables.alloc(table_len) {
+                Some(off) => off,
+                None => {
+                    self.lists.release(dests_off, n, now);
+                    return Err(Error::Capacity(format!(
+                        "no room for a {table_len}-bucket table (raise table_slots, now {})",
+                        self.tables.capacity()
+                    )));
+                }
+            };
+            let pos: HashMap<DestId, u32> = dests.iter().enumerate().map(|(i, (d, _))| (*d, i as u32)).collect();
+            for (i, slot) in b.iter().enumerate() {
+                let v = slot.and_then(|d| pos.get(&d).copied()).unwrap_or(u32::MAX);
+                dp.maps.tables.set(table_off + i as u32, v, 0).ctx(|| "write xvs_sched_tables".into())?;
+            }
+        }
+
+        // 4. Scheduler state that must follow the list (rr cursor, wrr position).
+        let cfg = svc.config();
+        let sched = sched_number(cfg.scheduler);
+        let (cw_core, mw, di) = svc.scheduler().and_then(|s| s.wrr_state()).unwrap_or((0, 0, 0));
+        let current = dp.maps.sched_state.get(&sid, 0).ctx(|| "read xvs_sched_state".into())?;
+        let list_changed = old.as_ref().is_none_or(|o| o.dests != dests || o.sched != sched);
+        let mut state = current;
+        if old.as_ref().is_none_or(|o| o.sched != sched) {
+            state = abi::SchedState::default();
+        }
+        if sched == abi::sched::WRR && list_changed {
+            let untouched = old.as_ref().is_some_and(|o| o.sched_written == current && o.sched == sched);
+            let cw = if old.is_none() || untouched || old.as_ref().is_some_and(|o| o.sched != sched) {
+                // No packet moved the state since we wrote it: the core followed every change
+                // exactly as the kernel's hooks would.
+                cw_core
+            } else {
+                // Packets moved it: apply the kernel's rule once to where they left it.
+                let cw = (current.wrr & 0xffff_ffff) as u32 as i32;
+                if cw > mw || cw == 0 {
+                    mw
+                } else if di > 1 {
+                    (cw / di) * di + 1
+                } else {
+                    cw
+                }
+            };
+            state.wrr = u64::from(cw as u32); // cursor back to the head
+        }
+        if sched == abi::sched::RR && state.rr_cursor != 0 {
+            if let Some(o) = &old {
+                let cur = state.rr_cursor - 1;
+                if !dests.iter().any(|(d, _)| d.index() == cur) {
+                    // The cursor's server left: step back to its predecessor (ip_vs_rr_del_dest).
+                    let pos = o.dests.iter().position(|(d, _)| d.index() == cur);
+                    let prev =
+                        pos.and_then(|p| o.dests[..p].iter().rev().find(|(d, _)| dests.iter().any(|(n, _)| n == d)));
+                    state.rr_cursor = prev.map_or(0, |(d, _)| d.index() + 1);
+                }
+            }
+        }
+        if state != current {
+            dp.maps.sched_state.set(sid, state, 0).ctx(|| "write xvs_sched_state".into())?;
+        }
+
+        // 5. The service record: the switch.
+        let mut flags = 0;
+        if cfg.persistence.is_some() {
+            flags |= abi::SVC_F_PERSISTENT;
+        }
+        if cfg.one_packet {
+            flags |= abi::SVC_F_ONEPACKET;
+        }
+        if cfg.flags.contains(SchedFlags::SCHED1) {
+            flags |= abi::SVC_F_SCHED1;
+        }
+        if cfg.flags.contains(SchedFlags::SCHED2) {
+            flags |= abi::SVC_F_SCHED2;
+        }
+        if cfg.flags.contains(SchedFlags::SCHED3) {
+            flags |= abi::SVC_F_SCHED3;
+        }
+        let rec = abi::Svc {
+            id: sid,
+            flags,
+            netmask: netmask_words(&cfg.netmask),
+            timeout: cfg.persistence.unwrap_or(0),
+            dests_off,
+            dests_cnt: n,
+            table_off,
+            table_len,
+            wrr_mw: mw,
+            wrr_di: di,
+            port: key.port,
+            sched,
+            af: key.af,
+            proto: key.proto,
+            pad: [0; 3],
+        };
+        dp.maps.svc_by_id.set(sid, rec, 0).ctx(|| "write xvs_svc_by_id".into())?;
+        dp.maps.services.insert(key, rec, 0).ctx(|| format!("publish service {}", svc.key()))?;
+
+        if let Some(o) = &old {
+            self.lists.release(o.dests_off, o.dests.len() as u32, now);
+            self.tables.release(o.table_off, o.table_len, now);
+        }
+        self.published
+            .insert(id, Published { key, dests_off, dests, table_off, table_len, sched_written: state, sched });
+        Ok(())
+    }
+
+    fn mark_unavailable(&self, dp: &mut Director, id: DestId) -> Result<(), Error> {
+        let mut rec = dp.maps.dests.get(&id.index(), 0).ctx(|| "read xvs_dests".into())?;
+        rec.flags &= !abi::DEST_F_AVAILABLE;
+        dp.maps.dests.set(id.index(), rec, 0).ctx(|| "write xvs_dests".into())
+    }
+
+    /// Removes a service that the core no longer has; its servers become unavailable (their
+    /// connections follow `expire_nodest_conn`).
+    pub fn unpublish(&mut self, dp: &mut Director, id: ServiceId, now: Instant) -> Result<(), Error> {
+        let Some(o) = self.published.remove(&id) else { return Ok(()) };
+        match dp.maps.services.remove(&o.key) {
+            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
+            Err(e) => return Err(e).ctx(|| "remove a service".into()),
+        }
+        for (d, _) in &o.dests {
+            self.mark_unavailable(dp, *d)?;
+        }
+        self.lists.release(o.dests_off, o.dests.len() as u32, now);
+        self.tables.release(o.table_off, o.table_len, now);
+        Ok(())
+    }
+
+    /// Makes the dataplane hold exactly the services of `services`: publishes each one and
+    /// removes the rest. Used at start-up and after bulk changes.
+    pub fn sync_all(&mut self, dp: &mut Director, services: &Services, now: Instant) -> Result<(), Error> {
+        let live: Vec<ServiceId> = services.iter().map(|(id, _)| id).collect();
+        let stale: Vec<ServiceId> = self.published.keys().filter(|id| !live.contains(id)).copied().collect();
+        for id in stale {
+            self.unpublish(dp, id, now)?;
+        }
+        for id in live {
+            self.publish(dp, services, id, now)?;
+        }
+        Ok(())
+    }
+
+    /// Services currently published.
+    pub fn published(&self) -> usize {
+        self.published.len()
+    }
+}
+
+/// The connection flags the core would give a new connection to a server using `method`, as
+/// the dataplane stores them (used by tests comparing the two).
+pub fn conn_flags_for(method: ForwardMethod) -> u8 {
+    let core = ConnFlags::for_method(method);
+    let mut f = 0;
+    if core.has(ConnFlags::INACTIVE) {
+        f |= abi::CONN_F_INACTIVE;
+    }
+    if core.has(ConnFlags::NOOUTPUT) {
+        f |= abi::CONN_F_NOOUTPUT;
+    }
+    f
+}

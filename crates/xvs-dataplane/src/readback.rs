@@ -1,0 +1,62 @@
+//! Reading the dataplane's counters back into the core's terms.
+
+use xvs_abi as abi;
+use xvs_core::{Counters, DestCounters, DestId, ServiceId};
+
+use crate::director::Director;
+use crate::error::{Context, Error};
+
+fn sum(values: impl IntoIterator<Item = abi::Stats>) -> Counters {
+    let mut c = Counters::default();
+    for v in values {
+        c.conns += v.conns;
+        c.inpkts += v.inpkts;
+        c.outpkts += v.outpkts;
+        c.inbytes += v.inbytes;
+        c.outbytes += v.outbytes;
+    }
+    c
+}
+
+impl Director {
+    /// A real server's statistics, summed over CPUs.
+    pub fn dest_stats(&self, id: DestId) -> Result<Counters, Error> {
+        let v = self.maps.dest_stats.get(&id.index(), 0).ctx(|| "read xvs_dest_stats".into())?;
+        Ok(sum(v.iter().copied()))
+    }
+
+    /// A service's statistics, summed over CPUs.
+    pub fn svc_stats(&self, id: ServiceId) -> Result<Counters, Error> {
+        let v = self.maps.svc_stats.get(&id.index(), 0).ctx(|| "read xvs_svc_stats".into())?;
+        Ok(sum(v.iter().copied()))
+    }
+
+    /// A real server's connection counters.
+    pub fn dest_counters(&self, id: DestId) -> Result<DestCounters, Error> {
+        let s = self.maps.dest_state.get(&id.index(), 0).ctx(|| "read xvs_dest_state".into())?;
+        let clamp = |v: i64| u32::try_from(v.max(0)).unwrap_or(u32::MAX);
+        Ok(DestCounters {
+            active: clamp(s.active),
+            inactive: clamp(s.total - s.active),
+            persistent: clamp(s.persist),
+            overloaded: s.overload != 0,
+        })
+    }
+
+    /// Packets that left the fast path, by reason label.
+    pub fn reasons(&self) -> Result<Vec<(&'static str, u64)>, Error> {
+        abi::REASONS
+            .iter()
+            .map(|(i, name)| {
+                let v = self.maps.reasons.get(i, 0).ctx(|| "read xvs_reasons".into())?;
+                Ok((*name, v.iter().sum()))
+            })
+            .collect()
+    }
+
+    /// A global counter (`xvs_abi::counter::*`), summed over CPUs.
+    pub fn counter(&self, which: u32) -> Result<u64, Error> {
+        let v = self.maps.counters.get(&which, 0).ctx(|| "read xvs_counters".into())?;
+        Ok(v.iter().sum())
+    }
+}
