@@ -45,6 +45,7 @@ pub struct Service {
     /// Statistics of the service.
     pub stats: Stats,
     seq: u64,
+    generation: u64,
 }
 
 impl Service {
@@ -66,6 +67,13 @@ impl Service {
     /// The bound scheduler, if any (`-s none` has none).
     pub fn scheduler(&self) -> Option<&dyn Scheduler> {
         self.sched.as_deref()
+    }
+
+    /// A number that grows with every change to the service or its list of servers (the
+    /// moments the kernel calls a scheduler's hooks), so a mirror can tell that it is behind
+    /// even when the change left every value as it was.
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// The persistence timeout, when persistent.
@@ -239,6 +247,7 @@ impl Services {
             sched,
             stats: Stats::default(),
             seq,
+            generation: 0,
         }));
         self.by_key.insert(key, id);
         self.order.insert(seq, id);
@@ -282,6 +291,7 @@ impl Services {
             svc.sched = s;
         }
         svc.config = config;
+        svc.generation += 1;
         Ok(())
     }
 
@@ -346,6 +356,7 @@ impl Services {
         };
         let svc = self.services.get_mut(svc_id.0).expect("indexed services are live");
         svc.dests.insert(0, id);
+        svc.generation += 1;
         let view = DestView { ids: &svc.dests, arena: &self.dests };
         if let Some(s) = svc.sched.as_mut() {
             s.dests_changed(DestChange::Added(id), &view);
@@ -366,6 +377,7 @@ impl Services {
         let id = self.find_dest(svc_id, &addr, port).ok_or(Error::NoSuchDest)?;
         self.dests.dest_mut(id).expect("listed destinations are live").reconfigure(config, false);
         let svc = self.services.get_mut(svc_id.0).expect("indexed services are live");
+        svc.generation += 1;
         let view = DestView { ids: &svc.dests, arena: &self.dests };
         if let Some(s) = svc.sched.as_mut() {
             s.dests_changed(DestChange::Updated(id), &view);
@@ -381,6 +393,7 @@ impl Services {
         let pos = svc.dests.iter().position(|d| *d == id).expect("found in the list");
         let prev = pos.checked_sub(1).map(|p| svc.dests[p]);
         svc.dests.remove(pos);
+        svc.generation += 1;
         let view = DestView { ids: &svc.dests, arena: &self.dests };
         if let Some(s) = svc.sched.as_mut() {
             s.dests_changed(DestChange::Removed { id, prev }, &view);

@@ -3,13 +3,11 @@
 //! so it is reused only after a grace period.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use xvs_core::Instant;
-
-/// How long a released range waits before reuse. XDP programs run for microseconds under RCU;
-/// this is orders of magnitude longer.
-pub const GRACE: Duration = Duration::from_secs(2);
+/// How long a released range waits before reuse. An XDP program runs for microseconds inside
+/// an RCU read section; this is three orders of magnitude longer.
+pub const GRACE: Duration = Duration::from_millis(50);
 
 /// Free ranges of a pool of `cap` slots.
 #[derive(Debug)]
@@ -39,11 +37,27 @@ impl RangeAlloc {
         self.free.values().sum()
     }
 
-    /// Takes `len` consecutive slots; `None` when no free range is long enough.
+    /// Takes `len` consecutive slots. When only quarantined ranges could satisfy the request,
+    /// waits out their grace period (at most [`GRACE`]); `None` when the pool is really full.
     pub fn alloc(&mut self, len: u32) -> Option<u32> {
         if len == 0 {
             return Some(0);
         }
+        self.reclaim();
+        if let Some(start) = self.take(len) {
+            return Some(start);
+        }
+        let oldest = self.quarantine.iter().map(|(t, _, _)| *t).min()?;
+        std::thread::sleep((oldest + GRACE).saturating_duration_since(Instant::now()));
+        // Everything released before now is reusable after this wait.
+        let all = self.quarantine.drain(..).collect::<Vec<_>>();
+        for (_, start, len) in all {
+            self.free_now(start, len);
+        }
+        self.take(len)
+    }
+
+    fn take(&mut self, len: u32) -> Option<u32> {
         let (&start, &flen) = self.free.iter().find(|(_, l)| **l >= len)?;
         self.free.remove(&start);
         if flen > len {
@@ -53,15 +67,16 @@ impl RangeAlloc {
     }
 
     /// Gives a range back after the grace period.
-    pub fn release(&mut self, start: u32, len: u32, now: Instant) {
+    pub fn release(&mut self, start: u32, len: u32) {
         if len > 0 {
-            self.quarantine.push((now + GRACE, start, len));
+            self.quarantine.push((Instant::now(), start, len));
         }
     }
 
     /// Frees the quarantined ranges whose grace period is over.
-    pub fn reclaim(&mut self, now: Instant) {
-        let (ready, wait): (Vec<_>, Vec<_>) = self.quarantine.drain(..).partition(|(t, _, _)| *t <= now);
+    pub fn reclaim(&mut self) {
+        let now = Instant::now();
+        let (ready, wait): (Vec<_>, Vec<_>) = self.quarantine.drain(..).partition(|(t, _, _)| *t + GRACE <= now);
         self.quarantine = wait;
         for (_, start, len) in ready {
             self.free_now(start, len);
@@ -94,12 +109,13 @@ mod tests {
         let x = a.alloc(4).unwrap();
         let y = a.alloc(4).unwrap();
         assert_eq!((x, y), (0, 4));
-        assert_eq!(a.alloc(4), None);
-        a.release(x, 4, Instant::ZERO);
-        a.release(y, 4, Instant::ZERO);
-        a.reclaim(Instant::from_secs(1));
-        assert_eq!(a.alloc(4), None, "still in quarantine");
-        a.reclaim(Instant::from_secs(2));
-        assert_eq!(a.alloc(10), Some(0), "coalesced into one range");
+        a.release(x, 4);
+        a.release(y, 4);
+        a.reclaim();
+        assert_eq!(a.available(), 2, "still in quarantine");
+        let t = Instant::now();
+        assert_eq!(a.alloc(10), Some(0), "waits out the grace, then coalesces");
+        assert!(t.elapsed() >= GRACE / 2);
+        assert_eq!(a.alloc(1), None, "really full");
     }
 }

@@ -149,7 +149,20 @@ impl Director {
                 .ok_or_else(|| Error::Unsupported(format!("the director object has no program {name}")))?
                 .try_into();
             let prog = prog.ctx(|| format!("program {name} is not XDP"))?;
-            prog.load().ctx(|| format!("verify {name}"))?;
+            // The verifier gives up with EAGAIN when a signal is pending for the loading
+            // thread (a child process exiting elsewhere in the process, say); try again.
+            let mut attempt = 0;
+            loop {
+                match prog.load() {
+                    Err(aya::programs::ProgramError::LoadError { io_error, .. })
+                        if io_error.raw_os_error() == Some(libc::EAGAIN) && attempt < 8 =>
+                    {
+                        attempt += 1;
+                        std::thread::sleep(std::time::Duration::from_millis(20));
+                    }
+                    r => break r.ctx(|| format!("verify {name}"))?,
+                }
+            }
         }
         let maps = Maps {
             services: typed!(&mut ebpf, "xvs_services"),

@@ -11,8 +11,8 @@ use std::net::IpAddr;
 use xvs_abi as abi;
 use xvs_core::sched::SchedTable;
 use xvs_core::{
-    ConnFlags, DestId, Family, ForwardMethod, Instant, Netmask, SchedFlags, SchedKind, ServiceId, ServiceKey, Services,
-    Sysctl, Timeouts,
+    ConnFlags, DestId, Family, ForwardMethod, Netmask, SchedFlags, SchedKind, ServiceId, ServiceKey, Services, Sysctl,
+    Timeouts,
 };
 
 use crate::alloc::RangeAlloc;
@@ -114,6 +114,7 @@ struct Published {
     /// The scheduler state as last written, to tell whether packets moved it since.
     sched_written: abi::SchedState,
     sched: u8,
+    generation: u64,
 }
 
 /// Keeps the director's maps equal to a [`Services`] table.
@@ -180,15 +181,7 @@ impl Publisher {
     }
 
     /// Publishes service `id` as it is now in `services` (new, or changed in any way).
-    pub fn publish(
-        &mut self,
-        dp: &mut Director,
-        services: &Services,
-        id: ServiceId,
-        now: Instant,
-    ) -> Result<(), Error> {
-        self.lists.reclaim(now);
-        self.tables.reclaim(now);
+    pub fn publish(&mut self, dp: &mut Director, services: &Services, id: ServiceId) -> Result<(), Error> {
         let svc =
             services.get(id).ok_or_else(|| Error::Unsupported("publishing a service that does not exist".into()))?;
         let key = svc_key(svc.key())?;
@@ -259,7 +252,7 @@ impl Publisher {
             table_off = match self.tables.alloc(table_len) {
                 Some(off) => off,
                 None => {
-                    self.lists.release(dests_off, n, now);
+                    self.lists.release(dests_off, n);
                     return Err(Error::Capacity(format!(
                         "no room for a {table_len}-bucket table (raise table_slots, now {})",
                         self.tables.capacity()
@@ -278,7 +271,7 @@ impl Publisher {
         let sched = sched_number(cfg.scheduler);
         let (cw_core, mw, di) = svc.scheduler().and_then(|s| s.wrr_state()).unwrap_or((0, 0, 0));
         let current = dp.maps.sched_state.get(&sid, 0).ctx(|| "read xvs_sched_state".into())?;
-        let list_changed = old.as_ref().is_none_or(|o| o.dests != dests || o.sched != sched);
+        let list_changed = old.as_ref().is_none_or(|o| o.generation != svc.generation() || o.sched != sched);
         let mut state = current;
         if old.as_ref().is_none_or(|o| o.sched != sched) {
             state = abi::SchedState::default();
@@ -356,11 +349,22 @@ impl Publisher {
         dp.maps.services.insert(key, rec, 0).ctx(|| format!("publish service {}", svc.key()))?;
 
         if let Some(o) = &old {
-            self.lists.release(o.dests_off, o.dests.len() as u32, now);
-            self.tables.release(o.table_off, o.table_len, now);
+            self.lists.release(o.dests_off, o.dests.len() as u32);
+            self.tables.release(o.table_off, o.table_len);
         }
-        self.published
-            .insert(id, Published { key, dests_off, dests, table_off, table_len, sched_written: state, sched });
+        self.published.insert(
+            id,
+            Published {
+                key,
+                dests_off,
+                dests,
+                table_off,
+                table_len,
+                sched_written: state,
+                sched,
+                generation: svc.generation(),
+            },
+        );
         Ok(())
     }
 
@@ -372,7 +376,7 @@ impl Publisher {
 
     /// Removes a service that the core no longer has; its servers become unavailable (their
     /// connections follow `expire_nodest_conn`).
-    pub fn unpublish(&mut self, dp: &mut Director, id: ServiceId, now: Instant) -> Result<(), Error> {
+    pub fn unpublish(&mut self, dp: &mut Director, id: ServiceId) -> Result<(), Error> {
         let Some(o) = self.published.remove(&id) else { return Ok(()) };
         match dp.maps.services.remove(&o.key) {
             Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
@@ -381,21 +385,21 @@ impl Publisher {
         for (d, _) in &o.dests {
             self.mark_unavailable(dp, *d)?;
         }
-        self.lists.release(o.dests_off, o.dests.len() as u32, now);
-        self.tables.release(o.table_off, o.table_len, now);
+        self.lists.release(o.dests_off, o.dests.len() as u32);
+        self.tables.release(o.table_off, o.table_len);
         Ok(())
     }
 
     /// Makes the dataplane hold exactly the services of `services`: publishes each one and
     /// removes the rest. Used at start-up and after bulk changes.
-    pub fn sync_all(&mut self, dp: &mut Director, services: &Services, now: Instant) -> Result<(), Error> {
+    pub fn sync_all(&mut self, dp: &mut Director, services: &Services) -> Result<(), Error> {
         let live: Vec<ServiceId> = services.iter().map(|(id, _)| id).collect();
         let stale: Vec<ServiceId> = self.published.keys().filter(|id| !live.contains(id)).copied().collect();
         for id in stale {
-            self.unpublish(dp, id, now)?;
+            self.unpublish(dp, id)?;
         }
         for id in live {
-            self.publish(dp, services, id, now)?;
+            self.publish(dp, services, id)?;
         }
         Ok(())
     }

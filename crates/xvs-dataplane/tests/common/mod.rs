@@ -108,7 +108,7 @@ impl Lab {
 
     pub fn service_with(&mut self, key: ServiceKey, cfg: ServiceConfig) -> ServiceKey {
         let id = self.lb.add_service(key, cfg, self.now).expect("add service");
-        self.publisher.publish(&mut self.dp, &self.lb.services, id, self.now).expect("publish");
+        self.publisher.publish(&mut self.dp, &self.lb.services, id).expect("publish");
         key
     }
 
@@ -120,7 +120,7 @@ impl Lab {
 
     pub fn republish(&mut self, key: &ServiceKey) {
         let id = self.lb.services.find(key).expect("service");
-        self.publisher.publish(&mut self.dp, &self.lb.services, id, self.now).expect("publish");
+        self.publisher.publish(&mut self.dp, &self.lb.services, id).expect("publish");
     }
 
     /// Runs a frame arriving from the client side.
@@ -237,6 +237,26 @@ pub fn parse(frame: &[u8]) -> Seen {
             dport: 0,
             inner: Some(Box::new(parse(&inner))),
         };
+    }
+    if proto == 1 || proto == 58 {
+        // ICMP: the one's-complement sum over the message (plus the pseudo-header for ICMPv6)
+        // must come out as all ones.
+        let mut words: Vec<u8> = Vec::new();
+        if let (IpAddr::V6(s), IpAddr::V6(d)) = (src, dst) {
+            words.extend_from_slice(&s.octets());
+            words.extend_from_slice(&d.octets());
+            words.extend_from_slice(&(ip_payload.len() as u32).to_be_bytes());
+            words.extend_from_slice(&[0, 0, 0, 58]);
+        }
+        words.extend_from_slice(ip_payload);
+        if words.len() % 2 == 1 {
+            words.push(0);
+        }
+        let mut sum: u32 = words.chunks(2).map(|c| u32::from(u16::from_be_bytes([c[0], c[1]]))).sum();
+        while sum > 0xffff {
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+        assert_eq!(sum, 0xffff, "ICMP checksum");
     }
     let (sport, dport) = match (&p.transport, &p.net) {
         (Some(TransportSlice::Tcp(t)), Some(net)) => {
