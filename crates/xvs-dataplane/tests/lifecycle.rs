@@ -1,0 +1,215 @@
+//! Connections over time: states against the core's, expiry by the sweep at the configured
+//! timeouts with exact accounting, persistence templates, reuse of closed 4-tuples, removed
+//! servers, and a reloaded director adopting the pinned tables.
+
+mod common;
+
+use std::thread::sleep;
+use std::time::Duration;
+
+use common::*;
+use xvs_abi as abi;
+use xvs_core::{ConnState, ForwardMethod, Packet, SchedKind, ServiceConfig, ServiceKey, TcpFlags, TcpState, Verdict};
+use xvs_dataplane::{action, addr_words, Director, LoadOptions, Publisher};
+
+fn conn_of(lab: &Lab, client: &str, port: u16, key: &ServiceKey) -> Option<abi::Conn> {
+    let k = abi::Conn4Key {
+        caddr: addr_words(&ip(client))[0],
+        vaddr: addr_words(&key.addr())[0],
+        cport: port.to_be(),
+        vport: key.port().to_be(),
+        proto: key.protocol().number(),
+        pad: [0; 3],
+    };
+    lab.dp.maps.conn4.get(&k, 0).ok()
+}
+
+fn send(lab: &mut Lab, key: &ServiceKey, client: &str, port: u16, flags: Option<u8>) -> (u32, Verdict) {
+    let f = frame((ip(client), port), (key.addr(), key.port()), flags, b"", CLIENT_MAC, lab.mac_d0);
+    let r = lab.run_client(&f);
+    let p = match flags {
+        Some(fl) => Packet::tcp((ip(client), port), (key.addr(), key.port()), fl),
+        None => Packet::udp((ip(client), port), (key.addr(), key.port())),
+    };
+    let v = lab.lb.handle_inbound(lab.now, &p);
+    (r.action, v)
+}
+
+fn short_timeouts(lab: &mut Lab) {
+    lab.lb.timeouts.udp = Duration::from_secs(1);
+    lab.lb.timeouts.tcp.0[TcpState::Close as usize] = Duration::from_secs(1);
+    lab.lb.timeouts.tcp.0[TcpState::SynRecv as usize] = Duration::from_secs(1);
+    Publisher::write_config(&mut lab.dp, &lab.lb.timeouts, &lab.lb.sysctl).unwrap();
+}
+
+#[test]
+fn tcp_states_match_the_core_packet_by_packet() {
+    if require_root().is_none() {
+        return;
+    }
+    for method in [ForwardMethod::Masq, ForwardMethod::Route] {
+        let mut lab = Lab::new();
+        let key = lab.service(vip4(80), SchedKind::Rr);
+        lab.dest(&key, RS4[0], 80, method_cfg(method));
+        let steps = [TcpFlags::SYN, TcpFlags::ACK, TcpFlags::ACK, TcpFlags::FIN | TcpFlags::ACK, TcpFlags::ACK, TcpFlags::RST];
+        for flags in steps {
+            let (a, _) = send(&mut lab, &key, CLIENT4, 40000, Some(flags));
+            assert_eq!(a, action::REDIRECT);
+            let dp = conn_of(&lab, CLIENT4, 40000, &key).expect("connection entry");
+            let core = lab.lb.conns.iter().next().map(|(_, c)| c.state).unwrap();
+            let ConnState::Tcp(cs) = core else { panic!("{core:?}") };
+            assert_eq!(dp.state, cs as u8, "{method:?} after flags {flags:#x}: core is {}", cs.name());
+        }
+    }
+}
+
+#[test]
+fn udp_connections_expire_with_their_accounting() {
+    if require_root().is_none() {
+        return;
+    }
+    let mut lab = Lab::new();
+    short_timeouts(&mut lab);
+    let key = lab.service(ServiceKey::udp(ip(VIP4), 53), SchedKind::Rr);
+    lab.dest(&key, RS4[0], 53, method_cfg(ForwardMethod::Masq));
+    let (a, _) = send(&mut lab, &key, CLIENT4, 5353, None);
+    assert_eq!(a, action::REDIRECT);
+    let d = lab.lb.services.find_dest(lab.lb.services.find(&key).unwrap(), &ip(RS4[0]), 53).unwrap();
+    assert_eq!(lab.dp.dest_counters(d).unwrap().inactive, 1, "UDP connections are inactive");
+    assert_eq!(lab.dp.maps.nat4.iter().count(), 1);
+    let out = lab.dp.sweep(0).unwrap();
+    assert_eq!((out.seen, out.expired), (1, 0), "not yet");
+    sleep(Duration::from_millis(1100));
+    let out = lab.dp.sweep(0).unwrap();
+    assert_eq!((out.seen, out.expired), (1, 1), "expired after the UDP timeout");
+    assert!(conn_of(&lab, CLIENT4, 5353, &key).is_none());
+    assert_eq!(lab.dp.maps.nat4.iter().count(), 0, "reply entry removed with it");
+    let c = lab.dp.dest_counters(d).unwrap();
+    assert_eq!((c.active, c.inactive), (0, 0));
+    assert_eq!(
+        lab.dp.counter(abi::counter::CONN_NEW).unwrap(),
+        lab.dp.counter(abi::counter::CONN_DEL).unwrap(),
+        "every insert has its removal"
+    );
+}
+
+#[test]
+fn a_closed_tuple_is_rescheduled_and_expired_entries_are_replaced() {
+    if require_root().is_none() {
+        return;
+    }
+    let mut lab = Lab::new();
+    short_timeouts(&mut lab);
+    let key = lab.service(vip4(80), SchedKind::Rr);
+    lab.dest(&key, RS4[0], 80, method_cfg(ForwardMethod::Masq));
+    lab.dest(&key, RS4[1], 80, method_cfg(ForwardMethod::Masq));
+    let first = conn_dest(&mut lab, &key, TcpFlags::SYN);
+    send(&mut lab, &key, CLIENT4, 40000, Some(TcpFlags::ACK));
+    send(&mut lab, &key, CLIENT4, 40000, Some(TcpFlags::RST));
+    // conn_reuse_mode 1: a SYN on a CLOSE connection starts a new one, scheduled anew.
+    let second = conn_dest(&mut lab, &key, TcpFlags::SYN);
+    assert_ne!(first, second);
+    // Let it expire without a sweep: the next SYN replaces the stale entry itself.
+    sleep(Duration::from_millis(1100));
+    let third = conn_dest(&mut lab, &key, TcpFlags::SYN);
+    assert_ne!(second, third);
+    let svc = lab.lb.services.find(&key).unwrap();
+    let total: u32 = RS4[..2]
+        .iter()
+        .map(|a| {
+            let c = lab.dp.dest_counters(lab.lb.services.find_dest(svc, &ip(a), 80).unwrap()).unwrap();
+            c.active + c.inactive
+        })
+        .sum();
+    assert_eq!(total, 1, "only the live connection is counted");
+}
+
+fn conn_dest(lab: &mut Lab, key: &ServiceKey, flags: u8) -> std::net::IpAddr {
+    let f = frame((ip(CLIENT4), 40000), (key.addr(), key.port()), Some(flags), b"", CLIENT_MAC, lab.mac_d0);
+    let r = lab.run_client(&f);
+    assert_eq!(r.action, action::REDIRECT);
+    parse(&r.frame).dst
+}
+
+#[test]
+fn removed_servers_drop_or_reschedule() {
+    if require_root().is_none() {
+        return;
+    }
+    let mut lab = Lab::new();
+    let key = lab.service(vip4(80), SchedKind::Rr);
+    lab.dest(&key, RS4[0], 80, method_cfg(ForwardMethod::Masq));
+    lab.dest(&key, RS4[1], 80, method_cfg(ForwardMethod::Masq));
+    let d = conn_dest(&mut lab, &key, TcpFlags::SYN);
+    lab.lb.services.delete_dest(&key, &d, 80, lab.now).unwrap();
+    lab.republish(&key);
+    let f = frame((ip(CLIENT4), 40000), (key.addr(), 80), Some(TcpFlags::ACK), b"x", CLIENT_MAC, lab.mac_d0);
+    assert_eq!(lab.run_client(&f).action, action::DROP, "expire_nodest_conn=0: dropped");
+    lab.lb.sysctl.expire_nodest_conn = true;
+    Publisher::write_config(&mut lab.dp, &lab.lb.timeouts, &lab.lb.sysctl).unwrap();
+    let other = conn_dest(&mut lab, &key, TcpFlags::SYN);
+    assert_ne!(other, d, "expired and rescheduled to a remaining server");
+}
+
+#[test]
+fn persistence_templates_pin_clients_and_expire() {
+    if require_root().is_none() {
+        return;
+    }
+    let mut lab = Lab::new();
+    short_timeouts(&mut lab);
+    let key = ServiceKey::udp(ip(VIP4), 53);
+    lab.service_with(key, ServiceConfig::new(key.family(), SchedKind::Rr).persistent(1));
+    lab.dest(&key, RS4[0], 53, method_cfg(ForwardMethod::Masq));
+    lab.dest(&key, RS4[1], 53, method_cfg(ForwardMethod::Masq));
+    let pick = |lab: &mut Lab, port: u16| {
+        let f = frame((ip(CLIENT4), port), (key.addr(), 53), None, b"q", CLIENT_MAC, lab.mac_d0);
+        parse(&lab.run_client(&f).frame).dst
+    };
+    let a = pick(&mut lab, 1000);
+    assert_eq!(pick(&mut lab, 1001), a, "same client, same server");
+    assert_eq!(lab.dp.maps.tpl4.iter().count(), 1);
+    let svc = lab.lb.services.find(&key).unwrap();
+    let d = lab.lb.services.find_dest(svc, &a, 53).unwrap();
+    assert_eq!(lab.dp.dest_counters(d).unwrap().persistent, 1);
+    sleep(Duration::from_millis(1100));
+    // Connections (UDP, 1 s) and then the idle template go in one sweep.
+    let out = lab.dp.sweep(0).unwrap();
+    assert_eq!((out.expired, out.tpl_expired), (2, 1));
+    assert_eq!(lab.dp.dest_counters(d).unwrap().persistent, 0);
+    assert_ne!(pick(&mut lab, 1002), a, "rr moves on once the template is gone");
+}
+
+#[test]
+fn a_template_controlling_connections_outlives_its_timeout() {
+    if require_root().is_none() {
+        return;
+    }
+    let mut lab = Lab::new();
+    let key = lab.service_with(vip4(80), ServiceConfig::new(vip4(80).family(), SchedKind::Rr).persistent(1));
+    lab.dest(&key, RS4[0], 80, method_cfg(ForwardMethod::Masq));
+    conn_dest(&mut lab, &key, TcpFlags::SYN);
+    sleep(Duration::from_millis(1100));
+    let out = lab.dp.sweep(0).unwrap();
+    assert_eq!(out.tpl_expired, 0);
+    let (_, t) = lab.dp.maps.tpl4.iter().next().unwrap().unwrap();
+    assert_eq!((t.n_control, t.timeout), (1, 60), "re-armed for 60 s, and 60 s from then on");
+}
+
+#[test]
+fn a_reloaded_director_adopts_pinned_connections() {
+    if require_root().is_none() {
+        return;
+    }
+    let mut lab = Lab::new();
+    let key = lab.service(vip4(80), SchedKind::Rr);
+    lab.dest(&key, RS4[0], 80, method_cfg(ForwardMethod::Masq));
+    lab.dest(&key, RS4[1], 80, method_cfg(ForwardMethod::Masq));
+    let d = conn_dest(&mut lab, &key, TcpFlags::SYN);
+    // A second instance on the same pins, as a restarted xvsd would load it.
+    let again = Director::load(LoadOptions::small(lab.dp.pin_dir.clone())).unwrap();
+    let f = frame((ip(CLIENT4), 40000), (key.addr(), 80), Some(TcpFlags::ACK), b"x", CLIENT_MAC, lab.mac_d0);
+    let r = again.test_run(&f, lab.if_client).unwrap();
+    assert_eq!(r.action, action::REDIRECT);
+    assert_eq!(parse(&r.frame).dst, d, "the established connection keeps its server");
+}
