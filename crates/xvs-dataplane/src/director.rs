@@ -267,7 +267,12 @@ impl Director {
 
 use core::mem::size_of;
 
-fn run(prog: &Xdp, frame: &[u8], ifindex: u32, repeat: u32) -> Result<(RunResult, std::time::Duration), Error> {
+pub(crate) fn run(
+    prog: &Xdp,
+    frame: &[u8],
+    ifindex: u32,
+    repeat: u32,
+) -> Result<(RunResult, std::time::Duration), Error> {
     // XDP programs may grow the frame (encapsulation, ICMP): leave room.
     let mut out = vec![0u8; frame.len() + 256];
     // struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index, egress_ifindex.

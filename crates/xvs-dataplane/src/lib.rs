@@ -8,12 +8,14 @@
 #![warn(missing_docs)]
 
 mod alloc;
+pub mod aux;
 pub mod director;
 mod error;
 pub mod publish;
 pub mod readback;
 
 pub use alloc::RangeAlloc;
+pub use aux::{Aux, BareCfg, Decap};
 pub use director::{action, Director, LoadOptions, Maps, RunResult};
 pub use error::Error;
 pub use publish::{addr_words, words_addr, Publisher};

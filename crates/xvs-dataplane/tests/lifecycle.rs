@@ -51,7 +51,8 @@ fn tcp_states_match_the_core_packet_by_packet() {
         let mut lab = Lab::new();
         let key = lab.service(vip4(80), SchedKind::Rr);
         lab.dest(&key, RS4[0], 80, method_cfg(method));
-        let steps = [TcpFlags::SYN, TcpFlags::ACK, TcpFlags::ACK, TcpFlags::FIN | TcpFlags::ACK, TcpFlags::ACK, TcpFlags::RST];
+        let steps =
+            [TcpFlags::SYN, TcpFlags::ACK, TcpFlags::ACK, TcpFlags::FIN | TcpFlags::ACK, TcpFlags::ACK, TcpFlags::RST];
         for flags in steps {
             let (a, _) = send(&mut lab, &key, CLIENT4, 40000, Some(flags));
             assert_eq!(a, action::REDIRECT);

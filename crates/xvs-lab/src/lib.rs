@@ -181,3 +181,5 @@ impl Drop for PinDir {
         let _ = std::fs::remove_dir_all(&self.path);
     }
 }
+
+pub mod topology;

@@ -1,0 +1,114 @@
+//! The helper programs: the real servers' decapsulation program (`bpf/xvs_decap.bpf.c`) and the
+//! pass and bare-forwarder programs of labs and benchmarks (`bpf/xvs_aux.bpf.c`).
+
+use std::net::IpAddr;
+
+use aya::maps::{Array, HashMap, MapData};
+use aya::programs::{Xdp, XdpMode};
+use aya::{Ebpf, EbpfLoader};
+
+use crate::error::{Context, Error};
+use crate::publish::addr_words;
+
+static XVS_DECAP: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/xvs_decap.o"));
+static XVS_AUX: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/xvs_aux.o"));
+
+fn load(bytes: &[u8], what: &str) -> Result<Ebpf, Error> {
+    EbpfLoader::new().load(bytes).ctx(|| format!("load {what}"))
+}
+
+fn xdp<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut Xdp, Error> {
+    let p: Result<&mut Xdp, aya::programs::ProgramError> =
+        ebpf.program_mut(name).ok_or_else(|| Error::Unsupported(format!("no program {name}")))?.try_into();
+    p.ctx(|| format!("program {name} is not XDP"))
+}
+
+fn attach(prog: &mut Xdp, ifname: &str, native: bool) -> Result<XdpMode, Error> {
+    if native && prog.attach(ifname, XdpMode::Driver).is_ok() {
+        return Ok(XdpMode::Driver);
+    }
+    prog.attach(ifname, XdpMode::Skb).ctx(|| format!("attach to {ifname}"))?;
+    Ok(XdpMode::Skb)
+}
+
+/// The real-server decapsulation program. Attach it to the interface the tunnel arrives on and
+/// allow the VIPs the server holds; it stays attached while this value lives.
+pub struct Decap {
+    ebpf: Ebpf,
+    vips: HashMap<MapData, [u32; 4], u8>,
+}
+
+impl Decap {
+    /// Loads and verifies the program.
+    pub fn load() -> Result<Decap, Error> {
+        let mut ebpf = load(XVS_DECAP, "the decapsulation program (bpf/xvs_decap.bpf.c)")?;
+        xdp(&mut ebpf, "xvs_decap")?.load().ctx(|| "verify xvs_decap".into())?;
+        let map = ebpf.take_map("xvs_decap_vips").ok_or_else(|| Error::Unsupported("no map xvs_decap_vips".into()))?;
+        let vips: Result<HashMap<MapData, [u32; 4], u8>, aya::maps::MapError> = map.try_into();
+        let vips = vips.ctx(|| "open xvs_decap_vips".into())?;
+        Ok(Decap { ebpf, vips })
+    }
+
+    /// Lets tunnel packets for `vip` through.
+    pub fn allow(&mut self, vip: IpAddr) -> Result<(), Error> {
+        self.vips.insert(addr_words(&vip), 1, 0).ctx(|| format!("allow {vip}"))
+    }
+
+    /// Attaches to `ifname` (native mode when the driver has it).
+    pub fn attach(&mut self, ifname: &str) -> Result<XdpMode, Error> {
+        attach(xdp(&mut self.ebpf, "xvs_decap")?, ifname, true)
+    }
+}
+
+/// The pass program (and the bare forwarder of the benchmark).
+pub struct Aux {
+    ebpf: Ebpf,
+}
+
+/// Where the bare forwarder sends frames.
+#[derive(Copy, Clone, Debug, Default)]
+#[repr(C)]
+pub struct BareCfg {
+    /// Destination MAC.
+    pub dmac: [u8; 6],
+    /// Source MAC.
+    pub smac: [u8; 6],
+    /// Egress interface, 0 for XDP_TX.
+    pub ifindex: u32,
+}
+
+// SAFETY: a #[repr(C)] struct of byte arrays and a u32 with no padding (16 bytes).
+unsafe impl aya::Pod for BareCfg {}
+const _: () = assert!(core::mem::size_of::<BareCfg>() == 16);
+
+impl Aux {
+    /// Loads and verifies both programs.
+    pub fn load() -> Result<Aux, Error> {
+        let mut ebpf = load(XVS_AUX, "the helper programs (bpf/xvs_aux.bpf.c)")?;
+        for name in ["xvs_pass", "xvs_bare"] {
+            xdp(&mut ebpf, name)?.load().ctx(|| format!("verify {name}"))?;
+        }
+        Ok(Aux { ebpf })
+    }
+
+    /// Attaches the pass program to `ifname` in native mode: a veth peer needs one so that
+    /// frames redirected into the veth are delivered (lab-notes.md).
+    pub fn attach_pass(&mut self, ifname: &str) -> Result<XdpMode, Error> {
+        attach(xdp(&mut self.ebpf, "xvs_pass")?, ifname, true)
+    }
+
+    /// Configures and attaches the bare forwarder to `ifname`.
+    pub fn attach_bare(&mut self, ifname: &str, cfg: BareCfg) -> Result<XdpMode, Error> {
+        let map = self.ebpf.map_mut("xvs_bare_cfg").ok_or_else(|| Error::Unsupported("no map xvs_bare_cfg".into()))?;
+        let arr: Result<Array<&mut MapData, BareCfg>, aya::maps::MapError> = map.try_into();
+        arr.ctx(|| "open xvs_bare_cfg".into())?.set(0, cfg, 0).ctx(|| "write xvs_bare_cfg".into())?;
+        attach(xdp(&mut self.ebpf, "xvs_bare")?, ifname, true)
+    }
+
+    /// Runs the bare forwarder once on `frame` (the benchmark's floor).
+    pub fn bare_test_run(&self, frame: &[u8], repeat: u32) -> Result<(crate::RunResult, std::time::Duration), Error> {
+        let p: Result<&Xdp, aya::programs::ProgramError> =
+            self.ebpf.program("xvs_bare").ok_or_else(|| Error::Unsupported("no program xvs_bare".into()))?.try_into();
+        crate::director::run(p.ctx(|| "xvs_bare is not XDP".into())?, frame, 1, repeat)
+    }
+}
