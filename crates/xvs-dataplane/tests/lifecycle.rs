@@ -105,8 +105,8 @@ fn a_closed_tuple_is_rescheduled_and_expired_entries_are_replaced() {
     lab.dest(&key, RS4[0], 80, method_cfg(ForwardMethod::Masq));
     lab.dest(&key, RS4[1], 80, method_cfg(ForwardMethod::Masq));
     let first = conn_dest(&mut lab, &key, TcpFlags::SYN);
-    send(&mut lab, &key, CLIENT4, 40000, Some(TcpFlags::ACK));
-    send(&mut lab, &key, CLIENT4, 40000, Some(TcpFlags::RST));
+    let _ = send(&mut lab, &key, CLIENT4, 40000, Some(TcpFlags::ACK));
+    let _ = send(&mut lab, &key, CLIENT4, 40000, Some(TcpFlags::RST));
     // conn_reuse_mode 1: a SYN on a CLOSE connection starts a new one, scheduled anew.
     let second = conn_dest(&mut lab, &key, TcpFlags::SYN);
     assert_ne!(first, second);
