@@ -11,6 +11,7 @@
 #include "include/conn.h"
 #include "include/sched.h"
 #include "include/fwd.h"
+#include "include/icmp.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -353,6 +354,8 @@ int xvs_lb(struct xdp_md *ctx)
 	switch (r) {
 	case PARSE_OK:
 		break;
+	case PARSE_ICMP:
+		return handle_icmp(ctx, &p);
 	case PARSE_FRAGMENT:
 		count_reason(XVS_R_FRAGMENT);
 		return XDP_PASS;
