@@ -392,6 +392,21 @@ static __always_inline long sweep_one(__u8 af, union conn_key *k, struct xvs_con
 	if ((sc->flags & XVS_SWEEP_ALL) || conn_expired(c, cfg, sc->now)) {
 		drop_conn(af, k, c);
 		sc->expired++;
+		return 0;
+	}
+	if (sc->flags & XVS_SWEEP_RECOUNT) {
+		__u32 id = c->dest_id;
+		struct xvs_recount *r = bpf_map_lookup_elem(&xvs_recount, &id);
+		if (r) {
+			r->total++;
+			if (!(c->flags & XVS_CONN_F_INACTIVE))
+				r->active++;
+		}
+		if (c->flags & XVS_CONN_F_CTL) {
+			struct xvs_tpl *t = tpl_of_conn(af, k, c);
+			if (t)
+				__sync_fetch_and_add(&t->n_control, 1);
+		}
 	}
 	return 0;
 }
@@ -415,6 +430,14 @@ static long sweep_conn6(struct bpf_map *map, struct xvs_conn6_key *key, struct x
 static __always_inline int sweep_tpl(struct xvs_tpl *t, struct sweep_ctx *sc)
 {
 	sc->tpl_seen++;
+	if (sc->flags & XVS_SWEEP_RECOUNT) {
+		/* Recount: the connection pass counted n_control from zero; count the template. */
+		__u32 id = t->dest_id;
+		struct xvs_recount *r = bpf_map_lookup_elem(&xvs_recount, &id);
+		if (r)
+			r->persist++;
+		return 0;
+	}
 	if (!(sc->flags & XVS_SWEEP_ALL) && (__s32)(sc->now - t->expires) < 0)
 		return 0;
 	if (!(sc->flags & XVS_SWEEP_ALL) && (__s32)t->n_control > 0) {
@@ -460,6 +483,41 @@ static long sweep_lblc(struct bpf_map *map, struct xvs_lblc_key *key, struct xvs
 	return 0;
 }
 
+/* Recount, first pass: zero the scratch counts and the templates' n_control. */
+static long recount_zero_cb(__u32 i, void *data)
+{
+	struct xvs_recount *r = bpf_map_lookup_elem(&xvs_recount, &i);
+	if (!r)
+		return 1;
+	r->active = r->total = r->persist = 0;
+	return 0;
+}
+
+static long tpl_zero4(struct bpf_map *map, struct xvs_conn4_key *key, struct xvs_tpl *t, void *data)
+{
+	t->n_control = 0;
+	return 0;
+}
+
+static long tpl_zero6(struct bpf_map *map, struct xvs_conn6_key *key, struct xvs_tpl *t, void *data)
+{
+	t->n_control = 0;
+	return 0;
+}
+
+/* Recount, last pass: the counters become what the tables hold. */
+static long recount_apply_cb(__u32 i, void *data)
+{
+	struct xvs_recount *r = bpf_map_lookup_elem(&xvs_recount, &i);
+	struct xvs_dest_state *st = bpf_map_lookup_elem(&xvs_dest_state, &i);
+	if (!r || !st)
+		return 1;
+	st->active = r->active;
+	st->total = r->total;
+	st->persist = r->persist;
+	return 0;
+}
+
 /* Run by xvsd with BPF_PROG_TEST_RUN about once a second. Its "packet" carries struct
  * xvs_sweep_args in and struct xvs_sweep_out back. */
 SEC("xdp")
@@ -471,12 +529,21 @@ int xvs_sweep(struct xdp_md *ctx)
 	if ((void *)(out + 1) > data_end)
 		return XDP_ABORTED;
 	struct sweep_ctx sc = { .now = now_ms(), .flags = args->flags };
+	if (sc.flags & XVS_SWEEP_RECOUNT) {
+		/* Counters drift only when the LRU tables evict entries silently; xvsd asks for a
+		 * recount when the sweep sees fewer entries than were inserted and not removed. */
+		bpf_loop(1 << 20, recount_zero_cb, NULL, 0);
+		bpf_for_each_map_elem(&xvs_tpl4, tpl_zero4, NULL, 0);
+		bpf_for_each_map_elem(&xvs_tpl6, tpl_zero6, NULL, 0);
+	}
 	bpf_for_each_map_elem(&xvs_conn4, sweep_conn4, &sc, 0);
 	bpf_for_each_map_elem(&xvs_conn6, sweep_conn6, &sc, 0);
 	bpf_for_each_map_elem(&xvs_tpl4, sweep_tpl4, &sc, 0);
 	bpf_for_each_map_elem(&xvs_tpl6, sweep_tpl6, &sc, 0);
 	if (sc.flags & (XVS_SWEEP_LBLC_FULL | XVS_SWEEP_ALL))
 		bpf_for_each_map_elem(&xvs_lblc, sweep_lblc, &sc, 0);
+	if (sc.flags & XVS_SWEEP_RECOUNT)
+		bpf_loop(1 << 20, recount_apply_cb, NULL, 0);
 	out->seen = sc.seen;
 	out->expired = sc.expired;
 	out->tpl_seen = sc.tpl_seen;

@@ -185,7 +185,9 @@ static __always_inline __u32 sched_rr(const struct xvs_svc *svc, struct xvs_sche
 		bpf_loop(XVS_SCAN_MAX, rr_cb, &c, 0);
 		if (!c.found)
 			return XVS_NO_DEST;
-		if (__sync_val_compare_and_swap(&st->rr_cursor, cur, c.best + 1) == cur)
+		/* Another CPU moved the cursor meanwhile: start again from where it left it, and
+		 * after a few tries take this pick anyway rather than refuse the connection. */
+		if (__sync_val_compare_and_swap(&st->rr_cursor, cur, c.best + 1) == cur || attempt == 3)
 			return c.best;
 	}
 	return XVS_NO_DEST;
@@ -282,7 +284,7 @@ static __always_inline __u32 sched_wrr(const struct xvs_svc *svc, struct xvs_sch
 				return XVS_NO_DEST;
 		}
 		next = (__u64)(c.best + 1) << 32 | (__u32)cw;
-		if (__sync_val_compare_and_swap(&st->wrr, old, next) == old)
+		if (__sync_val_compare_and_swap(&st->wrr, old, next) == old || attempt == 3)
 			return c.best;
 	}
 	return XVS_NO_DEST;

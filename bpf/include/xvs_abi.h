@@ -270,6 +270,14 @@ struct xvs_sweep_args {
 };
 #define XVS_SWEEP_LBLC_FULL 0x1 /* the 30-minute lblc/lblcr expiry check is due */
 #define XVS_SWEEP_ALL 0x2       /* remove every connection (flush) */
+#define XVS_SWEEP_RECOUNT 0x4   /* re-derive every counter from the live entries */
+
+/* Per real server counts of a recount sweep. */
+struct xvs_recount {
+	__s64 active;
+	__s64 total;
+	__s64 persist;
+};
 
 /* Output of the sweep program, in its packet data after the args. */
 struct xvs_sweep_out {

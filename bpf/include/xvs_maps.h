@@ -168,6 +168,15 @@ struct {
 	XVS_PIN;
 } xvs_lblc SEC(".maps");
 
+/* Scratch counts of a recount sweep, by real server id. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, XVS_MAX_DESTS);
+	__type(key, __u32);
+	__type(value, struct xvs_recount);
+	XVS_PIN;
+} xvs_recount SEC(".maps");
+
 /* Tunables and the TCP state tables. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

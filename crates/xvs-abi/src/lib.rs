@@ -90,6 +90,8 @@ pub mod cfg {
 pub const SWEEP_LBLC_FULL: u32 = 0x1;
 /// Remove everything.
 pub const SWEEP_ALL: u32 = 0x2;
+/// Re-derive every counter from the live entries.
+pub const SWEEP_RECOUNT: u32 = 0x4;
 
 /// Global counters (`enum xvs_counter`).
 pub mod counter {

@@ -13,9 +13,11 @@ pub mod director;
 mod error;
 pub mod publish;
 pub mod readback;
+pub mod sweep;
 
 pub use alloc::RangeAlloc;
 pub use aux::{Aux, BareCfg, Decap};
 pub use director::{action, Director, LoadOptions, Maps, RunResult};
 pub use error::Error;
 pub use publish::{addr_words, words_addr, Publisher};
+pub use sweep::{SweepReport, Sweeper};

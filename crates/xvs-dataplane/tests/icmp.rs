@@ -20,16 +20,20 @@ fn quote(src: (&str, u16), dst: (&str, u16)) -> Vec<u8> {
 }
 
 fn icmp4(src: &str, dst: &str, q: &[u8], src_mac: [u8; 6], dst_mac: [u8; 6]) -> Vec<u8> {
-    let b = PacketBuilder::ethernet2(src_mac, dst_mac).ipv4(ip4(src), ip4(dst), 64).icmpv4(Icmpv4Type::DestinationUnreachable(
-        etherparse::icmpv4::DestUnreachableHeader::FragmentationNeeded { next_hop_mtu: 1400 },
-    ));
+    let b = PacketBuilder::ethernet2(src_mac, dst_mac).ipv4(ip4(src), ip4(dst), 64).icmpv4(
+        Icmpv4Type::DestinationUnreachable(etherparse::icmpv4::DestUnreachableHeader::FragmentationNeeded {
+            next_hop_mtu: 1400,
+        }),
+    );
     let mut out = Vec::new();
     b.write(&mut out, q).unwrap();
     out
 }
 
 fn icmp6(src: &str, dst: &str, q: &[u8], src_mac: [u8; 6], dst_mac: [u8; 6]) -> Vec<u8> {
-    let b = PacketBuilder::ethernet2(src_mac, dst_mac).ipv6(ip6(src), ip6(dst), 64).icmpv6(Icmpv6Type::PacketTooBig { mtu: 1400 });
+    let b = PacketBuilder::ethernet2(src_mac, dst_mac)
+        .ipv6(ip6(src), ip6(dst), 64)
+        .icmpv6(Icmpv6Type::PacketTooBig { mtu: 1400 });
     let mut out = Vec::new();
     b.write(&mut out, q).unwrap();
     out
@@ -89,7 +93,11 @@ fn errors_about_replies_go_to_the_nat_real_server() {
             if v6 { (VIP6, CLIENT6, RS6[0], ROUTER6) } else { (VIP4, CLIENT4, RS4[0], ROUTER4) };
         // A router on the client's path could not forward the reply VIP:80 → client:40000.
         let q = quote((vip, 80), (client, 40000));
-        let f = if v6 { icmp6(router, vip, &q, CLIENT_MAC, lab.mac_d0) } else { icmp4(router, vip, &q, CLIENT_MAC, lab.mac_d0) };
+        let f = if v6 {
+            icmp6(router, vip, &q, CLIENT_MAC, lab.mac_d0)
+        } else {
+            icmp4(router, vip, &q, CLIENT_MAC, lab.mac_d0)
+        };
         let r = lab.run_client(&f);
         assert_eq!(r.action, action::REDIRECT, "v6={v6}");
         let out = parse(&r.frame); // verifies the outer and ICMP checksums
@@ -109,7 +117,11 @@ fn errors_from_a_nat_real_server_go_to_the_client() {
         let (vip, client, rs) = if v6 { (VIP6, CLIENT6, RS6[0]) } else { (VIP4, CLIENT4, RS4[0]) };
         // The real server reports a problem with the client's packet client:40000 → rs:8080.
         let q = quote((client, 40000), (rs, 8080));
-        let f = if v6 { icmp6(rs, client, &q, RS_MACS[0], lab.mac_d1) } else { icmp4(rs, client, &q, RS_MACS[0], lab.mac_d1) };
+        let f = if v6 {
+            icmp6(rs, client, &q, RS_MACS[0], lab.mac_d1)
+        } else {
+            icmp4(rs, client, &q, RS_MACS[0], lab.mac_d1)
+        };
         let r = lab.run_server(&f);
         assert_eq!(r.action, action::REDIRECT, "v6={v6}");
         let out = parse(&r.frame);
@@ -146,7 +158,8 @@ fn unrelated_icmp_passes() {
     let r = lab.run_client(&f);
     assert_eq!((r.action, r.frame == f), (action::PASS, true));
     // An echo request to the VIP is the kernel's.
-    let b = PacketBuilder::ethernet2(CLIENT_MAC, lab.mac_d0).ipv4(ip4(CLIENT4), ip4(VIP4), 64).icmpv4_echo_request(1, 1);
+    let b =
+        PacketBuilder::ethernet2(CLIENT_MAC, lab.mac_d0).ipv4(ip4(CLIENT4), ip4(VIP4), 64).icmpv4_echo_request(1, 1);
     let mut echo = Vec::new();
     b.write(&mut echo, b"ping").unwrap();
     assert_eq!(lab.run_client(&echo).action, action::PASS);

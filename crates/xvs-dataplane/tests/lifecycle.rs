@@ -214,3 +214,43 @@ fn a_reloaded_director_adopts_pinned_connections() {
     assert_eq!(r.action, action::REDIRECT);
     assert_eq!(parse(&r.frame).dst, d, "the established connection keeps its server");
 }
+
+#[test]
+fn a_full_table_evicts_the_oldest_and_the_counters_are_rederived() {
+    if require_root().is_none() {
+        return;
+    }
+    let mut lab = Lab::with_options(|o| o.max_conns = 256);
+    let key = lab.service(vip4(80), SchedKind::Rr);
+    lab.dest(&key, RS4[0], 80, method_cfg(ForwardMethod::Route));
+    lab.dest(&key, RS4[1], 80, method_cfg(ForwardMethod::Route));
+    // Far more connections than the table holds: the LRU table evicts the least recently
+    // used; new connections are never refused.
+    for i in 0..1500u32 {
+        let c = format!("198.18.{}.{}", 100 + i / 250, 1 + i % 250);
+        let f = frame((ip(&c), 1000), (key.addr(), 80), Some(TcpFlags::SYN), b"", CLIENT_MAC, lab.mac_d0);
+        assert_eq!(lab.run_client(&f).action, action::REDIRECT, "connection {i}");
+    }
+    let live = lab.dp.maps.conn4.iter().count() as u32;
+    assert!(live < 1500, "entries were evicted ({live} left)");
+    let svc = lab.lb.services.find(&key).unwrap();
+    let counted = |lab: &Lab| -> u32 {
+        RS4[..2]
+            .iter()
+            .map(|a| {
+                let c = lab.dp.dest_counters(lab.lb.services.find_dest(svc, &ip(a), 80).unwrap()).unwrap();
+                c.active + c.inactive
+            })
+            .sum()
+    };
+    assert_eq!(counted(&lab), 1500, "before the sweep the counters still include evicted entries");
+    let mut sweeper = xvs_dataplane::Sweeper::default();
+    let report = sweeper.run(&lab.dp).unwrap();
+    assert!(report.recounted && report.evicted >= u64::from(1500 - live), "{report:?}");
+    assert_eq!(counted(&lab), live, "counters re-derived from the table");
+    // The most recent connection survived.
+    assert!(conn_of(&lab, "198.18.105.250", 1000, &key).is_some());
+    // Once settled, a quiet sweep finds nothing to correct.
+    let again = sweeper.run(&lab.dp).unwrap();
+    assert_eq!((again.evicted, again.recounted), (0, false), "{again:?}");
+}

@@ -123,3 +123,92 @@ forwarding_tests! {
     tun_v6_tcp: ForwardMethod::Tunnel, true, false;
     tun_v6_udp: ForwardMethod::Tunnel, true, true;
 }
+
+#[test]
+fn tunnel_overhead_sends_fragmentation_needed_to_the_client() {
+    if require_root().is_none() {
+        return;
+    }
+    for af6 in [false, true] {
+        let mut lab = Lab::new();
+        lab.ns.ip(&["link", "set", "d1", "mtu", "1300"]);
+        let key = lab.service(vip(af6, false), SchedKind::Rr);
+        lab.dest(&key, rs(af6, 0), 80, method_cfg(ForwardMethod::Tunnel));
+        // Fits the link, not the link minus the outer header.
+        let payload = vec![0u8; 1300 - if af6 { 40 + 20 + 10 } else { 20 + 20 + 10 }];
+        let f = frame((client(af6), 40000), (key.addr(), 80), Some(SYN), &payload, CLIENT_MAC, lab.mac_d0);
+        let r = lab.run_client(&f);
+        assert_eq!(r.action, action::TX, "af6={af6}: answered on the client side");
+        let out = parse(&r.frame);
+        assert_eq!((out.src, out.dst), (key.addr(), client(af6)));
+        if af6 {
+            assert_eq!(r.frame[54], 2, "packet too big");
+            assert_eq!(
+                u32::from_be_bytes(r.frame[58..62].try_into().unwrap()),
+                1300 - 40,
+                "MTU minus the outer header"
+            );
+        } else {
+            assert_eq!(&r.frame[34..36], &[3, 4], "fragmentation needed");
+            assert_eq!(u16::from_be_bytes([r.frame[40], r.frame[41]]), 1300 - 20);
+        }
+        // A packet that fits is encapsulated.
+        let small = frame((client(af6), 40001), (key.addr(), 80), Some(SYN), b"", CLIENT_MAC, lab.mac_d0);
+        assert_eq!(lab.run_client(&small).action, action::REDIRECT);
+    }
+}
+
+#[test]
+fn a_packet_never_sees_half_a_configuration() {
+    if require_root().is_none() {
+        return;
+    }
+    // One thread republishes the service over and over, switching its only server (and its
+    // sh table) between two; meanwhile new connections must always land on one of them,
+    // intact.
+    let mut lab = Lab::new();
+    let key = lab.service(ServiceKey::tcp(ip(VIP4), 80), SchedKind::Sh);
+    lab.dest(&key, RS4[0], 8080, method_cfg(ForwardMethod::Masq));
+    // Every packet opens its own connection (a reused 4-tuple whose server was removed would
+    // rightly be dropped).
+    let frames: Vec<Vec<u8>> = (0..20_000u16)
+        .map(|i| frame((ip(CLIENT4), 20000 + i), (ip(VIP4), 80), Some(SYN), b"", CLIENT_MAC, lab.mac_d0))
+        .collect();
+    // The checker runs its own instance of the program on the same pinned maps; both sides
+    // are bounded, and the checker stops when the publisher is done.
+    let reader = xvs_dataplane::Director::load(xvs_dataplane::LoadOptions::small(lab.dp.pin_dir.clone())).unwrap();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let (checked, flips) = std::thread::scope(|s| {
+        let dp = &reader;
+        let done = &done;
+        let ifindex = lab.if_client;
+        let ns = lab.ns.name().to_string();
+        let checker = s.spawn(move || {
+            let _in = xvs_lab::enter_named(&ns);
+            let mut n = 0;
+            for f in &frames {
+                if done.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                let r = dp.test_run(f, ifindex).unwrap();
+                assert_eq!(r.action, action::REDIRECT);
+                let out = parse(&r.frame);
+                assert!([ip(RS4[0]), ip(RS4[1])].contains(&out.dst), "{out:?}");
+                n += 1;
+            }
+            n
+        });
+        let mut flips = 0;
+        while flips < 200 && !checker.is_finished() {
+            let (add, del) = if flips % 2 == 0 { (RS4[1], RS4[0]) } else { (RS4[0], RS4[1]) };
+            lab.lb.services.add_dest(&key, ip(add), 8080, method_cfg(ForwardMethod::Masq)).unwrap();
+            lab.lb.services.delete_dest(&key, &ip(del), 8080, lab.now).unwrap();
+            let id = lab.lb.services.find(&key).unwrap();
+            lab.publisher.publish(&mut lab.dp, &lab.lb.services, id).unwrap();
+            flips += 1;
+        }
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        (checker.join().expect("every packet saw a whole configuration"), flips)
+    });
+    assert!(checked > 100 && flips > 10, "{checked} packets across {flips} changes");
+}

@@ -100,10 +100,7 @@ impl Netns {
     /// Moves the calling thread into the namespace until the guard is dropped. Only the network
     /// namespace changes, so /sys/fs/bpf stays visible (lab-notes: `ip netns exec` remounts /sys).
     pub fn enter(&self) -> Entered {
-        let back = File::open("/proc/thread-self/ns/net").expect("open own netns");
-        let target = File::open(format!("/run/netns/{}", self.name)).expect("open target netns");
-        nix::sched::setns(target.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).expect("setns into lab");
-        Entered { back }
+        enter_named(&self.name)
     }
 
     /// The interface index of `dev` inside the namespace.
@@ -134,6 +131,15 @@ impl Drop for Netns {
         }
         let _ = try_sh(&["ip", "netns", "del", &self.name]);
     }
+}
+
+/// Moves the calling thread into the existing namespace `name` until the guard is dropped
+/// (for threads other than the one that created the lab).
+pub fn enter_named(name: &str) -> Entered {
+    let back = File::open("/proc/thread-self/ns/net").expect("open own netns");
+    let target = File::open(format!("/run/netns/{name}")).expect("open target netns");
+    nix::sched::setns(target.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).expect("setns into lab");
+    Entered { back }
 }
 
 /// While alive, the thread that created it runs in a lab namespace.

@@ -56,6 +56,10 @@ pub struct Lab {
 
 impl Lab {
     pub fn new() -> Lab {
+        Lab::with_options(|_| {})
+    }
+
+    pub fn with_options(adjust: impl FnOnce(&mut LoadOptions)) -> Lab {
         let prefix = xvs_lab::unique_prefix();
         let ns = Netns::new(&prefix);
         for (a, b) in [("d0", "c0"), ("d1", "r0")] {
@@ -82,7 +86,9 @@ impl Lab {
         let mac_d1 = ns.mac("d1");
         let pins = PinDir::new(&prefix);
         let entered = ns.enter();
-        let mut dp = Director::load(LoadOptions::small(pins.path())).expect("load the director");
+        let mut options = LoadOptions::small(pins.path());
+        adjust(&mut options);
+        let mut dp = Director::load(options).expect("load the director");
         let lb = Balancer::default();
         Publisher::write_config(&mut dp, &lb.timeouts, &lb.sysctl).expect("write config");
         let publisher = Publisher::new(&dp);
