@@ -17,16 +17,58 @@ char LICENSE[] SEC("license") = "GPL";
 
 struct bpf_map;
 
-/* Takes a packet of an existing connection to its real server. */
-static __always_inline int forward(struct xdp_md *ctx, struct pkt *p, union conn_key *k, struct xvs_conn *c,
-				   const struct xvs_cfg *cfg, __u32 now, int is_new)
+/* The packet being processed and its lookup keys, per CPU: kept off the stack, whose 512
+ * bytes the nested calls below share. XDP programs do not nest on a CPU. */
+struct scratch {
+	struct pkt p;
+	union conn_key k;
+	union nat_key n;
+	union conn_key fk;
+	union nat_key rn;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct scratch);
+} xvs_scratch SEC(".maps");
+
+/* The IPv4 DF bit of the packet (IPv6 packets are never fragmented on the way). */
+static __always_inline int may_fragment(struct xdp_md *ctx, const struct pkt *p)
 {
+	void *data = (void *)(long)ctx->data, *data_end = (void *)(long)ctx->data_end;
+	struct iphdr *ip = data + sizeof(struct ethhdr);
+	if (p->af != XVS_AF_INET || (void *)(ip + 1) > data_end)
+		return 0;
+	return !(ip->frag_off & bpf_htons(IP_DF));
+}
+
+/* The route towards the real server is narrower than the packet: the client learns it from us
+ * (reference §5.1, §5.3). A packet that may be fragmented is dropped: XDP cannot fragment. */
+static __always_inline int too_big(struct xdp_md *ctx, struct pkt *p, __u32 mtu)
+{
+	count_reason(XVS_R_FRAG_NEEDED);
+	if (may_fragment(ctx, p))
+		return XDP_DROP;
+	return icmp_reply(ctx, p, ICMP_TOO_BIG, mtu);
+}
+
+/* Takes a packet of an existing connection to its real server. */
+/* A global function (verified once, on its own): every new or existing connection's packet
+ * ends here. */
+__attribute__((noinline)) int forward(struct xdp_md *ctx, struct pkt *p, union conn_key *k, struct xvs_conn *c)
+{
+	if (!p || !k || !c)
+		return XDP_PASS;
+	__u32 now = p->now;
+	int is_new = p->is_new;
 	__u32 dest_id = c->dest_id;
 	struct xvs_dest *dst = bpf_map_lookup_elem(&xvs_dests, &dest_id);
 	if (!dst)
 		return XDP_PASS;
 	__u8 old_state = c->state;
-	conn_transition(p->af, k, c, cfg, DIR_INPUT, p->tcp_flags);
+	conn_transition(p->af, k, c, DIR_INPUT, p->tcp_flags);
 	/* "Last seen" is rewritten at most once a second unless the state moved: a shared entry
 	 * written on every packet would bounce its cache line between CPUs. */
 	if (is_new || c->state != old_state || (__s32)(now - c->seen) >= 1000)
@@ -37,82 +79,65 @@ static __always_inline int forward(struct xdp_md *ctx, struct pkt *p, union conn
 	__u8 method = c->method;
 	if (method == XVS_FWD_LOCAL)
 		return XDP_PASS;
-	if (dec_ttl(ctx, p)) {
+	if (p->ttl <= 1) {
 		count_reason(XVS_R_TTL);
+		return icmp_reply(ctx, p, ICMP_TTL, 0);
+	}
+	if (method == XVS_FWD_TUNNEL && dst->af != p->af) {
+		count_reason(XVS_R_UNSUPPORTED);
 		return XDP_DROP;
 	}
 
-	struct bpf_fib_lookup fib;
-	long rc;
-	if (method == XVS_FWD_MASQ) {
-		__u16 dport = dst->port ? dst->port : p->dport;
-		if (rewrite_dst(ctx, p, dst->addr, dport)) {
-			count_reason(XVS_R_BAD_PACKET);
+	/* The route first: the checks it answers (MTU) come before any rewrite. */
+	struct bpf_fib_lookup *fib = fib_scratch();
+	if (!fib)
+		return XDP_PASS;
+	__u16 hdr = method != XVS_FWD_TUNNEL ? 0 : p->af == XVS_AF_INET ? sizeof(struct iphdr) : sizeof(struct ipv6hdr);
+	long rc = fib_lookup(ctx, p, dst->addr, p->ip_len + hdr, fib, method == XVS_FWD_TUNNEL ? BPF_FIB_LOOKUP_SRC : 0);
+	if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED)
+		return too_big(ctx, p, fib->mtu_result - hdr);
+	if (rc == BPF_FIB_LKUP_RET_NOT_FWDED && method != XVS_FWD_TUNNEL) {
+		/* The real server is this host: deliver locally, NAT rewritten first (§5.4). */
+		if (method == XVS_FWD_MASQ && rewrite_dst(ctx, p, dst->addr, conn_rport(p->af, k, c, dst)))
 			return XDP_DROP;
-		}
-		rc = fib_lookup(ctx, p, dst->addr, p->ip_len, &fib, 0);
-		if (rc == BPF_FIB_LKUP_RET_SUCCESS)
-			return xmit(ctx, p, &fib);
-		/* The rewritten packet is routable: the kernel forwards it and resolves the
-		 * neighbour, or delivers it to a real server on the director itself. */
-		count_reason(rc == BPF_FIB_LKUP_RET_NO_NEIGH ? XVS_R_NO_NEIGH : XVS_R_NO_ROUTE);
 		return XDP_PASS;
 	}
-	if (method == XVS_FWD_ROUTE) {
-		rc = fib_lookup(ctx, p, dst->addr, p->ip_len, &fib, 0);
-		if (rc == BPF_FIB_LKUP_RET_SUCCESS)
-			return xmit(ctx, p, &fib);
-		if (rc == BPF_FIB_LKUP_RET_NOT_FWDED)
-			return XDP_PASS; /* the real server is this host */
-		/* The packet still carries the VIP: handing it to the kernel would deliver it here.
-		 * xvsd keeps real servers' neighbour entries warm, so this is the first packet of a
-		 * server nobody has talked to yet; the client retransmits. */
-		count_reason(rc == BPF_FIB_LKUP_RET_NO_NEIGH ? XVS_R_NO_NEIGH : XVS_R_NO_ROUTE);
+	if (rc != BPF_FIB_LKUP_RET_SUCCESS && rc != BPF_FIB_LKUP_RET_NO_NEIGH) {
+		count_reason(XVS_R_NO_ROUTE);
 		return XDP_DROP;
 	}
-	if (method == XVS_FWD_TUNNEL) {
-		__u16 hdr = p->af == XVS_AF_INET ? sizeof(struct iphdr) : sizeof(struct ipv6hdr);
-		if (dst->af != p->af) {
-			count_reason(XVS_R_UNSUPPORTED);
-			return XDP_DROP;
-		}
-		rc = fib_lookup(ctx, p, dst->addr, p->ip_len + hdr, &fib, BPF_FIB_LOOKUP_SRC);
-		if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED) {
-			/* The tunnel lowers the path MTU: the client learns it from us (reference §5.3). */
-			count_reason(XVS_R_FRAG_NEEDED);
-			void *data = (void *)(long)ctx->data, *data_end = (void *)(long)ctx->data_end;
-			if (p->af == XVS_AF_INET) {
-				struct iphdr *ip = data + sizeof(struct ethhdr);
-				if ((void *)(ip + 1) > data_end || !(ip->frag_off & bpf_htons(IP_DF)))
-					return XDP_DROP;
-			}
-			return icmp_reply(ctx, p, 1, fib.mtu_result - hdr);
-		}
-		if (rc != BPF_FIB_LKUP_RET_SUCCESS && rc != BPF_FIB_LKUP_RET_NO_NEIGH) {
-			count_reason(XVS_R_NO_ROUTE);
-			return XDP_DROP;
-		}
-		if (encap(ctx, p, dst->addr, &fib)) {
+	if (dec_ttl(ctx, p)) {
+		count_reason(XVS_R_BAD_PACKET);
+		return XDP_DROP;
+	}
+	if (method == XVS_FWD_MASQ) {
+		if (rewrite_dst(ctx, p, dst->addr, conn_rport(p->af, k, c, dst))) {
 			count_reason(XVS_R_BAD_PACKET);
 			return XDP_DROP;
 		}
-		if (rc == BPF_FIB_LKUP_RET_SUCCESS)
-			return xmit(ctx, p, &fib);
-		count_reason(XVS_R_NO_NEIGH);
-		return XDP_PASS; /* the outer packet is routable by the kernel */
+	} else if (method == XVS_FWD_TUNNEL) {
+		if (encap(ctx, p, dst->addr, fib)) {
+			count_reason(XVS_R_BAD_PACKET);
+			return XDP_DROP;
+		}
 	}
-	return XDP_PASS;
+	if (rc == BPF_FIB_LKUP_RET_SUCCESS)
+		return xmit(ctx, p, fib);
+	count_reason(XVS_R_NO_NEIGH);
+	/* NAT and tunnel packets are now addressed to the real server: the kernel forwards them
+	 * and resolves the neighbour. A direct-routing packet still carries the VIP and would be
+	 * delivered here; xvsd keeps real servers' neighbour entries warm, so this is a first
+	 * packet to a server nobody has talked to yet, and the client retransmits. */
+	return method == XVS_FWD_ROUTE ? XDP_DROP : XDP_PASS;
 }
 
 /* A reply from a NAT real server: back to the client with the VIP as its source. */
-static __always_inline int reply(struct xdp_md *ctx, struct pkt *p, union conn_key *fk, const struct xvs_cfg *cfg,
-				 __u32 now)
+__attribute__((noinline)) int reply(struct xdp_md *ctx, struct pkt *p, union conn_key *kp)
 {
-	union conn_key k = {};
-	if (p->af == XVS_AF_INET)
-		k.k4 = fk->k4;
-	else
-		k.k6 = fk->k6;
+	if (!p || !kp)
+		return XDP_PASS;
+	__u32 now = p->now;
+	union conn_key k = *kp;
 	struct xvs_conn *c = conn_lookup(p->af, &k);
 	if (!c)
 		return XDP_PASS;
@@ -121,7 +146,7 @@ static __always_inline int reply(struct xdp_md *ctx, struct pkt *p, union conn_k
 	if (!dst)
 		return XDP_PASS;
 	__u8 old_state = c->state;
-	conn_transition(p->af, &k, c, cfg, DIR_OUTPUT, p->tcp_flags);
+	conn_transition(p->af, &k, c, DIR_OUTPUT, p->tcp_flags);
 	if (c->state != old_state || (__s32)(now - c->seen) >= 1000)
 		c->seen = now;
 	if (dst->flags & XVS_DEST_F_AVAILABLE)
@@ -136,28 +161,38 @@ static __always_inline int reply(struct xdp_md *ctx, struct pkt *p, union conn_k
 		__builtin_memcpy(vaddr, k.k6.vaddr, 16);
 		vport = k.k6.vport;
 	}
-	if (dec_ttl(ctx, p)) {
+	if (p->ttl <= 1) {
 		count_reason(XVS_R_TTL);
-		return XDP_DROP;
+		return icmp_reply(ctx, p, ICMP_TTL, 0);
 	}
-	if (rewrite_src(ctx, p, vaddr, vport)) {
+	struct bpf_fib_lookup *fib = fib_scratch();
+	if (!fib)
+		return XDP_PASS;
+	long rc = fib_lookup(ctx, p, p->daddr, p->ip_len, fib, 0);
+	if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED)
+		return too_big(ctx, p, fib->mtu_result);
+	if (dec_ttl(ctx, p) || rewrite_src(ctx, p, vaddr, vport)) {
 		count_reason(XVS_R_BAD_PACKET);
 		return XDP_DROP;
 	}
-	struct bpf_fib_lookup fib;
-	long rc = fib_lookup(ctx, p, p->daddr, p->ip_len, &fib, 0);
 	if (rc == BPF_FIB_LKUP_RET_SUCCESS)
-		return xmit(ctx, p, &fib);
+		return xmit(ctx, p, fib);
 	count_reason(rc == BPF_FIB_LKUP_RET_NO_NEIGH ? XVS_R_NO_NEIGH : XVS_R_NO_ROUTE);
-	return XDP_PASS;
+	return XDP_PASS; /* the rewritten reply is routable by the kernel */
 }
 
 /* Removes a connection that can no longer carry packets (expired, closed and reused, or its
- * server gone), with its accounting. */
-static __always_inline void drop_conn(__u8 af, union conn_key *k, struct xvs_conn *c)
+ * server gone), with its accounting. The packet path and the sweep may race for the same
+ * entry: only the one whose delete succeeds does the accounting, from a copy taken before
+ * (the freed element may be reused at once).
+ * Returns: 1 if this call removed it. */
+static __always_inline int drop_conn(__u8 af, union conn_key *k, struct xvs_conn *c)
 {
-	conn_release(af, k, c);
-	conn_delete(af, k);
+	struct xvs_conn copy = *c;
+	if (conn_delete(af, k))
+		return 0;
+	conn_release(af, k, &copy);
+	return 1;
 }
 
 /* The service a new connection to (daddr, dport) belongs to: exact match, then port 0. */
@@ -176,11 +211,15 @@ static __always_inline struct xvs_svc *find_service(const struct pkt *p)
 }
 
 /* Picks a server for a new connection, through the persistence template when the service is
- * persistent (reference §3.6). On success *ctl says the connection is controlled by a template.
+ * persistent (reference §3.6). On success *ctl says the connection is controlled by a template
+ * (whose n_control this call raised).
  * Returns: a dest id or XVS_NO_DEST; XVS_EMPTY when the template table refused an entry. */
-static __always_inline __u32 pick(const struct xvs_svc *svc, struct pkt *p, union conn_key *k,
-				  const struct xvs_cfg *cfg, __u32 now, int *ctl)
+__attribute__((noinline)) __u32 pick(const struct xvs_svc *svc, struct pkt *p, union conn_key *k, int *ctl)
 {
+	struct xvs_cfg *cfg = config();
+	if (!svc || !p || !k || !ctl || !cfg)
+		return XVS_EMPTY;
+	__u32 now = p->now;
 	*ctl = 0;
 	if (!(svc->flags & XVS_SVC_F_PERSISTENT))
 		return schedule(svc, p, cfg);
@@ -196,25 +235,32 @@ static __always_inline __u32 pick(const struct xvs_svc *svc, struct pkt *p, unio
 			dest_id = id;
 	}
 	if (dest_id == XVS_NO_DEST) {
-		if (tpl) {
-			/* The template is invalid: its server stops counting it now. */
-			__u32 old = tpl->dest_id;
-			struct xvs_dest_state *st = bpf_map_lookup_elem(&xvs_dest_state, &old);
-			if (st)
-				__sync_fetch_and_add(&st->persist, -1);
-		}
 		dest_id = schedule(svc, p, cfg);
 		if (dest_id == XVS_NO_DEST)
 			return dest_id;
+		if (tpl) {
+			/* Invalid (server gone or quiesced) or expired: replace it. Its server stops
+			 * counting it now; the kernel would keep it counted until its timer fired. */
+			struct xvs_tpl old = *tpl;
+			if (!tpl_delete(p->af, &t)) {
+				struct xvs_dest_state *st = bpf_map_lookup_elem(&xvs_dest_state, &old.dest_id);
+				if (st)
+					__sync_fetch_and_add(&st->persist, -1);
+			}
+		}
 		struct xvs_tpl nt = { .dest_id = dest_id, .expires = now + svc->timeout * 1000, .timeout = svc->timeout };
-		if (tpl_update(p->af, &t, &nt))
+		long err = tpl_insert(p->af, &t, &nt);
+		if (!err) {
+			struct xvs_dest_state *st = bpf_map_lookup_elem(&xvs_dest_state, &dest_id);
+			if (st)
+				__sync_fetch_and_add(&st->persist, 1);
+		} else if (err != -17 /* EEXIST: another CPU created it; use theirs */) {
 			return XVS_EMPTY;
-		struct xvs_dest_state *st = bpf_map_lookup_elem(&xvs_dest_state, &dest_id);
-		if (st)
-			__sync_fetch_and_add(&st->persist, 1);
+		}
 		tpl = tpl_lookup(p->af, &t);
 		if (!tpl)
 			return XVS_EMPTY;
+		dest_id = tpl->dest_id;
 	}
 	/* Each new connection restarts the persistence window. */
 	__sync_fetch_and_add(&tpl->n_control, 1);
@@ -223,47 +269,61 @@ static __always_inline __u32 pick(const struct xvs_svc *svc, struct pkt *p, unio
 	return dest_id;
 }
 
-static __always_inline int handle_l4(struct xdp_md *ctx, struct pkt *p, const struct xvs_cfg *cfg)
+/* Gives back the n_control that pick() took, when the connection is not created after all. */
+__attribute__((noinline)) int unpick(const struct xvs_svc *svc, __u8 af, union conn_key *k, __u32 dest_id)
 {
-	union conn_key k;
-	conn_key_in(p, &k);
-	__u32 now = now_ms();
-	int is_syn = p->proto == IPPROTO_TCP && (p->tcp_flags & XVS_TCP_SYN);
+	if (!svc || !k)
+		return 0;
+	union conn_key t;
+	tpl_key(af, k, svc, svc->port, &t);
+	struct xvs_tpl *tpl = tpl_lookup(af, &t);
+	if (tpl && tpl->dest_id == dest_id && (__s32)tpl->n_control > 0)
+		__sync_fetch_and_add(&tpl->n_control, -1);
+	return 0;
+}
 
-	struct xvs_conn *c = conn_lookup(p->af, &k);
+static __always_inline int handle_l4(struct xdp_md *ctx, struct scratch *sc, const struct xvs_cfg *cfg)
+{
+	struct pkt *p = &sc->p;
+	union conn_key *kp = &sc->k;
+	conn_key_in(p, kp);
+	__u32 now = p->now;
+	int is_syn = p->proto == IPPROTO_TCP && (p->tcp_flags & XVS_TCP_SYN);
+	int is_new = 0;
+
+	struct xvs_conn *c = conn_lookup(p->af, kp);
 	if (c) {
 		__u32 id = c->dest_id;
 		struct xvs_dest *dst = bpf_map_lookup_elem(&xvs_dests, &id);
 		int reuse = cfg->flags & (XVS_CFG_REUSE_1 | XVS_CFG_REUSE_2);
 		if (conn_expired(c, cfg, now)) {
-			drop_conn(p->af, &k, c);
+			drop_conn(p->af, kp, c);
 			c = NULL;
-		} else if (reuse && is_syn && dst &&
+		} else if (is_syn && dst &&
 			   (((cfg->flags & XVS_CFG_EXPIRE_NODEST) && dst->weight == 0) ||
-			    (!(c->flags & XVS_CONN_F_CTL) &&
+			    (reuse && !(c->flags & XVS_CONN_F_CTL) &&
 			     (c->state == 5 /* TIME_WAIT */ || c->state == XVS_TCP_S_CLOSE ||
 			      ((cfg->flags & XVS_CFG_REUSE_2) && c->state == 4 /* FIN_WAIT */ &&
 			       (c->flags & XVS_CONN_F_NOOUTPUT)))))) {
-			/* A new connection on the 4-tuple of a closed one (conn_reuse_mode). */
-			drop_conn(p->af, &k, c);
+			/* A new connection on the 4-tuple of a closed one (conn_reuse_mode), or on one
+			 * whose server was quiesced (expire_nodest_conn). */
+			drop_conn(p->af, kp, c);
 			c = NULL;
 		} else if (!dst || !(dst->flags & XVS_DEST_F_AVAILABLE)) {
 			if (!(cfg->flags & XVS_CFG_EXPIRE_NODEST)) {
 				count_reason(XVS_R_DEST_GONE);
 				return XDP_DROP;
 			}
-			drop_conn(p->af, &k, c);
+			drop_conn(p->af, kp, c);
 			c = NULL;
 		}
 		if (c)
-			return forward(ctx, p, &k, c, cfg, now, 0);
+			goto out;
 	}
 
-	union nat_key n;
-	nat_key_out(p, &n);
-	union conn_key *fk = nat_lookup(p->af, &n);
-	if (fk)
-		return reply(ctx, p, fk, cfg, now);
+	nat_key_out(p, &sc->n);
+	if (nat_get(p->af, &sc->n, &sc->fk))
+		return reply(ctx, p, &sc->fk);
 
 	if (p->proto == IPPROTO_TCP &&
 	    !((is_syn || (cfg->flags & XVS_CFG_SLOPPY_TCP)) && !(p->tcp_flags & XVS_TCP_RST)))
@@ -276,11 +336,11 @@ static __always_inline int handle_l4(struct xdp_md *ctx, struct pkt *p, const st
 	if (svc->port != p->dport && !(svc->flags & XVS_SVC_F_PERSISTENT)) {
 		/* port 0 without persistence: "port zero only supported in persistent services" */
 		count_reason(XVS_R_NO_DEST);
-		return icmp_reply(ctx, p, 0, 0);
+		return icmp_reply(ctx, p, ICMP_PORT_UNREACH, 0);
 	}
 
 	int ctl;
-	__u32 dest_id = pick(svc, p, &k, cfg, now, &ctl);
+	__u32 dest_id = pick(svc, p, kp, &ctl);
 	if (dest_id == XVS_EMPTY) {
 		count_reason(XVS_R_TABLE_FULL);
 		return XDP_DROP;
@@ -289,11 +349,14 @@ static __always_inline int handle_l4(struct xdp_md *ctx, struct pkt *p, const st
 		count_reason(XVS_R_NO_DEST);
 		if (bpf_ntohs(svc->port) == XVS_FTP_PORT && bpf_ntohs(p->dport) != XVS_FTP_PORT)
 			return XDP_PASS;
-		return icmp_reply(ctx, p, 0, 0);
+		return icmp_reply(ctx, p, ICMP_PORT_UNREACH, 0);
 	}
 	struct xvs_dest *dst = bpf_map_lookup_elem(&xvs_dests, &dest_id);
-	if (!dst)
+	if (!dst) {
+		if (ctl)
+			unpick(svc, p->af, kp, dest_id);
 		return XDP_PASS;
+	}
 
 	struct xvs_conn nc = {
 		.dest_id = dest_id,
@@ -307,55 +370,73 @@ static __always_inline int handle_l4(struct xdp_md *ctx, struct pkt *p, const st
 		nc.flags |= XVS_CONN_F_CTL;
 	if (dst->method != XVS_FWD_MASQ)
 		nc.flags |= XVS_CONN_F_NOOUTPUT;
+	if (p->dport != svc->port)
+		nc.flags |= XVS_CONN_F_KEEPPORT; /* port-0 service: the packet's port is kept */
 
 	if ((svc->flags & XVS_SVC_F_ONEPACKET) && p->proto == IPPROTO_UDP) {
-		/* One-packet scheduling: nothing is remembered; the template, if any, is. */
-		if (ctl) {
-			struct xvs_tpl *t = tpl_lookup(p->af, &k); /* never matches: cport is set */
-			(void)t;
-			union conn_key tk;
-			tpl_key(p->af, &k, svc, svc->port, &tk);
-			t = tpl_lookup(p->af, &tk);
-			if (t && (__s32)t->n_control > 0)
-				__sync_fetch_and_add(&t->n_control, -1);
-		}
-		return forward(ctx, p, &k, &nc, cfg, now, 1);
+		/* One-packet scheduling: nothing is remembered but the template, if any. */
+		if (ctl)
+			unpick(svc, p->af, kp, dest_id);
+		c = &nc;
+		is_new = 1;
+		goto out;
 	}
 
-	__u16 rport = dst->port ? dst->port : p->dport;
 	if (dst->method == XVS_FWD_MASQ) {
-		union nat_key rn;
-		nat_key_of(p->af, &k, dst->addr, rport, &rn);
-		if (nat_update(p->af, &rn, &k)) {
+		nc.flags |= XVS_CONN_F_NAT;
+		nat_key_of(p->af, kp, dst->addr, conn_rport(p->af, kp, &nc, dst), &sc->rn);
+		if (nat_update(p->af, &sc->rn, kp)) {
+			if (ctl)
+				unpick(svc, p->af, kp, dest_id);
 			count_reason(XVS_R_TABLE_FULL);
 			return XDP_DROP;
 		}
-		nc.flags |= XVS_CONN_F_NAT;
 	}
-	if (conn_update(p->af, &k, &nc)) {
+	long err = conn_insert(p->af, kp, &nc);
+	if (err) {
+		if (ctl)
+			unpick(svc, p->af, kp, dest_id);
+		if (err == -17 /* EEXIST */) {
+			/* The same first packet on another CPU created it a moment ago. */
+			c = conn_lookup(p->af, kp);
+			if (!c)
+				return XDP_PASS;
+			goto out;
+		}
+		if (nc.flags & XVS_CONN_F_NAT)
+			nat_delete(p->af, &sc->rn);
 		count_reason(XVS_R_CONN_FULL);
 		return XDP_DROP;
 	}
 	count(XVS_CNT_CONN_NEW);
 	dest_bind(dest_id, dst);
-	c = conn_lookup(p->af, &k);
+	c = conn_lookup(p->af, kp);
 	if (!c)
 		return XDP_PASS;
-	return forward(ctx, p, &k, c, cfg, now, 1);
+	is_new = 1;
+out:
+	p->is_new = is_new;
+	return forward(ctx, p, kp, c);
 }
 
 SEC("xdp")
 int xvs_lb(struct xdp_md *ctx)
 {
 	void *data = (void *)(long)ctx->data, *data_end = (void *)(long)ctx->data_end;
-	struct pkt p = {};
-	int r = parse_packet(data, data_end, &p);
-	p.ifindex = ctx->ingress_ifindex;
+	__u32 zero = 0;
+	struct scratch *sc = bpf_map_lookup_elem(&xvs_scratch, &zero);
+	if (!sc)
+		return XDP_PASS;
+	struct pkt *pp = &sc->p;
+	__builtin_memset(pp, 0, sizeof(*pp));
+	int r = parse_packet(data, data_end, pp);
+	pp->ifindex = ctx->ingress_ifindex;
+	pp->now = now_ms();
 	switch (r) {
 	case PARSE_OK:
 		break;
 	case PARSE_ICMP:
-		return handle_icmp(ctx, &p);
+		return handle_icmp(ctx, pp);
 	case PARSE_FRAGMENT:
 		count_reason(XVS_R_FRAGMENT);
 		return XDP_PASS;
@@ -368,7 +449,7 @@ int xvs_lb(struct xdp_md *ctx)
 	struct xvs_cfg *cfg = config();
 	if (!cfg)
 		return XDP_PASS;
-	return handle_l4(ctx, &p, cfg);
+	return handle_l4(ctx, sc, cfg);
 }
 
 /* ---- the sweep ---- */
@@ -390,8 +471,7 @@ static __always_inline long sweep_one(__u8 af, union conn_key *k, struct xvs_con
 		return 1;
 	sc->seen++;
 	if ((sc->flags & XVS_SWEEP_ALL) || conn_expired(c, cfg, sc->now)) {
-		drop_conn(af, k, c);
-		sc->expired++;
+		sc->expired += drop_conn(af, k, c);
 		return 0;
 	}
 	if (sc->flags & XVS_SWEEP_RECOUNT) {
@@ -445,25 +525,31 @@ static __always_inline int sweep_tpl(struct xvs_tpl *t, struct sweep_ctx *sc)
 		t->expires = sc->now + XVS_TPL_RETRY_S * 1000;
 		return 0;
 	}
-	__u32 id = t->dest_id;
+	return 1;
+}
+
+/* A template the sweep removed: its server stops counting it. */
+static __always_inline void tpl_released(__u32 id, struct sweep_ctx *sc)
+{
 	struct xvs_dest_state *st = bpf_map_lookup_elem(&xvs_dest_state, &id);
 	if (st)
 		__sync_fetch_and_add(&st->persist, -1);
 	sc->tpl_expired++;
-	return 1;
 }
 
 static long sweep_tpl4(struct bpf_map *map, struct xvs_conn4_key *key, struct xvs_tpl *t, struct sweep_ctx *sc)
 {
-	if (sweep_tpl(t, sc))
-		bpf_map_delete_elem(map, key);
+	__u32 id = t->dest_id;
+	if (sweep_tpl(t, sc) && !bpf_map_delete_elem(map, key))
+		tpl_released(id, sc);
 	return 0;
 }
 
 static long sweep_tpl6(struct bpf_map *map, struct xvs_conn6_key *key, struct xvs_tpl *t, struct sweep_ctx *sc)
 {
-	if (sweep_tpl(t, sc))
-		bpf_map_delete_elem(map, key);
+	__u32 id = t->dest_id;
+	if (sweep_tpl(t, sc) && !bpf_map_delete_elem(map, key))
+		tpl_released(id, sc);
 	return 0;
 }
 

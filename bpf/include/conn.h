@@ -50,6 +50,18 @@ static __always_inline void conn_key_in(const struct pkt *p, union conn_key *k)
 	}
 }
 
+/* Compares two keys of family `af` word by word. */
+static __always_inline int conn_key_eq(__u8 af, const union conn_key *a, const union conn_key *b)
+{
+	const __u32 *x = (const __u32 *)a, *y = (const __u32 *)b;
+	int words = af == XVS_AF_INET ? sizeof(a->k4) / 4 : sizeof(a->k6) / 4;
+#pragma unroll
+	for (int i = 0; i < (int)(sizeof(a->k6) / 4); i++)
+		if (i < words && x[i] != y[i])
+			return 0;
+	return 1;
+}
+
 static __always_inline struct xvs_conn *conn_lookup(__u8 af, const union conn_key *k)
 {
 	if (af == XVS_AF_INET)
@@ -64,12 +76,20 @@ static __always_inline long conn_update(__u8 af, const union conn_key *k, const 
 	return bpf_map_update_elem(&xvs_conn6, &k->k6, c, BPF_ANY);
 }
 
-static __always_inline void conn_delete(__u8 af, const union conn_key *k)
+/* Returns: 0 when this call removed the entry. */
+static __always_inline long conn_delete(__u8 af, const union conn_key *k)
 {
 	if (af == XVS_AF_INET)
-		bpf_map_delete_elem(&xvs_conn4, &k->k4);
-	else
-		bpf_map_delete_elem(&xvs_conn6, &k->k6);
+		return bpf_map_delete_elem(&xvs_conn4, &k->k4);
+	return bpf_map_delete_elem(&xvs_conn6, &k->k6);
+}
+
+/* Inserts a new connection, failing with -EEXIST when another CPU got there first. */
+static __always_inline long conn_insert(__u8 af, const union conn_key *k, const struct xvs_conn *c)
+{
+	if (af == XVS_AF_INET)
+		return bpf_map_update_elem(&xvs_conn4, &k->k4, c, BPF_NOEXIST);
+	return bpf_map_update_elem(&xvs_conn6, &k->k6, c, BPF_NOEXIST);
 }
 
 /* The reply key of a connection: (real server address and port, client address and port). */
@@ -111,11 +131,24 @@ static __always_inline void nat_key_out(const struct pkt *p, union nat_key *n)
 	}
 }
 
-static __always_inline union conn_key *nat_lookup(__u8 af, const union nat_key *n)
+/* Copies the connection key a reply entry points at into *k (the copy is made inside each
+ * family's branch, where the verifier knows the value's size).
+ * Returns: 1 if the entry exists. */
+static __always_inline int nat_get(__u8 af, const union nat_key *n, union conn_key *k)
 {
-	if (af == XVS_AF_INET)
-		return bpf_map_lookup_elem(&xvs_nat4, &n->k4);
-	return bpf_map_lookup_elem(&xvs_nat6, &n->k6);
+	__builtin_memset(k, 0, sizeof(*k));
+	if (af == XVS_AF_INET) {
+		struct xvs_conn4_key *v = bpf_map_lookup_elem(&xvs_nat4, &n->k4);
+		if (!v)
+			return 0;
+		k->k4 = *v;
+		return 1;
+	}
+	struct xvs_conn6_key *v = bpf_map_lookup_elem(&xvs_nat6, &n->k6);
+	if (!v)
+		return 0;
+	k->k6 = *v;
+	return 1;
 }
 
 static __always_inline long nat_update(__u8 af, const union nat_key *n, const union conn_key *k)
@@ -161,11 +194,20 @@ static __always_inline struct xvs_tpl *tpl_lookup(__u8 af, const union conn_key 
 	return bpf_map_lookup_elem(&xvs_tpl6, &t->k6);
 }
 
-static __always_inline long tpl_update(__u8 af, const union conn_key *t, const struct xvs_tpl *v)
+/* Inserts a template, failing with -EEXIST when another CPU created one first. */
+static __always_inline long tpl_insert(__u8 af, const union conn_key *t, const struct xvs_tpl *v)
 {
 	if (af == XVS_AF_INET)
-		return bpf_map_update_elem(&xvs_tpl4, &t->k4, v, BPF_ANY);
-	return bpf_map_update_elem(&xvs_tpl6, &t->k6, v, BPF_ANY);
+		return bpf_map_update_elem(&xvs_tpl4, &t->k4, v, BPF_NOEXIST);
+	return bpf_map_update_elem(&xvs_tpl6, &t->k6, v, BPF_NOEXIST);
+}
+
+/* Returns: 0 when this call removed the template. */
+static __always_inline long tpl_delete(__u8 af, const union conn_key *t)
+{
+	if (af == XVS_AF_INET)
+		return bpf_map_delete_elem(&xvs_tpl4, &t->k4);
+	return bpf_map_delete_elem(&xvs_tpl6, &t->k6);
 }
 
 /* The template controlling connection `k` of service `svc_id`, if it is still the one that
@@ -197,22 +239,16 @@ static __always_inline __u32 state_timeout(const struct xvs_cfg *cfg, __u8 s)
 	return s < 16 ? cfg->timeout_ms[s & 15] : 0;
 }
 
-/* Runs the state machine for one packet (set_tcp_state / udp_state_transition).
- * @dir: DIR_INPUT or DIR_OUTPUT; INPUT becomes INPUT_ONLY while no reply was seen. */
-static __always_inline void conn_transition(__u8 af, const union conn_key *k, struct xvs_conn *c,
-					    const struct xvs_cfg *cfg, int dir, __u8 tcp_flags)
+/* The next state and flags of a connection for one packet (set_tcp_state); returns the
+ * packed word (state in the low byte, flags in the next, as in struct xvs_conn). */
+static __always_inline __u32 next_word(__u32 word, const struct xvs_cfg *cfg, int dir, __u8 tcp_flags)
 {
-	if (c->state == XVS_UDP_S) {
-		if (dir == DIR_OUTPUT && (c->flags & XVS_CONN_F_CTL)) {
-			struct xvs_tpl *t = tpl_of_conn(af, k, c);
-			if (t)
-				t->state = XVS_TPL_S_ASSURED;
-		}
-		return;
-	}
-	if (c->flags & XVS_CONN_F_NOOUTPUT) {
+	__u8 state = word & 0xff, flags = (word >> 8) & 0xff;
+	if (state == XVS_UDP_S)
+		return word;
+	if (flags & XVS_CONN_F_NOOUTPUT) {
 		if (dir == DIR_OUTPUT)
-			c->flags &= ~XVS_CONN_F_NOOUTPUT;
+			flags &= ~XVS_CONN_F_NOOUTPUT;
 		else
 			dir = DIR_INPUT_ONLY;
 	}
@@ -226,32 +262,73 @@ static __always_inline void conn_transition(__u8 af, const union conn_key *k, st
 		ev = 1;
 	else if (tcp_flags & XVS_TCP_ACK)
 		ev = 2;
-	__u8 cur = c->state;
-	if (cur >= XVS_TCP_S_LAST)
-		cur = XVS_TCP_S_NONE;
+	__u8 cur = state < XVS_TCP_S_LAST ? state : XVS_TCP_S_NONE;
 	if (ev >= 0 && dir >= 0 && dir < 3) {
 		int secure = (cfg->flags & XVS_CFG_SECURE_TCP) ? 1 : 0;
 		next = cfg->tcp_next[secure][dir][ev][cur];
 	}
-	if (next == c->state)
-		return;
-	int was = !(c->flags & XVS_CONN_F_INACTIVE), now = state_active(next);
-	if (was != now) {
-		__u32 id = c->dest_id;
-		struct xvs_dest_state *st = bpf_map_lookup_elem(&xvs_dest_state, &id);
-		if (st)
-			__sync_fetch_and_add(&st->active, now ? 1 : -1);
-		if (now)
-			c->flags &= ~XVS_CONN_F_INACTIVE;
+	if (next != state) {
+		if (state_active(next))
+			flags &= ~XVS_CONN_F_INACTIVE;
 		else
-			c->flags |= XVS_CONN_F_INACTIVE;
+			flags |= XVS_CONN_F_INACTIVE;
 	}
-	if (next == XVS_TCP_S_ESTABLISHED && (c->flags & XVS_CONN_F_CTL)) {
-		struct xvs_tpl *t = tpl_of_conn(af, k, c);
-		if (t)
-			t->state = XVS_TPL_S_ASSURED;
+	return (word & 0xffff0000) | next | ((__u32)flags << 8);
+}
+
+/* Runs the state machine for one packet (set_tcp_state / udp_state_transition).
+ * @dir: DIR_INPUT or DIR_OUTPUT; INPUT becomes INPUT_ONLY while no reply was seen.
+ * The state and flags change together by compare-and-swap: a NAT connection's two directions
+ * may be processed on two CPUs at once, and only the CPU whose change lands moves the
+ * server's active count. */
+__attribute__((noinline)) int conn_transition(__u8 af, const union conn_key *k, struct xvs_conn *c, int dir,
+						__u8 tcp_flags)
+{
+	struct xvs_cfg *cfg = config();
+	if (!k || !c || !cfg)
+		return 0;
+	if (c->state == XVS_UDP_S) {
+		if (dir == DIR_OUTPUT && (c->flags & XVS_CONN_F_CTL)) {
+			struct xvs_tpl *t = tpl_of_conn(af, k, c);
+			if (t)
+				t->state = XVS_TPL_S_ASSURED;
+		}
+		return 0;
 	}
-	c->state = next;
+	__u32 *word = (__u32 *)&c->state;
+	for (int attempt = 0; attempt < 4; attempt++) {
+		__u32 old = *word;
+		__u32 neww = next_word(old, cfg, dir, tcp_flags);
+		if (neww == old)
+			return 0;
+		if (__sync_val_compare_and_swap(word, old, neww) != old)
+			continue;
+		int was = !((old >> 8) & XVS_CONN_F_INACTIVE), now = !((neww >> 8) & XVS_CONN_F_INACTIVE);
+		if (was != now) {
+			__u32 id = c->dest_id;
+			struct xvs_dest_state *st = bpf_map_lookup_elem(&xvs_dest_state, &id);
+			if (st)
+				__sync_fetch_and_add(&st->active, now ? 1 : -1);
+		}
+		if ((neww & 0xff) == XVS_TCP_S_ESTABLISHED && (old & 0xff) != XVS_TCP_S_ESTABLISHED &&
+		    (c->flags & XVS_CONN_F_CTL)) {
+			struct xvs_tpl *t = tpl_of_conn(af, k, c);
+			if (t)
+				t->state = XVS_TPL_S_ASSURED;
+		}
+		return 0;
+	}
+	return 0;
+}
+
+/* The real server port a connection uses, and the one its reply entry is keyed by. */
+static __always_inline __u16 conn_rport(__u8 af, const union conn_key *k, const struct xvs_conn *c,
+					const struct xvs_dest *dst)
+{
+	__u16 vport = af == XVS_AF_INET ? k->k4.vport : k->k6.vport;
+	if ((c->flags & XVS_CONN_F_KEEPPORT) || !dst->port)
+		return vport;
+	return dst->port;
 }
 
 /* Binds a new connection to its server: total + 1, and the overload flag when the total
@@ -269,8 +346,10 @@ static __always_inline void dest_bind(__u32 dest_id, const struct xvs_dest *dst)
 /* Unbinds a connection that goes away: active - 1 if it was active, total - 1, and the
  * overload flag cleared when the total was exactly the lower threshold. Releases its template.
  * Shared by the packet path (replacing an expired entry) and the sweep. */
-static __always_inline void conn_release(__u8 af, const union conn_key *k, const struct xvs_conn *c)
+__attribute__((noinline)) int conn_release(__u8 af, const union conn_key *k, const struct xvs_conn *c)
 {
+	if (!k || !c)
+		return 0;
 	__u32 id = c->dest_id;
 	struct xvs_dest_state *st = bpf_map_lookup_elem(&xvs_dest_state, &id);
 	struct xvs_dest *dst = bpf_map_lookup_elem(&xvs_dests, &id);
@@ -288,13 +367,14 @@ static __always_inline void conn_release(__u8 af, const union conn_key *k, const
 	}
 	if ((c->flags & XVS_CONN_F_NAT) && dst) {
 		union nat_key n;
-		__u16 rport = dst->port;
-		if (!rport)
-			rport = af == XVS_AF_INET ? k->k4.vport : k->k6.vport;
-		nat_key_of(af, k, dst->addr, rport, &n);
-		nat_delete(af, &n);
+		nat_key_of(af, k, dst->addr, conn_rport(af, k, c, dst), &n);
+		/* Only our own reply entry: another VIP's connection may share it. */
+		union conn_key owner;
+		if (nat_get(af, &n, &owner) && conn_key_eq(af, &owner, k))
+			nat_delete(af, &n);
 	}
 	count(XVS_CNT_CONN_DEL);
+	return 0;
 }
 
 /* True once a connection has been idle longer than its state's timeout. */

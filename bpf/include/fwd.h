@@ -44,7 +44,8 @@ static __always_inline int rewrite_dst(struct xdp_md *ctx, struct pkt *p, const 
 		struct udphdr *uh = data + l4;
 		if ((void *)(uh + 1) > data_end)
 			return -1;
-		if (uh->check || p->af == XVS_AF_INET6)
+		/* A zero UDP checksum means "none" (IPv4, and IPv6 tunnels per RFC 6935): it stays. */
+		if (uh->check)
 			l4sum = &uh->check;
 		dport = &uh->dest;
 	}
@@ -62,7 +63,8 @@ static __always_inline int rewrite_dst(struct xdp_md *ctx, struct pkt *p, const 
 			return -1;
 		__u32 old[4];
 		__builtin_memcpy(old, &ip6->daddr, 16);
-		csum_replace16(l4sum, old, addr);
+		if (l4sum)
+			csum_replace16(l4sum, old, addr);
 		__builtin_memcpy(&ip6->daddr, addr, 16);
 	}
 	if (l4sum)
@@ -95,7 +97,7 @@ static __always_inline int rewrite_src(struct xdp_md *ctx, struct pkt *p, const 
 		struct udphdr *uh = data + l4;
 		if ((void *)(uh + 1) > data_end)
 			return -1;
-		if (uh->check || p->af == XVS_AF_INET6)
+		if (uh->check)
 			l4sum = &uh->check;
 		sport = &uh->source;
 	}
@@ -113,7 +115,8 @@ static __always_inline int rewrite_src(struct xdp_md *ctx, struct pkt *p, const 
 			return -1;
 		__u32 old[4];
 		__builtin_memcpy(old, &ip6->saddr, 16);
-		csum_replace16(l4sum, old, addr);
+		if (l4sum)
+			csum_replace16(l4sum, old, addr);
 		__builtin_memcpy(&ip6->saddr, addr, 16);
 	}
 	if (l4sum)
@@ -147,6 +150,13 @@ static __always_inline int dec_ttl(struct xdp_md *ctx, struct pkt *p)
 	return 0;
 }
 
+/* The per-CPU FIB parameters (see xvs_fib_scratch). */
+static __always_inline struct bpf_fib_lookup *fib_scratch(void)
+{
+	__u32 zero = 0;
+	return bpf_map_lookup_elem(&xvs_fib_scratch, &zero);
+}
+
 /* Looks up the next hop towards `dst` as the kernel would route it.
  * @tot_len: the length the packet will have (for the MTU check).
  * @flags: BPF_FIB_LOOKUP_* (SRC to learn the source address for an outer header).
@@ -165,7 +175,28 @@ static __always_inline long fib_lookup(struct xdp_md *ctx, const struct pkt *p, 
 		fib->family = AF_INET6;
 		__builtin_memcpy(fib->ipv6_dst, dst, 16);
 	}
-	return bpf_fib_lookup(ctx, fib, sizeof(*fib), flags);
+	long rc = bpf_fib_lookup(ctx, fib, sizeof(*fib), flags);
+	if (rc < 0 && (flags & BPF_FIB_LOOKUP_SRC)) {
+		/* Kernels before 6.7 do not report the source address: look up without it and
+		 * use the VIP as the outer source (the real server's decapsulation ignores it). */
+		__u32 ifindex = fib->ifindex;
+		__builtin_memset(fib, 0, sizeof(*fib));
+		fib->ifindex = p->ifindex;
+		fib->tot_len = tot_len;
+		fib->family = af == XVS_AF_INET ? AF_INET : AF_INET6;
+		if (af == XVS_AF_INET) {
+			fib->ipv4_dst = dst[0];
+		} else {
+			__builtin_memcpy(fib->ipv6_dst, dst, 16);
+		}
+		(void)ifindex;
+		rc = bpf_fib_lookup(ctx, fib, sizeof(*fib), flags & ~BPF_FIB_LOOKUP_SRC);
+		if (af == XVS_AF_INET)
+			fib->ipv4_src = p->daddr[0];
+		else
+			__builtin_memcpy(fib->ipv6_src, p->daddr, 16);
+	}
+	return rc;
 }
 
 /* Sends the frame to the next hop the FIB found: writes the MACs, then XDP_TX on the ingress
@@ -188,7 +219,13 @@ static __always_inline int xmit(struct xdp_md *ctx, const struct pkt *p, const s
  * Returns: 0, or -1 if the frame could not grow. */
 static __always_inline int encap(struct xdp_md *ctx, struct pkt *p, const __u32 *dst, const struct bpf_fib_lookup *fib)
 {
-	void *data, *data_end;
+	void *data = (void *)(long)ctx->data, *data_end = (void *)(long)ctx->data_end;
+	/* The MACs move with the frame's new start: the kernel must still see its own MAC as the
+	 * destination if the packet is handed to it. */
+	struct ethhdr saved;
+	if (data + sizeof(saved) > data_end)
+		return -1;
+	__builtin_memcpy(&saved, data, sizeof(saved));
 	if (p->af == XVS_AF_INET) {
 		if (bpf_xdp_adjust_head(ctx, -(int)sizeof(struct iphdr)))
 			return -1;
@@ -199,13 +236,16 @@ static __always_inline int encap(struct xdp_md *ctx, struct pkt *p, const __u32 
 		struct iphdr *inner = (void *)(outer + 1);
 		if ((void *)(inner + 1) > data_end)
 			return -1;
+		__builtin_memcpy(eth, &saved, sizeof(saved));
 		eth->h_proto = bpf_htons(ETH_P_IP);
 		outer->version = 4;
 		outer->ihl = 5;
 		outer->tos = inner->tos;
 		outer->tot_len = bpf_htons(bpf_ntohs(inner->tot_len) + sizeof(struct iphdr));
-		outer->id = 0;
 		outer->frag_off = inner->frag_off & bpf_htons(IP_DF);
+		/* A fragmentable outer packet needs an ID that does not repeat; with DF, 0 is fine
+		 * (RFC 6864). */
+		outer->id = outer->frag_off ? 0 : (__u16)bpf_get_prandom_u32();
 		outer->ttl = inner->ttl;
 		outer->protocol = IPPROTO_IPIP;
 		outer->saddr = fib->ipv4_src;
@@ -223,6 +263,7 @@ static __always_inline int encap(struct xdp_md *ctx, struct pkt *p, const __u32 
 	struct ipv6hdr *inner = (void *)(outer + 1);
 	if ((void *)(inner + 1) > data_end)
 		return -1;
+	__builtin_memcpy(eth, &saved, sizeof(saved));
 	eth->h_proto = bpf_htons(ETH_P_IPV6);
 	__builtin_memcpy(outer, inner, 4); /* version, traffic class, flow label */
 	outer->payload_len = bpf_htons(bpf_ntohs(inner->payload_len) + sizeof(struct ipv6hdr));
@@ -238,13 +279,24 @@ static __always_inline int encap(struct xdp_md *ctx, struct pkt *p, const __u32 
 #define XVS_ICMP_QUOTE4 (sizeof(struct iphdr) + 8)
 #define XVS_ICMP_QUOTE6 (sizeof(struct ipv6hdr) + 8)
 
+/* The errors the director itself sends. */
+enum icmp_kind {
+	ICMP_PORT_UNREACH = 0, /* no real server can take the connection */
+	ICMP_TOO_BIG = 1,      /* fragmentation needed / packet too big, with the MTU */
+	ICMP_TTL = 2,          /* time exceeded in transit */
+};
+
 /* Turns the frame into an ICMP error back to its sender, out of the interface it came in on:
- * IPv4 destination unreachable (code: 3 port unreachable, 4 fragmentation needed with `mtu`),
- * or ICMPv6 destination unreachable / packet too big. The source of the error is the address
- * the packet was sent to (the VIP).
+ * destination unreachable (port unreachable, or fragmentation needed with `mtu`) or time
+ * exceeded; for IPv6, destination unreachable, packet too big or time exceeded. The source of
+ * the error is the address the packet was sent to (the VIP).
  * Returns: XDP_TX, or XDP_DROP if the frame could not be rebuilt. */
-static __always_inline int icmp_reply(struct xdp_md *ctx, struct pkt *p, int too_big, __u32 mtu)
+__attribute__((noinline)) int icmp_reply(struct xdp_md *ctx, struct pkt *p, enum icmp_kind kind, __u32 mtu)
 {
+	/* A global function: verified once on its own, not at each of its callers. */
+	if (!p)
+		return XDP_DROP;
+	int too_big = kind == ICMP_TOO_BIG;
 	void *data = (void *)(long)ctx->data, *data_end = (void *)(long)ctx->data_end;
 	struct ethhdr *eth = data;
 	if ((void *)(eth + 1) > data_end)
@@ -293,8 +345,8 @@ static __always_inline int icmp_reply(struct xdp_md *ctx, struct pkt *p, int too
 		ip->daddr = p->saddr[0];
 		ip->check = 0;
 		ip->check = ipv4_csum((__u16 *)ip);
-		ic->type = XVS_ICMP_DEST_UNREACH;
-		ic->code = too_big ? XVS_ICMP_FRAG_NEEDED : XVS_ICMP_PORT_UNREACH;
+		ic->type = kind == ICMP_TTL ? XVS_ICMP_TIME_EXCEEDED : XVS_ICMP_DEST_UNREACH;
+		ic->code = kind == ICMP_TTL ? 0 : too_big ? XVS_ICMP_FRAG_NEEDED : XVS_ICMP_PORT_UNREACH;
 		ic->checksum = 0;
 		ic->unused = 0;
 		ic->mtu = too_big ? bpf_htons((__u16)mtu) : 0;
@@ -333,8 +385,8 @@ static __always_inline int icmp_reply(struct xdp_md *ctx, struct pkt *p, int too
 	ip6->hop_limit = 64;
 	__builtin_memcpy(&ip6->saddr, p->daddr, 16);
 	__builtin_memcpy(&ip6->daddr, p->saddr, 16);
-	ic6->type = too_big ? XVS_ICMPV6_PKT_TOOBIG : XVS_ICMPV6_DEST_UNREACH;
-	ic6->code = too_big ? 0 : XVS_ICMPV6_PORT_UNREACH;
+	ic6->type = kind == ICMP_TTL ? 3 : too_big ? XVS_ICMPV6_PKT_TOOBIG : XVS_ICMPV6_DEST_UNREACH;
+	ic6->code = kind == ICMP_PORT_UNREACH ? XVS_ICMPV6_PORT_UNREACH : 0;
 	ic6->checksum = 0;
 	*(__u32 *)&ic6->unused = too_big ? bpf_htonl(mtu) : 0;
 	/* Checksum over the pseudo-header (addresses, length, next header) and the message. */

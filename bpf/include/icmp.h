@@ -41,14 +41,16 @@ static __always_inline int icmp_is_error(const struct pkt *p)
 /* Sends a rewritten or forwarded error on, towards `dst`. */
 static __always_inline int icmp_send(struct xdp_md *ctx, struct pkt *p, const __u32 *dst)
 {
-	struct bpf_fib_lookup fib;
+	struct bpf_fib_lookup *fib = fib_scratch();
+	if (!fib)
+		return XDP_PASS;
 	if (dec_ttl(ctx, p)) {
 		count_reason(XVS_R_TTL);
 		return XDP_DROP;
 	}
-	long rc = fib_lookup(ctx, p, dst, p->ip_len, &fib, 0);
+	long rc = fib_lookup(ctx, p, dst, p->ip_len, fib, 0);
 	if (rc == BPF_FIB_LKUP_RET_SUCCESS)
-		return xmit(ctx, p, &fib);
+		return xmit(ctx, p, fib);
 	count_reason(rc == BPF_FIB_LKUP_RET_NO_NEIGH ? XVS_R_NO_NEIGH : XVS_R_NO_ROUTE);
 	return XDP_PASS;
 }
@@ -56,20 +58,22 @@ static __always_inline int icmp_send(struct xdp_md *ctx, struct pkt *p, const __
 /* Forwards an error about a DR/TUN connection to its real server, unchanged. */
 static __always_inline int icmp_to_direct(struct xdp_md *ctx, struct pkt *p, const struct xvs_dest *dst, __u8 method)
 {
-	struct bpf_fib_lookup fib;
+	struct bpf_fib_lookup *fib = fib_scratch();
+	if (!fib)
+		return XDP_PASS;
 	if (dec_ttl(ctx, p)) {
 		count_reason(XVS_R_TTL);
 		return XDP_DROP;
 	}
 	__u16 hdr = method == XVS_FWD_TUNNEL ? (p->af == XVS_AF_INET ? 20 : 40) : 0;
-	long rc = fib_lookup(ctx, p, dst->addr, p->ip_len + hdr, &fib, method == XVS_FWD_TUNNEL ? BPF_FIB_LOOKUP_SRC : 0);
+	long rc = fib_lookup(ctx, p, dst->addr, p->ip_len + hdr, fib, method == XVS_FWD_TUNNEL ? BPF_FIB_LOOKUP_SRC : 0);
 	if (rc != BPF_FIB_LKUP_RET_SUCCESS) {
 		count_reason(rc == BPF_FIB_LKUP_RET_NO_NEIGH ? XVS_R_NO_NEIGH : XVS_R_NO_ROUTE);
 		return XDP_DROP;
 	}
-	if (method == XVS_FWD_TUNNEL && encap(ctx, p, dst->addr, &fib))
+	if (method == XVS_FWD_TUNNEL && encap(ctx, p, dst->addr, fib))
 		return XDP_DROP;
-	return xmit(ctx, p, &fib);
+	return xmit(ctx, p, fib);
 }
 
 static __always_inline int handle_icmp4(struct xdp_md *ctx, struct pkt *p)
@@ -122,11 +126,11 @@ static __always_inline int handle_icmp4(struct xdp_md *ctx, struct pkt *p)
 	n.k4.rport = ports[1];
 	n.k4.cport = ports[0];
 	n.k4.proto = emb->protocol;
-	union conn_key *fk = nat_lookup(XVS_AF_INET, &n);
-	if (!fk)
+	union conn_key fk;
+	if (!nat_get(XVS_AF_INET, &n, &fk))
 		return XDP_PASS;
-	__u32 vaddr = fk->k4.vaddr;
-	__u16 vport = fk->k4.vport;
+	__u32 vaddr = fk.k4.vaddr;
+	__u16 vport = fk.k4.vport;
 	__u32 old_addr = emb->daddr;
 	__u16 old_check = emb->check;
 	csum_replace4(&ip->check, ip->saddr, vaddr);
@@ -191,14 +195,14 @@ static __always_inline int handle_icmp6(struct xdp_md *ctx, struct pkt *p)
 	n.k6.rport = ports[1];
 	n.k6.cport = ports[0];
 	n.k6.proto = emb->nexthdr;
-	union conn_key *fk = nat_lookup(XVS_AF_INET6, &n);
-	if (!fk)
+	union conn_key fk;
+	if (!nat_get(XVS_AF_INET6, &n, &fk))
 		return XDP_PASS;
-	__u16 vport = fk->k6.vport;
+	__u16 vport = fk.k6.vport;
 	__u32 outer[4];
 	__builtin_memcpy(outer, &ip6->saddr, 16);
 	__builtin_memcpy(old, &emb->daddr, 16);
-	__builtin_memcpy(new, fk->k6.vaddr, 16);
+	__builtin_memcpy(new, fk.k6.vaddr, 16);
 	csum_replace16(&ic->checksum, outer, new);
 	csum_replace16(&ic->checksum, old, new);
 	csum_replace2(&ic->checksum, ports[1], vport);
@@ -211,8 +215,10 @@ static __always_inline int handle_icmp6(struct xdp_md *ctx, struct pkt *p)
 
 /* An ICMP or ICMPv6 message reached the director.
  * Returns: the XDP action; messages that are not errors about a tracked connection pass. */
-static __always_inline int handle_icmp(struct xdp_md *ctx, struct pkt *p)
+__attribute__((noinline)) int handle_icmp(struct xdp_md *ctx, struct pkt *p)
 {
+	if (!p)
+		return XDP_PASS;
 	if (!icmp_is_error(p))
 		return XDP_PASS;
 	return p->af == XVS_AF_INET ? handle_icmp4(ctx, p) : handle_icmp6(ctx, p);

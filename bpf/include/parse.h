@@ -62,6 +62,8 @@ struct pkt {
 	__u8 icmp_type; /* for ICMP/ICMPv6 */
 	__u8 pad;
 	__u32 ifindex;  /* the interface it arrived on */
+	__u32 now;      /* ms of CLOCK_MONOTONIC when processing began */
+	__u32 is_new;   /* set when this packet created its connection */
 };
 
 enum parse_result {

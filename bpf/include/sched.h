@@ -549,7 +549,7 @@ static __always_inline __u32 sched_lblc(const struct xvs_svc *svc, const struct 
 }
 
 /* The weighted least / most loaded member of an lblcr set (ip_vs_dest_set_min/max). */
-static __always_inline __u32 lblcr_set_pick(const struct xvs_lblc *e, int most)
+static __always_inline __u32 lblcr_set_pick(const struct xvs_lblc *e, int most, __u32 svc_id)
 {
 	__u32 best = XVS_NO_DEST;
 	__s64 boh = 0;
@@ -566,7 +566,8 @@ static __always_inline __u32 lblcr_set_pick(const struct xvs_lblc *e, int most)
 			continue;
 		struct dview d = { .id = id, .weight = dst->weight, .active = st->active, .total = st->total };
 		__s64 doh = overhead(&d);
-		int avail = dst->flags & XVS_DEST_F_AVAILABLE;
+		/* A slot reused by another service's server is not ours any more. */
+		int avail = (dst->flags & XVS_DEST_F_AVAILABLE) && dst->svc_id == svc_id;
 		if (most) {
 			if (best == XVS_NO_DEST) {
 				if (d.weight > 0)
@@ -608,18 +609,20 @@ static __always_inline __u32 sched_lblcr(const struct xvs_svc *svc, const struct
 		return d;
 	}
 	e->lastuse = now;
-	__u32 d = lblcr_set_pick(e, 0);
+	__u32 d = lblcr_set_pick(e, 0, svc->id);
 	int size = 0;
 #pragma unroll
 	for (int i = 0; i < XVS_LBLCR_SET; i++)
 		size += e->dest[i] != 0;
 	if (size > 1 && (__s32)(now - e->lastmod) > (__s32)cfg->lblcr_expire_s) {
-		__u32 m = lblcr_set_pick(e, 1);
+		__u32 m = lblcr_set_pick(e, 1, svc->id);
+		if (m != XVS_NO_DEST) {
 #pragma unroll
-		for (int i = 0; i < XVS_LBLCR_SET; i++)
-			if (m != XVS_NO_DEST && e->dest[i] == m + 1)
-				e->dest[i] = 0;
-		e->lastmod = now;
+			for (int i = 0; i < XVS_LBLCR_SET; i++)
+				if (e->dest[i] == m + 1)
+					e->dest[i] = 0;
+			e->lastmod = now; /* only when a member actually left */
+		}
 	}
 	if (d != XVS_NO_DEST && !lblc_overloaded(svc, d))
 		return d;
@@ -630,10 +633,17 @@ static __always_inline __u32 sched_lblcr(const struct xvs_svc *svc, const struct
 	for (int i = 0; i < XVS_LBLCR_SET; i++)
 		if (e->dest[i] == d + 1)
 			return d;
-	/* Insert at the head; a full set drops its oldest member. */
+	/* Insert at the head (newest first, as the kernel's list): shift towards the first free
+	 * slot, or drop the oldest member when the set is full. */
+	int hole = XVS_LBLCR_SET - 1;
+#pragma unroll
+	for (int i = XVS_LBLCR_SET - 1; i >= 0; i--)
+		if (!e->dest[i])
+			hole = i;
 #pragma unroll
 	for (int i = XVS_LBLCR_SET - 1; i > 0; i--)
-		e->dest[i] = e->dest[i - 1];
+		if (i <= hole)
+			e->dest[i] = e->dest[i - 1];
 	e->dest[0] = d + 1;
 	e->lastmod = now;
 	return d;
@@ -641,8 +651,10 @@ static __always_inline __u32 sched_lblcr(const struct xvs_svc *svc, const struct
 
 /* Picks a real server for a new connection of `svc`.
  * Returns: a dest id, or XVS_NO_DEST. */
-static __always_inline __u32 schedule(const struct xvs_svc *svc, const struct pkt *p, const struct xvs_cfg *cfg)
+__attribute__((noinline)) __u32 schedule(const struct xvs_svc *svc, const struct pkt *p, const struct xvs_cfg *cfg)
 {
+	if (!svc || !p || !cfg)
+		return XVS_NO_DEST;
 	__u32 id = svc->id;
 	struct xvs_sched_state *st;
 

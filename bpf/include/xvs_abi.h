@@ -53,6 +53,7 @@ enum xvs_sched_kind {
 #define XVS_CONN_F_NOOUTPUT 0x2 /* no reply seen: DR/TUN, or NAT before the first reply */
 #define XVS_CONN_F_CTL 0x4      /* controlled by a persistence template */
 #define XVS_CONN_F_NAT 0x8      /* has a reverse (reply) entry */
+#define XVS_CONN_F_KEEPPORT 0x10 /* keeps the packet's port (port-0 service): not the server's */
 
 /* Connection states: TCP states 0..10 as the kernel numbers them, then UDP. */
 #define XVS_TCP_S_NONE 0
@@ -265,8 +266,8 @@ enum xvs_reason {
 
 /* Input of the sweep program, passed as its packet data. */
 struct xvs_sweep_args {
-	__u32 flags;      /* XVS_SWEEP_* */
-	__u32 max_delete; /* stop after this many removals (bounds one run) */
+	__u32 flags; /* XVS_SWEEP_* */
+	__u32 pad;
 };
 #define XVS_SWEEP_LBLC_FULL 0x1 /* the 30-minute lblc/lblcr expiry check is due */
 #define XVS_SWEEP_ALL 0x2       /* remove every connection (flush) */

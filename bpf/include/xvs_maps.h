@@ -177,6 +177,15 @@ struct {
 	XVS_PIN;
 } xvs_recount SEC(".maps");
 
+/* Per-CPU scratch space for the FIB lookup's 64-byte parameters: the stack of an XDP program
+ * and its calls is limited to 512 bytes. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct bpf_fib_lookup);
+} xvs_fib_scratch SEC(".maps");
+
 /* Tunables and the TCP state tables. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

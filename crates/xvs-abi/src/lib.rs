@@ -69,6 +69,8 @@ pub const CONN_F_NOOUTPUT: u8 = 0x2;
 pub const CONN_F_CTL: u8 = 0x4;
 /// Has a NAT reply entry.
 pub const CONN_F_NAT: u8 = 0x8;
+/// Keeps the packet's port (port-0 service).
+pub const CONN_F_KEEPPORT: u8 = 0x10;
 
 /// The UDP state number (after the 11 TCP states).
 pub const UDP_STATE: u8 = 11;
@@ -321,7 +323,7 @@ pub struct Cfg {
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
 pub struct SweepArgs {
     pub flags: u32,
-    pub max_delete: u32,
+    pub pad: u32,
 }
 
 /// Output of the sweep program.

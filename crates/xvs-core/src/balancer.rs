@@ -294,11 +294,12 @@ impl Balancer {
         let mut cp = self.conns.lookup_in(&key);
 
         if let Some(id) = cp {
-            if self.sysctl.conn_reuse_mode != 0 && pkt.proto == Protocol::Tcp && pkt.tcp.syn() {
+            if pkt.proto == Protocol::Tcp && pkt.tcp.syn() {
                 let c = self.conns.get(id).expect("looked up");
                 let dest_weight0 = c.dest.and_then(|d| self.services.dest(d)).is_some_and(|d| d.weight() == 0);
-                let resched =
-                    if self.sysctl.expire_nodest_conn && dest_weight0 { true } else { self.new_conn_expected(c) };
+                // Since Linux 5.14 the quiesced-server case does not depend on conn_reuse_mode.
+                let resched = (self.sysctl.expire_nodest_conn && dest_weight0)
+                    || (self.sysctl.conn_reuse_mode != 0 && self.new_conn_expected(c));
                 if resched {
                     if c.n_control == 0 {
                         self.expire_now(id, now);

@@ -239,7 +239,7 @@ impl Director {
     /// Runs the sweep: expires connections and templates whose time is up, with their
     /// accounting; `flags` are `xvs_abi::SWEEP_*`.
     pub fn sweep(&self, flags: u32) -> Result<abi::SweepOut, Error> {
-        let args = abi::SweepArgs { flags, max_delete: u32::MAX };
+        let args = abi::SweepArgs { flags, pad: 0 };
         let mut input = [0u8; 64];
         // SAFETY: SweepArgs is plain old data (xvs-abi); the buffer is larger than it.
         let bytes: &[u8] = unsafe {

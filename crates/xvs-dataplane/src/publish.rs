@@ -115,6 +115,9 @@ struct Published {
     sched_written: abi::SchedState,
     sched: u8,
     generation: u64,
+    /// True while the dataplane's wrr weight equals the core's (no packet moved it since the
+    /// core's hooks last set it).
+    wrr_synced: bool,
 }
 
 /// Keeps the director's maps equal to a [`Services`] table.
@@ -123,6 +126,8 @@ pub struct Publisher {
     lists: RangeAlloc,
     tables: RangeAlloc,
     published: HashMap<ServiceId, Published>,
+    /// Thresholds last written per real server; a server not here is new to its slot.
+    thresholds: HashMap<DestId, (u32, u32)>,
 }
 
 impl Publisher {
@@ -132,6 +137,7 @@ impl Publisher {
             lists: RangeAlloc::new(dp.options.max_dests),
             tables: RangeAlloc::new(dp.options.table_slots),
             published: HashMap::new(),
+            thresholds: HashMap::new(),
         }
     }
 
@@ -221,6 +227,20 @@ impl Publisher {
                 u_thresh: c.u_threshold,
                 l_thresh: d.l_threshold_val(),
             };
+            let thresholds = (c.u_threshold, d.l_threshold_val());
+            match self.thresholds.get(&did) {
+                None => {
+                    // A new server in this slot: it starts from zero, whatever the slot's last
+                    // owner left behind.
+                    dp.maps.dest_state.set(idx, abi::DestState::default(), 0).ctx(|| "reset xvs_dest_state".into())?;
+                    let zeros = aya::maps::PerCpuValues::try_from(vec![abi::Stats::default(); nr_cpus()])
+                        .map_err(|e| Error::Unsupported(format!("per-CPU values: {e}")))?;
+                    dp.maps.dest_stats.set(idx, zeros, 0).ctx(|| "reset xvs_dest_stats".into())?;
+                }
+                Some(old) if *old != thresholds => rethreshold(dp, idx, c.u_threshold, d.l_threshold_val())?,
+                Some(_) => {}
+            }
+            self.thresholds.insert(did, thresholds);
             dp.maps.dests.set(idx, rec, 0).ctx(|| format!("write real server {}", d.addr()))?;
         }
         let old = self.published.get(&id).cloned();
@@ -276,14 +296,17 @@ impl Publisher {
         if old.as_ref().is_none_or(|o| o.sched != sched) {
             state = abi::SchedState::default();
         }
+        let mut wrr_synced = old.as_ref().is_some_and(|o| o.wrr_synced);
         if sched == abi::sched::WRR && list_changed {
-            let untouched = old.as_ref().is_some_and(|o| o.sched_written == current && o.sched == sched);
-            let cw = if old.is_none() || untouched || old.as_ref().is_some_and(|o| o.sched != sched) {
-                // No packet moved the state since we wrote it: the core followed every change
-                // exactly as the kernel's hooks would.
+            let fresh = old.as_ref().is_none_or(|o| o.sched != sched);
+            let untouched = old.as_ref().is_some_and(|o| o.sched_written == current);
+            let cw = if fresh || (untouched && wrr_synced) {
+                // No packet moved the state since the core's hooks last set it: the core
+                // followed every change exactly as the kernel's hooks would.
                 cw_core
             } else {
-                // Packets moved it: apply the kernel's rule once to where they left it.
+                // Packets moved it (or it had already drifted from the core): apply the
+                // kernel's rule once to where it is now.
                 let cw = (current.wrr & 0xffff_ffff) as u32 as i32;
                 if cw > mw || cw == 0 {
                     mw
@@ -293,6 +316,7 @@ impl Publisher {
                     cw
                 }
             };
+            wrr_synced = cw == cw_core;
             state.wrr = u64::from(cw as u32); // cursor back to the head
         }
         if sched == abi::sched::RR && state.rr_cursor != 0 {
@@ -363,6 +387,7 @@ impl Publisher {
                 sched_written: state,
                 sched,
                 generation: svc.generation(),
+                wrr_synced,
             },
         );
         Ok(())
@@ -408,6 +433,33 @@ impl Publisher {
     pub fn published(&self) -> usize {
         self.published.len()
     }
+}
+
+/// Applies the kernel's rule for a threshold edit to a server's overload flag (reference §3.7):
+/// no upper threshold clears it, reaching it sets it, falling below the lower one clears it.
+fn rethreshold(dp: &mut Director, idx: u32, upper: u32, lower_val: u32) -> Result<(), Error> {
+    let mut st = dp.maps.dest_state.get(&idx, 0).ctx(|| "read xvs_dest_state".into())?;
+    let total = st.total.max(0) as u64;
+    let overload = if upper == 0 {
+        0
+    } else if total >= u64::from(upper) {
+        1
+    } else if total < u64::from(lower_val) {
+        0
+    } else {
+        st.overload
+    };
+    if overload != st.overload {
+        // The counters beside the flag may move meanwhile; an edit is rare and the window
+        // is one syscall wide.
+        st.overload = overload;
+        dp.maps.dest_state.set(idx, st, 0).ctx(|| "write xvs_dest_state".into())?;
+    }
+    Ok(())
+}
+
+fn nr_cpus() -> usize {
+    aya::util::nr_cpus().map(|n| n.max(1)).unwrap_or(1)
 }
 
 /// The connection flags the core would give a new connection to a server using `method`, as

@@ -39,10 +39,11 @@ fn run(sched: SchedKind, flags: SchedFlags, seed: u64) {
         }
         lab.dest(&key, RS4[i], 8080, cfg);
     }
+    lab.ns.ip(&["neigh", "replace", "198.18.2.5", "lladdr", "02:00:00:00:02:05", "dev", "d1", "nud", "permanent"]);
     let mut rng = Lcg(seed);
     let mut open: Vec<(String, u16)> = Vec::new();
     let mut next_port = 10000u16;
-    for step in 0..80 {
+    for step in 0..120 {
         let r = rng.next(10);
         if std::env::var("XVS_TRACE").is_ok() {
             eprintln!("step {step}: {r} state {:?}", lab.dp.maps.sched_state.get(&0, 0));
@@ -77,10 +78,28 @@ fn run(sched: SchedKind, flags: SchedFlags, seed: u64) {
                 let (c, port) = open.swap_remove(rng.next(open.len() as u32) as usize);
                 for flags in [TcpFlags::ACK, TcpFlags::RST] {
                     let p = Packet::tcp((ip(&c), port), (key.addr(), 80), flags);
-                    let _ = lab.lb.handle_inbound(lab.now, &p);
+                    let core = match lab.lb.handle_inbound(lab.now, &p) {
+                        Verdict::Forward(_) => action::REDIRECT,
+                        Verdict::Drop(_) => action::DROP,
+                        v => panic!("{v:?}"),
+                    };
                     let f = frame((ip(&c), port), (key.addr(), 80), Some(flags), b"", CLIENT_MAC, lab.mac_d0);
-                    assert_eq!(lab.run_client(&f).action, action::REDIRECT);
+                    assert_eq!(lab.run_client(&f).action, core, "{sched} seed {seed} step {step}: close");
                 }
+            }
+            9 => {
+                // The fourth server comes and goes (new servers go to the head of the list).
+                let svc = lab.lb.services.find(&key).unwrap();
+                if lab.lb.services.find_dest(svc, &ip("198.18.2.5"), 8080).is_some() {
+                    lab.lb.services.delete_dest(&key, &ip("198.18.2.5"), 8080, lab.now).unwrap();
+                } else {
+                    let w = 1 + rng.next(4) as i32;
+                    lab.lb
+                        .services
+                        .add_dest(&key, ip("198.18.2.5"), 8080, DestConfig::new(ForwardMethod::Masq).weight(w))
+                        .unwrap();
+                }
+                lab.republish(&key);
             }
             8 => {
                 let i = rng.next(3) as usize;
@@ -118,7 +137,7 @@ macro_rules! differential {
             #[test]
             fn $name() {
                 if require_root().is_none() { return; }
-                for seed in [1, 2, 3] {
+                for seed in [1, 2, 3, 4, 5, 6] {
                     run($s, $f, seed);
                 }
             }

@@ -254,3 +254,42 @@ fn a_full_table_evicts_the_oldest_and_the_counters_are_rederived() {
     let again = sweeper.run(&lab.dp).unwrap();
     assert_eq!((again.evicted, again.recounted), (0, false), "{again:?}");
 }
+
+#[test]
+fn editing_thresholds_reevaluates_the_overload_flag_and_new_servers_start_clean() {
+    if require_root().is_none() {
+        return;
+    }
+    let mut lab = Lab::new();
+    let key = lab.service(vip4(80), SchedKind::Rr);
+    lab.dest(&key, RS4[0], 80, method_cfg(ForwardMethod::Route).thresholds(1, 0));
+    let _ = conn_dest(&mut lab, &key, TcpFlags::SYN);
+    let d = ip(RS4[0]);
+    let svc = lab.lb.services.find(&key).unwrap();
+    let id = lab.lb.services.find_dest(svc, &d, 80).unwrap();
+    assert!(lab.dp.dest_counters(id).unwrap().overloaded, "the upper threshold was reached");
+    // -x 0: no threshold any more, the flag goes (reference §3.7).
+    lab.lb.services.edit_dest(&key, d, 80, method_cfg(ForwardMethod::Route)).unwrap();
+    lab.republish(&key);
+    assert!(!lab.dp.dest_counters(id).unwrap().overloaded);
+    // -x 1 again with one connection: reached, set.
+    lab.lb.services.edit_dest(&key, d, 80, method_cfg(ForwardMethod::Route).thresholds(1, 0)).unwrap();
+    lab.republish(&key);
+    assert!(lab.dp.dest_counters(id).unwrap().overloaded);
+
+    // A removed server's slot taken by a new one starts from zero.
+    lab.lb.services.delete_dest(&key, &d, 80, lab.now).unwrap();
+    lab.republish(&key);
+    lab.dp.sweep(abi::SWEEP_ALL).unwrap();
+    // Let the core free the idle trashed server (its slot becomes reusable).
+    lab.lb.services.set_dest_counters(id, Default::default()).unwrap();
+    lab.lb.services.handle_timeout(xvs_core::Instant::from_secs(200), Duration::ZERO, Duration::ZERO);
+    lab.lb.services.handle_timeout(xvs_core::Instant::from_secs(400), Duration::ZERO, Duration::ZERO);
+    let key2 = lab.service(ServiceKey::tcp(ip(VIP4), 443), SchedKind::Rr);
+    lab.dest(&key2, RS4[1], 443, method_cfg(ForwardMethod::Route));
+    let svc2 = lab.lb.services.find(&key2).unwrap();
+    let id2 = lab.lb.services.find_dest(svc2, &ip(RS4[1]), 443).unwrap();
+    assert_eq!(id2.index(), id.index(), "the slot was reused");
+    let c = lab.dp.dest_counters(id2).unwrap();
+    assert_eq!((c.active, c.inactive, c.persistent, c.overloaded), (0, 0, 0, false));
+}
