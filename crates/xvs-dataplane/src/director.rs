@@ -27,14 +27,14 @@ pub struct LoadOptions {
 }
 
 impl LoadOptions {
-    /// Defaults sized for a large installation: 128k services, 256k real servers, 1M
-    /// connections per family, 4M scheduler buckets.
+    /// Defaults: 128k services, 256k real servers, 256k connections per family (about 120 MB
+    /// of kernel memory for the four connection tables), 4M scheduler buckets.
     pub fn new(pin_dir: impl Into<PathBuf>) -> Self {
         LoadOptions {
             pin_dir: pin_dir.into(),
             max_services: 131_072,
             max_dests: 262_144,
-            max_conns: 1_048_576,
+            max_conns: 262_144,
             table_slots: 4_194_304,
         }
     }
