@@ -13,6 +13,15 @@
 
 use core::mem::size_of;
 
+/// The version of the map layouts. A release that changes any record bumps it, and pins its
+/// maps under a directory of its own ([`pin_dir`]), so it never misreads an older layout.
+pub const ABI_VERSION: u32 = 1;
+
+/// The directory maps of this layout are pinned in, under `base` (xvsd's `/sys/fs/bpf/xvs`).
+pub fn pin_dir(base: &std::path::Path) -> std::path::PathBuf {
+    base.join(format!("v{ABI_VERSION}"))
+}
+
 /// Address family bytes used in keys.
 pub const AF_INET: u8 = 4;
 /// IPv6 family byte.
