@@ -107,7 +107,7 @@ struct xvs_dest_ref {
 };
 
 /* A real server's identity and parameters. Address and port never change for an id; the
- * other fields are single words that xvsd rewrites in place on an edit. 40 bytes. */
+ * other fields are single words that xvsd rewrites in place on an edit. 44 bytes. */
 struct xvs_dest {
 	__u32 addr[4];
 	__u16 port;     /* network order; 0 = the packet's port */
@@ -118,6 +118,7 @@ struct xvs_dest {
 	__s32 weight;   /* current weight (lblc, templates of quiesced servers) */
 	__u32 u_thresh; /* -x, 0 = none */
 	__u32 l_thresh; /* the lower threshold in use: -y, or x - x/4 */
+	__u32 l_thresh_cfg; /* -y as configured (0: derived), for a restarted xvsd */
 };
 
 /* A real server's connection counters, changed only with atomic operations by the programs.

@@ -192,6 +192,7 @@ pub struct Dest {
     pub weight: i32,
     pub u_thresh: u32,
     pub l_thresh: u32,
+    pub l_thresh_cfg: u32,
 }
 
 /// A real server's connection counters.
@@ -350,7 +351,7 @@ pod! {
     SvcKey = 20,
     Svc = 60,
     DestRef = 8,
-    Dest = 40,
+    Dest = 44,
     DestState = 32,
     SchedState = 16,
     Stats = 40,

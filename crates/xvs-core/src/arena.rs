@@ -51,6 +51,34 @@ impl<T> Arena<T> {
         }
     }
 
+    /// Places `value` in slot `index` (which must be free), as it was in an earlier run: the
+    /// dataplane refers to objects by slot, so a restarted daemon must put them back there.
+    pub(crate) fn insert_at(&mut self, index: u32, value: T) -> Option<RawId> {
+        let i = index as usize;
+        while self.slots.len() <= i {
+            self.slots.push(Slot::Free { gen: 0, next: None });
+        }
+        let gen = match &self.slots[i] {
+            Slot::Free { gen, .. } => *gen,
+            Slot::Used { .. } => return None,
+        };
+        self.slots[i] = Slot::Used { gen, value };
+        self.len += 1;
+        self.rebuild_free();
+        Some(RawId { index, gen })
+    }
+
+    fn rebuild_free(&mut self) {
+        let mut next = None;
+        for (i, s) in self.slots.iter_mut().enumerate().rev() {
+            if let Slot::Free { next: n, .. } = s {
+                *n = next;
+                next = Some(i as u32);
+            }
+        }
+        self.free = next;
+    }
+
     pub(crate) fn remove(&mut self, id: RawId) -> Option<T> {
         let slot = self.slots.get_mut(id.index as usize)?;
         match slot {
@@ -82,6 +110,11 @@ impl<T> Arena<T> {
         }
     }
 
+    /// True when slot `index` holds an object.
+    pub(crate) fn get_at(&self, index: u32) -> bool {
+        matches!(self.slots.get(index as usize), Some(Slot::Used { .. }))
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.len
     }
@@ -97,6 +130,17 @@ impl<T> Arena<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn objects_go_back_to_their_slots() {
+        let mut a = Arena::default();
+        let x = a.insert_at(3, "x").unwrap();
+        assert_eq!(x.index, 3);
+        assert!(a.insert_at(3, "again").is_none());
+        let y = a.insert("y");
+        assert_eq!(y.index, 0, "free slots below are reused first");
+        assert_eq!(a.len(), 2);
+    }
 
     #[test]
     fn stale_ids_find_nothing() {

@@ -201,6 +201,12 @@ impl Balancer {
         }
     }
 
+    /// Starts the estimator when services exist that were not added through
+    /// [`Balancer::add_service`] (a configuration restored into [`Balancer::services`]).
+    pub fn add_service_hook_estimator(&mut self, now: Instant) {
+        self.start_estimation(now);
+    }
+
     /// Adds a service (see [`Services::add_service`]) and starts the estimator.
     pub fn add_service(
         &mut self,

@@ -415,6 +415,74 @@ impl Services {
         Ok(())
     }
 
+    /// Overwrites a real server's statistics with running totals kept elsewhere (the
+    /// dataplane's per-CPU counters); `-Z` and the estimator keep working on top.
+    pub fn set_dest_stats(&mut self, id: DestId, raw: crate::Counters) -> Result<(), Error> {
+        self.dests.dest_mut(id).ok_or(Error::NoSuchDest)?.stats.set_raw(raw);
+        Ok(())
+    }
+
+    /// Overwrites a service's statistics with running totals kept elsewhere.
+    pub fn set_service_stats(&mut self, id: ServiceId, raw: crate::Counters) -> Result<(), Error> {
+        self.services.get_mut(id.0).ok_or(Error::NoSuchService)?.stats.set_raw(raw);
+        Ok(())
+    }
+
+    /// Re-creates a service and its real servers in the slots they had, as read back from the
+    /// dataplane by a restarted daemon. The servers are given in list order (newest first).
+    /// Refused (and nothing changed) when a slot or the key is taken or a value is invalid.
+    pub fn restore_service(
+        &mut self,
+        slot: u32,
+        key: ServiceKey,
+        config: ServiceConfig,
+        dests: &[(u32, IpAddr, u16, DestConfig)],
+        now: Instant,
+    ) -> Result<ServiceId, Error> {
+        if self.by_key.contains_key(&key) {
+            return Err(Error::ServiceExists);
+        }
+        check_service(&key, &config)?;
+        for (_, addr, _, c) in dests {
+            check_dest(&key, addr, c)?;
+        }
+        if self.services.get_at(slot) || dests.iter().any(|(s, ..)| self.dests.get_at(*s)) {
+            return Err(Error::Invalid("a slot to restore into is taken".into()));
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let raw = self
+            .services
+            .insert_at(
+                slot,
+                Service {
+                    key,
+                    config: config.clone(),
+                    dests: Vec::new(),
+                    sched: None,
+                    stats: Stats::default(),
+                    seq,
+                    generation: 0,
+                },
+            )
+            .expect("checked free above");
+        let id = ServiceId(raw);
+        let mut ids = Vec::with_capacity(dests.len());
+        for (s, addr, port, c) in dests {
+            let d = self.dests.insert_at(*s, Dest::new(key, id, *addr, *port, *c)).expect("checked free above");
+            ids.push(DestId(d));
+        }
+        let view = DestView { ids: &ids, arena: &self.dests };
+        let sched = config.scheduler.map(|k| sched::bind(k, &view, now));
+        let svc = self.services.get_mut(raw).expect("just inserted");
+        svc.dests = ids;
+        svc.sched = sched;
+        self.by_key.insert(key, id);
+        self.order.insert(seq, id);
+        self.count_special(&key, 1);
+        Ok(id)
+    }
+
     /// Zeroes the statistics of one service and its servers, or of everything (`-Z`).
     pub fn zero(&mut self, key: Option<&ServiceKey>) -> Result<(), Error> {
         let ids: Vec<ServiceId> = match key {

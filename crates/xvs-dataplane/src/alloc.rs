@@ -66,6 +66,25 @@ impl RangeAlloc {
         Some(start)
     }
 
+    /// Marks a range as taken (ranges found in use when adopting a running dataplane).
+    pub fn reserve(&mut self, start: u32, len: u32) -> bool {
+        if len == 0 {
+            return true;
+        }
+        let Some((&fs, &fl)) = self.free.range(..=start).next_back() else { return false };
+        if fs + fl < start + len {
+            return false;
+        }
+        self.free.remove(&fs);
+        if start > fs {
+            self.free.insert(fs, start - fs);
+        }
+        if fs + fl > start + len {
+            self.free.insert(start + len, fs + fl - start - len);
+        }
+        true
+    }
+
     /// Gives a range back after the grace period.
     pub fn release(&mut self, start: u32, len: u32) {
         if len > 0 {

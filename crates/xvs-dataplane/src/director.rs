@@ -99,6 +99,15 @@ pub struct Director {
     pub options: LoadOptions,
 }
 
+/// How [`Director::attach_pinned`] attached.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Attached {
+    /// A new link in this mode.
+    New(XdpMode),
+    /// The program replaced an earlier one on an existing link.
+    Replaced,
+}
+
 /// The result of one `BPF_PROG_TEST_RUN`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunResult {
@@ -218,6 +227,39 @@ impl Director {
         }
         prog.attach(ifname, XdpMode::Skb).ctx(|| format!("attach to {ifname} in generic mode"))?;
         Ok(XdpMode::Skb)
+    }
+
+    /// Attaches to `ifname` with the link pinned at `link_path`, so it stays attached when this
+    /// process exits; if a link is pinned there already (an earlier xvsd), this program is
+    /// swapped into it atomically — no packet goes unhandled during a restart.
+    pub fn attach_pinned(&mut self, ifname: &str, native: bool, link_path: &Path) -> Result<Attached, Error> {
+        use aya::programs::links::{FdLink, PinnedLink};
+        use aya::programs::xdp::XdpLink;
+        let linkerr = |what: String| move |e: &dyn std::fmt::Display| Error::Unsupported(format!("{what}: {e}"));
+        let prog = self.prog_mut("xvs_lb")?;
+        if link_path.exists() {
+            let pinned = PinnedLink::from_pin(link_path)
+                .map_err(|e| linkerr(format!("open the pinned link {}", link_path.display()))(&e))?;
+            let fd: FdLink = pinned.into();
+            let link = XdpLink::try_from(fd).map_err(|e| linkerr("the pinned link is not an XDP link".into())(&e))?;
+            let id = prog.attach_to_link(link).ctx(|| format!("replace the program on {ifname}"))?;
+            // The pin keeps the link; this process's handle can go.
+            let taken = prog.take_link(id).ctx(|| "take the link".into())?;
+            drop(FdLink::try_from(taken).map_err(|e| linkerr("the link".into())(&e))?);
+            return Ok(Attached::Replaced);
+        }
+        let (id, mode) = match native.then(|| prog.attach(ifname, XdpMode::Driver)) {
+            Some(Ok(id)) => (id, XdpMode::Driver),
+            _ => (prog.attach(ifname, XdpMode::Skb).ctx(|| format!("attach to {ifname}"))?, XdpMode::Skb),
+        };
+        let link = prog.take_link(id).ctx(|| "take the link".into())?;
+        let fd = FdLink::try_from(link)
+            .map_err(|e| linkerr(format!("this kernel attaches XDP to {ifname} without a BPF link"))(&e))?;
+        if let Some(dir) = link_path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| linkerr(format!("create {}", dir.display()))(&e))?;
+        }
+        fd.pin(link_path).map_err(|e| linkerr(format!("pin the link at {}", link_path.display()))(&e))?;
+        Ok(Attached::New(mode))
     }
 
     /// Runs the director once on `frame` as if it arrived on interface `ifindex`.

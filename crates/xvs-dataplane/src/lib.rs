@@ -7,6 +7,7 @@
 
 #![warn(missing_docs)]
 
+pub mod adopt;
 mod alloc;
 pub mod aux;
 pub mod director;
@@ -17,7 +18,7 @@ pub mod sweep;
 
 pub use alloc::RangeAlloc;
 pub use aux::{Aux, BareCfg, Decap};
-pub use director::{action, Director, LoadOptions, Maps, RunResult};
+pub use director::{action, Attached, Director, LoadOptions, Maps, RunResult};
 pub use error::Error;
 pub use publish::{addr_words, words_addr, Publisher};
 pub use sweep::{SweepReport, Sweeper};

@@ -105,29 +105,29 @@ fn method_number(m: ForwardMethod) -> u8 {
 
 /// What the dataplane currently holds for one service.
 #[derive(Debug, Clone)]
-struct Published {
-    key: abi::SvcKey,
-    dests_off: u32,
-    dests: Vec<(DestId, i32)>,
-    table_off: u32,
-    table_len: u32,
+pub(crate) struct Published {
+    pub(crate) key: abi::SvcKey,
+    pub(crate) dests_off: u32,
+    pub(crate) dests: Vec<(DestId, i32)>,
+    pub(crate) table_off: u32,
+    pub(crate) table_len: u32,
     /// The scheduler state as last written, to tell whether packets moved it since.
-    sched_written: abi::SchedState,
-    sched: u8,
-    generation: u64,
+    pub(crate) sched_written: abi::SchedState,
+    pub(crate) sched: u8,
+    pub(crate) generation: u64,
     /// True while the dataplane's wrr weight equals the core's (no packet moved it since the
     /// core's hooks last set it).
-    wrr_synced: bool,
+    pub(crate) wrr_synced: bool,
 }
 
 /// Keeps the director's maps equal to a [`Services`] table.
 #[derive(Debug)]
 pub struct Publisher {
-    lists: RangeAlloc,
-    tables: RangeAlloc,
-    published: HashMap<ServiceId, Published>,
+    pub(crate) lists: RangeAlloc,
+    pub(crate) tables: RangeAlloc,
+    pub(crate) published: HashMap<ServiceId, Published>,
     /// Thresholds last written per real server; a server not here is new to its slot.
-    thresholds: HashMap<DestId, (u32, u32)>,
+    pub(crate) thresholds: HashMap<DestId, (u32, u32)>,
 }
 
 impl Publisher {
@@ -226,6 +226,7 @@ impl Publisher {
                 weight: c.weight,
                 u_thresh: c.u_threshold,
                 l_thresh: d.l_threshold_val(),
+                l_thresh_cfg: c.l_threshold,
             };
             let thresholds = (c.u_threshold, d.l_threshold_val());
             match self.thresholds.get(&did) {

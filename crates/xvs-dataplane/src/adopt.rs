@@ -1,0 +1,173 @@
+//! Picking a running dataplane back up: a restarted xvsd reads the services, real servers and
+//! tunables it finds in the pinned maps, re-creates them in the core in the same slots (the
+//! connections refer to servers by slot), and primes its publisher with what is published, so
+//! nothing is rewritten and no packet notices the restart.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+
+use xvs_abi as abi;
+use xvs_core::conn::TcpState;
+use xvs_core::{
+    DestConfig, DestId, ForwardMethod, Netmask, Protocol, SchedFlags, SchedKind, ServiceConfig, ServiceKey, Services,
+    Sysctl, Timeouts,
+};
+
+use crate::director::Director;
+use crate::error::{Context, Error};
+use crate::publish::{words_addr, Published, Publisher};
+
+/// A service found in the maps.
+#[derive(Clone, Debug)]
+pub struct Adopted {
+    /// Its slot (service id).
+    pub slot: u32,
+    /// Its key.
+    pub key: ServiceKey,
+    /// Its configuration.
+    pub config: ServiceConfig,
+    /// Its real servers in list order: slot, address, port, configuration.
+    pub dests: Vec<(u32, IpAddr, u16, DestConfig)>,
+    /// The published record.
+    pub record: abi::Svc,
+}
+
+fn sched_kind(n: u8) -> Option<SchedKind> {
+    use abi::sched as s;
+    Some(match n {
+        s::RR => SchedKind::Rr,
+        s::WRR => SchedKind::Wrr,
+        s::LC => SchedKind::Lc,
+        s::WLC => SchedKind::Wlc,
+        s::LBLC => SchedKind::Lblc,
+        s::LBLCR => SchedKind::Lblcr,
+        s::DH => SchedKind::Dh,
+        s::SH => SchedKind::Sh,
+        s::SED => SchedKind::Sed,
+        s::NQ => SchedKind::Nq,
+        s::FO => SchedKind::Fo,
+        s::OVF => SchedKind::Ovf,
+        s::MH => SchedKind::Mh,
+        s::TWOS => SchedKind::Twos,
+        _ => return None,
+    })
+}
+
+fn method(n: u8) -> ForwardMethod {
+    match n {
+        abi::FWD_MASQ => ForwardMethod::Masq,
+        abi::FWD_LOCAL => ForwardMethod::Local,
+        abi::FWD_TUNNEL => ForwardMethod::Tunnel,
+        _ => ForwardMethod::Route,
+    }
+}
+
+/// Reads every published service.
+pub fn read_published(dp: &Director) -> Result<Vec<Adopted>, Error> {
+    let mut out = Vec::new();
+    for item in dp.maps.services.iter() {
+        let (k, rec) = item.ctx(|| "read xvs_services".into())?;
+        let addr = words_addr(k.af, &k.addr);
+        let proto = Protocol::from_number(k.proto)
+            .ok_or_else(|| Error::Unsupported(format!("protocol {} in xvs_services", k.proto)))?;
+        let key = ServiceKey::Addr { proto, addr, port: u16::from_be(k.port) };
+        let mut flags = 0u8;
+        if rec.flags & abi::SVC_F_SCHED1 != 0 {
+            flags |= 1;
+        }
+        if rec.flags & abi::SVC_F_SCHED2 != 0 {
+            flags |= 2;
+        }
+        if rec.flags & abi::SVC_F_SCHED3 != 0 {
+            flags |= 4;
+        }
+        let netmask = if k.af == abi::AF_INET {
+            Netmask::V4(Ipv4Addr::from(rec.netmask[0].to_ne_bytes()))
+        } else {
+            let IpAddr::V6(m) = words_addr(abi::AF_INET6, &rec.netmask) else { unreachable!("a v6 mask") };
+            Netmask::V6(u128::from(m).count_ones() as u8)
+        };
+        let config = ServiceConfig {
+            scheduler: sched_kind(rec.sched),
+            flags: SchedFlags::from_bits(flags),
+            persistence: (rec.flags & abi::SVC_F_PERSISTENT != 0).then_some(rec.timeout),
+            netmask,
+            one_packet: rec.flags & abi::SVC_F_ONEPACKET != 0,
+            pe: None,
+        };
+        let mut dests = Vec::new();
+        for i in 0..rec.dests_cnt {
+            let r = dp.maps.dest_lists.get(&(rec.dests_off + i), 0).ctx(|| "read xvs_dest_lists".into())?;
+            let d = dp.maps.dests.get(&r.id, 0).ctx(|| "read xvs_dests".into())?;
+            let c = DestConfig::new(method(d.method)).weight(r.weight).thresholds(d.u_thresh, d.l_thresh_cfg);
+            dests.push((r.id, words_addr(d.af, &d.addr), u16::from_be(d.port), c));
+        }
+        out.push(Adopted { slot: rec.id, key, config, dests, record: rec });
+    }
+    out.sort_by_key(|a| a.slot);
+    Ok(out)
+}
+
+/// Reads the timeouts and tunables the running dataplane uses.
+pub fn read_config(dp: &Director) -> Result<Option<(Timeouts, Sysctl)>, Error> {
+    let cfg = dp.maps.config.get(&0, 0).ctx(|| "read xvs_config".into())?;
+    if cfg.timeout_ms.iter().all(|t| *t == 0) {
+        return Ok(None); // never written: a fresh dataplane
+    }
+    let mut t = Timeouts::new();
+    for (i, ms) in cfg.timeout_ms.iter().take(TcpState::ALL.len()).enumerate() {
+        t.tcp.0[i] = Duration::from_millis(u64::from(*ms));
+    }
+    t.udp = Duration::from_millis(u64::from(cfg.timeout_ms[usize::from(abi::UDP_STATE)]));
+    let f = cfg.flags;
+    let s = Sysctl {
+        conn_reuse_mode: u32::from(f & abi::cfg::REUSE_1 != 0) | (u32::from(f & abi::cfg::REUSE_2 != 0) << 1),
+        expire_nodest_conn: f & abi::cfg::EXPIRE_NODEST != 0,
+        expire_quiescent_template: f & abi::cfg::EXPIRE_QUIESCENT != 0,
+        sloppy_tcp: f & abi::cfg::SLOPPY_TCP != 0,
+        secure_tcp: f & abi::cfg::SECURE_TCP != 0,
+        lblc_expiration: Duration::from_secs(u64::from(cfg.lblc_expire_s)),
+        lblcr_expiration: Duration::from_secs(u64::from(cfg.lblcr_expire_s)),
+        ..Sysctl::default()
+    };
+    Ok(Some((t, s)))
+}
+
+impl Publisher {
+    /// A publisher that knows what `adopted` says is published (as re-created in `services`):
+    /// its pool ranges are taken, its scheduler state is left as packets left it, and its
+    /// servers keep their counters.
+    pub fn adopt(dp: &Director, services: &Services, adopted: &[Adopted]) -> Result<Publisher, Error> {
+        let mut p = Publisher::new(dp);
+        for a in adopted {
+            let Some(id) = services.iter().map(|(id, _)| id).find(|id| id.index() == a.slot) else { continue };
+            let svc = services.get(id).expect("listed");
+            let view = services.view(id).expect("listed");
+            let dests: Vec<(DestId, i32)> = view.iter().map(|(d, r)| (d, r.weight())).collect();
+            let rec = &a.record;
+            if !p.lists.reserve(rec.dests_off, rec.dests_cnt) || !p.tables.reserve(rec.table_off, rec.table_len) {
+                return Err(Error::Unsupported("the pinned tables overlap; start with empty pins".into()));
+            }
+            let state = dp.maps.sched_state.get(&a.slot, 0).ctx(|| "read xvs_sched_state".into())?;
+            for (d, r) in view.iter() {
+                p.thresholds.insert(d, (r.config().u_threshold, r.l_threshold_val()));
+            }
+            let key = crate::publish::svc_key(svc.key())?;
+            p.published.insert(
+                id,
+                Published {
+                    key,
+                    dests_off: rec.dests_off,
+                    dests,
+                    table_off: rec.table_off,
+                    table_len: rec.table_len,
+                    sched_written: state,
+                    sched: rec.sched,
+                    generation: svc.generation(),
+                    wrr_synced: false,
+                },
+            );
+        }
+        Ok(p)
+    }
+}
