@@ -1,0 +1,350 @@
+//! The declarative configuration file: the whole desired state, in TOML or YAML.
+//!
+//! ```toml
+//! [[service]]
+//! protocol = "tcp"              # tcp | udp | sctp (default tcp)
+//! address = "198.18.0.100:80"   # or "[2001:2::100]:80"
+//! scheduler = "rr"              # default wlc
+//! persistent = 300              # seconds, optional
+//! netmask = "255.255.255.0"     # persistence granularity, optional
+//! flags = ["sh-port"]           # scheduler flags, optional
+//! ops = false                   # one-packet scheduling (UDP)
+//!
+//!   [[service.real_server]]
+//!   address = "198.18.2.2:80"   # the port defaults to the service's
+//!   method = "masq"             # masq | route | tunnel (default route, as ipvsadm)
+//!   weight = 1
+//!   u_threshold = 0
+//!   l_threshold = 0
+//!
+//! [timeouts]                    # optional, as ipvsadm --set (0 keeps)
+//! tcp = 900
+//! tcpfin = 120
+//! udp = 300
+//! ```
+//!
+//! The same in YAML (a file whose name ends in `.yaml` or `.yml`):
+//!
+//! ```yaml
+//! service:
+//!   - address: 198.18.0.100:80
+//!     scheduler: rr
+//!     real_server:
+//!       - { address: 198.18.2.2:80, method: masq, weight: 1 }
+//! ```
+//!
+//! Unknown keys are errors (with their line), so a typo never silently drops a setting.
+
+use std::net::{IpAddr, SocketAddr};
+
+use serde::{Deserialize, Serialize};
+use xvs_core::{SchedFlags, SchedKind};
+
+use crate::spec::{DestSpec, KeySpec, ProtoName, ServiceSpec, TunnelSpec};
+
+/// The desired state.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Virtual services.
+    #[serde(default, rename = "service")]
+    pub services: Vec<ServiceEntry>,
+    /// Connection timeouts.
+    #[serde(default)]
+    pub timeouts: Option<TimeoutsEntry>,
+}
+
+/// One `[[service]]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceEntry {
+    /// `tcp`, `udp` or `sctp`.
+    #[serde(default = "default_protocol")]
+    pub protocol: String,
+    /// `addr:port`.
+    pub address: Option<String>,
+    /// A firewall mark instead of an address.
+    pub fwmark: Option<u32>,
+    /// With `fwmark`: an IPv6 service.
+    #[serde(default)]
+    pub ipv6: bool,
+    /// Scheduler.
+    #[serde(default = "default_scheduler")]
+    pub scheduler: String,
+    /// Scheduler flags.
+    #[serde(default)]
+    pub flags: Vec<String>,
+    /// Persistence timeout.
+    pub persistent: Option<u32>,
+    /// Persistence granularity.
+    pub netmask: Option<String>,
+    /// One-packet scheduling.
+    #[serde(default)]
+    pub ops: bool,
+    /// Real servers.
+    #[serde(default, rename = "real_server")]
+    pub real_servers: Vec<RealServerEntry>,
+}
+
+/// One `[[service.real_server]]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RealServerEntry {
+    /// `addr[:port]`.
+    pub address: String,
+    /// `masq`, `route` or `tunnel`.
+    #[serde(default = "default_method")]
+    pub method: String,
+    /// Weight.
+    #[serde(default = "default_weight")]
+    pub weight: i32,
+    /// Upper threshold.
+    #[serde(default)]
+    pub u_threshold: u32,
+    /// Lower threshold.
+    #[serde(default)]
+    pub l_threshold: u32,
+}
+
+/// `[timeouts]`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimeoutsEntry {
+    /// ESTABLISHED.
+    #[serde(default)]
+    pub tcp: u32,
+    /// FIN_WAIT.
+    #[serde(default)]
+    pub tcpfin: u32,
+    /// UDP.
+    #[serde(default)]
+    pub udp: u32,
+}
+
+fn default_protocol() -> String {
+    "tcp".into()
+}
+fn default_scheduler() -> String {
+    "wlc".into()
+}
+fn default_method() -> String {
+    "route".into()
+}
+fn default_weight() -> i32 {
+    1
+}
+
+/// Parses `addr[:port]` as ipvsadm does (IPv6 must be bracketed to carry a port).
+pub fn parse_endpoint(s: &str, default_port: Option<u16>) -> Result<(IpAddr, u16), String> {
+    if let Ok(sa) = s.parse::<SocketAddr>() {
+        return Ok((sa.ip(), sa.port()));
+    }
+    let bare = s.trim_start_matches('[').trim_end_matches(']');
+    match bare.parse::<IpAddr>() {
+        Ok(a) => Ok((a, default_port.unwrap_or(0))),
+        Err(_) => Err(format!("'{s}' is not an address with an optional port")),
+    }
+}
+
+/// The syntax of a configuration file.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Syntax {
+    /// TOML, the default.
+    Toml,
+    /// YAML.
+    Yaml,
+}
+
+impl Syntax {
+    /// The syntax a file name implies: YAML for `.yaml` and `.yml`, TOML otherwise.
+    pub fn of_path(path: &str) -> Syntax {
+        let lower = path.to_ascii_lowercase();
+        if lower.ends_with(".yaml") || lower.ends_with(".yml") {
+            Syntax::Yaml
+        } else {
+            Syntax::Toml
+        }
+    }
+}
+
+impl Config {
+    /// Parses a file's text in the syntax its name implies; errors name the line.
+    pub fn parse_file(path: &str, text: &str) -> Result<Config, String> {
+        match Syntax::of_path(path) {
+            Syntax::Toml => Config::parse(text),
+            Syntax::Yaml => Config::parse_yaml(text),
+        }
+    }
+
+    /// Parses YAML text; errors name the line.
+    pub fn parse_yaml(text: &str) -> Result<Config, String> {
+        if text.trim().is_empty() {
+            return Ok(Config::default()); // an empty document: nothing configured
+        }
+        serde_yaml_ng::from_str(text).map_err(|e| match e.location() {
+            Some(l) => format!("line {}: {}", l.line(), strip_location(&e.to_string())),
+            None => e.to_string(),
+        })
+    }
+
+    /// Parses TOML text; errors name the line.
+    pub fn parse(text: &str) -> Result<Config, String> {
+        toml::from_str(text).map_err(|e| {
+            let line = e.span().map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+            match line {
+                Some(l) => format!("line {l}: {}", e.message()),
+                None => e.message().to_string(),
+            }
+        })
+    }
+
+    /// The services and real servers it describes, validated as the CLI would validate them.
+    pub fn specs(&self) -> Result<Vec<(ServiceSpec, Vec<DestSpec>)>, String> {
+        let mut out = Vec::new();
+        for (i, s) in self.services.iter().enumerate() {
+            let at = |m: String| format!("service #{}: {m}", i + 1);
+            let key = match (&s.address, s.fwmark) {
+                (Some(a), None) => {
+                    let proto = match s.protocol.as_str() {
+                        "tcp" => ProtoName::Tcp,
+                        "udp" => ProtoName::Udp,
+                        "sctp" => ProtoName::Sctp,
+                        p => return Err(at(format!("unknown protocol '{p}' (tcp, udp or sctp)"))),
+                    };
+                    let (addr, port) = parse_endpoint(a, None).map_err(at)?;
+                    KeySpec::Addr { proto, addr, port }
+                }
+                (None, Some(mark)) if mark > 0 => KeySpec::Fwmark { mark, ipv6: s.ipv6 },
+                (None, Some(_)) => return Err(at("fwmark must be at least 1".into())),
+                _ => return Err(at("give either address or fwmark".into())),
+            };
+            if s.scheduler != "none" {
+                s.scheduler.parse::<SchedKind>().map_err(|e| at(e.to_string()))?;
+            }
+            let flags = if s.flags.is_empty() {
+                0
+            } else {
+                SchedFlags::parse(&s.flags.join(","), &s.scheduler).map_err(at)?.bits()
+            };
+            if let KeySpec::Addr { port: 0, .. } = key {
+                if s.persistent.is_none() {
+                    return Err(at(
+                        "port 0 needs persistence (as ipvsadm: \"Zero port specified for non-persistent service\")"
+                            .into(),
+                    ));
+                }
+            }
+            if s.ops && !matches!(key, KeySpec::Addr { proto: ProtoName::Udp, .. } | KeySpec::Fwmark { .. }) {
+                return Err(at("ops (one-packet scheduling) is only for UDP services".into()));
+            }
+            let spec = ServiceSpec {
+                key,
+                scheduler: s.scheduler.clone(),
+                flags,
+                persistence: s.persistent,
+                netmask: s.netmask.clone(),
+                one_packet: s.ops,
+                pe: None,
+            };
+            spec.core_config().map_err(|e| at(e.to_string()))?;
+            let svc_port = match key {
+                KeySpec::Addr { port, .. } => port,
+                KeySpec::Fwmark { .. } => 0,
+            };
+            let mut dests: Vec<DestSpec> = Vec::new();
+            for r in &s.real_servers {
+                let (addr, mut port) = parse_endpoint(&r.address, Some(svc_port)).map_err(at)?;
+                // ipvsadm forces the service port for direct routing and tunnels.
+                if r.method != "masq" && svc_port != 0 {
+                    port = svc_port;
+                }
+                let d = DestSpec {
+                    addr,
+                    port,
+                    method: r.method.clone(),
+                    weight: r.weight,
+                    u_threshold: r.u_threshold,
+                    l_threshold: r.l_threshold,
+                    tunnel: TunnelSpec::default(),
+                };
+                d.core_config().map_err(|e| at(e.to_string()))?;
+                if d.weight < 0 {
+                    return Err(at(xvs_core::Error::WeightRange(i64::from(d.weight)).to_string()));
+                }
+                if d.l_threshold > d.u_threshold {
+                    return Err(at(
+                        xvs_core::Error::ThresholdRange { upper: d.u_threshold, lower: d.l_threshold }.to_string()
+                    ));
+                }
+                if dests.iter().any(|o| o.addr == d.addr && o.port == d.port) {
+                    return Err(at(format!("real server {} is listed twice", r.address)));
+                }
+                dests.push(d);
+            }
+            if out.iter().any(|(o, _): &(ServiceSpec, _)| o.key == spec.key) {
+                return Err(at("the same service is listed twice".into()));
+            }
+            out.push((spec, dests));
+        }
+        Ok(out)
+    }
+}
+
+/// The YAML parser appends " at line L column C"; the line is already in front.
+fn strip_location(msg: &str) -> &str {
+    msg.rfind(" at line ").map_or(msg, |i| &msg[..i])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_parses_with_defaults() {
+        let c = Config::parse(
+            r#"
+[[service]]
+address = "198.18.0.100:80"
+scheduler = "rr"
+  [[service.real_server]]
+  address = "198.18.2.2"
+  method = "masq"
+  [[service.real_server]]
+  address = "198.18.2.3:8080"
+"#,
+        )
+        .unwrap();
+        let specs = c.specs().unwrap();
+        assert_eq!(specs.len(), 1);
+        let (s, d) = &specs[0];
+        assert_eq!(s.scheduler, "rr");
+        assert_eq!((d[0].port, d[0].weight, d[0].method.as_str()), (80, 1, "masq"));
+        assert_eq!(d[1].port, 80, "direct routing keeps the service port");
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_with_their_line() {
+        let e = Config::parse("[[service]]\naddress = \"198.18.0.1:80\"\nschedular = \"rr\"\n").unwrap_err();
+        assert!(e.starts_with("line 3:") && e.contains("schedular"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let bad = |t: &str| Config::parse(t).unwrap().specs().unwrap_err();
+        assert!(bad("[[service]]\naddress = \"198.18.0.1:80\"\nscheduler = \"foo\"\n")
+            .contains("scheduler 'foo' not found"));
+        assert!(bad("[[service]]\naddress = \"nowhere:80\"\n").contains("not an address"));
+        assert!(bad("[[service]]\naddress = \"198.18.0.1:0\"\n").contains("Zero port"));
+        assert!(bad("[[service]]\naddress = \"198.18.0.1:80\"\n[[service.real_server]]\naddress = \"198.18.2.2\"\nweight = -1\n").contains("weight -1"));
+    }
+
+    #[test]
+    fn yaml_says_the_same_as_toml() {
+        let yaml = "service:\n  - address: 198.18.0.100:80\n    scheduler: rr\n    real_server:\n      - { address: 198.18.2.2, method: masq }\n      - address: 198.18.2.3:8080\n";
+        let toml = "[[service]]\naddress = \"198.18.0.100:80\"\nscheduler = \"rr\"\n[[service.real_server]]\naddress = \"198.18.2.2\"\nmethod = \"masq\"\n[[service.real_server]]\naddress = \"198.18.2.3:8080\"\n";
+        assert_eq!(Config::parse_file("a.yaml", yaml).unwrap(), Config::parse_file("a.toml", toml).unwrap());
+        assert_eq!(Config::parse_file("empty.yml", "").unwrap(), Config::default());
+        let e = Config::parse_file("a.yml", "service:\n  - address: 198.18.0.1:80\n    schedular: rr\n").unwrap_err();
+        assert!(e.starts_with("line 3:") && e.contains("schedular"), "{e}");
+    }
+}

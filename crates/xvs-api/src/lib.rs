@@ -1,0 +1,210 @@
+//! # xvs-api
+//!
+//! What crosses the Unix socket between `xvsadm` and `xvsd` — requests, responses and the
+//! snapshot listings are printed from — as serde types (JSON, one message per line), plus the
+//! declarative configuration file (`xvsadm apply -f`). Conversions to and from `xvs-core`
+//! types live here, so both programs validate and name things the same way.
+
+#![warn(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod config;
+mod spec;
+
+pub use spec::{CsumName, DestSpec, KeySpec, ProtoName, ServiceSpec, TunnelKindName, TunnelSpec};
+
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+pub use xvs_core::{Counters, Rates};
+
+/// The default path of xvsd's control socket.
+pub const DEFAULT_SOCKET: &str = "/run/xvs/xvsd.sock";
+
+/// A request to xvsd.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Request {
+    /// `-A`.
+    AddService {
+        /// The new service.
+        service: ServiceSpec,
+    },
+    /// `-E`.
+    EditService {
+        /// The service's new configuration (its key selects it).
+        service: ServiceSpec,
+    },
+    /// `-D`.
+    DeleteService {
+        /// Which service.
+        key: KeySpec,
+    },
+    /// `-C`.
+    Clear,
+    /// `-a`.
+    AddDest {
+        /// The service.
+        key: KeySpec,
+        /// The new real server.
+        dest: DestSpec,
+    },
+    /// `-e`.
+    EditDest {
+        /// The service.
+        key: KeySpec,
+        /// The real server's new configuration (address and port select it).
+        dest: DestSpec,
+    },
+    /// `-d`.
+    DeleteDest {
+        /// The service.
+        key: KeySpec,
+        /// The real server's address.
+        addr: IpAddr,
+        /// The real server's port.
+        port: u16,
+    },
+    /// `-Z`.
+    Zero {
+        /// One service, or all.
+        key: Option<KeySpec>,
+    },
+    /// `--set tcp tcpfin udp`.
+    SetTimeouts {
+        /// ESTABLISHED timeout, 0 keeps.
+        tcp: u32,
+        /// FIN_WAIT timeout, 0 keeps.
+        tcpfin: u32,
+        /// UDP timeout, 0 keeps.
+        udp: u32,
+    },
+    /// Everything listings need.
+    Snapshot {
+        /// Include the connection table (`-c`).
+        conns: bool,
+    },
+    /// Replace the whole configuration at once (`xvsadm apply`), or only show the changes.
+    Apply {
+        /// The desired state.
+        config: config::Config,
+        /// Compute the changes without making them.
+        dry_run: bool,
+    },
+    /// Start a connection-synchronisation daemon (not available yet; answered with an error).
+    StartDaemon {
+        /// `master` or `backup`.
+        role: String,
+    },
+    /// Stop a connection-synchronisation daemon.
+    StopDaemon {
+        /// `master` or `backup`.
+        role: String,
+    },
+}
+
+/// A refusal, with the errno ipvsadm chooses its message by.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiError {
+    /// The kernel errno name (`EEXIST`, `ESRCH`, ...).
+    pub errno: String,
+    /// What went wrong, in words.
+    pub message: String,
+}
+
+/// xvsd's answer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum Response {
+    /// Done.
+    Ok,
+    /// Refused; nothing changed.
+    Error(ApiError),
+    /// The state, for listings.
+    Snapshot(Snapshot),
+    /// The changes an apply made (or would make).
+    Applied {
+        /// One line per change, `+`, `-` or `~` first.
+        changes: Vec<String>,
+    },
+}
+
+/// Everything an `-L` listing shows.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// Size of the connection table (the `size=` in the header).
+    pub conn_table_size: u32,
+    /// `--timeout` values: TCP, TCP FIN, UDP.
+    pub timeouts: (u64, u64, u64),
+    /// Services in the order they were added.
+    pub services: Vec<ServiceState>,
+    /// Connections, when asked for.
+    pub conns: Vec<ConnState>,
+}
+
+/// A service with its counters.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ServiceState {
+    /// Configuration.
+    pub spec: ServiceSpec,
+    /// Statistics since the last `-Z`.
+    pub stats: Counters,
+    /// Rates.
+    pub rates: Rates,
+    /// Real servers in the kernel's list order (newest first).
+    pub dests: Vec<DestState>,
+}
+
+/// A real server with its counters.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DestState {
+    /// Configuration.
+    pub spec: DestSpec,
+    /// ActiveConn.
+    pub active: u32,
+    /// InActConn.
+    pub inactive: u32,
+    /// PersistConn.
+    pub persistent: u32,
+    /// Upper threshold reached.
+    pub overloaded: bool,
+    /// Statistics since the last `-Z`.
+    pub stats: Counters,
+    /// Rates.
+    pub rates: Rates,
+}
+
+/// One entry of `-Lc`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnState {
+    /// `TCP`, `UDP`, or `IP` (firewall-mark templates).
+    pub proto: String,
+    /// Seconds until it expires.
+    pub expires: u64,
+    /// State name (`ESTABLISHED`, `NONE`, `ASSURED`, ...).
+    pub state: String,
+    /// Client address.
+    pub caddr: IpAddr,
+    /// Client port.
+    pub cport: u16,
+    /// Virtual address.
+    pub vaddr: IpAddr,
+    /// Virtual port.
+    pub vport: u16,
+    /// Real server address.
+    pub daddr: IpAddr,
+    /// Real server port.
+    pub dport: u16,
+}
+
+/// Encodes a message as one JSON line.
+pub fn encode<T: Serialize>(msg: &T) -> String {
+    let mut s = serde_json::to_string(msg).expect("API types always serialise");
+    s.push('\n');
+    s
+}
+
+/// Decodes one JSON line.
+pub fn decode<'a, T: Deserialize<'a>>(line: &'a str) -> Result<T, String> {
+    serde_json::from_str(line).map_err(|e| format!("malformed message: {e}"))
+}
