@@ -1,0 +1,323 @@
+//! Executes a parsed command against a [`Transport`] and produces ipvsadm's output, messages
+//! and exit status.
+
+use std::io::BufRead;
+
+use xvs_api::{KeySpec, Request, Response, Snapshot};
+
+use crate::args::{try_help, Command};
+use crate::client::Transport;
+use crate::format;
+
+/// What a run printed and how it ended.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+    /// Exit status.
+    pub code: i32,
+}
+
+impl Outcome {
+    fn fail(stderr: String, code: i32) -> Outcome {
+        Outcome { stdout: String::new(), stderr, code }
+    }
+}
+
+/// ipvsadm's message for a refusal, by command and errno (reference §8.3). Where the errno
+/// alone says little (EINVAL, EOPNOTSUPP, ENOMEM), xvsd's explanation follows on a second line.
+pub fn kernel_message(cmd: &Command, errno: &str, detail: &str) -> String {
+    let base = match (errno, cmd) {
+        ("EEXIST", Command::Service { edit: false, .. }) => "Service already exists",
+        ("ENOENT", Command::Service { .. }) => "Scheduler or persistence engine not found",
+        ("ESRCH", Command::Service { .. } | Command::DeleteService(_) | Command::Zero(_) | Command::List { .. }) => {
+            "No such service"
+        }
+        ("ESRCH", Command::Server { .. } | Command::DeleteServer { .. }) => "Service not defined",
+        ("EEXIST", Command::Server { edit: false, .. }) => "Destination already exists",
+        ("ENOENT", Command::Server { .. } | Command::DeleteServer { .. }) => "No such destination",
+        ("EEXIST", Command::StartDaemon(_)) => "Daemon has already run",
+        ("ESRCH", Command::StopDaemon(_)) => "No daemon is running",
+        ("EINVAL", _) => "Invalid operation.  Possibly wrong module version, address not unicast, ...",
+        ("ERANGE", _) => "Numerical result out of range",
+        ("ENOMEM", _) => "Memory allocation problem",
+        ("EOPNOTSUPP", _) => "Operation not supported",
+        ("EPERM", _) => "Permission denied (you must be root)",
+        _ => return detail.to_string(),
+    };
+    if matches!(errno, "EINVAL" | "ENOMEM" | "EOPNOTSUPP") && !detail.is_empty() {
+        format!("{base}\nxvs: {detail}")
+    } else {
+        base.to_string()
+    }
+}
+
+fn modify(t: &mut dyn Transport, cmd: &Command, req: Request) -> Outcome {
+    match t.call(&req) {
+        Ok(Response::Ok) => Outcome::default(),
+        Ok(Response::Error(e)) => Outcome::fail(kernel_message(cmd, &e.errno, &e.message) + "\n", 255),
+        Ok(other) => Outcome::fail(format!("xvs: unexpected answer from xvsd: {other:?}\n"), 255),
+        Err(e) => Outcome::fail(format!("Can't initialize ipvs: {e}\n"), 2),
+    }
+}
+
+fn snapshot(t: &mut dyn Transport, conns: bool) -> Result<Snapshot, Outcome> {
+    match t.call(&Request::Snapshot { conns }) {
+        Ok(Response::Snapshot(s)) => Ok(s),
+        Ok(Response::Error(e)) => Err(Outcome::fail(format!("{}\n", e.message), 1)),
+        Ok(other) => Err(Outcome::fail(format!("xvs: unexpected answer from xvsd: {other:?}\n"), 1)),
+        Err(e) => Err(Outcome::fail(format!("Can't initialize ipvs: {e}\n"), 2)),
+    }
+}
+
+/// The usage text of `-h`.
+pub const HELP: &str = "\
+xvsadm v0.1 (ipvsadm v1.31 compatible)
+Usage:
+  xvsadm -A|E virtual-service [-s scheduler] [-p [timeout]] [-M netmask] [--pe persistence_engine] [-b sched-flags]
+  xvsadm -D virtual-service
+  xvsadm -C
+  xvsadm -R
+  xvsadm -S [-n]
+  xvsadm -a|e virtual-service -r server-address [options]
+  xvsadm -d virtual-service -r server-address
+  xvsadm -L|l [virtual-service] [options]
+  xvsadm -Z [virtual-service]
+  xvsadm --set tcp tcpfin udp
+  xvsadm apply -f FILE [--dry-run]     (xvs: replace the whole configuration at once)
+  xvsadm -h
+
+Commands:
+  --add-service     -A        add virtual service with options
+  --edit-service    -E        edit virtual service with options
+  --delete-service  -D        delete virtual service
+  --clear           -C        clear the whole table
+  --restore         -R        restore rules from stdin
+  --save            -S        save rules to stdout
+  --add-server      -a        add real server with options
+  --edit-server     -e        edit real server with options
+  --delete-server   -d        delete real server
+  --list            -L|-l     list the table
+  --zero            -Z        zero counters in a service or all services
+  --set tcp tcpfin udp        set connection timeout values
+  --help            -h        display this help message
+
+virtual-service:
+  --tcp-service|-t  service-address   service-address is host[:port]
+  --udp-service|-u  service-address   service-address is host[:port]
+  --sctp-service    service-address   service-address is host[:port]
+  --fwmark-service|-f fwmark          fwmark is an integer greater than zero
+
+Options:
+  --ipv6         -6                   fwmark entry uses IPv6
+  --scheduler    -s scheduler         one of rr|wrr|lc|wlc|lblc|lblcr|dh|sh|sed|nq|fo|ovf|mh|twos,
+                                      the default scheduler is wlc.
+  --pe            engine              alternate persistence engine may be sip (not supported by xvs)
+  --persistent   -p [timeout]         persistent service (default 360 seconds)
+  --netmask      -M netmask           persistent granularity mask
+  --real-server  -r server-address    server-address is host (and port)
+  --gatewaying   -g                   gatewaying (direct routing) (default)
+  --ipip         -i                   ipip encapsulation (tunneling)
+  --masquerading -m                   masquerading (NAT)
+  --tun-type      type                one of ipip|gue|gre, the default tunnel type is ipip (xvs: ipip only)
+  --weight       -w weight            capacity of real server
+  --u-threshold  -x uthreshold        upper threshold of connections
+  --l-threshold  -y lthreshold        lower threshold of connections
+  --connection   -c                   output of current IPVS connections
+  --timeout                           output of timeout (tcp tcpfin udp)
+  --daemon                            output of daemon information
+  --stats                             output of statistics information
+  --rate                              output of rate information
+  --exact        -X                   expand numbers (display exact values)
+  --thresholds                        output of thresholds information
+  --persistent-conn                   output of persistent connection info
+  --tun-info                          output of tunnel information
+  --nosort                            disable sorting output of service/server entries
+  --sort                              does nothing, for backwards compatibility
+  --ops          -o                   one-packet scheduling
+  --numeric      -n                   numeric output of addresses and ports
+  --sched-flags  -b flags             scheduler flags (comma-separated)
+  --json                              (xvs) listings as JSON
+";
+
+/// Runs one command line. `stdin` feeds `-R`.
+pub fn run(argv: &[String], t: &mut dyn Transport, stdin: &mut dyn BufRead) -> Outcome {
+    if argv.get(1).map(String::as_str) == Some("apply") {
+        return apply(&argv[2..], t);
+    }
+    let cmd = match Command::parse(argv) {
+        Ok(c) => c,
+        Err(u) => return Outcome::fail(format!("{}\n", u.message), u.code),
+    };
+    execute(&cmd, t, stdin)
+}
+
+fn execute(cmd: &Command, t: &mut dyn Transport, stdin: &mut dyn BufRead) -> Outcome {
+    let names = |port: u16, proto: &str| crate::services::name_by_port(port, proto);
+    match cmd {
+        Command::Help => Outcome { stdout: HELP.into(), ..Default::default() },
+        Command::Version => Outcome {
+            stdout: format!(
+                "xvsadm v{} (ipvsadm v1.31 compatible, IPVS v{})\n",
+                env!("CARGO_PKG_VERSION"),
+                format::IPVS_VERSION
+            ),
+            ..Default::default()
+        },
+        Command::Service { edit: false, spec } => modify(t, cmd, Request::AddService { service: spec.clone() }),
+        Command::Service { edit: true, spec } => modify(t, cmd, Request::EditService { service: spec.clone() }),
+        Command::DeleteService(key) => modify(t, cmd, Request::DeleteService { key: *key }),
+        Command::Clear => modify(t, cmd, Request::Clear),
+        Command::Server { edit: false, key, dest } => {
+            modify(t, cmd, Request::AddDest { key: *key, dest: dest.clone() })
+        }
+        Command::Server { edit: true, key, dest } => {
+            modify(t, cmd, Request::EditDest { key: *key, dest: dest.clone() })
+        }
+        Command::DeleteServer { key, addr, port } => {
+            modify(t, cmd, Request::DeleteDest { key: *key, addr: *addr, port: *port })
+        }
+        Command::Zero(key) => modify(t, cmd, Request::Zero { key: *key }),
+        Command::Set(a, b, c) => modify(t, cmd, Request::SetTimeouts { tcp: *a, tcpfin: *b, udp: *c }),
+        Command::StartDaemon(role) => modify(t, cmd, Request::StartDaemon { role: role.clone() }),
+        Command::StopDaemon(role) => modify(t, cmd, Request::StopDaemon { role: role.clone() }),
+        Command::Save { numeric } => match snapshot(t, false) {
+            Ok(s) => Outcome { stdout: format::save(&s, *numeric, &names), ..Default::default() },
+            Err(o) => o,
+        },
+        Command::List { key, opts, conns, timeout, daemon, json } => {
+            let snap = match snapshot(t, *conns) {
+                Ok(s) => s,
+                Err(o) => return o,
+            };
+            if let Some(k) = key {
+                if !snap.services.iter().any(|s| s.spec.key == *k) {
+                    return Outcome::fail("No such service\n".into(), 1);
+                }
+            }
+            if *json {
+                let mut s = snap.clone();
+                if let Some(k) = key {
+                    s.services.retain(|x| x.spec.key == *k);
+                }
+                return Outcome {
+                    stdout: serde_json::to_string_pretty(&s).expect("snapshots serialise") + "\n",
+                    ..Default::default()
+                };
+            }
+            let stdout = if *conns {
+                format::connections(&snap.conns)
+            } else if *timeout {
+                format::timeouts(&snap)
+            } else if *daemon {
+                String::new() // no synchronisation daemon runs
+            } else {
+                format::list(&snap, key.as_ref(), opts, &names)
+            };
+            Outcome { stdout, ..Default::default() }
+        }
+        Command::Restore => restore(t, stdin),
+    }
+}
+
+/// `-R`: each line is a command of its own, as ipvsadm runs them: an option error stops the
+/// restore at once; a refused change is reported and the restore goes on; the status is the
+/// last line's.
+fn restore(t: &mut dyn Transport, stdin: &mut dyn BufRead) -> Outcome {
+    let mut out = Outcome::default();
+    let mut line = String::new();
+    loop {
+        line.clear();
+        match stdin.read_line(&mut line) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) => {
+                out.stderr += &format!("xvs: reading standard input: {e}\n");
+                out.code = 1;
+                break;
+            }
+        }
+        let mut argv: Vec<String> = vec!["ipvsadm".into()];
+        argv.extend(line.split([' ', '\t', '\r', '\n']).filter(|s| !s.is_empty() && *s != "ipvsadm").map(String::from));
+        if argv.len() == 1 {
+            continue;
+        }
+        let cmd = match Command::parse(&argv) {
+            Ok(Command::Restore) => {
+                let u = try_help("ipvsadm");
+                out.stderr += &format!("{}\n", u.message);
+                out.code = u.code;
+                return out;
+            }
+            Ok(c) => c,
+            Err(u) => {
+                out.stderr += &format!("{}\n", u.message);
+                out.code = u.code;
+                return out;
+            }
+        };
+        let o = execute(&cmd, t, &mut std::io::empty());
+        out.stdout += &o.stdout;
+        out.stderr += &o.stderr;
+        out.code = o.code;
+    }
+    out
+}
+
+fn apply(args: &[String], t: &mut dyn Transport) -> Outcome {
+    let mut file = None;
+    let mut dry_run = false;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "-f" | "--file" => file = it.next().cloned(),
+            "--dry-run" | "-n" => dry_run = true,
+            other => {
+                return Outcome::fail(
+                    format!("xvsadm apply: unexpected argument {other}\nusage: xvsadm apply -f FILE [--dry-run]\n"),
+                    2,
+                )
+            }
+        }
+    }
+    let Some(file) = file else {
+        return Outcome::fail("usage: xvsadm apply -f FILE [--dry-run]\n".into(), 2);
+    };
+    let text = match std::fs::read_to_string(&file) {
+        Ok(t) => t,
+        Err(e) => return Outcome::fail(format!("xvsadm apply: {file}: {e}\n"), 1),
+    };
+    let config = match xvs_api::config::Config::parse_file(&file, &text) {
+        Ok(c) => c,
+        Err(e) => return Outcome::fail(format!("xvsadm apply: {file}: {e}\n"), 1),
+    };
+    if let Err(e) = config.specs() {
+        return Outcome::fail(format!("xvsadm apply: {file}: {e}\n"), 1);
+    }
+    match t.call(&Request::Apply { config, dry_run }) {
+        Ok(Response::Applied { changes }) => {
+            let mut stdout: String = changes.iter().map(|c| format!("{c}\n")).collect();
+            if changes.is_empty() {
+                stdout = "no changes\n".into();
+            } else if dry_run {
+                stdout += "(dry run: nothing changed)\n";
+            }
+            Outcome { stdout, ..Default::default() }
+        }
+        Ok(Response::Error(e)) => {
+            Outcome::fail(format!("xvsadm apply: {file}: {}\nnothing was changed\n", e.message), 1)
+        }
+        Ok(other) => Outcome::fail(format!("xvs: unexpected answer from xvsd: {other:?}\n"), 1),
+        Err(e) => Outcome::fail(format!("xvsadm apply: {e}\n"), 2),
+    }
+}
+
+/// Which service a listing of one service asks for (for callers building requests).
+pub fn only(cmd: &Command) -> Option<KeySpec> {
+    match cmd {
+        Command::List { key, .. } => *key,
+        _ => None,
+    }
+}
