@@ -1,0 +1,106 @@
+//! The connection table as `ipvsadm -Lc` shows it, read from the dataplane's maps.
+
+use std::net::IpAddr;
+
+use xvs_abi as abi;
+use xvs_api::ConnState;
+use xvs_core::{Instant, TcpState, Timeouts};
+use xvs_dataplane::{words_addr, Director};
+
+/// Milliseconds of CLOCK_MONOTONIC_COARSE, the clock the dataplane stamps entries with.
+pub fn dataplane_now_ms() -> u32 {
+    let t = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC_COARSE).expect("the coarse clock exists");
+    (t.tv_sec() as u64 * 1000 + t.tv_nsec() as u64 / 1_000_000) as u32
+}
+
+fn state_name(s: u8) -> &'static str {
+    if s == abi::UDP_STATE {
+        "UDP"
+    } else {
+        TcpState::from_u8(s).map_or("NONE", TcpState::name)
+    }
+}
+
+fn proto_name(p: u8) -> &'static str {
+    match p {
+        6 => "TCP",
+        17 => "UDP",
+        132 => "SCTP",
+        _ => "IP",
+    }
+}
+
+fn remaining(timeout_ms: u64, idle_ms: u32) -> u64 {
+    timeout_ms.saturating_sub(u64::from(idle_ms)) / 1000
+}
+
+/// Every connection and template, with the seconds each has left.
+pub fn list(dp: &Director, timeouts: &Timeouts, _now: Instant) -> Vec<ConnState> {
+    let now = dataplane_now_ms();
+    let dest = |id: u32| dp.maps.dests.get(&id, 0).ok();
+    let timeout = |s: u8| -> u64 {
+        if s == abi::UDP_STATE {
+            timeouts.udp.as_millis() as u64
+        } else {
+            TcpState::from_u8(s).map_or(0, |st| timeouts.tcp.get(st).as_millis() as u64)
+        }
+    };
+    let mut out = Vec::new();
+    let mut push = |proto: u8, caddr: IpAddr, cport: u16, vaddr: IpAddr, vport: u16, c: &abi::Conn| {
+        let Some(d) = dest(c.dest_id) else { return };
+        let dport = if d.port == 0 || c.flags & abi::CONN_F_KEEPPORT != 0 { vport } else { u16::from_be(d.port) };
+        out.push(ConnState {
+            proto: proto_name(proto).into(),
+            expires: remaining(timeout(c.state), now.wrapping_sub(c.seen)),
+            state: state_name(c.state).into(),
+            caddr,
+            cport,
+            vaddr,
+            vport,
+            daddr: words_addr(d.af, &d.addr),
+            dport,
+        });
+    };
+    for (k, c) in dp.maps.conn4.iter().flatten() {
+        let a = |w: u32| words_addr(abi::AF_INET, &[w, 0, 0, 0]);
+        push(k.proto, a(k.caddr), u16::from_be(k.cport), a(k.vaddr), u16::from_be(k.vport), &c);
+    }
+    for (k, c) in dp.maps.conn6.iter().flatten() {
+        push(
+            k.proto,
+            words_addr(abi::AF_INET6, &k.caddr),
+            u16::from_be(k.cport),
+            words_addr(abi::AF_INET6, &k.vaddr),
+            u16::from_be(k.vport),
+            &c,
+        );
+    }
+    let mut tpl = |proto: u8, caddr: IpAddr, vaddr: IpAddr, vport: u16, t: &abi::Tpl| {
+        let Some(d) = dest(t.dest_id) else { return };
+        out.push(ConnState {
+            proto: proto_name(proto).into(),
+            expires: u64::from((t.expires.wrapping_sub(now) as i32).max(0) as u32) / 1000,
+            state: if t.state == abi::TPL_S_ASSURED { "ASSURED" } else { "NONE" }.into(),
+            caddr,
+            cport: 0,
+            vaddr,
+            vport,
+            daddr: words_addr(d.af, &d.addr),
+            dport: if vport == 0 { 0 } else { u16::from_be(d.port) },
+        });
+    };
+    for (k, t) in dp.maps.tpl4.iter().flatten() {
+        let a = |w: u32| words_addr(abi::AF_INET, &[w, 0, 0, 0]);
+        tpl(k.proto, a(k.caddr), a(k.vaddr), u16::from_be(k.vport), &t);
+    }
+    for (k, t) in dp.maps.tpl6.iter().flatten() {
+        tpl(
+            k.proto,
+            words_addr(abi::AF_INET6, &k.caddr),
+            words_addr(abi::AF_INET6, &k.vaddr),
+            u16::from_be(k.vport),
+            &t,
+        );
+    }
+    out
+}

@@ -1,0 +1,525 @@
+//! The daemon's state machine: every request from xvsadm, the periodic work, and the snapshot
+//! listings are built from. It keeps the configuration in `xvs-core` and mirrors it into the
+//! dataplane; each request is validated completely first, and a change the dataplane cannot
+//! take is undone in the core, so a refused request leaves everything as it was.
+
+use std::net::IpAddr;
+
+use xvs_api::{
+    ApiError, ConnState, DestSpec, DestState, KeySpec, Request, Response, ServiceSpec, ServiceState, Snapshot,
+};
+use xvs_core::{Balancer, DestConfig, Error, ForwardMethod, Instant, ServiceId, ServiceKey, TunnelKind};
+use xvs_dataplane::{Director, Publisher, Sweeper};
+
+/// The dataplane side: the loaded director, its publisher and its sweeper.
+pub struct Dp {
+    /// The loaded director.
+    pub director: Director,
+    /// Mirrors the core into the maps.
+    pub publisher: Publisher,
+    /// Expires connections.
+    pub sweeper: Sweeper,
+}
+
+/// The daemon's state.
+pub struct Control {
+    /// Configuration, statistics, estimator.
+    pub lb: Balancer,
+    /// The dataplane (absent in tests that exercise only the control plane).
+    pub dp: Option<Dp>,
+}
+
+fn api_error(e: &Error) -> Response {
+    Response::Error(ApiError { errno: e.errno().to_string(), message: e.to_string() })
+}
+
+fn dp_error(e: &xvs_dataplane::Error) -> Response {
+    let errno = match e {
+        xvs_dataplane::Error::Capacity(_) => "ENOMEM",
+        xvs_dataplane::Error::Unsupported(_) => "EOPNOTSUPP",
+        _ => "EIO",
+    };
+    Response::Error(ApiError { errno: errno.into(), message: e.to_string() })
+}
+
+fn unsupported(msg: &str) -> Error {
+    Error::Unsupported(msg.to_string())
+}
+
+/// What the XDP dataplane cannot carry, refused before anything changes (docs/differences.md).
+fn check_service(key: &ServiceKey) -> Result<(), Error> {
+    xvs_dataplane::Publisher::check_service(key).map_err(|e| unsupported(&e.to_string()))
+}
+
+fn check_dest(key: &ServiceKey, addr: &IpAddr, c: &DestConfig) -> Result<(), Error> {
+    if c.method == ForwardMethod::Tunnel && c.tunnel.kind != TunnelKind::Ipip {
+        return Err(unsupported("xvs tunnels with IP-in-IP only (--tun-type ipip); GUE and GRE are not supported"));
+    }
+    if addr.is_ipv4() != key.addr().is_ipv4() && !matches!(key, ServiceKey::Fwmark { .. }) {
+        return Err(unsupported("real servers of the other address family (4-in-6, 6-in-4 tunnels) are not supported"));
+    }
+    Ok(())
+}
+
+impl Control {
+    /// A control with an empty configuration.
+    pub fn new(dp: Option<Dp>) -> Control {
+        Control { lb: Balancer::new(seed()), dp }
+    }
+
+    /// Picks up a running dataplane: its services, real servers (in their slots) and tunables
+    /// become the core's configuration, and nothing in the maps is rewritten.
+    pub fn adopt(director: Director, now: Instant) -> Result<Control, String> {
+        let adopted = xvs_dataplane::adopt::read_published(&director).map_err(|e| e.to_string())?;
+        let mut lb = Balancer::new(seed());
+        if let Some((t, s)) = xvs_dataplane::adopt::read_config(&director).map_err(|e| e.to_string())? {
+            lb.timeouts = t;
+            lb.sysctl = s;
+        }
+        for a in &adopted {
+            lb.services
+                .restore_service(a.slot, a.key, a.config.clone(), &a.dests, now)
+                .map_err(|e| format!("service {} found in the pinned maps: {e}", a.key))?;
+        }
+        let publisher = Publisher::adopt(&director, &lb.services, &adopted).map_err(|e| e.to_string())?;
+        let mut c = Control { lb, dp: Some(Dp { director, publisher, sweeper: Sweeper::default() }) };
+        if adopted.is_empty() {
+            c.write_config().map_err(|e| e.to_string())?;
+        } else {
+            tracing::info!(services = adopted.len(), "picked up the running configuration from the pinned maps");
+        }
+        c.lb.add_service_hook_estimator(now);
+        Ok(c)
+    }
+
+    fn publish(&mut self, id: ServiceId) -> Result<(), xvs_dataplane::Error> {
+        match &mut self.dp {
+            Some(dp) => dp.publisher.publish(&mut dp.director, &self.lb.services, id),
+            None => Ok(()),
+        }
+    }
+
+    fn republish_key(&mut self, key: &ServiceKey) -> Result<(), xvs_dataplane::Error> {
+        match self.lb.services.find(key) {
+            Some(id) => self.publish(id),
+            None => Ok(()),
+        }
+    }
+
+    /// Handles one request at `now`.
+    pub fn handle(&mut self, req: Request, now: Instant) -> Response {
+        match req {
+            Request::AddService { service } => self.add_service(&service, now),
+            Request::EditService { service } => self.edit_service(&service, now),
+            Request::DeleteService { key } => {
+                let key: ServiceKey = key.into();
+                let Some(id) = self.lb.services.find(&key) else { return api_error(&Error::NoSuchService) };
+                if let Err(e) = self.lb.services.delete_service(&key, now) {
+                    return api_error(&e);
+                }
+                if let Some(dp) = &mut self.dp {
+                    if let Err(e) = dp.publisher.unpublish(&mut dp.director, id) {
+                        return dp_error(&e);
+                    }
+                }
+                tracing::info!(service = %key, "service deleted");
+                Response::Ok
+            }
+            Request::Clear => {
+                self.lb.services.flush(now);
+                if let Some(dp) = &mut self.dp {
+                    if let Err(e) = dp.publisher.sync_all(&mut dp.director, &self.lb.services) {
+                        return dp_error(&e);
+                    }
+                }
+                tracing::info!("all services deleted");
+                Response::Ok
+            }
+            Request::AddDest { key, dest } => self.add_dest(&key.into(), &dest),
+            Request::EditDest { key, dest } => self.edit_dest(&key.into(), &dest),
+            Request::DeleteDest { key, addr, port } => {
+                let key: ServiceKey = key.into();
+                if let Err(e) = self.lb.services.delete_dest(&key, &addr, port, now) {
+                    return api_error(&e);
+                }
+                tracing::info!(service = %key, real_server = %addr, port, "real server removed");
+                self.republish_key(&key).map_or_else(|e| dp_error(&e), |()| Response::Ok)
+            }
+            Request::Zero { key } => {
+                let key: Option<ServiceKey> = key.map(Into::into);
+                match self.lb.zero(key.as_ref()) {
+                    Ok(()) => Response::Ok,
+                    Err(e) => api_error(&e),
+                }
+            }
+            Request::SetTimeouts { tcp, tcpfin, udp } => {
+                let max = xvs_core::sysctl::MAX_SET_TIMEOUT;
+                if tcp > max || tcpfin > max || udp > max {
+                    return api_error(&Error::Invalid(format!("timeouts are at most {max} seconds")));
+                }
+                self.lb.timeouts.set(tcp, tcpfin, udp);
+                self.write_config().map_or_else(|e| dp_error(&e), |()| Response::Ok)
+            }
+            Request::Snapshot { conns } => Response::Snapshot(self.snapshot(conns, now)),
+            Request::Apply { config, dry_run } => self.apply(&config, dry_run, now),
+            Request::StartDaemon { .. } | Request::StopDaemon { .. } => {
+                api_error(&unsupported("connection synchronisation (the IPVS sync daemon) is not available in xvs yet"))
+            }
+        }
+    }
+
+    /// Writes timeouts and tunables to the dataplane.
+    pub fn write_config(&mut self) -> Result<(), xvs_dataplane::Error> {
+        match &mut self.dp {
+            Some(dp) => Publisher::write_config(&mut dp.director, &self.lb.timeouts, &self.lb.sysctl),
+            None => Ok(()),
+        }
+    }
+
+    fn add_service(&mut self, spec: &ServiceSpec, now: Instant) -> Response {
+        let key = spec.core_key();
+        let config = match spec.core_config() {
+            Ok(c) => c,
+            Err(e) => return api_error(&e),
+        };
+        if self.lb.services.find(&key).is_some() {
+            return api_error(&Error::ServiceExists);
+        }
+        if let Err(e) = check_service(&key) {
+            return api_error(&e);
+        }
+        let id = match self.lb.add_service(key, config, now) {
+            Ok(id) => id,
+            Err(e) => return api_error(&e),
+        };
+        if let Err(e) = self.publish(id) {
+            let _ = self.lb.services.delete_service(&key, now);
+            return dp_error(&e);
+        }
+        tracing::info!(service = %key, scheduler = %spec.scheduler, "service added");
+        Response::Ok
+    }
+
+    fn edit_service(&mut self, spec: &ServiceSpec, now: Instant) -> Response {
+        let key = spec.core_key();
+        let config = match spec.core_config() {
+            Ok(c) => c,
+            Err(e) => return api_error(&e),
+        };
+        let Some(id) = self.lb.services.find(&key) else { return api_error(&Error::NoSuchService) };
+        let old = self.lb.services.get(id).expect("found").config().clone();
+        if let Err(e) = self.lb.services.edit_service(&key, config, now) {
+            return api_error(&e);
+        }
+        if let Err(e) = self.publish(id) {
+            let _ = self.lb.services.edit_service(&key, old, now);
+            let _ = self.publish(id);
+            return dp_error(&e);
+        }
+        tracing::info!(service = %key, "service edited");
+        Response::Ok
+    }
+
+    fn add_dest(&mut self, key: &ServiceKey, d: &DestSpec) -> Response {
+        let c = match d.core_config() {
+            Ok(c) => c,
+            Err(e) => return api_error(&e),
+        };
+        if self.lb.services.find(key).is_none() {
+            return api_error(&Error::NoSuchService);
+        }
+        if let Err(e) = check_dest(key, &d.addr, &c) {
+            return api_error(&e);
+        }
+        if let Err(e) = self.lb.services.add_dest(key, d.addr, d.port, c) {
+            return api_error(&e);
+        }
+        if let Err(e) = self.republish_key(key) {
+            let _ = self.lb.services.delete_dest(key, &d.addr, d.port, xvs_core::Instant::ZERO);
+            let _ = self.republish_key(key);
+            return dp_error(&e);
+        }
+        tracing::info!(service = %key, real_server = %d.addr, port = d.port, weight = d.weight, "real server added");
+        Response::Ok
+    }
+
+    fn edit_dest(&mut self, key: &ServiceKey, d: &DestSpec) -> Response {
+        let c = match d.core_config() {
+            Ok(c) => c,
+            Err(e) => return api_error(&e),
+        };
+        let Some(sid) = self.lb.services.find(key) else { return api_error(&Error::NoSuchService) };
+        let Some(did) = self.lb.services.find_dest(sid, &d.addr, d.port) else { return api_error(&Error::NoSuchDest) };
+        if let Err(e) = check_dest(key, &d.addr, &c) {
+            return api_error(&e);
+        }
+        let old = *self.lb.services.dest(did).expect("found").config();
+        if let Err(e) = self.lb.services.edit_dest(key, d.addr, d.port, c) {
+            return api_error(&e);
+        }
+        if let Err(e) = self.republish_key(key) {
+            let _ = self.lb.services.edit_dest(key, d.addr, d.port, old);
+            let _ = self.republish_key(key);
+            return dp_error(&e);
+        }
+        tracing::info!(service = %key, real_server = %d.addr, port = d.port, weight = d.weight, "real server edited");
+        Response::Ok
+    }
+
+    /// The current configuration as specs (what `-S` and `apply` compare against).
+    pub fn specs(&self) -> Vec<(ServiceSpec, Vec<DestSpec>)> {
+        self.lb
+            .services
+            .iter()
+            .map(|(id, s)| {
+                let dests = self
+                    .lb
+                    .services
+                    .view(id)
+                    .expect("listed")
+                    .iter()
+                    .map(|(_, d)| DestSpec::from_core(d.addr(), d.port(), d.config()))
+                    .collect();
+                (ServiceSpec::from_core(s.key(), s.config()), dests)
+            })
+            .collect()
+    }
+
+    /// `xvsadm apply`: checks the whole desired state first (in a scratch table, with the
+    /// dataplane's limits), then changes only what differs.
+    fn apply(&mut self, config: &xvs_api::config::Config, dry_run: bool, now: Instant) -> Response {
+        let desired = match config.specs() {
+            Ok(d) => d,
+            Err(e) => return api_error(&Error::Invalid(e)),
+        };
+        let mut scratch = xvs_core::Services::new();
+        for (s, dests) in &desired {
+            let key = s.core_key();
+            let checked = s
+                .core_config()
+                .and_then(|c| check_service(&key).map(|()| c))
+                .and_then(|c| scratch.add_service(key, c, now).map(drop));
+            if let Err(e) = checked {
+                return api_error(&Error::Invalid(format!("service {key}: {e}")));
+            }
+            for d in dests {
+                let r = d
+                    .core_config()
+                    .and_then(|c| check_dest(&key, &d.addr, &c).map(|()| c))
+                    .and_then(|c| scratch.add_dest(&key, d.addr, d.port, c).map(drop));
+                if let Err(e) = r {
+                    return api_error(&Error::Invalid(format!(
+                        "service {key}, real server {}:{}: {e}",
+                        d.addr, d.port
+                    )));
+                }
+            }
+        }
+        let current = self.specs();
+        let mut changes = Vec::new();
+        let describe = |s: &ServiceSpec| format!("{} {}", s.core_key(), s.scheduler);
+        let rs = |d: &DestSpec| format!("{}:{} {} weight {}", d.addr, d.port, d.method, d.weight);
+        for (c, _) in &current {
+            if !desired.iter().any(|(d, _)| d.key == c.key) {
+                changes.push(format!("- service {}", c.core_key()));
+            }
+        }
+        for (d, ddests) in &desired {
+            match current.iter().find(|(c, _)| c.key == d.key) {
+                None => {
+                    changes.push(format!("+ service {}", describe(d)));
+                    for r in ddests.iter() {
+                        changes.push(format!("+   real server {}", rs(r)));
+                    }
+                }
+                Some((c, cdests)) => {
+                    if c != d {
+                        changes.push(format!("~ service {}", describe(d)));
+                    }
+                    for r in cdests {
+                        if !ddests.iter().any(|x| x.addr == r.addr && x.port == r.port) {
+                            changes.push(format!("-   real server {}:{} of {}", r.addr, r.port, d.core_key()));
+                        }
+                    }
+                    for r in ddests {
+                        match cdests.iter().find(|x| x.addr == r.addr && x.port == r.port) {
+                            None => changes.push(format!("+   real server {} of {}", rs(r), d.core_key())),
+                            Some(x) if x != r => changes.push(format!("~   real server {} of {}", rs(r), d.core_key())),
+                            Some(_) => {}
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(t) = &config.timeouts {
+            if self.lb.timeouts.shown() != (u64::from(t.tcp), u64::from(t.tcpfin), u64::from(t.udp)) {
+                changes.push(format!("~ timeouts {} {} {}", t.tcp, t.tcpfin, t.udp));
+            }
+        }
+        if dry_run || changes.is_empty() {
+            return Response::Applied { changes };
+        }
+        if let Err(e) = self.converge(&desired, now) {
+            // Put the previous configuration back (it was valid a moment ago).
+            let _ = self.converge(&current, now);
+            return e;
+        }
+        if let Some(t) = &config.timeouts {
+            self.lb.timeouts.set(t.tcp, t.tcpfin, t.udp);
+            if let Err(e) = self.write_config() {
+                return dp_error(&e);
+            }
+        }
+        tracing::info!(changes = changes.len(), "configuration applied");
+        Response::Applied { changes }
+    }
+
+    /// Changes the live configuration into `desired`, touching only what differs.
+    fn converge(&mut self, desired: &[(ServiceSpec, Vec<DestSpec>)], now: Instant) -> Result<(), Response> {
+        let current = self.specs();
+        for (c, _) in &current {
+            if !desired.iter().any(|(d, _)| d.key == c.key) {
+                if let Response::Error(e) = self.handle(Request::DeleteService { key: c.key }, now) {
+                    return Err(Response::Error(e));
+                }
+            }
+        }
+        for (d, ddests) in desired {
+            let key = d.core_key();
+            let r = match current.iter().find(|(c, _)| c.key == d.key) {
+                None => self.add_service(d, now),
+                Some((c, _)) if c != d => self.edit_service(d, now),
+                Some(_) => Response::Ok,
+            };
+            if let Response::Error(_) = r {
+                return Err(r);
+            }
+            let cdests = current.iter().find(|(c, _)| c.key == d.key).map(|(_, v)| v.clone()).unwrap_or_default();
+            for r in &cdests {
+                if !ddests.iter().any(|x| x.addr == r.addr && x.port == r.port) {
+                    let resp = self.handle(Request::DeleteDest { key: d.key, addr: r.addr, port: r.port }, now);
+                    if let Response::Error(_) = resp {
+                        return Err(resp);
+                    }
+                }
+            }
+            for r in ddests {
+                let resp = match cdests.iter().find(|x| x.addr == r.addr && x.port == r.port) {
+                    None => self.add_dest(&key, r),
+                    Some(x) if x != r => self.edit_dest(&key, r),
+                    Some(_) => Response::Ok,
+                };
+                if let Response::Error(_) = resp {
+                    return Err(resp);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Everything listings need.
+    pub fn snapshot(&mut self, conns: bool, now: Instant) -> Snapshot {
+        self.sync_counters();
+        let services = self
+            .lb
+            .services
+            .iter()
+            .map(|(id, s)| ServiceState {
+                spec: ServiceSpec::from_core(s.key(), s.config()),
+                stats: s.stats.counters(),
+                rates: s.stats.rates(),
+                dests: self
+                    .lb
+                    .services
+                    .view(id)
+                    .expect("listed")
+                    .iter()
+                    .map(|(_, d)| DestState {
+                        spec: DestSpec::from_core(d.addr(), d.port(), d.config()),
+                        active: d.active_conns(),
+                        inactive: d.inactive_conns(),
+                        persistent: d.persist_conns(),
+                        overloaded: d.is_overloaded(),
+                        stats: d.stats.counters(),
+                        rates: d.stats.rates(),
+                    })
+                    .collect(),
+            })
+            .collect();
+        let conn_table_size = self.dp.as_ref().map_or(4096, |d| d.director.options.max_conns);
+        let conns = if conns { self.connections(now) } else { Vec::new() };
+        Snapshot { conn_table_size, timeouts: self.lb.timeouts.shown(), services, conns }
+    }
+
+    fn connections(&self, now: Instant) -> Vec<ConnState> {
+        let Some(dp) = &self.dp else { return Vec::new() };
+        crate::conns::list(&dp.director, &self.lb.timeouts, now)
+    }
+
+    /// Copies the dataplane's counters and statistics into the core.
+    pub fn sync_counters(&mut self) {
+        let Some(dp) = &self.dp else { return };
+        let mut total = xvs_core::Counters::default();
+        let ids: Vec<ServiceId> = self.lb.services.iter().map(|(id, _)| id).collect();
+        for id in ids {
+            if let Ok(c) = dp.director.svc_stats(id) {
+                total.accumulate(&c);
+                let _ = self.lb.services.set_service_stats(id, c);
+            }
+        }
+        let dests: Vec<xvs_core::DestId> = self
+            .lb
+            .services
+            .iter()
+            .flat_map(|(id, _)| self.lb.services.view(id).expect("listed").ids().to_vec())
+            .chain(self.lb.services.trash().map(|(id, _)| id))
+            .collect();
+        for d in dests {
+            if let Ok(c) = dp.director.dest_counters(d) {
+                let _ = self.lb.services.set_dest_counters(d, c);
+            }
+            if let Ok(s) = dp.director.dest_stats(d) {
+                let _ = self.lb.services.set_dest_stats(d, s);
+            }
+        }
+        self.lb.total.set_raw(total);
+    }
+
+    /// The periodic work, about once a second: expire connections, copy counters, run the
+    /// core's timers (estimator, trash).
+    pub fn tick(&mut self, now: Instant) -> Option<xvs_dataplane::SweepReport> {
+        let report = match &mut self.dp {
+            Some(dp) => match dp.sweeper.run(&dp.director) {
+                Ok(r) => {
+                    if r.recounted {
+                        tracing::warn!(
+                            evicted = r.evicted,
+                            "the connection table evicted entries; counters re-derived (raise --max-conns)"
+                        );
+                    }
+                    Some(r)
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "sweep failed");
+                    None
+                }
+            },
+            None => None,
+        };
+        self.sync_counters();
+        while let Some(t) = self.lb.poll_timeout().filter(|t| *t <= now) {
+            self.lb.handle_timeout(t);
+        }
+        report
+    }
+}
+
+fn seed() -> u64 {
+    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+    t ^ u64::from(std::process::id()).rotate_left(32)
+}
+
+/// The key listings and errors print for a service spec.
+pub fn key_text(k: &KeySpec) -> String {
+    ServiceKey::from(*k).to_string()
+}

@@ -1,0 +1,202 @@
+//! `xvsd`: the xvs daemon.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use tokio::sync::Mutex;
+use xvs_dataplane::{Attached, Director, LoadOptions};
+use xvsd::control::Control;
+
+/// The xvs daemon: loads the XDP load balancer, keeps its configuration, serves xvsadm.
+///
+/// Example: `xvsd -i eth0 -i eth1` balances the services configured with xvsadm on traffic
+/// arriving on eth0 and eth1. Stopping xvsd leaves forwarding running (the program and its
+/// tables are pinned); starting it again picks everything back up. `xvsd --purge` removes it all.
+#[derive(Parser, Debug)]
+#[command(version, about, long_about = None)]
+struct Opts {
+    /// Interface to attach the load balancer to (repeat for each).
+    #[arg(short = 'i', long = "interface")]
+    interfaces: Vec<String>,
+    /// Use generic (skb) XDP instead of trying native mode first.
+    #[arg(long)]
+    generic: bool,
+    /// Control socket for xvsadm.
+    #[arg(long, default_value = xvs_api::DEFAULT_SOCKET)]
+    socket: PathBuf,
+    /// Where the maps and links are pinned (a versioned directory is made inside).
+    #[arg(long, default_value = "/sys/fs/bpf/xvs")]
+    pin_dir: PathBuf,
+    /// Prometheus metrics address ("off" to disable).
+    #[arg(long, default_value = "127.0.0.1:9642")]
+    metrics: String,
+    /// Connection table size per address family.
+    #[arg(long, default_value_t = 262_144)]
+    max_conns: u32,
+    /// Most virtual services.
+    #[arg(long, default_value_t = 131_072)]
+    max_services: u32,
+    /// Most real servers.
+    #[arg(long, default_value_t = 262_144)]
+    max_dests: u32,
+    /// Declarative configuration to apply at start (as `xvsadm apply -f`).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Detach the program when xvsd stops (forwarding stops with it).
+    #[arg(long)]
+    detach_on_exit: bool,
+    /// Remove every pinned map and link (stops forwarding and forgets the configuration), then exit.
+    #[arg(long)]
+    purge: bool,
+}
+
+#[tokio::main]
+async fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    if let Err(e) = run(Opts::parse()).await {
+        tracing::error!("{e:#}");
+        eprintln!("xvsd: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(o: Opts) -> anyhow::Result<()> {
+    let pins = xvs_abi::pin_dir(&o.pin_dir);
+    let links = pins.join("links");
+    if o.purge {
+        if pins.exists() {
+            std::fs::remove_dir_all(&pins).with_context(|| format!("remove {}", pins.display()))?;
+        }
+        let _ = std::fs::remove_file(&o.socket);
+        println!("removed {}: the load balancer is detached and its tables are gone", pins.display());
+        return Ok(());
+    }
+    if !nix::unistd::geteuid().is_root() {
+        anyhow::bail!("xvsd needs root (CAP_BPF, CAP_NET_ADMIN)");
+    }
+    let mut opts = LoadOptions::new(&pins);
+    opts.max_conns = o.max_conns;
+    opts.max_services = o.max_services;
+    opts.max_dests = o.max_dests;
+    let director = Director::load(opts).context("load the XDP program")?;
+    let mut control = Control::adopt(director, xvsd::now())
+        .map_err(anyhow::Error::msg)
+        .context("pick up the state pinned by an earlier xvsd (`xvsd --purge` starts from scratch)")?;
+    {
+        let dp = control.dp.as_mut().expect("adopt loads the dataplane");
+        for ifname in &o.interfaces {
+            match dp
+                .director
+                .attach_pinned(ifname, !o.generic, &links.join(ifname))
+                .with_context(|| format!("attach to {ifname}"))?
+            {
+                Attached::New(mode) => tracing::info!(interface = %ifname, mode = ?mode, "attached"),
+                Attached::Replaced => {
+                    tracing::info!(interface = %ifname, "took over from the previous xvsd without a gap")
+                }
+            }
+        }
+    }
+    if let Some(path) = &o.config {
+        let text = std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
+        let config = xvs_api::config::Config::parse_file(&path.to_string_lossy(), &text)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        match control.handle(xvs_api::Request::Apply { config, dry_run: false }, xvsd::now()) {
+            xvs_api::Response::Applied { changes } => {
+                tracing::info!(changes = changes.len(), file = %path.display(), "configuration applied")
+            }
+            xvs_api::Response::Error(e) => anyhow::bail!("{}: {}", path.display(), e.message),
+            _ => {}
+        }
+    }
+    let control = Arc::new(Mutex::new(control));
+
+    // Expiry, counters, estimator: once a second.
+    let c = control.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            every.tick().await;
+            c.lock().await.tick(xvsd::now());
+        }
+    });
+    // Real servers' neighbour entries: a direct-routing packet to an unresolved neighbour is
+    // dropped (it cannot be handed to the kernel), so keep them resolved.
+    let c = control.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(30));
+        loop {
+            every.tick().await;
+            let targets: Vec<std::net::IpAddr> = {
+                let c = c.lock().await;
+                c.lb.services
+                    .iter()
+                    .flat_map(|(id, _)| {
+                        c.lb.services
+                            .view(id)
+                            .into_iter()
+                            .flat_map(|v| v.iter().map(|(_, d)| d.addr()).collect::<Vec<_>>())
+                    })
+                    .collect()
+            };
+            for a in targets {
+                let bind: SocketAddr = if a.is_ipv4() {
+                    "0.0.0.0:0".parse().expect("literal")
+                } else {
+                    "[::]:0".parse().expect("literal")
+                };
+                if let Ok(s) = std::net::UdpSocket::bind(bind) {
+                    // Port 9 (discard): the datagram only makes the kernel resolve the address.
+                    let _ = s.send_to(b"", (a, 9));
+                }
+            }
+        }
+    });
+    if o.metrics != "off" {
+        let addr: SocketAddr = o.metrics.parse().with_context(|| format!("metrics address '{}'", o.metrics))?;
+        let c = control.clone();
+        let app = axum::Router::new().route(
+            "/metrics",
+            axum::routing::get(move || {
+                let c = c.clone();
+                async move {
+                    let body = xvsd::metrics::render(&mut *c.lock().await, xvsd::now());
+                    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("bind metrics to {addr}"))?;
+        tracing::info!(%addr, "metrics at http://{addr}/metrics");
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+    }
+    let socket = o.socket.clone();
+    let c = control.clone();
+    let server = tokio::spawn(async move { xvsd::server::serve(&socket, c).await });
+
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+        r = server => { r??; }
+    }
+    let _ = std::fs::remove_file(&o.socket);
+    if o.detach_on_exit {
+        for ifname in &o.interfaces {
+            let _ = std::fs::remove_file(links.join(ifname));
+        }
+        tracing::info!("stopped; the load balancer is detached");
+    } else {
+        tracing::info!("stopped; forwarding continues with the pinned program and tables until xvsd starts again");
+    }
+    Ok(())
+}

@@ -1,0 +1,123 @@
+//! Prometheus metrics, rendered from a fresh snapshot at each scrape.
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use xvs_core::Instant;
+
+use crate::control::Control;
+
+type Labels = Vec<(String, String)>;
+
+fn counters(r: &mut Registry, name: &str, help: &str) -> Family<Labels, Counter> {
+    let f = Family::<Labels, Counter>::default();
+    r.register(name, help, f.clone());
+    f
+}
+
+fn gauges(r: &mut Registry, name: &str, help: &str) -> Family<Labels, Gauge> {
+    let f = Family::<Labels, Gauge>::default();
+    r.register(name, help, f.clone());
+    f
+}
+
+fn l(pairs: &[(&str, &str)]) -> Labels {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+/// The text exposition of every metric.
+pub fn render(control: &mut Control, now: Instant) -> String {
+    let snap = control.snapshot(false, now);
+    let mut r = Registry::with_prefix("xvs");
+    let s_conns = counters(&mut r, "service_connections", "Connections scheduled by the service");
+    let s_pkts = counters(&mut r, "service_packets", "Packets of the service by direction");
+    let s_bytes = counters(&mut r, "service_bytes", "Bytes of the service by direction (IP header included)");
+    let s_rate = gauges(&mut r, "service_rate", "Estimated rate (connections/s, packets/s, bytes/s) of the service");
+    let d_conns = counters(&mut r, "real_server_connections", "Connections scheduled to the real server");
+    let d_pkts = counters(&mut r, "real_server_packets", "Packets of the real server by direction");
+    let d_bytes = counters(&mut r, "real_server_bytes", "Bytes of the real server by direction");
+    let d_rate = gauges(&mut r, "real_server_rate", "Estimated rate of the real server");
+    let d_active = gauges(&mut r, "real_server_active_connections", "ActiveConn");
+    let d_inactive = gauges(&mut r, "real_server_inactive_connections", "InActConn");
+    let d_persist = gauges(&mut r, "real_server_persistent_connections", "PersistConn (templates)");
+    let d_weight = gauges(&mut r, "real_server_weight", "Weight");
+    let d_over = gauges(&mut r, "real_server_overloaded", "1 while the upper threshold holds connections off");
+    for s in &snap.services {
+        let svc = xvs_core::ServiceKey::from(s.spec.key).to_string().split_whitespace().collect::<Vec<_>>().join(" ");
+        s_conns.get_or_create(&l(&[("service", &svc)])).inc_by(s.stats.conns);
+        for (dir, p, b) in [("in", s.stats.inpkts, s.stats.inbytes), ("out", s.stats.outpkts, s.stats.outbytes)] {
+            s_pkts.get_or_create(&l(&[("service", &svc), ("direction", dir)])).inc_by(p);
+            s_bytes.get_or_create(&l(&[("service", &svc), ("direction", dir)])).inc_by(b);
+        }
+        let rt = &s.rates;
+        for (kind, v) in
+            [("cps", rt.cps), ("inpps", rt.inpps), ("outpps", rt.outpps), ("inbps", rt.inbps), ("outbps", rt.outbps)]
+        {
+            s_rate.get_or_create(&l(&[("service", &svc), ("kind", kind)])).set(v as i64);
+        }
+        for d in &s.dests {
+            let rs = xvsadm_like_endpoint(&d.spec.addr, d.spec.port);
+            let lab = |extra: &[(&str, &str)]| {
+                let mut v = l(&[("service", &svc), ("real_server", &rs)]);
+                v.extend(l(extra));
+                v
+            };
+            d_conns.get_or_create(&lab(&[])).inc_by(d.stats.conns);
+            for (dir, p, b) in [("in", d.stats.inpkts, d.stats.inbytes), ("out", d.stats.outpkts, d.stats.outbytes)] {
+                d_pkts.get_or_create(&lab(&[("direction", dir)])).inc_by(p);
+                d_bytes.get_or_create(&lab(&[("direction", dir)])).inc_by(b);
+            }
+            let rt = &d.rates;
+            for (kind, v) in [
+                ("cps", rt.cps),
+                ("inpps", rt.inpps),
+                ("outpps", rt.outpps),
+                ("inbps", rt.inbps),
+                ("outbps", rt.outbps),
+            ] {
+                d_rate.get_or_create(&lab(&[("kind", kind)])).set(v as i64);
+            }
+            d_active.get_or_create(&lab(&[])).set(i64::from(d.active));
+            d_inactive.get_or_create(&lab(&[])).set(i64::from(d.inactive));
+            d_persist.get_or_create(&lab(&[])).set(i64::from(d.persistent));
+            d_weight.get_or_create(&lab(&[])).set(i64::from(d.spec.weight));
+            d_over.get_or_create(&lab(&[])).set(i64::from(d.overloaded));
+        }
+    }
+    if let Some(dp) = &control.dp {
+        let fill = gauges(&mut r, "conn_table_entries", "Connections in the table, by address family");
+        let cap = gauges(&mut r, "conn_table_capacity", "Connections the table holds, per address family");
+        let live = |n: usize| n as i64;
+        fill.get_or_create(&l(&[("family", "ipv4")])).set(live(dp.director.maps.conn4.keys().count()));
+        fill.get_or_create(&l(&[("family", "ipv6")])).set(live(dp.director.maps.conn6.keys().count()));
+        cap.get_or_create(&l(&[])).set(i64::from(dp.director.options.max_conns));
+        let ev = counters(
+            &mut r,
+            "conn_table_evictions",
+            "Connections the full table evicted (counters were then re-derived)",
+        );
+        ev.get_or_create(&l(&[])).inc_by(dp.sweeper.evicted_total);
+        let reasons = counters(
+            &mut r,
+            "dataplane_packets",
+            "Packets that left the fast path, by reason (dropped, passed, or answered with ICMP)",
+        );
+        if let Ok(rs) = dp.director.reasons() {
+            for (name, v) in rs {
+                reasons.get_or_create(&l(&[("reason", name)])).inc_by(v);
+            }
+        }
+    }
+    let mut out = String::new();
+    encode(&mut out, &r).expect("writing to a String cannot fail");
+    out
+}
+
+fn xvsadm_like_endpoint(a: &std::net::IpAddr, port: u16) -> String {
+    match a {
+        std::net::IpAddr::V4(v) => format!("{v}:{port}"),
+        std::net::IpAddr::V6(v) => format!("[{v}]:{port}"),
+    }
+}

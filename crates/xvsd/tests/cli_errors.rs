@@ -1,0 +1,199 @@
+//! ipvsadm's error messages and exit codes, byte for byte, and "a refused command changes
+//! nothing".
+//!
+//! The table in `testdata/ipvsadm/errors.md` was recorded on a real kernel: each row is a
+//! command, its exit code and its standard error, run in order so state accumulates. Here the
+//! same commands go, in the same order, through xvsadm's code to xvsd's control logic (in
+//! process, without a dataplane), and must give the same exit codes and messages.
+
+use std::path::PathBuf;
+
+use xvs_api::{Request, Response};
+use xvs_core::Instant;
+use xvsadm::client::Transport;
+use xvsadm::run::{run, Outcome};
+use xvsd::control::Control;
+
+/// xvsd's control logic behind xvsadm's transport.
+struct InProcess(Control);
+
+impl Transport for InProcess {
+    fn call(&mut self, req: &Request) -> Result<Response, String> {
+        Ok(self.0.handle(req.clone(), Instant::from_nanos(1_000_000_000)))
+    }
+}
+
+impl InProcess {
+    fn new() -> InProcess {
+        InProcess(Control::new(None))
+    }
+
+    fn run(&mut self, line: &str) -> Outcome {
+        let argv: Vec<String> = line.split_whitespace().map(String::from).collect();
+        run(&argv, self, &mut std::io::empty())
+    }
+
+    fn run_stdin(&mut self, line: &str, stdin: &str) -> Outcome {
+        let argv: Vec<String> = line.split_whitespace().map(String::from).collect();
+        run(&argv, self, &mut stdin.as_bytes())
+    }
+
+    /// The configuration as `-S -n` prints it, plus the timeouts.
+    fn state(&mut self) -> String {
+        let s = self.run("ipvsadm -S -n").stdout;
+        s + &self.run("ipvsadm -L --timeout").stdout
+    }
+}
+
+struct Row {
+    command: String,
+    code: i32,
+    stderr: String,
+}
+
+fn recorded_rows() -> Vec<Row> {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../testdata/ipvsadm/errors.md");
+    let text = std::fs::read_to_string(&p).unwrap();
+    text.lines()
+        .filter(|l| l.starts_with("| `"))
+        .map(|l| {
+            let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+            let stderr = if cells[3].starts_with("(none)") { String::new() } else { format!("{}\n", cells[3]) };
+            Row { command: cells[1].trim_matches('`').to_string(), code: cells[2].parse().unwrap(), stderr }
+        })
+        .collect()
+}
+
+#[test]
+fn the_kernel_recording_replays_identically() {
+    let rows = recorded_rows();
+    assert!(rows.len() > 30, "the table was read");
+    let mut x = InProcess::new();
+    for row in rows {
+        let before = x.state();
+        let out = x.run(&row.command);
+        assert_eq!((out.code, out.stderr.as_str()), (row.code, row.stderr.as_str()), "{}", row.command);
+        if out.code != 0 {
+            assert_eq!(x.state(), before, "`{}` was refused but changed the configuration", row.command);
+        }
+    }
+}
+
+#[test]
+fn bad_input_is_named_and_changes_nothing() {
+    let mut x = InProcess::new();
+    assert_eq!(x.run("ipvsadm -A -t 198.18.0.1:80 -s rr").code, 0);
+    assert_eq!(x.run("ipvsadm -a -t 198.18.0.1:80 -r 198.18.2.2 -m").code, 0);
+    let before = x.state();
+    for (cmd, code, msg) in [
+        ("ipvsadm -A -t 198.18.0.2:80 -s nosuch", 255, "Scheduler or persistence engine not found\n"),
+        ("ipvsadm -A -t 198.18.0.300:80", 2, "illegal virtual server address[:port] specified\n"),
+        ("ipvsadm -A -t 198.18.0.2:0", 2, "Zero port specified for non-persistent service\n"),
+        ("ipvsadm -A -t 198.18.0.1:80", 255, "Service already exists\n"),
+        ("ipvsadm -a -t 198.18.0.1:80 -r 198.18.2.3 -w -5", 2, "illegal weight specified\n"),
+        ("ipvsadm -a -t 198.18.0.1:80 -r 198.18.2.3 -w 2147483648", 2, "illegal weight specified\n"),
+        ("ipvsadm -a -t 198.18.0.1:80 -r 198.18.2.2 -m", 255, "Destination already exists\n"),
+        ("ipvsadm -a -t 198.18.0.1:80 -r nowhere.invalid -m", 2, "illegal real server address[:port] specified\n"),
+    ] {
+        let out = x.run(cmd);
+        assert_eq!((out.code, out.stderr.as_str()), (code, msg), "{cmd}");
+        assert_eq!(x.state(), before, "`{cmd}` changed the configuration");
+    }
+}
+
+#[test]
+fn xvs_refusals_are_clear_and_change_nothing() {
+    let mut x = InProcess::new();
+    let before = x.state();
+    // What the XDP dataplane cannot carry is refused with a reason, not half-applied.
+    for cmd in ["ipvsadm -A -f 7 -s rr", "ipvsadm --add-service --sctp-service 198.18.0.1:80"] {
+        let out = x.run(cmd);
+        assert_eq!(out.code, 255, "{cmd}");
+        assert!(
+            out.stderr.contains("not supported") || out.stderr.contains("Operation not supported"),
+            "{cmd}: {}",
+            out.stderr
+        );
+        assert_eq!(x.state(), before);
+    }
+    assert_eq!(x.run("ipvsadm -A -t [2001:2::1]:80 -s rr").code, 0);
+    let before = x.state();
+    let out = x.run("ipvsadm -a -t [2001:2::1]:80 -r 198.18.2.2 -i");
+    assert_eq!(out.code, 255);
+    assert!(out.stderr.contains("other address family") || out.stderr.contains("address family"), "{}", out.stderr);
+    assert_eq!(x.state(), before);
+}
+
+#[test]
+fn a_malformed_restore_stops_at_the_bad_line() {
+    let mut x = InProcess::new();
+    let out = x.run_stdin(
+        "ipvsadm -R",
+        "-A -t 198.18.0.1:80 -s rr\n-a -t 198.18.0.1:80 -r 198.18.2.2:80 -m -w 1\n-a -t 198.18.0.1:80 -r 198.18.2.3:80 -m -w banana\n-a -t 198.18.0.1:80 -r 198.18.2.4:80 -m -w 1\n",
+    );
+    assert_eq!((out.code, out.stderr.as_str()), (2, "illegal weight specified\n"));
+    // The lines before the bad one were applied, the ones after it were not (ipvsadm -R).
+    assert_eq!(
+        x.run("ipvsadm -S -n").stdout,
+        "-A -t 198.18.0.1:80 -s rr\n-a -t 198.18.0.1:80 -r 198.18.2.2:80 -m -w 1\n"
+    );
+    let saved = x.run("ipvsadm -S -n").stdout;
+    let mut y = InProcess::new();
+    assert_eq!(y.run_stdin("ipvsadm -R", &saved).code, 0);
+    assert_eq!(y.run("ipvsadm -S -n").stdout, saved, "-R reads what -S writes");
+}
+
+fn apply(x: &mut InProcess, name: &str, text: &str) -> Outcome {
+    let dir = std::env::temp_dir().join(format!("xvsd-test-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    let out = x.run(&format!("xvsadm apply -f {}", path.display()));
+    let _ = std::fs::remove_dir_all(&dir);
+    out
+}
+
+#[test]
+fn apply_shows_the_diff_and_refuses_bad_files_whole() {
+    let mut x = InProcess::new();
+    let good = "[[service]]\naddress = \"198.18.0.1:80\"\nscheduler = \"rr\"\n[[service.real_server]]\naddress = \"198.18.2.2\"\nmethod = \"masq\"\n";
+    let out = apply(&mut x, "a.toml", good);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.stdout, "+ service TCP  198.18.0.1:80 rr\n+   real server 198.18.2.2:80 masq weight 1\n");
+    assert_eq!(apply(&mut x, "a.toml", good).stdout, "no changes\n");
+    let before = x.state();
+    for (name, text, needle) in [
+        ("typo.toml", "[[service]]\naddress = \"198.18.0.1:80\"\nschedulr = \"rr\"\n", "line 3"),
+        ("sched.toml", "[[service]]\naddress = \"198.18.0.1:80\"\nscheduler = \"nosuch\"\n", "nosuch"),
+        ("port.yaml", "service:\n  - address: 198.18.0.9:0\n", "Zero port"),
+        (
+            "dup.toml",
+            "[[service]]\naddress = \"198.18.0.1:80\"\n[[service]]\naddress = \"198.18.0.1:80\"\n",
+            "listed twice",
+        ),
+        (
+            "weight.toml",
+            "[[service]]\naddress = \"198.18.0.1:80\"\n[[service.real_server]]\naddress = \"198.18.2.2\"\nweight = -1\n",
+            "weight",
+        ),
+        ("garbage.yml", "service: [ {address: \n", "line"),
+    ] {
+        let out = apply(&mut x, name, text);
+        assert_eq!(out.code, 1, "{name}: {out:?}");
+        assert!(out.stderr.contains(needle), "{name}: {}", out.stderr);
+        assert_eq!(x.state(), before, "{name} changed the configuration");
+    }
+    // A second service, a weight change and a removal in one go, as YAML.
+    let yaml = "service:\n  - address: 198.18.0.1:80\n    scheduler: rr\n    real_server:\n      - { address: 198.18.2.3, method: masq, weight: 3 }\n  - address: 198.18.0.2:443\n";
+    let out = apply(&mut x, "b.yaml", yaml);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout.contains("-   real server 198.18.2.2:80") && out.stdout.contains("+ service TCP  198.18.0.2:443"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(
+        x.run("ipvsadm -S -n").stdout,
+        "-A -t 198.18.0.1:80 -s rr\n-a -t 198.18.0.1:80 -r 198.18.2.3:80 -m -w 3\n-A -t 198.18.0.2:443 -s wlc\n"
+    );
+}
