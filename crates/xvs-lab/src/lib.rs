@@ -154,6 +154,26 @@ impl Drop for Entered {
     }
 }
 
+/// Removes every namespace whose name starts with `prefix` (killing what runs inside) and
+/// every bpffs directory of that name: the emergency cleanup of an interrupted lab.
+pub fn cleanup_prefix(prefix: &str) {
+    if let Ok(out) = Command::new("ip").args(["netns", "list"]).output() {
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let name = line.split_whitespace().next().unwrap_or("");
+            if !name.is_empty() && name.starts_with(prefix) {
+                drop(Netns { name: name.to_string() });
+            }
+        }
+    }
+    if let Ok(dir) = std::fs::read_dir("/sys/fs/bpf") {
+        for e in dir.flatten() {
+            if e.file_name().to_string_lossy().starts_with(prefix) {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
+}
+
 /// Connects `a` (device `a_dev`) and `b` (device `b_dev`) with a veth pair.
 pub fn veth(a: &Netns, a_dev: &str, b: &Netns, b_dev: &str) {
     sh(&["ip", "link", "add", a_dev, "netns", a.name(), "type", "veth", "peer", "name", b_dev, "netns", b.name()]);
