@@ -40,11 +40,13 @@ pub struct Sweeper {
     pub evicted_total: u64,
     /// Recounts done since start.
     pub recounts: u64,
+    /// Entries (connections and templates, both families) left by the last sweep.
+    pub live: u64,
 }
 
 impl Default for Sweeper {
     fn default() -> Self {
-        Sweeper { last_lblc: Instant::now(), evicted_total: 0, recounts: 0 }
+        Sweeper { last_lblc: Instant::now(), evicted_total: 0, recounts: 0, live: 0 }
     }
 }
 
@@ -66,6 +68,7 @@ impl Sweeper {
         let other_dels = (d1 - d0).saturating_sub(out.expired);
         let expected_min = (n0 - d0).saturating_sub(self.evicted_total).saturating_sub(other_dels);
         let evicted = expected_min.saturating_sub(out.seen);
+        self.live = (out.seen + out.tpl_seen).saturating_sub(out.expired + out.tpl_expired);
         let mut report = SweepReport {
             seen: out.seen,
             expired: out.expired,

@@ -7,10 +7,11 @@
 //! removed at the end, on Ctrl-C, or on failure.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use xvs_dataplane::aux::Aux;
+use xvs_lab::daemon::Xvsd;
 use xvs_lab::topology::{rs4, Classic, Mode, CLIENT4, VIP4};
 
 fn bin(name: &str) -> PathBuf {
@@ -21,46 +22,8 @@ fn bin(name: &str) -> PathBuf {
     p
 }
 
-/// xvsd running inside the director's namespace; stopped (and its pins removed) on drop.
-struct Xvsd {
-    child: Child,
-    pins: PathBuf,
-    socket: PathBuf,
-}
-
-impl Drop for Xvsd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.pins);
-        let _ = std::fs::remove_file(&self.socket);
-    }
-}
-
 fn start_xvsd(lab: &Classic) -> Xvsd {
-    let pins = PathBuf::from(format!("/sys/fs/bpf/{}xvsd", lab.prefix));
-    let socket = lab.dir.join("xvsd.sock");
-    let log = std::fs::File::create(lab.dir.join("xvsd.log")).expect("log file");
-    let child = lab
-        .director
-        .command(bin("xvsd").to_str().expect("utf-8"))
-        .args(["-i", "c0", "-i", "r1", "-i", "r2", "--metrics", "off"])
-        .arg("--pin-dir")
-        .arg(&pins)
-        .arg("--socket")
-        .arg(&socket)
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().expect("log"))
-        .stderr(log)
-        .spawn()
-        .expect("start xvsd");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !socket.exists() {
-        assert!(Instant::now() < deadline, "xvsd did not start; see {}", lab.dir.join("xvsd.log").display());
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Xvsd { child, pins, socket }
+    Xvsd::start(lab, &bin("xvsd"), &[])
 }
 
 fn xvsadm(socket: &Path, args: &str) -> String {

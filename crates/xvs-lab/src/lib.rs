@@ -208,4 +208,5 @@ impl Drop for PinDir {
     }
 }
 
+pub mod daemon;
 pub mod topology;

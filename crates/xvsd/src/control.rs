@@ -106,8 +106,17 @@ impl Control {
         }
     }
 
-    /// Handles one request at `now`.
+    /// Handles one request at `now`; refusals are logged with their reason.
     pub fn handle(&mut self, req: Request, now: Instant) -> Response {
+        let what = request_name(&req);
+        let resp = self.handle_inner(req, now);
+        if let Response::Error(e) = &resp {
+            tracing::warn!(request = what, errno = %e.errno, "refused: {}", e.message);
+        }
+        resp
+    }
+
+    fn handle_inner(&mut self, req: Request, now: Instant) -> Response {
         match req {
             Request::AddService { service } => self.add_service(&service, now),
             Request::EditService { service } => self.edit_service(&service, now),
@@ -370,6 +379,9 @@ impl Control {
                 return dp_error(&e);
             }
         }
+        for c in &changes {
+            tracing::info!(change = %c, "apply");
+        }
         tracing::info!(changes = changes.len(), "configuration applied");
         Response::Applied { changes }
     }
@@ -511,6 +523,24 @@ impl Control {
             self.lb.handle_timeout(t);
         }
         report
+    }
+}
+
+fn request_name(req: &Request) -> &'static str {
+    match req {
+        Request::AddService { .. } => "add-service",
+        Request::EditService { .. } => "edit-service",
+        Request::DeleteService { .. } => "delete-service",
+        Request::Clear => "clear",
+        Request::AddDest { .. } => "add-server",
+        Request::EditDest { .. } => "edit-server",
+        Request::DeleteDest { .. } => "delete-server",
+        Request::Zero { .. } => "zero",
+        Request::SetTimeouts { .. } => "set",
+        Request::Snapshot { .. } => "list",
+        Request::Apply { .. } => "apply",
+        Request::StartDaemon { .. } => "start-daemon",
+        Request::StopDaemon { .. } => "stop-daemon",
     }
 }
 

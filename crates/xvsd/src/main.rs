@@ -82,6 +82,17 @@ async fn run(o: Opts) -> anyhow::Result<()> {
     if !nix::unistd::geteuid().is_root() {
         anyhow::bail!("xvsd needs root (CAP_BPF, CAP_NET_ADMIN)");
     }
+    // A bad file stops xvsd before it touches anything.
+    let config = match &o.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
+            let config = xvs_api::config::Config::parse_file(&path.to_string_lossy(), &text)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            config.specs().map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            Some(config)
+        }
+        None => None,
+    };
     let mut opts = LoadOptions::new(&pins);
     opts.max_conns = o.max_conns;
     opts.max_services = o.max_services;
@@ -105,10 +116,7 @@ async fn run(o: Opts) -> anyhow::Result<()> {
             }
         }
     }
-    if let Some(path) = &o.config {
-        let text = std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
-        let config = xvs_api::config::Config::parse_file(&path.to_string_lossy(), &text)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    if let (Some(path), Some(config)) = (&o.config, config) {
         match control.handle(xvs_api::Request::Apply { config, dry_run: false }, xvsd::now()) {
             xvs_api::Response::Applied { changes } => {
                 tracing::info!(changes = changes.len(), file = %path.display(), "configuration applied")

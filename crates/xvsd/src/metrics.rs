@@ -87,11 +87,11 @@ pub fn render(control: &mut Control, now: Instant) -> String {
         }
     }
     if let Some(dp) = &control.dp {
-        let fill = gauges(&mut r, "conn_table_entries", "Connections in the table, by address family");
-        let cap = gauges(&mut r, "conn_table_capacity", "Connections the table holds, per address family");
-        let live = |n: usize| n as i64;
-        fill.get_or_create(&l(&[("family", "ipv4")])).set(live(dp.director.maps.conn4.keys().count()));
-        fill.get_or_create(&l(&[("family", "ipv6")])).set(live(dp.director.maps.conn6.keys().count()));
+        // From the last sweep (a second old at most): counting a large table at each scrape
+        // would cost a system call per entry.
+        let fill = gauges(&mut r, "conn_table_entries", "Connections and templates in the table at the last sweep");
+        let cap = gauges(&mut r, "conn_table_capacity", "Entries the table holds, per address family");
+        fill.get_or_create(&l(&[])).set(dp.sweeper.live as i64);
         cap.get_or_create(&l(&[])).set(i64::from(dp.director.options.max_conns));
         let ev = counters(
             &mut r,
