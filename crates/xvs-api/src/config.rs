@@ -84,6 +84,32 @@ pub struct ServiceEntry {
     /// Real servers.
     #[serde(default, rename = "real_server")]
     pub real_servers: Vec<RealServerEntry>,
+    /// Health: the least sum of the weights of healthy real servers (default 1).
+    pub quorum: Option<u32>,
+    /// Health: quorum is lost below `quorum - hysteresis` and regained at `quorum + hysteresis`.
+    #[serde(default)]
+    pub hysteresis: u32,
+    /// Health: the server used while the quorum is lost (`addr[:port]`).
+    pub sorry_server: Option<String>,
+    /// Health: how the sorry server is reached (default: as the first real server).
+    pub sorry_server_method: Option<String>,
+    /// Health: keep the sorry server in the table with weight 0 while the quorum holds.
+    #[serde(default)]
+    pub sorry_server_inhibit: bool,
+    /// Health: real servers start failed and join after their first successful check.
+    #[serde(default)]
+    pub alpha: bool,
+    /// Health: run notify_down and quorum_down scripts when the service is removed.
+    #[serde(default)]
+    pub omega: bool,
+    /// Health: command run when the quorum is regained.
+    pub quorum_up: Option<String>,
+    /// Health: command run when the quorum is lost.
+    pub quorum_down: Option<String>,
+    /// Health: a failed real server stays with weight 0 instead of being removed (default for
+    /// the service's real servers).
+    #[serde(default)]
+    pub inhibit_on_failure: bool,
 }
 
 /// One `[[service.real_server]]`.
@@ -104,6 +130,83 @@ pub struct RealServerEntry {
     /// Lower threshold.
     #[serde(default)]
     pub l_threshold: u32,
+    /// Health checks; all must pass for the server to take connections.
+    #[serde(default, rename = "check")]
+    pub checks: Vec<CheckEntry>,
+    /// Overrides the service's `inhibit_on_failure`.
+    pub inhibit_on_failure: Option<bool>,
+    /// Overrides the service's `alpha`.
+    pub alpha: Option<bool>,
+    /// Command run when the server comes up.
+    pub notify_up: Option<String>,
+    /// Command run when the server goes down.
+    pub notify_down: Option<String>,
+}
+
+/// One `[[service.real_server.check]]`: keepalived's checkers and their options.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckEntry {
+    /// `tcp`, `http_get`, `ssl_get`, `udp`, `dns` or `misc`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Seconds between checks (default 60).
+    pub delay_loop: Option<f64>,
+    /// Seconds an attempt may take (default 5).
+    pub connect_timeout: Option<f64>,
+    /// Failed attempts retried before the server is failed (default 1; 0 for misc).
+    pub retry: Option<u32>,
+    /// Seconds between a failed attempt and its retry (default 1).
+    pub delay_before_retry: Option<f64>,
+    /// The first check comes at a random moment within this many seconds.
+    pub warmup: Option<f64>,
+    /// Probe this address instead of the real server's.
+    pub connect_ip: Option<String>,
+    /// Probe this port instead of the real server's.
+    pub connect_port: Option<u16>,
+    /// Source address of probes.
+    pub bindto: Option<String>,
+    /// Source port of probes.
+    pub bind_port: Option<u16>,
+    /// HTTP/SSL: the URLs, all of which must pass.
+    #[serde(default)]
+    pub url: Vec<UrlEntry>,
+    /// HTTP/SSL: the Host header (and the TLS name with `enable_sni`).
+    pub virtualhost: Option<String>,
+    /// SSL: send the server name.
+    #[serde(default)]
+    pub enable_sni: bool,
+    /// UDP: the datagram, in hexadecimal.
+    pub payload: Option<String>,
+    /// UDP: a reply is required.
+    pub require_reply: Option<bool>,
+    /// UDP: the reply must start with these bytes (hexadecimal).
+    pub reply: Option<String>,
+    /// DNS: the query type (default SOA).
+    pub dns_type: Option<String>,
+    /// DNS: the query name (default ".").
+    pub dns_name: Option<String>,
+    /// MISC: the command line.
+    pub misc_path: Option<String>,
+    /// MISC: seconds before the script is killed (default: delay_loop).
+    pub misc_timeout: Option<f64>,
+    /// MISC: exit codes 2-255 set the weight to code - 2.
+    #[serde(default)]
+    pub misc_dynamic: bool,
+    /// MISC: run as this user.
+    pub user: Option<String>,
+}
+
+/// One URL of an HTTP or SSL check.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UrlEntry {
+    /// Path requested.
+    pub path: String,
+    /// Expected MD5 of the body (hexadecimal).
+    pub digest: Option<String>,
+    /// Accepted status codes: `200`, `200-299`, `200,301` (default any 2xx).
+    pub status_code: Option<String>,
 }
 
 /// `[timeouts]`.

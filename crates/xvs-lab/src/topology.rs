@@ -180,6 +180,42 @@ impl Classic {
         std::thread::sleep(Duration::from_millis(300));
     }
 
+    /// Starts a web server on `port` in every real server whose behaviour follows the file
+    /// [`Classic::fault_mode`] sets: `ok`, `500`, `hang`, `reset`, `slow:S`, `flap` or `stop`
+    /// (see `scripts/fault_server.py`). All start in `ok`.
+    pub fn start_fault_servers(&mut self, port: u16) {
+        let script = self.dir.join("fault_server.py");
+        std::fs::write(&script, include_str!("scripts/fault_server.py")).expect("write the fault server");
+        for i in 0..self.rs.len() {
+            self.fault_mode(i, "ok");
+            let child = self.rs[i]
+                .command("python3")
+                .arg(&script)
+                .args([format!("rs{}", i + 1), port.to_string()])
+                .arg(self.fault_file(i))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start the fault server");
+            self.children.push(child);
+        }
+        for i in 0..self.rs.len() {
+            wait_listening(&self.rs[i], port);
+        }
+    }
+
+    fn fault_file(&self, i: usize) -> PathBuf {
+        self.dir.join(format!("mode-rs{}", i + 1))
+    }
+
+    /// Sets how real server `i`'s fault server behaves from its next connection on.
+    pub fn fault_mode(&self, i: usize, mode: &str) {
+        let tmp = self.dir.join(format!("mode-rs{}.tmp", i + 1));
+        std::fs::write(&tmp, mode).expect("write the mode");
+        std::fs::rename(&tmp, self.fault_file(i)).expect("set the mode");
+    }
+
     /// One HTTP request from the client with curl; the body (trimmed) or an error.
     pub fn curl(&self, url: &str) -> Result<String, String> {
         let out = std::process::Command::new("ip")

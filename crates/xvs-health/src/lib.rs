@@ -1,0 +1,27 @@
+//! # xvs-health
+//!
+//! Health checks of real servers with keepalived's semantics.
+//!
+//! - [`spec`]: checks as validated values (TCP_CHECK, HTTP_GET, SSL_GET, UDP_CHECK, DNS_CHECK,
+//!   MISC_CHECK and their options, with keepalived's defaults).
+//! - [`plan`]: a configuration's services with their checks, quorum and sorry server.
+//! - [`monitor`]: the state machines — retries, alpha, real servers alive when all their checks
+//!   pass, quorum with hysteresis, sorry server — as a pure value driven by time and outcomes,
+//!   and the table the services should have.
+//! - [`probe`]: one attempt of a check, with its timeout always enforced.
+//!
+//! `xvsd` runs the probes (bounded in number), feeds the outcomes to the monitor, and applies
+//! the table it asks for; `docs/health.md` compares the behaviour with keepalived's.
+
+#![warn(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod monitor;
+pub mod plan;
+pub mod probe;
+pub mod spec;
+
+pub use monitor::{CheckId, Event, Monitor, ServiceStatus};
+pub use plan::Plan;
+pub use probe::Outcome;
+pub use spec::CheckSpec;

@@ -1,0 +1,345 @@
+//! The probes: one attempt of one check against one real server, always bounded by its timeout.
+//! Each returns an [`Outcome`] with a short reason an operator can act on.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use md5::{Digest, Md5};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream, UdpSocket};
+
+use crate::spec::{DnsSpec, HttpSpec, MiscSpec, Probe, UdpSpec};
+
+/// The result of one attempt.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    /// The check passed.
+    pub ok: bool,
+    /// With `misc_dynamic`: the weight the script asked for.
+    pub weight: Option<i32>,
+    /// Why, in a few words (`connection refused`, `status 500`, `timed out after 1s`).
+    pub reason: String,
+}
+
+impl Outcome {
+    fn pass(reason: impl Into<String>) -> Outcome {
+        Outcome { ok: true, weight: None, reason: reason.into() }
+    }
+
+    fn fail(reason: impl Into<String>) -> Outcome {
+        Outcome { ok: false, weight: None, reason: reason.into() }
+    }
+}
+
+/// The most of a response body read for a digest; keepalived reads what comes, but a checker
+/// must not buffer without bound.
+const MAX_BODY: usize = 1 << 20;
+
+/// Runs one attempt. Every probe but a script's is bounded by `timeout` as a whole; a script
+/// by its own `misc_timeout`, after which it is killed.
+pub async fn run(probe: &Probe, timeout: Duration) -> Outcome {
+    if let Probe::Misc(m) = probe {
+        return misc(m).await;
+    }
+    let attempt = async {
+        match probe {
+            Probe::Tcp { target, bind } => connect(*target, *bind).await.map(|_| Outcome::pass("connected")),
+            Probe::Http(h) => http(h).await,
+            Probe::Udp(u) => udp(u, timeout).await,
+            Probe::Dns(d) => dns(d).await,
+            Probe::Misc(_) => unreachable!("handled above"),
+        }
+    };
+    match tokio::time::timeout(timeout, attempt).await {
+        Ok(Ok(o)) => o,
+        Ok(Err(reason)) => Outcome::fail(reason),
+        Err(_) => Outcome::fail(format!("timed out after {}", secs(timeout))),
+    }
+}
+
+fn secs(d: Duration) -> String {
+    let s = d.as_secs_f64();
+    if s.fract() == 0.0 {
+        format!("{s:.0}s")
+    } else {
+        format!("{s}s")
+    }
+}
+
+fn io_reason(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::ConnectionRefused => "connection refused".into(),
+        std::io::ErrorKind::ConnectionReset => "connection reset".into(),
+        std::io::ErrorKind::UnexpectedEof => "connection closed early".into(),
+        _ => match e.raw_os_error() {
+            Some(113) => "host unreachable".into(),    // EHOSTUNREACH
+            Some(101) => "network unreachable".into(), // ENETUNREACH
+            _ => e.to_string(),
+        },
+    }
+}
+
+async fn connect(target: SocketAddr, bind: Option<SocketAddr>) -> Result<TcpStream, String> {
+    let sock = if target.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() }.map_err(|e| e.to_string())?;
+    if let Some(b) = bind {
+        sock.bind(b).map_err(|e| format!("bind to {b}: {e}"))?;
+    }
+    sock.connect(target).await.map_err(|e| io_reason(&e))
+}
+
+async fn http(h: &HttpSpec) -> Result<Outcome, String> {
+    // Every URL must pass; the first failure is the reason.
+    let mut last = Outcome::pass("no url");
+    for url in &h.urls {
+        let stream = connect(h.target, h.bind).await?;
+        let request = format!(
+            "GET {} HTTP/1.0\r\nUser-Agent: KeepAliveClient\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            url.path,
+            h.host_header()
+        );
+        let (status, body) = if h.tls {
+            let tls = tls_connector();
+            let name = rustls_name(h.sni.as_deref().unwrap_or(&h.target.ip().to_string()))?;
+            let s = tls.connect(name, stream).await.map_err(|e| format!("TLS handshake: {e}"))?;
+            exchange(s, &request).await?
+        } else {
+            exchange(stream, &request).await?
+        };
+        if !url.status.contains(status) {
+            return Ok(Outcome::fail(format!("{} answered status {status}", url.path)));
+        }
+        if let Some(want) = &url.digest {
+            let got = hex(&Md5::digest(&body));
+            if &got != want {
+                return Ok(Outcome::fail(format!("{} digest {got}, expected {want}", url.path)));
+            }
+        }
+        last = Outcome::pass(format!("{} answered status {status}", url.path));
+    }
+    Ok(last)
+}
+
+async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, request: &str) -> Result<(u16, Vec<u8>), String> {
+    s.write_all(request.as_bytes()).await.map_err(|e| io_reason(&e))?;
+    let mut buf = Vec::with_capacity(4096);
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = match s.read(&mut chunk).await {
+            Ok(n) => n,
+            // A TLS peer that closes without close_notify still sent a whole response.
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !buf.is_empty() => 0,
+            Err(e) => return Err(io_reason(&e)),
+        };
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if buf.len() > MAX_BODY {
+            break;
+        }
+    }
+    if buf.is_empty() {
+        return Err("connection closed without a response".into());
+    }
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut resp = httparse::Response::new(&mut headers);
+    match resp.parse(&buf) {
+        Ok(httparse::Status::Complete(off)) => {
+            let status = resp.code.ok_or("no status code")?;
+            Ok((status, buf[off..].to_vec()))
+        }
+        Ok(httparse::Status::Partial) => Err("incomplete HTTP response".into()),
+        Err(e) => Err(format!("not an HTTP response ({e})")),
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// keepalived does not verify the server's certificate (it checks that the service answers,
+/// not who it is), so neither does this.
+#[derive(Debug)]
+struct AnyCert(Arc<tokio_rustls::rustls::crypto::CryptoProvider>);
+
+impl tokio_rustls::rustls::client::danger::ServerCertVerifier for AnyCert {
+    fn verify_server_cert(
+        &self,
+        _: &tokio_rustls::rustls::pki_types::CertificateDer<'_>,
+        _: &[tokio_rustls::rustls::pki_types::CertificateDer<'_>],
+        _: &tokio_rustls::rustls::pki_types::ServerName<'_>,
+        _: &[u8],
+        _: tokio_rustls::rustls::pki_types::UnixTime,
+    ) -> Result<tokio_rustls::rustls::client::danger::ServerCertVerified, tokio_rustls::rustls::Error> {
+        Ok(tokio_rustls::rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &tokio_rustls::rustls::pki_types::CertificateDer<'_>,
+        dss: &tokio_rustls::rustls::DigitallySignedStruct,
+    ) -> Result<tokio_rustls::rustls::client::danger::HandshakeSignatureValid, tokio_rustls::rustls::Error> {
+        tokio_rustls::rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &tokio_rustls::rustls::pki_types::CertificateDer<'_>,
+        dss: &tokio_rustls::rustls::DigitallySignedStruct,
+    ) -> Result<tokio_rustls::rustls::client::danger::HandshakeSignatureValid, tokio_rustls::rustls::Error> {
+        tokio_rustls::rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<tokio_rustls::rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+fn tls_connector() -> tokio_rustls::TlsConnector {
+    use std::sync::OnceLock;
+    static CONNECTOR: OnceLock<tokio_rustls::TlsConnector> = OnceLock::new();
+    CONNECTOR
+        .get_or_init(|| {
+            let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+            let config = tokio_rustls::rustls::ClientConfig::builder_with_provider(provider.clone())
+                .with_safe_default_protocol_versions()
+                .expect("ring supports the default versions")
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(AnyCert(provider)))
+                .with_no_client_auth();
+            tokio_rustls::TlsConnector::from(Arc::new(config))
+        })
+        .clone()
+}
+
+fn rustls_name(name: &str) -> Result<tokio_rustls::rustls::pki_types::ServerName<'static>, String> {
+    tokio_rustls::rustls::pki_types::ServerName::try_from(name.to_string()).map_err(|e| format!("TLS name {name}: {e}"))
+}
+
+async fn udp_socket(target: SocketAddr, bind: Option<SocketAddr>) -> Result<UdpSocket, String> {
+    let local: SocketAddr = match bind {
+        Some(b) => b,
+        None if target.is_ipv4() => "0.0.0.0:0".parse().expect("literal"),
+        None => "[::]:0".parse().expect("literal"),
+    };
+    let s = UdpSocket::bind(local).await.map_err(|e| format!("bind to {local}: {e}"))?;
+    // Connected, so an ICMP port unreachable comes back as ECONNREFUSED.
+    s.connect(target).await.map_err(|e| io_reason(&e))?;
+    Ok(s)
+}
+
+async fn udp(u: &UdpSpec, timeout: Duration) -> Result<Outcome, String> {
+    let s = udp_socket(u.target, u.bind).await?;
+    s.send(&u.payload).await.map_err(|e| io_reason(&e))?;
+    let mut buf = vec![0u8; 65536];
+    match &u.require_reply {
+        // No reply needed: the check fails only on an ICMP error within the timeout.
+        None => match tokio::time::timeout(timeout.mul_f64(0.9), s.recv(&mut buf)).await {
+            Ok(Err(e)) => Err(match e.kind() {
+                std::io::ErrorKind::ConnectionRefused => "port unreachable".into(),
+                _ => io_reason(&e),
+            }),
+            Ok(Ok(_)) | Err(_) => Ok(Outcome::pass("no ICMP error")),
+        },
+        Some(want) => {
+            let n = s.recv(&mut buf).await.map_err(|e| match e.kind() {
+                std::io::ErrorKind::ConnectionRefused => "port unreachable".to_string(),
+                _ => io_reason(&e),
+            })?;
+            if buf[..n].starts_with(want) {
+                Ok(Outcome::pass("expected reply"))
+            } else {
+                Ok(Outcome::fail("unexpected reply"))
+            }
+        }
+    }
+}
+
+async fn dns(d: &DnsSpec) -> Result<Outcome, String> {
+    use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
+    use hickory_proto::rr::{Name, RecordType};
+    let s = udp_socket(d.target, d.bind).await?;
+    let name = Name::from_ascii(&d.name).map_err(|e| format!("name {}: {e}", d.name))?;
+    let id: u16 = (std::process::id() as u16) ^ (d.target.port().rotate_left(7));
+    let mut m = Message::new();
+    m.set_id(id).set_message_type(MessageType::Query).set_op_code(OpCode::Query).set_recursion_desired(true);
+    m.add_query(Query::query(name, RecordType::from(d.qtype)));
+    let bytes = m.to_vec().map_err(|e| e.to_string())?;
+    s.send(&bytes).await.map_err(|e| io_reason(&e))?;
+    let mut buf = vec![0u8; 65536];
+    loop {
+        let n = s.recv(&mut buf).await.map_err(|e| match e.kind() {
+            std::io::ErrorKind::ConnectionRefused => "port unreachable".to_string(),
+            _ => io_reason(&e),
+        })?;
+        let Ok(r) = Message::from_vec(&buf[..n]) else { continue };
+        if r.id() != id || r.message_type() != MessageType::Response {
+            continue; // not ours: keep waiting until the timeout
+        }
+        if r.response_code() != ResponseCode::NoError {
+            return Ok(Outcome::fail(format!("answered {}", r.response_code())));
+        }
+        if d.need_answer && r.answer_count() == 0 {
+            return Ok(Outcome::fail("no answer records"));
+        }
+        return Ok(Outcome::pass(format!("{} answer(s)", r.answer_count())));
+    }
+}
+
+/// Runs the script through `sh -c` (keepalived splits the line itself; the shell accepts the
+/// same lines). Exit 0 passes, 1 fails; with `misc_dynamic`, 2..=255 pass with weight
+/// `code - 2` (see crate::spec::MiscSpec).
+async fn misc(m: &MiscSpec) -> Outcome {
+    let mut cmd = tokio::process::Command::new("/bin/sh");
+    cmd.arg("-c").arg(&m.command).stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null());
+    cmd.stderr(std::process::Stdio::null()).kill_on_drop(true);
+    if let Some((uid, gid)) = m.user {
+        cmd.uid(uid).gid(gid);
+    }
+    // Its own process group, so a timeout kills what it started too.
+    cmd.process_group(0);
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => return Outcome::fail(format!("cannot run {}: {e}", m.command)),
+    };
+    let pid = child.id();
+    match tokio::time::timeout(m.timeout, child.wait()).await {
+        Ok(Ok(status)) => match status.code() {
+            Some(0) => Outcome::pass("script exited 0"),
+            Some(code @ 2..=255) if m.dynamic => Outcome {
+                ok: true,
+                weight: Some(code - 2),
+                reason: format!("script exited {code}: weight {}", code - 2),
+            },
+            Some(code) => Outcome::fail(format!("script exited {code}")),
+            None => Outcome::fail("script killed by a signal"),
+        },
+        Ok(Err(e)) => Outcome::fail(format!("waiting for the script: {e}")),
+        Err(_) => {
+            // As keepalived: SIGTERM to the script's process group, SIGKILL 2 s later.
+            use nix::sys::signal::{killpg, Signal};
+            if let Some(pid) = pid {
+                let pg = nix::unistd::Pid::from_raw(pid as i32);
+                let _ = killpg(pg, Signal::SIGTERM);
+                if tokio::time::timeout(Duration::from_secs(2), child.wait()).await.is_err() {
+                    let _ = killpg(pg, Signal::SIGKILL);
+                }
+            }
+            let _ = child.kill().await;
+            Outcome::fail(format!("script timed out after {}", secs(m.timeout)))
+        }
+    }
+}
