@@ -9,4 +9,26 @@
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod convert;
 pub mod syntax;
+
+pub use convert::{Loaded, Notice};
+
+use std::path::Path;
+
+/// Reads a keepalived.conf (with its includes) into a configuration; errors name the file and
+/// line.
+pub fn load(path: &Path) -> Result<Loaded, syntax::ParseError> {
+    convert::convert(&syntax::parse_file(path)?)
+}
+
+/// Reads keepalived.conf text as if it were the file `name`.
+pub fn load_str(name: &Path, text: &str) -> Result<Loaded, syntax::ParseError> {
+    convert::convert(&syntax::parse_str(name, text)?)
+}
+
+/// True when a configuration file should be read as keepalived.conf: its name ends in `.conf`
+/// (xvs's own files are `.toml`, `.yaml` or `.yml`).
+pub fn is_keepalived_path(path: &str) -> bool {
+    path.to_ascii_lowercase().ends_with(".conf")
+}
