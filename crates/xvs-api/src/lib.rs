@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod health;
 mod spec;
 
 pub use spec::{CsumName, DestSpec, KeySpec, ProtoName, ServiceSpec, TunnelKindName, TunnelSpec};
@@ -140,6 +141,9 @@ pub struct Snapshot {
     pub services: Vec<ServiceState>,
     /// Connections, when asked for.
     pub conns: Vec<ConnState>,
+    /// Health of the services whose real servers are checked.
+    #[serde(default)]
+    pub health: Vec<health::ServiceStatus>,
 }
 
 /// A service with its counters.

@@ -21,7 +21,8 @@ pub mod plan;
 pub mod probe;
 pub mod spec;
 
-pub use monitor::{CheckId, Event, Monitor, ServiceStatus};
+pub use monitor::{CheckId, Event, Monitor};
 pub use plan::Plan;
 pub use probe::Outcome;
 pub use spec::CheckSpec;
+pub use xvs_api::health::{CheckStatus, LastResult, ServerStatus, ServiceStatus};

@@ -21,7 +21,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
+use xvs_api::health::{CheckStatus, LastResult, ServerStatus, ServiceStatus};
 use xvs_api::{DestSpec, KeySpec, ServiceSpec};
 
 use crate::plan::{Plan, ServicePlan};
@@ -30,17 +30,6 @@ use crate::spec::{defaults, CheckSpec};
 
 /// Identifies a running checker; stable across reconfigurations that keep the check.
 pub type CheckId = u64;
-
-/// The last attempt of a checker.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LastResult {
-    /// It passed.
-    pub ok: bool,
-    /// Why.
-    pub reason: String,
-    /// How long ago it finished, in milliseconds (at the time of the status).
-    pub ago_ms: u64,
-}
 
 #[derive(Clone, Debug)]
 struct Checker {
@@ -96,55 +85,8 @@ pub enum Event {
     },
 }
 
-/// One checker's state, for listings.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CheckStatus {
-    /// keepalived's name (`HTTP_GET`, ...).
-    pub kind: String,
-    /// What it probes.
-    pub target: String,
-    /// Passing.
-    pub up: bool,
-    /// Failed attempts in the current retry run.
-    pub retries: u32,
-    /// The last attempt.
-    pub last: Option<LastResult>,
-    /// Shared with this many other (service, real server) pairs.
-    pub shared_with: usize,
-}
-
-/// One real server's health, for listings.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ServerStatus {
-    /// The server.
-    pub server: SocketAddr,
-    /// Every check passes.
-    pub alive: bool,
-    /// Weight it has in the table (absent: not in the table).
-    pub weight: Option<i32>,
-    /// Its checks.
-    pub checks: Vec<CheckStatus>,
-}
-
-/// One service's health, for listings.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ServiceStatus {
-    /// The service.
-    pub service: KeySpec,
-    /// The quorum holds.
-    pub quorum_up: bool,
-    /// Sum of alive weights.
-    pub alive_weight: u64,
-    /// Configured quorum.
-    pub quorum: u32,
-    /// The sorry server, when in use.
-    pub sorry_active: Option<SocketAddr>,
-    /// Its real servers.
-    pub servers: Vec<ServerStatus>,
-}
-
 /// The monitor.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Monitor {
     plan: Plan,
     checkers: HashMap<CheckId, Checker>,

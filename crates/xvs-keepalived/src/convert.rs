@@ -37,6 +37,9 @@ pub struct Loaded {
 
 type R<T> = Result<T, ParseError>;
 
+/// A `virtual_server_group`: its name, members and position.
+type Group = (String, Vec<(IpAddr, u16)>, Pos);
+
 /// Blocks of keepalived's VRRP side: reported, not run.
 const VRRP_BLOCKS: &[&str] = &[
     "vrrp_instance",
@@ -121,7 +124,7 @@ fn number(n: &Node, min: u64, max: u64) -> R<u64> {
 fn timer(n: &Node) -> R<f64> {
     let v = one(n)?;
     match v.parse::<f64>() {
-        Ok(x) if x.is_finite() && x >= 0.0 && x <= 86_400.0 => Ok(x),
+        Ok(x) if (0.0..=86_400.0).contains(&x) => Ok(x),
         _ => Err(n.error(format!("{} '{v}' is not a time in seconds", n.keyword()))),
     }
 }
@@ -211,7 +214,7 @@ fn method(n: &Node) -> R<String> {
 /// Reads the statements of a keepalived.conf (see [`crate::syntax`]).
 pub fn convert(nodes: &[Node]) -> R<Loaded> {
     let mut notices = Vec::new();
-    let mut groups: Vec<(String, Vec<(IpAddr, u16)>, Pos)> = Vec::new();
+    let mut groups: Vec<Group> = Vec::new();
     let mut config = Config::default();
     // Groups first: a virtual_server may name a group defined after it.
     for n in nodes.iter().filter(|n| n.keyword() == "virtual_server_group") {
@@ -385,12 +388,7 @@ struct VsSettings {
     entry: ServiceEntry,
 }
 
-fn virtual_server(
-    n: &Node,
-    groups: &[(String, Vec<(IpAddr, u16)>, Pos)],
-    config: &mut Config,
-    notices: &mut Vec<Notice>,
-) -> R<()> {
+fn virtual_server(n: &Node, groups: &[Group], config: &mut Config, notices: &mut Vec<Notice>) -> R<()> {
     let targets: Vec<(IpAddr, u16)> = match n.args() {
         [g, name] if g == "group" => match groups.iter().find(|(x, _, _)| x == name) {
             Some((_, members, _)) => members.clone(),
@@ -668,9 +666,11 @@ fn real_server(
                 message: format!("{}: xvs sends no e-mail or SNMP traps", s.keyword()),
             }),
             "TCP_CHECK" | "HTTP_GET" | "SSL_GET" | "UDP_CHECK" | "DNS_CHECK" | "MISC_CHECK" => checkers.push(s),
-            k @ ("PING_CHECK" | "SMTP_CHECK" | "FILE_CHECK" | "BFD_CHECK") => return Err(s.error(format!(
+            k @ ("PING_CHECK" | "SMTP_CHECK" | "FILE_CHECK" | "BFD_CHECK") => {
+                return Err(s.error(format!(
                 "{k} is not supported by xvs (TCP_CHECK, HTTP_GET, SSL_GET, UDP_CHECK, DNS_CHECK and MISC_CHECK are)"
-            ))),
+            )))
+            }
             other => return Err(s.error(format!("unknown keyword '{other}' in real_server"))),
         }
     }

@@ -42,7 +42,7 @@ fn the_lab_file_reads_as_keepalived_would() {
     let misc = &api.real_servers[0].checks[1];
     assert_eq!(
         (misc.kind.as_str(), misc.misc_path.as_deref(), misc.misc_timeout),
-        ("misc_check", Some("/bin/sh -c 'exit 0'"), Some(2.0))
+        ("misc_check", Some("/bin/sh -c '! test -e /var/tmp/xvs-drain/rs1'"), Some(2.0))
     );
     assert_eq!(c.timeouts.as_ref().map(|t| (t.tcp, t.tcpfin, t.udp)), Some((900, 120, 300)));
     // VRRP and the e-mail settings are reported, with their lines.

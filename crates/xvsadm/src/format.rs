@@ -437,3 +437,51 @@ pub fn save(snap: &Snapshot, numeric: bool, services: &dyn Fn(u16, &str) -> Opti
     }
     out
 }
+
+/// `xvsadm health`: per service its quorum, per real server its state, weight in the table and
+/// its checks, keepalived-style (`UP`/`DOWN`, the last result and its reason).
+pub fn health(services: &[xvs_api::health::ServiceStatus]) -> String {
+    let mut out = String::new();
+    if services.is_empty() {
+        out.push_str("no health checks configured (xvsadm apply -f FILE, or xvsd --config)\n");
+        return out;
+    }
+    for s in services {
+        let key = xvs_core::ServiceKey::from(s.service).to_string();
+        let quorum = if s.quorum_up { "up" } else { "LOST" };
+        let _ = writeln!(out, "{key}  quorum {quorum} (alive weight {} of quorum {})", s.alive_weight, s.quorum);
+        if let Some(sorry) = &s.sorry_active {
+            let _ = writeln!(out, "  sorry server {sorry} in use");
+        }
+        for r in &s.servers {
+            let state = if r.alive { "UP" } else { "DOWN" };
+            let weight = match r.weight {
+                Some(w) => format!("weight {w}"),
+                None => "not in table".into(),
+            };
+            let _ = writeln!(out, "  -> {:<28} {:<5} {}", r.server.to_string(), state, weight);
+            for c in &r.checks {
+                let last = match &c.last {
+                    None => "not run yet".to_string(),
+                    Some(l) => format!(
+                        "{} {:.1}s ago: {}",
+                        if l.ok { "ok" } else { "FAILED" },
+                        l.ago_ms as f64 / 1000.0,
+                        l.reason
+                    ),
+                };
+                let retry = if c.retries > 0 { format!(" (retry {})", c.retries) } else { String::new() };
+                let shared =
+                    if c.shared_with > 0 { format!(" [shared with {}]", c.shared_with) } else { String::new() };
+                let _ = writeln!(
+                    out,
+                    "       {} {} {}: {last}{retry}{shared}",
+                    c.kind,
+                    c.target,
+                    if c.up { "up" } else { "down" }
+                );
+            }
+        }
+    }
+    out
+}

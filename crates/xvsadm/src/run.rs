@@ -86,7 +86,9 @@ Usage:
   xvsadm -L|l [virtual-service] [options]
   xvsadm -Z [virtual-service]
   xvsadm --set tcp tcpfin udp
-  xvsadm apply -f FILE [--dry-run]     (xvs: replace the whole configuration at once)
+  xvsadm apply -f FILE [--dry-run]     (xvs: replace the whole configuration at once;
+                                        FILE is TOML, YAML, or a keepalived.conf)
+  xvsadm health [--json]               (xvs: health of checked real servers)
   xvsadm -h
 
 Commands:
@@ -144,8 +146,10 @@ Options:
 
 /// Runs one command line. `stdin` feeds `-R`.
 pub fn run(argv: &[String], t: &mut dyn Transport, stdin: &mut dyn BufRead) -> Outcome {
-    if argv.get(1).map(String::as_str) == Some("apply") {
-        return apply(&argv[2..], t);
+    match argv.get(1).map(String::as_str) {
+        Some("apply") => return apply(&argv[2..], t),
+        Some("health") => return health(&argv[2..], t),
+        _ => {}
     }
     let cmd = match Command::parse(argv) {
         Ok(c) => c,
@@ -289,9 +293,18 @@ fn apply(args: &[String], t: &mut dyn Transport) -> Outcome {
         Ok(t) => t,
         Err(e) => return Outcome::fail(format!("xvsadm apply: {file}: {e}\n"), 1),
     };
-    let config = match xvs_api::config::Config::parse_file(&file, &text) {
+    let mut notices = String::new();
+    let parsed = if xvs_keepalived::is_keepalived_path(&file) {
+        xvs_keepalived::load_str(std::path::Path::new(&file), &text).map_err(|e| e.to_string()).map(|l| {
+            notices = l.notices.iter().map(|n| format!("xvsadm apply: note: {n}\n")).collect();
+            l.config
+        })
+    } else {
+        xvs_api::config::Config::parse_file(&file, &text).map_err(|e| format!("{file}: {e}"))
+    };
+    let config = match parsed {
         Ok(c) => c,
-        Err(e) => return Outcome::fail(format!("xvsadm apply: {file}: {e}\n"), 1),
+        Err(e) => return Outcome::fail(format!("xvsadm apply: {e}\n"), 1),
     };
     if let Err(e) = config.specs() {
         return Outcome::fail(format!("xvsadm apply: {file}: {e}\n"), 1);
@@ -304,7 +317,7 @@ fn apply(args: &[String], t: &mut dyn Transport) -> Outcome {
             } else if dry_run {
                 stdout += "(dry run: nothing changed)\n";
             }
-            Outcome { stdout, ..Default::default() }
+            Outcome { stdout, stderr: notices, code: 0 }
         }
         Ok(Response::Error(e)) => {
             Outcome::fail(format!("xvsadm apply: {file}: {}\nnothing was changed\n", e.message), 1)
@@ -312,6 +325,27 @@ fn apply(args: &[String], t: &mut dyn Transport) -> Outcome {
         Ok(other) => Outcome::fail(format!("xvs: unexpected answer from xvsd: {other:?}\n"), 1),
         Err(e) => Outcome::fail(format!("xvsadm apply: {e}\n"), 2),
     }
+}
+
+/// `xvsadm health [--json]`: each checked service's quorum, and each real server's state and
+/// its checks' last results (keepalived logs this; xvs shows it on demand).
+fn health(args: &[String], t: &mut dyn Transport) -> Outcome {
+    let json = match args {
+        [] => false,
+        [j] if j == "--json" => true,
+        _ => return Outcome::fail("usage: xvsadm health [--json]\n".into(), 2),
+    };
+    let snap = match snapshot(t, false) {
+        Ok(s) => s,
+        Err(o) => return o,
+    };
+    if json {
+        return Outcome {
+            stdout: serde_json::to_string_pretty(&snap.health).expect("health serialises") + "\n",
+            ..Default::default()
+        };
+    }
+    Outcome { stdout: format::health(&snap.health), ..Default::default() }
 }
 
 /// Which service a listing of one service asks for (for callers building requests).

@@ -10,6 +10,7 @@ use xvs_api::{
 };
 use xvs_core::{Balancer, DestConfig, Error, ForwardMethod, Instant, ServiceId, ServiceKey, TunnelKind};
 use xvs_dataplane::{Director, Publisher, Sweeper};
+use xvs_health::{CheckId, Event, Monitor, Outcome, Plan};
 
 /// The dataplane side: the loaded director, its publisher and its sweeper.
 pub struct Dp {
@@ -27,6 +28,10 @@ pub struct Control {
     pub lb: Balancer,
     /// The dataplane (absent in tests that exercise only the control plane).
     pub dp: Option<Dp>,
+    /// Health checks of the applied configuration, when it has any.
+    pub health: Option<Monitor>,
+    /// Health events not yet handed to the daemon (logs and scripts).
+    events: Vec<Event>,
 }
 
 fn api_error(e: &Error) -> Response {
@@ -64,7 +69,7 @@ fn check_dest(key: &ServiceKey, addr: &IpAddr, c: &DestConfig) -> Result<(), Err
 impl Control {
     /// A control with an empty configuration.
     pub fn new(dp: Option<Dp>) -> Control {
-        Control { lb: Balancer::new(seed()), dp }
+        Control { lb: Balancer::new(seed()), dp, health: None, events: Vec::new() }
     }
 
     /// Picks up a running dataplane: its services, real servers (in their slots) and tunables
@@ -82,7 +87,12 @@ impl Control {
                 .map_err(|e| format!("service {} found in the pinned maps: {e}", a.key))?;
         }
         let publisher = Publisher::adopt(&director, &lb.services, &adopted).map_err(|e| e.to_string())?;
-        let mut c = Control { lb, dp: Some(Dp { director, publisher, sweeper: Sweeper::default() }) };
+        let mut c = Control {
+            lb,
+            dp: Some(Dp { director, publisher, sweeper: Sweeper::default() }),
+            health: None,
+            events: Vec::new(),
+        };
         if adopted.is_empty() {
             c.write_config().map_err(|e| e.to_string())?;
         } else {
@@ -295,7 +305,9 @@ impl Control {
     }
 
     /// `xvsadm apply`: checks the whole desired state first (in a scratch table, with the
-    /// dataplane's limits), then changes only what differs.
+    /// dataplane's limits, and its health checks), then changes only what differs. With health
+    /// checks, the table is what the checks allow: failed servers out (or at weight 0), the
+    /// sorry server in while the quorum is lost.
     fn apply(&mut self, config: &xvs_api::config::Config, dry_run: bool, now: Instant) -> Response {
         let desired = match config.specs() {
             Ok(d) => d,
@@ -324,40 +336,50 @@ impl Control {
                 }
             }
         }
-        let current = self.specs();
-        let mut changes = Vec::new();
-        let describe = |s: &ServiceSpec| format!("{} {}", s.core_key(), s.scheduler);
-        let rs = |d: &DestSpec| format!("{}:{} {} weight {}", d.addr, d.port, d.method, d.weight);
-        for (c, _) in &current {
-            if !desired.iter().any(|(d, _)| d.key == c.key) {
-                changes.push(format!("- service {}", c.core_key()));
+        let plan = match Plan::from_config(config) {
+            Ok(p) => p,
+            Err(e) => return api_error(&Error::Invalid(e)),
+        };
+        for s in &plan.services {
+            if let Some(sorry) = &s.sorry {
+                let key = s.spec.core_key();
+                if let Err(e) = sorry.core_config().and_then(|c| check_dest(&key, &sorry.addr, &c)) {
+                    return api_error(&Error::Invalid(format!("service {key}, sorry server: {e}")));
+                }
             }
         }
-        for (d, ddests) in &desired {
-            match current.iter().find(|(c, _)| c.key == d.key) {
+        let monitored = plan.has_checks() || plan.services.iter().any(|s| s.sorry.is_some());
+        let old_plan = self.health.as_ref().map(|m| m.plan().clone()).unwrap_or_default();
+        let mut monitor = None;
+        let mut health_events = Vec::new();
+        let target = if monitored {
+            let clock = std::time::Instant::now();
+            let m = match self.health.clone() {
+                Some(mut m) => {
+                    health_events = m.reconfigure(plan.clone(), clock);
+                    m
+                }
                 None => {
-                    changes.push(format!("+ service {}", describe(d)));
-                    for r in ddests.iter() {
-                        changes.push(format!("+   real server {}", rs(r)));
-                    }
+                    let (m, ev) = Monitor::new(plan.clone(), clock, seed());
+                    health_events = ev;
+                    m
                 }
-                Some((c, cdests)) => {
-                    if c != d {
-                        changes.push(format!("~ service {}", describe(d)));
-                    }
-                    for r in cdests {
-                        if !ddests.iter().any(|x| x.addr == r.addr && x.port == r.port) {
-                            changes.push(format!("-   real server {}:{} of {}", r.addr, r.port, d.core_key()));
-                        }
-                    }
-                    for r in ddests {
-                        match cdests.iter().find(|x| x.addr == r.addr && x.port == r.port) {
-                            None => changes.push(format!("+   real server {} of {}", rs(r), d.core_key())),
-                            Some(x) if x != r => changes.push(format!("~   real server {} of {}", rs(r), d.core_key())),
-                            Some(_) => {}
-                        }
-                    }
-                }
+            };
+            let t = m.effective();
+            monitor = Some(m);
+            t
+        } else {
+            desired.clone()
+        };
+        let current = self.specs();
+        let mut changes = diff(&current, &target);
+        for s in &plan.services {
+            let before = old_plan.services.iter().find(|o| o.spec.key == s.spec.key);
+            if before.map(health_of) != Some(health_of(s))
+                && (before.is_some() || s.dests.iter().any(|d| !d.checks.is_empty()))
+            {
+                let n: usize = s.dests.iter().map(|d| d.checks.len()).sum();
+                changes.push(format!("~ health of service {}: {n} check(s)", s.spec.core_key()));
             }
         }
         if let Some(t) = &config.timeouts {
@@ -365,14 +387,23 @@ impl Control {
                 changes.push(format!("~ timeouts {} {} {}", t.tcp, t.tcpfin, t.udp));
             }
         }
-        if dry_run || changes.is_empty() {
+        if dry_run {
             return Response::Applied { changes };
         }
-        if let Err(e) = self.converge(&desired, now) {
+        if let Err(e) = self.converge(&target, true, now) {
             // Put the previous configuration back (it was valid a moment ago).
-            let _ = self.converge(&current, now);
+            let _ = self.converge(&current, true, now);
             return e;
         }
+        if !monitored {
+            if let Some(old) = &self.health {
+                // Checks removed: what their services' servers reported goes away with them.
+                let mut m = old.clone();
+                health_events = m.reconfigure(Plan::default(), std::time::Instant::now());
+            }
+        }
+        self.health = monitor;
+        self.events.extend(health_events);
         if let Some(t) = &config.timeouts {
             self.lb.timeouts.set(t.tcp, t.tcpfin, t.udp);
             if let Err(e) = self.write_config() {
@@ -386,11 +417,36 @@ impl Control {
         Response::Applied { changes }
     }
 
-    /// Changes the live configuration into `desired`, touching only what differs.
-    fn converge(&mut self, desired: &[(ServiceSpec, Vec<DestSpec>)], now: Instant) -> Result<(), Response> {
+    /// The outcome of a health check: the monitor's state moves, and the table follows it.
+    pub fn health_report(&mut self, id: CheckId, outcome: &Outcome, now: Instant) {
+        let Some(m) = &mut self.health else { return };
+        let events = m.report(id, outcome, std::time::Instant::now());
+        if events.is_empty() {
+            return;
+        }
+        let target = m.effective();
+        self.events.extend(events);
+        if let Err(Response::Error(e)) = self.converge(&target, false, now) {
+            tracing::error!(error = %e.message, "could not apply a health change");
+        }
+    }
+
+    /// Health events since the last call (for the log and the notify scripts).
+    pub fn take_events(&mut self) -> Vec<Event> {
+        std::mem::take(&mut self.events)
+    }
+
+    /// Changes the live configuration into `desired`, touching only what differs. Services
+    /// not in `desired` are removed only with `others` (a whole new state, not a health change).
+    fn converge(
+        &mut self,
+        desired: &[(ServiceSpec, Vec<DestSpec>)],
+        others: bool,
+        now: Instant,
+    ) -> Result<(), Response> {
         let current = self.specs();
         for (c, _) in &current {
-            if !desired.iter().any(|(d, _)| d.key == c.key) {
+            if others && !desired.iter().any(|(d, _)| d.key == c.key) {
                 if let Response::Error(e) = self.handle(Request::DeleteService { key: c.key }, now) {
                     return Err(Response::Error(e));
                 }
@@ -460,7 +516,8 @@ impl Control {
             .collect();
         let conn_table_size = self.dp.as_ref().map_or(4096, |d| d.director.options.max_conns);
         let conns = if conns { self.connections(now) } else { Vec::new() };
-        Snapshot { conn_table_size, timeouts: self.lb.timeouts.shown(), services, conns }
+        let health = self.health.as_ref().map(|m| m.status(std::time::Instant::now())).unwrap_or_default();
+        Snapshot { conn_table_size, timeouts: self.lb.timeouts.shown(), services, conns, health }
     }
 
     fn connections(&self, now: Instant) -> Vec<ConnState> {
@@ -524,6 +581,59 @@ impl Control {
         }
         report
     }
+}
+
+/// The changes from `current` to `target`, one line each (`+`, `-`, `~`).
+fn diff(current: &[(ServiceSpec, Vec<DestSpec>)], target: &[(ServiceSpec, Vec<DestSpec>)]) -> Vec<String> {
+    let mut changes = Vec::new();
+    let describe = |s: &ServiceSpec| format!("{} {}", s.core_key(), s.scheduler);
+    let rs = |d: &DestSpec| format!("{}:{} {} weight {}", d.addr, d.port, d.method, d.weight);
+    for (c, _) in current {
+        if !target.iter().any(|(d, _)| d.key == c.key) {
+            changes.push(format!("- service {}", c.core_key()));
+        }
+    }
+    for (d, ddests) in target {
+        match current.iter().find(|(c, _)| c.key == d.key) {
+            None => {
+                changes.push(format!("+ service {}", describe(d)));
+                for r in ddests.iter() {
+                    changes.push(format!("+   real server {}", rs(r)));
+                }
+            }
+            Some((c, cdests)) => {
+                if c != d {
+                    changes.push(format!("~ service {}", describe(d)));
+                }
+                for r in cdests {
+                    if !ddests.iter().any(|x| x.addr == r.addr && x.port == r.port) {
+                        changes.push(format!("-   real server {}:{} of {}", r.addr, r.port, d.core_key()));
+                    }
+                }
+                for r in ddests {
+                    match cdests.iter().find(|x| x.addr == r.addr && x.port == r.port) {
+                        None => changes.push(format!("+   real server {} of {}", rs(r), d.core_key())),
+                        Some(x) if x != r => changes.push(format!("~   real server {} of {}", rs(r), d.core_key())),
+                        Some(_) => {}
+                    }
+                }
+            }
+        }
+    }
+    changes
+}
+
+/// A service's health settings, without its table entries (to tell what an apply changes).
+fn health_of(s: &xvs_health::plan::ServicePlan) -> String {
+    let dests: Vec<String> = s
+        .dests
+        .iter()
+        .map(|d| format!("{:?}{}{}{:?}{:?}", d.checks, d.inhibit, d.alpha, d.notify_up, d.notify_down))
+        .collect();
+    format!(
+        "{dests:?}{}{}{:?}{}{}{:?}{:?}",
+        s.quorum, s.hysteresis, s.sorry, s.sorry_inhibit, s.omega, s.quorum_up, s.quorum_down
+    )
 }
 
 fn request_name(req: &Request) -> &'static str {

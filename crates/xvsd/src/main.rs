@@ -43,7 +43,8 @@ struct Opts {
     /// Most real servers.
     #[arg(long, default_value_t = 262_144)]
     max_dests: u32,
-    /// Declarative configuration to apply at start (as `xvsadm apply -f`).
+    /// Configuration to apply at start and on SIGHUP (as `xvsadm apply -f`): xvs's TOML or
+    /// YAML, or a keepalived.conf (a name ending in .conf) with its health checks.
     #[arg(long)]
     config: Option<PathBuf>,
     /// Detach the program when xvsd stops (forwarding stops with it).
@@ -83,12 +84,12 @@ async fn run(o: Opts) -> anyhow::Result<()> {
         anyhow::bail!("xvsd needs root (CAP_BPF, CAP_NET_ADMIN)");
     }
     // A bad file stops xvsd before it touches anything.
+    // A bad file stops xvsd before it touches anything.
     let config = match &o.config {
         Some(path) => {
-            let text = std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
-            let config = xvs_api::config::Config::parse_file(&path.to_string_lossy(), &text)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            let config = xvsd::health::load_config(path)?;
             config.specs().map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            xvs_health::Plan::from_config(&config).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
             Some(config)
         }
         None => None,
@@ -126,6 +127,7 @@ async fn run(o: Opts) -> anyhow::Result<()> {
         }
     }
     let control = Arc::new(Mutex::new(control));
+    tokio::spawn(xvsd::health::run(control.clone()));
 
     // Expiry, counters, estimator: once a second.
     let c = control.clone();
@@ -192,19 +194,52 @@ async fn run(o: Opts) -> anyhow::Result<()> {
     let server = tokio::spawn(async move { xvsd::server::serve(&socket, c).await });
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-        r = server => { r??; }
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    let mut server = server;
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = term.recv() => break,
+            _ = hup.recv() => reload(&o, &control).await,
+            r = &mut server => { r??; break; }
+        }
     }
     let _ = std::fs::remove_file(&o.socket);
     if o.detach_on_exit {
         for ifname in &o.interfaces {
             let _ = std::fs::remove_file(links.join(ifname));
         }
+        // Forwarding stops: services with omega report their servers down, as keepalived does
+        // when it removes them at shutdown.
+        let events = control.lock().await.health.as_ref().map(|m| m.omega_events()).unwrap_or_default();
+        xvsd::health::handle_and_wait(events, Duration::from_secs(1)).await;
         tracing::info!("stopped; the load balancer is detached");
     } else {
         tracing::info!("stopped; forwarding continues with the pinned program and tables until xvsd starts again");
     }
     Ok(())
+}
+
+/// SIGHUP: read the configuration file again and apply it (as keepalived reloads on SIGHUP).
+async fn reload(o: &Opts, control: &Arc<Mutex<Control>>) {
+    let Some(path) = &o.config else {
+        tracing::warn!("SIGHUP: no --config file to reload");
+        return;
+    };
+    let config = match xvsd::health::load_config(path) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!("reload refused, nothing changed: {e:#}");
+            return;
+        }
+    };
+    match control.lock().await.handle(xvs_api::Request::Apply { config, dry_run: false }, xvsd::now()) {
+        xvs_api::Response::Applied { changes } => {
+            tracing::info!(changes = changes.len(), file = %path.display(), "configuration reloaded")
+        }
+        xvs_api::Response::Error(e) => {
+            tracing::error!("reload refused, nothing changed: {}: {}", path.display(), e.message)
+        }
+        _ => {}
+    }
 }

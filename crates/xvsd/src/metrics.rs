@@ -86,6 +86,27 @@ pub fn render(control: &mut Control, now: Instant) -> String {
             d_over.get_or_create(&lab(&[])).set(i64::from(d.overloaded));
         }
     }
+    if !snap.health.is_empty() {
+        let quorum = gauges(&mut r, "service_quorum_up", "1 while the service's quorum of healthy real servers holds");
+        let up = gauges(&mut r, "real_server_healthy", "1 while every health check of the real server passes");
+        let check = gauges(&mut r, "health_check_up", "1 while the check passes");
+        let fails = gauges(&mut r, "health_check_last_failed", "1 when the last attempt of the check failed");
+        for h in &snap.health {
+            let svc =
+                xvs_core::ServiceKey::from(h.service).to_string().split_whitespace().collect::<Vec<_>>().join(" ");
+            quorum.get_or_create(&l(&[("service", &svc)])).set(i64::from(h.quorum_up));
+            for rs in &h.servers {
+                let server = rs.server.to_string();
+                up.get_or_create(&l(&[("service", &svc), ("real_server", &server)])).set(i64::from(rs.alive));
+                for c in &rs.checks {
+                    let labels =
+                        l(&[("service", &svc), ("real_server", &server), ("check", &c.kind), ("target", &c.target)]);
+                    check.get_or_create(&labels).set(i64::from(c.up));
+                    fails.get_or_create(&labels).set(i64::from(c.last.as_ref().is_some_and(|x| !x.ok)));
+                }
+            }
+        }
+    }
     if let Some(dp) = &control.dp {
         // From the last sweep (a second old at most): counting a large table at each scrape
         // would cost a system call per entry.

@@ -1,0 +1,146 @@
+//! Runs the health checks of the applied configuration: takes the due checks from the monitor,
+//! probes them with bounded concurrency (each probe bounded by its own timeout), feeds the
+//! outcomes back, and logs the events and runs their scripts.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, Mutex, Semaphore};
+use xvs_health::{CheckId, Event, Outcome};
+
+use crate::control::Control;
+
+/// Probes running at once, at most (a slow or hung server holds one slot for its timeout).
+pub const MAX_PARALLEL_PROBES: usize = 64;
+
+/// A notify or quorum script is killed after this long.
+pub const SCRIPT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Reads a configuration file: keepalived.conf (a `.conf` name) or xvs's own TOML/YAML.
+/// keepalived notices are logged as warnings.
+pub fn load_config(path: &Path) -> anyhow::Result<xvs_api::config::Config> {
+    let name = path.to_string_lossy();
+    if xvs_keepalived::is_keepalived_path(&name) {
+        let loaded = xvs_keepalived::load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+        for n in &loaded.notices {
+            tracing::warn!("{n}");
+        }
+        return Ok(loaded.config);
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("read {}: {e}", path.display()))?;
+    let config =
+        xvs_api::config::Config::parse_file(&name, &text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    Ok(config)
+}
+
+/// The health loop; runs for the life of the daemon.
+pub async fn run(control: Arc<Mutex<Control>>) {
+    let permits = Arc::new(Semaphore::new(MAX_PARALLEL_PROBES));
+    let (tx, mut rx) = mpsc::channel::<(CheckId, Outcome)>(1024);
+    loop {
+        let (due, next, events) = {
+            let mut c = control.lock().await;
+            let now = std::time::Instant::now();
+            let due = c.health.as_mut().map(|m| m.take_due(now)).unwrap_or_default();
+            let next = c.health.as_ref().and_then(|m| m.next_due());
+            (due, next, c.take_events())
+        };
+        handle(events);
+        for (id, spec) in due {
+            let permits = permits.clone();
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let Ok(_permit) = permits.acquire_owned().await else { return };
+                let outcome = xvs_health::probe::run(&spec.probe, spec.connect_timeout).await;
+                let _ = tx.send((id, outcome)).await;
+            });
+        }
+        // Wake for the next due check, a result, or at least every second (for the events
+        // of configuration changes).
+        let now = tokio::time::Instant::now();
+        let wake = match next {
+            Some(n) => {
+                let left = n.saturating_duration_since(std::time::Instant::now());
+                now + left.min(Duration::from_secs(1))
+            }
+            None => now + Duration::from_secs(1),
+        };
+        tokio::select! {
+            Some((id, outcome)) = rx.recv() => {
+                let events = {
+                    let mut c = control.lock().await;
+                    c.health_report(id, &outcome, crate::now());
+                    c.take_events()
+                };
+                handle(events);
+            }
+            _ = tokio::time::sleep_until(wake) => {}
+        }
+    }
+}
+
+/// Logs events and starts their scripts.
+pub fn handle(events: Vec<Event>) {
+    for e in events {
+        let script = match &e {
+            Event::ServerUp { service, server, script } => {
+                tracing::info!(service = %service_name(service), real_server = %server, "real server up");
+                script
+            }
+            Event::ServerDown { service, server, reason, script } => {
+                tracing::warn!(service = %service_name(service), real_server = %server, %reason, "real server down");
+                script
+            }
+            Event::QuorumUp { service, script } => {
+                tracing::info!(service = %service_name(service), "quorum up");
+                script
+            }
+            Event::QuorumDown { service, script } => {
+                tracing::warn!(service = %service_name(service), "quorum lost");
+                script
+            }
+        };
+        if let Some(cmd) = script.clone() {
+            tokio::spawn(run_script(cmd, SCRIPT_TIMEOUT));
+        }
+    }
+}
+
+/// Runs the scripts of events now and waits for them (at most `timeout` each), for shutdown.
+pub async fn handle_and_wait(events: Vec<Event>, timeout: Duration) {
+    let scripts: Vec<String> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::ServerUp { script, .. }
+            | Event::ServerDown { script, .. }
+            | Event::QuorumUp { script, .. }
+            | Event::QuorumDown { script, .. } => script.clone(),
+        })
+        .collect();
+    for s in scripts {
+        run_script(s, timeout).await;
+    }
+}
+
+async fn run_script(cmd: String, timeout: Duration) {
+    let child = tokio::process::Command::new("/bin/sh")
+        .arg("-c")
+        .arg(&cmd)
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn();
+    match child {
+        Ok(mut c) => match tokio::time::timeout(timeout, c.wait()).await {
+            Ok(Ok(st)) if st.success() => tracing::debug!(script = %cmd, "script done"),
+            Ok(Ok(st)) => tracing::warn!(script = %cmd, status = %st, "script failed"),
+            Ok(Err(e)) => tracing::warn!(script = %cmd, error = %e, "script failed"),
+            Err(_) => tracing::warn!(script = %cmd, "script killed after {}s", timeout.as_secs()),
+        },
+        Err(e) => tracing::warn!(script = %cmd, error = %e, "cannot run script"),
+    }
+}
+
+fn service_name(k: &xvs_api::KeySpec) -> String {
+    xvs_core::ServiceKey::from(*k).to_string().split_whitespace().collect::<Vec<_>>().join(" ")
+}
