@@ -205,3 +205,50 @@ fn json_listing_is_the_snapshot() {
     assert_eq!(back.services.len(), 4);
     assert_eq!(back.services[0].dests.len(), 3);
 }
+
+#[test]
+fn health_listing() {
+    use xvs_api::health::{CheckStatus, LastResult, ServerStatus, ServiceStatus};
+    let mut t = kernel();
+    let key = t.snap.services[0].spec.key;
+    let check = |up: bool, reason: &str| CheckStatus {
+        kind: "HTTP_GET".into(),
+        target: "198.18.2.2:80".into(),
+        up,
+        retries: u32::from(!up),
+        last: Some(LastResult { ok: up, reason: reason.into(), ago_ms: 400 }),
+        shared_with: 1,
+    };
+    t.snap.health = vec![ServiceStatus {
+        service: key,
+        quorum_up: true,
+        alive_weight: 1,
+        quorum: 1,
+        sorry_active: None,
+        servers: vec![
+            ServerStatus {
+                server: "198.18.2.2:80".parse().unwrap(),
+                alive: true,
+                weight: Some(1),
+                checks: vec![check(true, "/ answered status 200")],
+            },
+            ServerStatus {
+                server: "198.18.3.2:80".parse().unwrap(),
+                alive: false,
+                weight: None,
+                checks: vec![check(false, "timed out after 1s")],
+            },
+        ],
+    }];
+    assert_eq!(
+        xvsadm(&mut t, "health"),
+        "TCP  198.18.0.100:80  quorum up (alive weight 1 of quorum 1)\n\
+         \x20 -> 198.18.2.2:80                UP    weight 1\n\
+         \x20      HTTP_GET 198.18.2.2:80 up: ok 0.4s ago: / answered status 200 [shared with 1]\n\
+         \x20 -> 198.18.3.2:80                DOWN  not in table\n\
+         \x20      HTTP_GET 198.18.2.2:80 down: FAILED 0.4s ago: timed out after 1s (retry 1) [shared with 1]\n"
+    );
+    let json: Vec<ServiceStatus> = serde_json::from_str(&xvsadm(&mut t, "health --json")).unwrap();
+    assert_eq!(json, t.snap.health);
+    assert!(xvsadm(&mut Recorded::default(), "health").starts_with("no health checks configured"));
+}
