@@ -7,7 +7,7 @@ packages=(
   clang llvm libbpf-dev bpftool          # compile and inspect the eBPF programs
   iproute2 iptables nftables ethtool     # network-namespace labs and the benchmark's peers
   iputils-ping curl nginx-light wrk      # real clients and servers in end-to-end tests
-  iperf3 haproxy python3                 # throughput tests, the HAProxy peer, plotting
+  iperf3 haproxy python3 python3-matplotlib  # throughput tests, the HAProxy peer, plotting
 )
 
 missing=()

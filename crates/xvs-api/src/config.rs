@@ -303,6 +303,7 @@ impl Config {
 
     /// The services and real servers it describes, validated as the CLI would validate them.
     pub fn specs(&self) -> Result<Vec<(ServiceSpec, Vec<DestSpec>)>, String> {
+        let mut seen = std::collections::HashSet::new();
         let mut out = Vec::new();
         for (i, s) in self.services.iter().enumerate() {
             let at = |m: String| format!("service #{}: {m}", i + 1);
@@ -384,7 +385,7 @@ impl Config {
                 }
                 dests.push(d);
             }
-            if out.iter().any(|(o, _): &(ServiceSpec, _)| o.key == spec.key) {
+            if !seen.insert(spec.key) {
                 return Err(at("the same service is listed twice".into()));
             }
             out.push((spec, dests));

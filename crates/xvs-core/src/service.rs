@@ -108,6 +108,9 @@ pub struct Services {
     port_zero: usize,
     ftp: usize,
     next_trash_check: Option<Instant>,
+    /// Removed servers by identity, so adding one back finds it without scanning every
+    /// server (which made adding 100k services quadratic).
+    trashed: HashMap<(ServiceKey, IpAddr, u16), DestId>,
 }
 
 fn check_unicast(addr: &IpAddr) -> Result<(), Error> {
@@ -225,9 +228,11 @@ impl Services {
         s.dests.iter().copied().find(|d| self.dests.dest(*d).is_some_and(|d| d.addr() == *addr && d.port() == port))
     }
 
-    /// Real servers in the trash (removed, still referenced by connections).
+    /// Real servers in the trash (removed, still referenced by connections), in slot order.
     pub fn trash(&self) -> impl Iterator<Item = (DestId, &Dest)> {
-        self.dests.iter().filter(|(_, d)| !d.is_available()).map(|(id, d)| (DestId(id), d))
+        let mut ids: Vec<DestId> = self.trashed.values().copied().collect();
+        ids.sort_by_key(|d| d.index());
+        ids.into_iter().map(|id| (id, self.dests.dest(id).expect("trashed servers are in the arena")))
     }
 
     /// Adds a service (`-A`). At `now` its scheduler is bound.
@@ -319,6 +324,7 @@ impl Services {
     fn trash_dest(&mut self, id: DestId, now: Instant) {
         let d = self.dests.dest_mut(id).expect("listed destinations are live");
         d.svc = None;
+        self.trashed.insert((d.svc_key, d.addr(), d.port()), id);
         if d.refs() == 0 {
             d.idle_since = Some(now);
         }
@@ -339,11 +345,7 @@ impl Services {
                 return Err(Error::Invalid(format!("{k} takes at most {} real servers", sched::max_dests(k))));
             }
         }
-        let trashed = self
-            .dests
-            .iter()
-            .find(|(_, d)| !d.is_available() && d.svc_key == *key && d.addr() == addr && d.port() == port)
-            .map(|(id, _)| DestId(id));
+        let trashed = self.trashed.remove(&(*key, addr, port));
         let id = match trashed {
             Some(id) => {
                 let d = self.dests.dest_mut(id).expect("found in the arena");
@@ -543,19 +545,23 @@ impl Services {
     /// collectors with the given expirations.
     pub fn handle_timeout(&mut self, now: Instant, lblc_expiration: Duration, lblcr_expiration: Duration) {
         if self.next_trash_check.is_some_and(|t| now >= t) {
-            let free: Vec<RawId> = self
-                .dests
+            let dests = &self.dests;
+            let free: Vec<(ServiceKey, IpAddr, u16)> = self
+                .trashed
                 .iter()
-                .filter(|(_, d)| {
-                    !d.is_available() && d.refs() == 0 && d.idle_since.is_some_and(|t| now >= t + TRASH_IDLE)
+                .filter(|(_, id)| {
+                    dests
+                        .dest(**id)
+                        .is_some_and(|d| d.refs() == 0 && d.idle_since.is_some_and(|t| now >= t + TRASH_IDLE))
                 })
-                .map(|(id, _)| id)
+                .map(|(k, _)| *k)
                 .collect();
-            for id in free {
-                self.dests.remove(id);
+            for k in free {
+                if let Some(id) = self.trashed.remove(&k) {
+                    self.dests.remove(id.0);
+                }
             }
-            let trashed = self.dests.iter().any(|(_, d)| !d.is_available());
-            self.next_trash_check = trashed.then_some(now + TRASH_PERIOD);
+            self.next_trash_check = (!self.trashed.is_empty()).then_some(now + TRASH_PERIOD);
         }
         let ids: Vec<RawId> = self.services.iter().map(|(id, _)| id).collect();
         for id in ids {

@@ -1,8 +1,12 @@
-//! First-fit allocation of ranges in the list and table pools, with a quarantine: a range a
+//! Best-fit allocation of ranges in the list and table pools, with a quarantine: a range a
 //! service stops using may still be read by a packet that looked the service up a moment ago,
 //! so it is reused only after a grace period.
+//!
+//! Free ranges are indexed by start (to coalesce neighbours) and by length (to find the
+//! smallest that fits in O(log n)): publishing hundreds of thousands of services leaves many
+//! small holes, and scanning them on every allocation made installing 100k services quadratic.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
 /// How long a released range waits before reuse. An XDP program runs for microseconds inside
@@ -12,19 +16,33 @@ pub const GRACE: Duration = Duration::from_millis(50);
 /// Free ranges of a pool of `cap` slots.
 #[derive(Debug)]
 pub struct RangeAlloc {
-    free: BTreeMap<u32, u32>,
-    quarantine: Vec<(Instant, u32, u32)>,
+    /// start → length.
+    by_start: BTreeMap<u32, u32>,
+    /// (length, start).
+    by_len: BTreeSet<(u32, u32)>,
+    /// Released ranges in release order (so the oldest are at the front).
+    quarantine: VecDeque<(Instant, u32, u32)>,
     cap: u32,
 }
 
 impl RangeAlloc {
     /// A pool of `cap` slots, all free.
     pub fn new(cap: u32) -> Self {
-        let mut free = BTreeMap::new();
+        let mut a = RangeAlloc { by_start: BTreeMap::new(), by_len: BTreeSet::new(), quarantine: VecDeque::new(), cap };
         if cap > 0 {
-            free.insert(0, cap);
+            a.insert(0, cap);
         }
-        RangeAlloc { free, quarantine: Vec::new(), cap }
+        a
+    }
+
+    fn insert(&mut self, start: u32, len: u32) {
+        self.by_start.insert(start, len);
+        self.by_len.insert((len, start));
+    }
+
+    fn remove(&mut self, start: u32, len: u32) {
+        self.by_start.remove(&start);
+        self.by_len.remove(&(len, start));
     }
 
     /// Slots in the pool.
@@ -34,7 +52,7 @@ impl RangeAlloc {
 
     /// Slots free right now (not counting the quarantine).
     pub fn available(&self) -> u32 {
-        self.free.values().sum()
+        self.by_start.values().sum()
     }
 
     /// Takes `len` consecutive slots. When only quarantined ranges could satisfy the request,
@@ -47,21 +65,20 @@ impl RangeAlloc {
         if let Some(start) = self.take(len) {
             return Some(start);
         }
-        let oldest = self.quarantine.iter().map(|(t, _, _)| *t).min()?;
+        let oldest = self.quarantine.front().map(|(t, _, _)| *t)?;
         std::thread::sleep((oldest + GRACE).saturating_duration_since(Instant::now()));
         // Everything released before now is reusable after this wait.
-        let all = self.quarantine.drain(..).collect::<Vec<_>>();
-        for (_, start, len) in all {
+        while let Some((_, start, len)) = self.quarantine.pop_front() {
             self.free_now(start, len);
         }
         self.take(len)
     }
 
     fn take(&mut self, len: u32) -> Option<u32> {
-        let (&start, &flen) = self.free.iter().find(|(_, l)| **l >= len)?;
-        self.free.remove(&start);
+        let &(flen, start) = self.by_len.range((len, 0)..).next()?;
+        self.remove(start, flen);
         if flen > len {
-            self.free.insert(start + len, flen - len);
+            self.insert(start + len, flen - len);
         }
         Some(start)
     }
@@ -71,16 +88,16 @@ impl RangeAlloc {
         if len == 0 {
             return true;
         }
-        let Some((&fs, &fl)) = self.free.range(..=start).next_back() else { return false };
+        let Some((&fs, &fl)) = self.by_start.range(..=start).next_back() else { return false };
         if fs + fl < start + len {
             return false;
         }
-        self.free.remove(&fs);
+        self.remove(fs, fl);
         if start > fs {
-            self.free.insert(fs, start - fs);
+            self.insert(fs, start - fs);
         }
         if fs + fl > start + len {
-            self.free.insert(start + len, fs + fl - start - len);
+            self.insert(start + len, fs + fl - start - len);
         }
         true
     }
@@ -88,33 +105,35 @@ impl RangeAlloc {
     /// Gives a range back after the grace period.
     pub fn release(&mut self, start: u32, len: u32) {
         if len > 0 {
-            self.quarantine.push((Instant::now(), start, len));
+            self.quarantine.push_back((Instant::now(), start, len));
         }
     }
 
     /// Frees the quarantined ranges whose grace period is over.
     pub fn reclaim(&mut self) {
         let now = Instant::now();
-        let (ready, wait): (Vec<_>, Vec<_>) = self.quarantine.drain(..).partition(|(t, _, _)| *t + GRACE <= now);
-        self.quarantine = wait;
-        for (_, start, len) in ready {
+        while let Some(&(t, start, len)) = self.quarantine.front() {
+            if t + GRACE > now {
+                break;
+            }
+            self.quarantine.pop_front();
             self.free_now(start, len);
         }
     }
 
     fn free_now(&mut self, mut start: u32, mut len: u32) {
-        if let Some((&ps, &pl)) = self.free.range(..start).next_back() {
+        if let Some((&ps, &pl)) = self.by_start.range(..start).next_back() {
             if ps + pl == start {
-                self.free.remove(&ps);
+                self.remove(ps, pl);
                 start = ps;
                 len += pl;
             }
         }
-        if let Some(&nl) = self.free.get(&(start + len)) {
-            self.free.remove(&(start + len));
+        if let Some(&nl) = self.by_start.get(&(start + len)) {
+            self.remove(start + len, nl);
             len += nl;
         }
-        self.free.insert(start, len);
+        self.insert(start, len);
     }
 }
 
@@ -136,5 +155,21 @@ mod tests {
         assert_eq!(a.alloc(10), Some(0), "waits out the grace, then coalesces");
         assert!(t.elapsed() >= GRACE / 2);
         assert_eq!(a.alloc(1), None, "really full");
+    }
+
+    #[test]
+    fn best_fit_reuses_small_holes_first() {
+        let mut a = RangeAlloc::new(100);
+        let x = a.alloc(1).unwrap();
+        let _y = a.alloc(5).unwrap();
+        let z = a.alloc(2).unwrap();
+        let _w = a.alloc(5).unwrap();
+        a.free_now(x, 1);
+        a.free_now(z, 2);
+        assert_eq!(a.alloc(2), Some(z), "the 2-slot hole, not the big tail");
+        assert_eq!(a.alloc(1), Some(x));
+        assert!(a.reserve(50, 10));
+        assert!(!a.reserve(55, 10), "taken");
+        assert_eq!(a.available(), 100 - 13 - 10);
     }
 }

@@ -82,10 +82,10 @@ unsafe impl aya::Pod for BareCfg {}
 const _: () = assert!(core::mem::size_of::<BareCfg>() == 16);
 
 impl Aux {
-    /// Loads and verifies both programs.
+    /// Loads and verifies the helper programs.
     pub fn load() -> Result<Aux, Error> {
         let mut ebpf = load(XVS_AUX, "the helper programs (bpf/xvs_aux.bpf.c)")?;
-        for name in ["xvs_pass", "xvs_bare"] {
+        for name in ["xvs_pass", "xvs_bare", "xvs_gen", "xvs_sink"] {
             xdp(&mut ebpf, name)?.load().ctx(|| format!("verify {name}"))?;
         }
         Ok(Aux { ebpf })
@@ -103,6 +103,57 @@ impl Aux {
         let arr: Result<Array<&mut MapData, BareCfg>, aya::maps::MapError> = map.try_into();
         arr.ctx(|| "open xvs_bare_cfg".into())?.set(0, cfg, 0).ctx(|| "write xvs_bare_cfg".into())?;
         attach(xdp(&mut self.ebpf, "xvs_bare")?, ifname, true)
+    }
+
+    /// Attaches the sink (counts frames and drops them) to `ifname`.
+    pub fn attach_sink(&mut self, ifname: &str) -> Result<XdpMode, Error> {
+        attach(xdp(&mut self.ebpf, "xvs_sink")?, ifname, true)
+    }
+
+    /// Frames the sink has counted, over all CPUs.
+    pub fn sink_count(&self) -> Result<u64, Error> {
+        let map = self.ebpf.map("xvs_sink_count").ok_or_else(|| Error::Unsupported("no map xvs_sink_count".into()))?;
+        let arr: Result<aya::maps::PerCpuArray<&MapData, u64>, aya::maps::MapError> = map.try_into();
+        let values = arr.ctx(|| "open xvs_sink_count".into())?.get(&0, 0).ctx(|| "read xvs_sink_count".into())?;
+        Ok(values.iter().sum())
+    }
+
+    /// Sets the generator's frame: an IPv4 TCP packet without options, 54 bytes.
+    pub fn set_gen_frame(&mut self, frame: &[u8]) -> Result<(), Error> {
+        let f: [u8; 56] = {
+            let mut b = [0u8; 56];
+            if frame.len() != 54 {
+                return Err(Error::Unsupported(format!("the generator sends 54-byte frames, not {}", frame.len())));
+            }
+            b[..54].copy_from_slice(frame);
+            b
+        };
+        let map =
+            self.ebpf.map_mut("xvs_gen_frame").ok_or_else(|| Error::Unsupported("no map xvs_gen_frame".into()))?;
+        let arr: Result<Array<&mut MapData, [u8; 56]>, aya::maps::MapError> = map.try_into();
+        arr.ctx(|| "open xvs_gen_frame".into())?.set(0, f, 0).ctx(|| "write xvs_gen_frame".into())
+    }
+
+    /// Sends the frame set with [`Aux::set_gen_frame`] (`frame` gives its length) out of
+    /// interface `ifindex` (of the calling thread's namespace) `count` times with live-frame
+    /// BPF_PROG_RUN, and returns how long it took.
+    pub fn generate(&self, frame: &[u8], ifindex: u32, count: u32) -> Result<std::time::Duration, Error> {
+        let p: Result<&Xdp, aya::programs::ProgramError> =
+            self.ebpf.program("xvs_gen").ok_or_else(|| Error::Unsupported("no program xvs_gen".into()))?.try_into();
+        let prog = p.ctx(|| "xvs_gen is not XDP".into())?;
+        let mut ctx = [0u8; 24];
+        ctx[4..8].copy_from_slice(&(frame.len() as u32).to_ne_bytes());
+        ctx[12..16].copy_from_slice(&ifindex.to_ne_bytes());
+        let opts = aya::programs::TestRunOptions {
+            data_in: Some(frame),
+            ctx_in: Some(&ctx),
+            repeat: count,
+            attrs: aya::programs::TestRunAttrs::new().xdp_live_frames(64),
+            ..Default::default()
+        };
+        let start = std::time::Instant::now();
+        aya::programs::TestRun::test_run(prog, opts).ctx(|| "live-frames BPF_PROG_RUN".into())?;
+        Ok(start.elapsed())
     }
 
     /// Runs the bare forwarder once on `frame` (the benchmark's floor).

@@ -33,14 +33,7 @@ impl Director {
 
     /// A real server's connection counters.
     pub fn dest_counters(&self, id: DestId) -> Result<DestCounters, Error> {
-        let s = self.maps.dest_state.get(&id.index(), 0).ctx(|| "read xvs_dest_state".into())?;
-        let clamp = |v: i64| u32::try_from(v.max(0)).unwrap_or(u32::MAX);
-        Ok(DestCounters {
-            active: clamp(s.active),
-            inactive: clamp(s.total - s.active),
-            persistent: clamp(s.persist),
-            overloaded: s.overload != 0,
-        })
+        dest_counters(self.maps.dest_state.get(&id.index(), 0).ctx(|| "read xvs_dest_state".into())?)
     }
 
     /// Packets that left the fast path, by reason label.
@@ -58,5 +51,59 @@ impl Director {
     pub fn counter(&self, which: u32) -> Result<u64, Error> {
         let v = self.maps.counters.get(&which, 0).ctx(|| "read xvs_counters".into())?;
         Ok(v.iter().sum())
+    }
+}
+
+/// The counter maps opened a second time from their pins, so a daemon can read them without
+/// holding the lock that guards its configuration (reading every counter of 100k services
+/// takes about a second of system calls).
+pub struct CounterReader {
+    svc_stats: aya::maps::PerCpuArray<aya::maps::MapData, abi::Stats>,
+    dest_stats: aya::maps::PerCpuArray<aya::maps::MapData, abi::Stats>,
+    dest_state: aya::maps::Array<aya::maps::MapData, abi::DestState>,
+}
+
+impl CounterReader {
+    /// A real server's statistics, summed over CPUs.
+    pub fn dest_stats(&self, id: DestId) -> Result<Counters, Error> {
+        let v = self.dest_stats.get(&id.index(), 0).ctx(|| "read xvs_dest_stats".into())?;
+        Ok(sum(v.iter().copied()))
+    }
+
+    /// A service's statistics, summed over CPUs.
+    pub fn svc_stats(&self, id: ServiceId) -> Result<Counters, Error> {
+        let v = self.svc_stats.get(&id.index(), 0).ctx(|| "read xvs_svc_stats".into())?;
+        Ok(sum(v.iter().copied()))
+    }
+
+    /// A real server's connection counters.
+    pub fn dest_counters(&self, id: DestId) -> Result<DestCounters, Error> {
+        dest_counters(self.dest_state.get(&id.index(), 0).ctx(|| "read xvs_dest_state".into())?)
+    }
+}
+
+fn dest_counters(s: abi::DestState) -> Result<DestCounters, Error> {
+    let clamp = |v: i64| u32::try_from(v.max(0)).unwrap_or(u32::MAX);
+    Ok(DestCounters {
+        active: clamp(s.active),
+        inactive: clamp(s.total - s.active),
+        persistent: clamp(s.persist),
+        overloaded: s.overload != 0,
+    })
+}
+
+impl Director {
+    /// Opens the counter maps again (see [`CounterReader`]).
+    pub fn counter_reader(&self) -> Result<CounterReader, Error> {
+        fn open<T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>>(d: &Director, name: &str) -> Result<T, Error> {
+            let data = aya::maps::MapData::from_pin(d.map_path(name)).ctx(|| format!("open the pinned {name}"))?;
+            let map = aya::maps::Map::from_map_data(data).ctx(|| format!("open {name}"))?;
+            T::try_from(map).ctx(|| format!("open {name}"))
+        }
+        Ok(CounterReader {
+            svc_stats: open(self, "xvs_svc_stats")?,
+            dest_stats: open(self, "xvs_dest_stats")?,
+            dest_state: open(self, "xvs_dest_state")?,
+        })
     }
 }

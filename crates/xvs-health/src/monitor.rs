@@ -142,8 +142,9 @@ impl Monitor {
     pub fn reconfigure(&mut self, plan: Plan, now: Instant) -> Vec<Event> {
         let mut events = Vec::new();
         // Down events for what disappears.
+        let new_by_key: HashMap<KeySpec, &ServicePlan> = plan.services.iter().map(|s| (s.key(), s)).collect();
         for (si, old) in self.plan.services.iter().enumerate() {
-            let new = plan.services.iter().find(|s| s.key() == old.key());
+            let new = new_by_key.get(&old.key()).copied();
             for (di, d) in old.dests.iter().enumerate() {
                 let stays = new.is_some_and(|n| n.dests.iter().any(|x| same_server(&x.spec, &d.spec)));
                 if !stays && self.alive[si][di] {
@@ -160,6 +161,8 @@ impl Monitor {
             }
         }
         let mut old_checkers = std::mem::take(&mut self.checkers);
+        let mut old_by_spec: HashMap<CheckSpec, CheckId> =
+            old_checkers.iter().map(|(id, c)| (c.spec.clone(), *id)).collect();
         let mut kept: HashMap<CheckKey, CheckId> = HashMap::new();
         let mut links = Vec::new();
         for s in &plan.services {
@@ -173,11 +176,7 @@ impl Monitor {
                         continue;
                     }
                     // A running check with the same probe keeps its state, whatever its start mode.
-                    let reuse = old_checkers
-                        .iter()
-                        .find(|(_, o)| o.spec == *c)
-                        .map(|(id, _)| *id)
-                        .and_then(|id| old_checkers.remove(&id).map(|o| (id, o)));
+                    let reuse = old_by_spec.remove(c).and_then(|id| old_checkers.remove(&id).map(|o| (id, o)));
                     let (id, checker) = match reuse {
                         Some(x) => x,
                         None => {

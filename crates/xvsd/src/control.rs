@@ -3,6 +3,7 @@
 //! dataplane; each request is validated completely first, and a change the dataplane cannot
 //! take is undone in the core, so a refused request leaves everything as it was.
 
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
 use xvs_api::{
@@ -32,6 +33,10 @@ pub struct Control {
     pub health: Option<Monitor>,
     /// Health events not yet handed to the daemon (logs and scripts).
     events: Vec<Event>,
+    /// Grows with every request that may change the configuration.
+    changes: u64,
+    /// A large apply is running: one log line for it, not one per service.
+    bulk: bool,
 }
 
 fn api_error(e: &Error) -> Response {
@@ -69,7 +74,7 @@ fn check_dest(key: &ServiceKey, addr: &IpAddr, c: &DestConfig) -> Result<(), Err
 impl Control {
     /// A control with an empty configuration.
     pub fn new(dp: Option<Dp>) -> Control {
-        Control { lb: Balancer::new(seed()), dp, health: None, events: Vec::new() }
+        Control { lb: Balancer::new(seed()), dp, health: None, events: Vec::new(), changes: 0, bulk: false }
     }
 
     /// Picks up a running dataplane: its services, real servers (in their slots) and tunables
@@ -92,6 +97,8 @@ impl Control {
             dp: Some(Dp { director, publisher, sweeper: Sweeper::default() }),
             health: None,
             events: Vec::new(),
+            changes: 0,
+            bulk: false,
         };
         if adopted.is_empty() {
             c.write_config().map_err(|e| e.to_string())?;
@@ -119,6 +126,9 @@ impl Control {
     /// Handles one request at `now`; refusals are logged with their reason.
     pub fn handle(&mut self, req: Request, now: Instant) -> Response {
         let what = request_name(&req);
+        if !matches!(req, Request::Snapshot { .. }) {
+            self.changes += 1;
+        }
         let resp = self.handle_inner(req, now);
         if let Response::Error(e) = &resp {
             tracing::warn!(request = what, errno = %e.errno, "refused: {}", e.message);
@@ -141,7 +151,9 @@ impl Control {
                         return dp_error(&e);
                     }
                 }
-                tracing::info!(service = %key, "service deleted");
+                if !self.bulk {
+                    tracing::info!(service = %key, "service deleted");
+                }
                 Response::Ok
             }
             Request::Clear => {
@@ -161,7 +173,9 @@ impl Control {
                 if let Err(e) = self.lb.services.delete_dest(&key, &addr, port, now) {
                     return api_error(&e);
                 }
-                tracing::info!(service = %key, real_server = %addr, port, "real server removed");
+                if !self.bulk {
+                    tracing::info!(service = %key, real_server = %addr, port, "real server removed");
+                }
                 self.republish_key(&key).map_or_else(|e| dp_error(&e), |()| Response::Ok)
             }
             Request::Zero { key } => {
@@ -215,7 +229,9 @@ impl Control {
             let _ = self.lb.services.delete_service(&key, now);
             return dp_error(&e);
         }
-        tracing::info!(service = %key, scheduler = %spec.scheduler, "service added");
+        if !self.bulk {
+            tracing::info!(service = %key, scheduler = %spec.scheduler, "service added");
+        }
         Response::Ok
     }
 
@@ -235,7 +251,9 @@ impl Control {
             let _ = self.publish(id);
             return dp_error(&e);
         }
-        tracing::info!(service = %key, "service edited");
+        if !self.bulk {
+            tracing::info!(service = %key, "service edited");
+        }
         Response::Ok
     }
 
@@ -258,7 +276,9 @@ impl Control {
             let _ = self.republish_key(key);
             return dp_error(&e);
         }
-        tracing::info!(service = %key, real_server = %d.addr, port = d.port, weight = d.weight, "real server added");
+        if !self.bulk {
+            tracing::info!(service = %key, real_server = %d.addr, port = d.port, weight = d.weight, "real server added");
+        }
         Response::Ok
     }
 
@@ -281,7 +301,9 @@ impl Control {
             let _ = self.republish_key(key);
             return dp_error(&e);
         }
-        tracing::info!(service = %key, real_server = %d.addr, port = d.port, weight = d.weight, "real server edited");
+        if !self.bulk {
+            tracing::info!(service = %key, real_server = %d.addr, port = d.port, weight = d.weight, "real server edited");
+        }
         Response::Ok
     }
 
@@ -373,8 +395,10 @@ impl Control {
         };
         let current = self.specs();
         let mut changes = diff(&current, &target);
+        let old_by_key: HashMap<KeySpec, &xvs_health::plan::ServicePlan> =
+            old_plan.services.iter().map(|o| (o.spec.key, o)).collect();
         for s in &plan.services {
-            let before = old_plan.services.iter().find(|o| o.spec.key == s.spec.key);
+            let before = old_by_key.get(&s.spec.key).copied();
             if before.map(health_of) != Some(health_of(s))
                 && (before.is_some() || s.dests.iter().any(|d| !d.checks.is_empty()))
             {
@@ -390,9 +414,14 @@ impl Control {
         if dry_run {
             return Response::Applied { changes };
         }
-        if let Err(e) = self.converge(&target, true, now) {
+        self.bulk = changes.len() > 100;
+        let converged = self.converge(&target, true, now);
+        if converged.is_err() {
             // Put the previous configuration back (it was valid a moment ago).
             let _ = self.converge(&current, true, now);
+        }
+        self.bulk = false;
+        if let Err(e) = converged {
             return e;
         }
         if !monitored {
@@ -410,8 +439,10 @@ impl Control {
                 return dp_error(&e);
             }
         }
-        for c in &changes {
-            tracing::info!(change = %c, "apply");
+        if changes.len() <= 100 {
+            for c in &changes {
+                tracing::info!(change = %c, "apply");
+            }
         }
         tracing::info!(changes = changes.len(), "configuration applied");
         Response::Applied { changes }
@@ -420,6 +451,7 @@ impl Control {
     /// The outcome of a health check: the monitor's state moves, and the table follows it.
     pub fn health_report(&mut self, id: CheckId, outcome: &Outcome, now: Instant) {
         let Some(m) = &mut self.health else { return };
+        self.changes += 1;
         let events = m.report(id, outcome, std::time::Instant::now());
         if events.is_empty() {
             return;
@@ -445,25 +477,33 @@ impl Control {
         now: Instant,
     ) -> Result<(), Response> {
         let current = self.specs();
-        for (c, _) in &current {
-            if others && !desired.iter().any(|(d, _)| d.key == c.key) {
-                if let Response::Error(e) = self.handle(Request::DeleteService { key: c.key }, now) {
-                    return Err(Response::Error(e));
+        let cur: HashMap<KeySpec, &(ServiceSpec, Vec<DestSpec>)> = current.iter().map(|e| (e.0.key, e)).collect();
+        if others {
+            let want: HashSet<KeySpec> = desired.iter().map(|(d, _)| d.key).collect();
+            for (c, _) in &current {
+                if !want.contains(&c.key) {
+                    if let Response::Error(e) = self.handle(Request::DeleteService { key: c.key }, now) {
+                        return Err(Response::Error(e));
+                    }
                 }
             }
         }
         for (d, ddests) in desired {
             let key = d.core_key();
-            let r = match current.iter().find(|(c, _)| c.key == d.key) {
-                None => self.add_service(d, now),
-                Some((c, _)) if c != d => self.edit_service(d, now),
-                Some(_) => Response::Ok,
+            let Some((c, cdests)) = cur.get(&d.key).map(|e| (&e.0, &e.1)) else {
+                let r = self.add_service_with_dests(d, ddests, now);
+                if let Response::Error(_) = r {
+                    return Err(r);
+                }
+                continue;
             };
-            if let Response::Error(_) = r {
-                return Err(r);
+            if c != d {
+                let r = self.edit_service(d, now);
+                if let Response::Error(_) = r {
+                    return Err(r);
+                }
             }
-            let cdests = current.iter().find(|(c, _)| c.key == d.key).map(|(_, v)| v.clone()).unwrap_or_default();
-            for r in &cdests {
+            for r in cdests {
                 if !ddests.iter().any(|x| x.addr == r.addr && x.port == r.port) {
                     let resp = self.handle(Request::DeleteDest { key: d.key, addr: r.addr, port: r.port }, now);
                     if let Response::Error(_) = resp {
@@ -483,6 +523,43 @@ impl Control {
             }
         }
         Ok(())
+    }
+
+    /// A new service with its real servers, published once (not once per server).
+    fn add_service_with_dests(&mut self, spec: &ServiceSpec, dests: &[DestSpec], now: Instant) -> Response {
+        let key = spec.core_key();
+        let config = match spec.core_config() {
+            Ok(c) => c,
+            Err(e) => return api_error(&e),
+        };
+        if self.lb.services.find(&key).is_some() {
+            return api_error(&Error::ServiceExists);
+        }
+        if let Err(e) = check_service(&key) {
+            return api_error(&e);
+        }
+        let id = match self.lb.add_service(key, config, now) {
+            Ok(id) => id,
+            Err(e) => return api_error(&e),
+        };
+        for d in dests {
+            let added = d
+                .core_config()
+                .and_then(|c| check_dest(&key, &d.addr, &c).map(|()| c))
+                .and_then(|c| self.lb.services.add_dest(&key, d.addr, d.port, c).map(drop));
+            if let Err(e) = added {
+                let _ = self.lb.services.delete_service(&key, now);
+                return api_error(&e);
+            }
+        }
+        if let Err(e) = self.publish(id) {
+            let _ = self.lb.services.delete_service(&key, now);
+            return dp_error(&e);
+        }
+        if !self.bulk {
+            tracing::info!(service = %key, scheduler = %spec.scheduler, real_servers = dests.len(), "service added");
+        }
+        Response::Ok
     }
 
     /// Everything listings need.
@@ -525,6 +602,85 @@ impl Control {
         crate::conns::list(&dp.director, &self.lb.timeouts, now)
     }
 
+    /// The slots whose counters [`Control::gather`] reads, and the change count they belong to.
+    pub fn counter_slots(&self) -> CounterSlots {
+        CounterSlots {
+            changes: self.changes,
+            svcs: self.lb.services.iter().map(|(id, _)| id).collect(),
+            dests: self
+                .lb
+                .services
+                .iter()
+                .flat_map(|(id, _)| self.lb.services.view(id).expect("listed").ids().to_vec())
+                .chain(self.lb.services.trash().map(|(id, _)| id))
+                .collect(),
+        }
+    }
+
+    /// Reads the counters of `slots` (without the daemon's lock: this is the slow part).
+    pub fn gather(reader: &xvs_dataplane::CounterReader, slots: CounterSlots) -> Gathered {
+        Gathered {
+            changes: slots.changes,
+            svcs: slots.svcs.into_iter().filter_map(|id| reader.svc_stats(id).ok().map(|c| (id, c))).collect(),
+            dests: slots
+                .dests
+                .into_iter()
+                .map(|d| (d, reader.dest_counters(d).ok(), reader.dest_stats(d).ok()))
+                .collect(),
+        }
+    }
+
+    /// Takes counters read by [`Control::gather`], unless the configuration changed since
+    /// (the slots may belong to other services now; the next round reads them again).
+    pub fn apply_counters(&mut self, g: Gathered) {
+        if g.changes != self.changes {
+            return;
+        }
+        let mut total = xvs_core::Counters::default();
+        for (id, c) in g.svcs {
+            total.accumulate(&c);
+            let _ = self.lb.services.set_service_stats(id, c);
+        }
+        for (d, counters, stats) in g.dests {
+            if let Some(c) = counters {
+                let _ = self.lb.services.set_dest_counters(d, c);
+            }
+            if let Some(s) = stats {
+                let _ = self.lb.services.set_dest_stats(d, s);
+            }
+        }
+        self.lb.total.set_raw(total);
+    }
+
+    /// Expires connections (the dataplane's sweep); part of the periodic work.
+    pub fn sweep(&mut self) -> Option<xvs_dataplane::SweepReport> {
+        match &mut self.dp {
+            Some(dp) => match dp.sweeper.run(&dp.director) {
+                Ok(r) => {
+                    if r.recounted {
+                        tracing::warn!(
+                            evicted = r.evicted,
+                            "the connection table evicted entries; counters re-derived (raise --max-conns)"
+                        );
+                    }
+                    Some(r)
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "sweep failed");
+                    None
+                }
+            },
+            None => None,
+        }
+    }
+
+    /// Runs the core's timers (estimator, trash, scheduler collectors) due at `now`.
+    pub fn timers(&mut self, now: Instant) {
+        while let Some(t) = self.lb.poll_timeout().filter(|t| *t <= now) {
+            self.lb.handle_timeout(t);
+        }
+    }
+
     /// Copies the dataplane's counters and statistics into the core.
     pub fn sync_counters(&mut self) {
         let Some(dp) = &self.dp else { return };
@@ -554,33 +710,34 @@ impl Control {
         self.lb.total.set_raw(total);
     }
 
-    /// The periodic work, about once a second: expire connections, copy counters, run the
-    /// core's timers (estimator, trash).
+    /// The periodic work in one call (tests; xvsd splits it so the slow counter reads happen
+    /// without its lock): expire connections, copy counters, run the core's timers.
     pub fn tick(&mut self, now: Instant) -> Option<xvs_dataplane::SweepReport> {
-        let report = match &mut self.dp {
-            Some(dp) => match dp.sweeper.run(&dp.director) {
-                Ok(r) => {
-                    if r.recounted {
-                        tracing::warn!(
-                            evicted = r.evicted,
-                            "the connection table evicted entries; counters re-derived (raise --max-conns)"
-                        );
-                    }
-                    Some(r)
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "sweep failed");
-                    None
-                }
-            },
-            None => None,
-        };
+        let report = self.sweep();
         self.sync_counters();
-        while let Some(t) = self.lb.poll_timeout().filter(|t| *t <= now) {
-            self.lb.handle_timeout(t);
-        }
+        self.timers(now);
         report
     }
+}
+
+/// Which counters to read: services and real servers (including removed ones still
+/// draining), at a given change count.
+pub struct CounterSlots {
+    changes: u64,
+    svcs: Vec<ServiceId>,
+    dests: Vec<xvs_core::DestId>,
+}
+
+/// Counters read from the dataplane, to be applied under the lock.
+pub struct Gathered {
+    changes: u64,
+    svcs: Vec<(ServiceId, xvs_core::Counters)>,
+    dests: Vec<(xvs_core::DestId, Option<xvs_core::DestCounters>, Option<xvs_core::Counters>)>,
+}
+
+fn seed() -> u64 {
+    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+    t ^ u64::from(std::process::id()).rotate_left(32)
 }
 
 /// The changes from `current` to `target`, one line each (`+`, `-`, `~`).
@@ -588,13 +745,15 @@ fn diff(current: &[(ServiceSpec, Vec<DestSpec>)], target: &[(ServiceSpec, Vec<De
     let mut changes = Vec::new();
     let describe = |s: &ServiceSpec| format!("{} {}", s.core_key(), s.scheduler);
     let rs = |d: &DestSpec| format!("{}:{} {} weight {}", d.addr, d.port, d.method, d.weight);
+    let wanted: HashSet<KeySpec> = target.iter().map(|(d, _)| d.key).collect();
+    let cur: HashMap<KeySpec, &(ServiceSpec, Vec<DestSpec>)> = current.iter().map(|e| (e.0.key, e)).collect();
     for (c, _) in current {
-        if !target.iter().any(|(d, _)| d.key == c.key) {
+        if !wanted.contains(&c.key) {
             changes.push(format!("- service {}", c.core_key()));
         }
     }
     for (d, ddests) in target {
-        match current.iter().find(|(c, _)| c.key == d.key) {
+        match cur.get(&d.key).map(|e| (&e.0, &e.1)) {
             None => {
                 changes.push(format!("+ service {}", describe(d)));
                 for r in ddests.iter() {
@@ -652,11 +811,6 @@ fn request_name(req: &Request) -> &'static str {
         Request::StartDaemon { .. } => "start-daemon",
         Request::StopDaemon { .. } => "stop-daemon",
     }
-}
-
-fn seed() -> u64 {
-    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
-    t ^ u64::from(std::process::id()).rotate_left(32)
 }
 
 /// The key listings and errors print for a service spec.

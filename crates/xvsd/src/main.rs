@@ -126,16 +126,39 @@ async fn run(o: Opts) -> anyhow::Result<()> {
             _ => {}
         }
     }
+
+    // Expiry and the core's timers once a second; counters every two seconds (the
+    // estimator's period), read without the lock so requests never wait for them.
+    let reader = Arc::new(
+        control
+            .dp
+            .as_ref()
+            .expect("adopt loads the dataplane")
+            .director
+            .counter_reader()
+            .context("open the counters")?,
+    );
     let control = Arc::new(Mutex::new(control));
     tokio::spawn(xvsd::health::run(control.clone()));
-
-    // Expiry, counters, estimator: once a second.
     let c = control.clone();
     tokio::spawn(async move {
         let mut every = tokio::time::interval(Duration::from_secs(1));
+        let mut round = 0u64;
         loop {
             every.tick().await;
-            c.lock().await.tick(xvsd::now());
+            round += 1;
+            let slots = {
+                let mut g = c.lock().await;
+                g.sweep();
+                (round % 2 == 0).then(|| g.counter_slots())
+            };
+            if let Some(slots) = slots {
+                let reader = reader.clone();
+                if let Ok(gathered) = tokio::task::spawn_blocking(move || Control::gather(&reader, slots)).await {
+                    c.lock().await.apply_counters(gathered);
+                }
+            }
+            c.lock().await.timers(xvsd::now());
         }
     });
     // Real servers' neighbour entries: a direct-routing packet to an unresolved neighbour is
