@@ -11,15 +11,6 @@ use xvs_dataplane::{Aux, Decap, Director, LoadOptions, Publisher};
 use xvs_lab::topology::{rs4, rs6, Classic, Mode, VIP4, VIP6};
 use xvs_lab::PinDir;
 
-fn require_root() -> bool {
-    if xvs_lab::privileged() {
-        return true;
-    }
-    assert!(std::env::var("CI").is_err(), "end-to-end tests need root, and CI runs as root");
-    eprintln!("skipped: needs root");
-    false
-}
-
 /// The director side of a lab: programs attached, a service published.
 struct Director_ {
     _aux: Vec<Aux>,
@@ -82,7 +73,7 @@ fn setup(lab: &Classic, mode: Mode, key: ServiceKey, port: u16) -> Director_ {
 }
 
 fn http_case(mode: Mode, v6: bool) {
-    if !require_root() {
+    if !xvs_lab::require_root() {
         return;
     }
     let mut lab = Classic::new(2, mode);
@@ -138,7 +129,7 @@ fn tun_ipv6_http() {
 
 #[test]
 fn nat_udp_both_families() {
-    if !require_root() {
+    if !xvs_lab::require_root() {
         return;
     }
     let mut lab = Classic::new(2, Mode::Nat);

@@ -50,6 +50,17 @@ pub fn privileged() -> bool {
     nix::unistd::geteuid().is_root() && try_sh(&["ip", "netns", "list"])
 }
 
+/// For tests that need root: true when this process can build labs. Otherwise says the test
+/// is skipped, except under CI (which runs as root), where a missing privilege is a failure.
+pub fn require_root() -> bool {
+    if privileged() {
+        return true;
+    }
+    assert!(std::env::var("CI").is_err(), "this test needs root, and CI runs as root");
+    eprintln!("skipped: needs root");
+    false
+}
+
 /// A network namespace, deleted on drop (with every process still in it killed).
 #[derive(Debug)]
 pub struct Netns {

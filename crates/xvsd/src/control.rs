@@ -210,29 +210,7 @@ impl Control {
     }
 
     fn add_service(&mut self, spec: &ServiceSpec, now: Instant) -> Response {
-        let key = spec.core_key();
-        let config = match spec.core_config() {
-            Ok(c) => c,
-            Err(e) => return api_error(&e),
-        };
-        if self.lb.services.find(&key).is_some() {
-            return api_error(&Error::ServiceExists);
-        }
-        if let Err(e) = check_service(&key) {
-            return api_error(&e);
-        }
-        let id = match self.lb.add_service(key, config, now) {
-            Ok(id) => id,
-            Err(e) => return api_error(&e),
-        };
-        if let Err(e) = self.publish(id) {
-            let _ = self.lb.services.delete_service(&key, now);
-            return dp_error(&e);
-        }
-        if !self.bulk {
-            tracing::info!(service = %key, scheduler = %spec.scheduler, "service added");
-        }
-        Response::Ok
+        self.add_service_with_dests(spec, &[], now)
     }
 
     fn edit_service(&mut self, spec: &ServiceSpec, now: Instant) -> Response {
@@ -557,7 +535,11 @@ impl Control {
             return dp_error(&e);
         }
         if !self.bulk {
-            tracing::info!(service = %key, scheduler = %spec.scheduler, real_servers = dests.len(), "service added");
+            if dests.is_empty() {
+                tracing::info!(service = %key, scheduler = %spec.scheduler, "service added");
+            } else {
+                tracing::info!(service = %key, scheduler = %spec.scheduler, real_servers = dests.len(), "service added");
+            }
         }
         Response::Ok
     }

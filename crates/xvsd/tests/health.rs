@@ -16,15 +16,6 @@ use xvs_lab::topology::{Classic, Mode, VIP4};
 use xvsadm::client::Socket;
 use xvsadm::run::run;
 
-fn require_root() -> bool {
-    if xvs_lab::privileged() {
-        return true;
-    }
-    assert!(std::env::var("CI").is_err(), "end-to-end tests need root, and CI runs as root");
-    eprintln!("skipped: needs root");
-    false
-}
-
 /// HTTP_GET with delay_loop 1, connect_timeout 1, retry 1, delay_before_retry 0.5: a failure
 /// starting just after a good check is seen at the next check (≤ 1.1 s with jitter), each
 /// attempt may take the whole timeout, and one retry follows 0.5 s later. One second of slack
@@ -155,7 +146,7 @@ fn failure_and_recovery(l: &Lab, mode: &str) {
 
 #[test]
 fn each_failure_kind_is_detected_and_recovered() {
-    if !require_root() {
+    if !xvs_lab::require_root() {
         return;
     }
     let l = setup();
@@ -171,7 +162,7 @@ fn each_failure_kind_is_detected_and_recovered() {
 
 #[test]
 fn inhibit_quorum_sorry_server_and_flapping() {
-    if !require_root() {
+    if !xvs_lab::require_root() {
         return;
     }
     let l = setup();
@@ -226,7 +217,7 @@ fn inhibit_quorum_sorry_server_and_flapping() {
 
 #[test]
 fn established_connections_outlive_a_failed_check() {
-    if !require_root() {
+    if !xvs_lab::require_root() {
         return;
     }
     let l = setup();

@@ -20,15 +20,6 @@ use xvs_lab::topology::{rs4, Classic, Mode, VIP4};
 use xvsadm::client::Socket;
 use xvsadm::run::run;
 
-fn require_root() -> bool {
-    if xvs_lab::privileged() {
-        return true;
-    }
-    assert!(std::env::var("CI").is_err(), "end-to-end tests need root, and CI runs as root");
-    eprintln!("skipped: needs root");
-    false
-}
-
 /// Runs one xvsadm command against the daemon, in process; panics on failure.
 fn adm(socket: &Path, args: &str) -> String {
     let argv: Vec<String> = std::iter::once("xvsadm").chain(args.split_whitespace()).map(String::from).collect();
@@ -132,7 +123,7 @@ fn iperf_ok(out: Output) -> String {
 
 #[test]
 fn hundreds_of_changes_under_load_fail_nothing() {
-    if !require_root() {
+    if !xvs_lab::require_root() {
         return;
     }
     let Setup { xvsd, lab, _aux } = setup(&[]);
@@ -181,7 +172,7 @@ fn hundreds_of_changes_under_load_fail_nothing() {
 
 #[test]
 fn killing_and_restarting_xvsd_keeps_forwarding() {
-    if !require_root() {
+    if !xvs_lab::require_root() {
         return;
     }
     let Setup { mut xvsd, lab, _aux } = setup(&["--metrics", "127.0.0.1:9642"]);

@@ -29,12 +29,7 @@ pub fn ip(s: &str) -> IpAddr {
 
 /// Skips (returning None) when not root; in CI (CI=true) a missing privilege fails instead.
 pub fn require_root() -> Option<()> {
-    if xvs_lab::privileged() {
-        return Some(());
-    }
-    assert!(std::env::var("CI").is_err(), "dataplane tests need root, and CI runs as root");
-    eprintln!("skipped: needs root (BPF, network namespaces)");
-    None
+    xvs_lab::require_root().then_some(())
 }
 
 /// The lab: one namespace holding the director's two interfaces, d0 towards the client and d1
