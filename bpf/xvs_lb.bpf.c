@@ -93,7 +93,12 @@ __attribute__((noinline)) int forward(struct xdp_md *ctx, struct pkt *p, union c
 	if (!fib)
 		return XDP_PASS;
 	__u16 hdr = method != XVS_FWD_TUNNEL ? 0 : p->af == XVS_AF_INET ? sizeof(struct iphdr) : sizeof(struct ipv6hdr);
-	long rc = fib_lookup(ctx, p, dst->addr, p->ip_len + hdr, fib, method == XVS_FWD_TUNNEL ? BPF_FIB_LOOKUP_SRC : 0);
+	long rc = BPF_FIB_LKUP_RET_SUCCESS;
+	if (!nexthop_get(p, dest_id, dst->addr, p->ip_len + hdr, fib)) {
+		rc = fib_lookup(ctx, p, dst->addr, p->ip_len + hdr, fib, method == XVS_FWD_TUNNEL ? BPF_FIB_LOOKUP_SRC : 0);
+		if (rc == BPF_FIB_LKUP_RET_SUCCESS)
+			nexthop_put(p, dest_id, dst->addr, fib);
+	}
 	if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED)
 		return too_big(ctx, p, fib->mtu_result - hdr);
 	if (rc == BPF_FIB_LKUP_RET_NOT_FWDED && method != XVS_FWD_TUNNEL) {

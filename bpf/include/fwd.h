@@ -199,6 +199,45 @@ static __always_inline long fib_lookup(struct xdp_md *ctx, const struct pkt *p, 
 	return rc;
 }
 
+/* The cached next hop towards real server `dest_id` at `addr`, into *fib (out interface, MACs,
+ * tunnel source) as a FIB lookup would leave them. Returns 1 on a hit. */
+static __always_inline int nexthop_get(const struct pkt *p, __u32 dest_id, const __u32 *addr, __u16 tot_len,
+				       struct bpf_fib_lookup *fib)
+{
+	__u32 slot = dest_id & (XVS_NH_SLOTS - 1);
+	struct xvs_nexthop *nh = bpf_map_lookup_elem(&xvs_nexthop, &slot);
+	if (!nh || !nh->stamp || nh->dest_id != dest_id || nh->in_ifindex != p->ifindex)
+		return 0;
+	if ((__u32)(p->now - nh->stamp) >= XVS_NH_TTL_MS || tot_len > nh->mtu)
+		return 0;
+	if (nh->addr[0] != addr[0] || nh->addr[1] != addr[1] || nh->addr[2] != addr[2] || nh->addr[3] != addr[3])
+		return 0;
+	fib->ifindex = nh->out_ifindex;
+	__builtin_memcpy(fib->dmac, nh->dmac, ETH_ALEN);
+	__builtin_memcpy(fib->smac, nh->smac, ETH_ALEN);
+	__builtin_memcpy(fib->ipv6_src, nh->src, 16); /* ipv4_src shares the first word */
+	return 1;
+}
+
+/* Remembers a successful FIB lookup towards real server `dest_id` at `addr`. */
+static __always_inline void nexthop_put(const struct pkt *p, __u32 dest_id, const __u32 *addr,
+					const struct bpf_fib_lookup *fib)
+{
+	__u32 slot = dest_id & (XVS_NH_SLOTS - 1);
+	struct xvs_nexthop *nh = bpf_map_lookup_elem(&xvs_nexthop, &slot);
+	if (!nh)
+		return;
+	nh->dest_id = dest_id;
+	__builtin_memcpy(nh->addr, addr, 16);
+	nh->in_ifindex = p->ifindex;
+	nh->out_ifindex = fib->ifindex;
+	__builtin_memcpy(nh->src, fib->ipv6_src, 16);
+	__builtin_memcpy(nh->dmac, fib->dmac, ETH_ALEN);
+	__builtin_memcpy(nh->smac, fib->smac, ETH_ALEN);
+	nh->mtu = fib->mtu_result;
+	nh->stamp = p->now ? p->now : 1;
+}
+
 /* Sends the frame to the next hop the FIB found: writes the MACs, then XDP_TX on the ingress
  * interface or XDP_REDIRECT to another. */
 static __always_inline int xmit(struct xdp_md *ctx, const struct pkt *p, const struct bpf_fib_lookup *fib)

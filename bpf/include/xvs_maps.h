@@ -186,6 +186,32 @@ struct {
 	__type(value, struct bpf_fib_lookup);
 } xvs_fib_scratch SEC(".maps");
 
+/* The next hop towards each real server, per CPU, kept for XVS_NH_TTL_MS: the FIB lookup is
+ * half of an established packet's cost. Direct-mapped by real-server slot; an entry counts
+ * only for the same slot, server address and ingress interface, and for packets within the
+ * MTU the FIB reported, so a route or neighbour change is seen within the TTL. */
+#define XVS_NH_SLOTS 4096
+#define XVS_NH_TTL_MS 1000
+struct xvs_nexthop {
+	__u32 dest_id;
+	__u32 addr[4];
+	__u32 in_ifindex;
+	__u32 out_ifindex;
+	__u32 src[4]; /* the outer source of tunnels */
+	__u32 stamp;  /* ms of CLOCK_MONOTONIC; 0: empty */
+	__u16 mtu;
+	__u8 dmac[6];
+	__u8 smac[6];
+	__u8 pad[2];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, XVS_NH_SLOTS);
+	__type(key, __u32);
+	__type(value, struct xvs_nexthop);
+} xvs_nexthop SEC(".maps");
+
 /* Tunables and the TCP state tables. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

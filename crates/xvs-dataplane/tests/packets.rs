@@ -212,3 +212,32 @@ fn a_packet_never_sees_half_a_configuration() {
     });
     assert!(checked > 100 && flips > 10, "{checked} packets across {flips} changes");
 }
+
+/// The next hop towards a real server is cached for at most a second: a neighbour that
+/// changes its MAC, or a route that goes away, is followed once the entry has aged out.
+#[test]
+fn next_hop_changes_are_followed_within_a_second() {
+    if require_root().is_none() {
+        return;
+    }
+    let mut lab = Lab::new();
+    let key = lab.service(vip(false, false), SchedKind::Rr);
+    lab.dest(&key, rs(false, 0), 8080, method_cfg(ForwardMethod::Route));
+    let send = |lab: &Lab, sport: u16| {
+        let f = frame((client(false), sport), (key.addr(), key.port()), Some(SYN), b"", CLIENT_MAC, lab.mac_d0);
+        lab.run_client(&f)
+    };
+    let r = send(&lab, 41000);
+    assert_eq!((r.action, parse(&r.frame).dst_mac), (action::REDIRECT, RS_MACS[0]));
+    // The real server's MAC changes (a replaced NIC, a VRRP pair of servers).
+    let new_mac = [0x02, 0, 0, 0, 0x77, 0x77];
+    lab.ns.ip(&["neigh", "replace", rs(false, 0), "lladdr", "02:00:00:00:77:77", "dev", "d1", "nud", "permanent"]);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let r = send(&lab, 41001);
+    assert_eq!((r.action, parse(&r.frame).dst_mac), (action::REDIRECT, new_mac), "the new MAC after a second");
+    // The route goes away: the packet is no longer sent to the old next hop.
+    lab.ns.ip(&["addr", "del", "198.18.2.1/24", "dev", "d1"]);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let r = send(&lab, 41002);
+    assert_ne!(r.action, action::REDIRECT, "no route, no forwarding");
+}
