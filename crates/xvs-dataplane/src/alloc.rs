@@ -65,13 +65,16 @@ impl RangeAlloc {
         if let Some(start) = self.take(len) {
             return Some(start);
         }
-        let oldest = self.quarantine.front().map(|(t, _, _)| *t)?;
-        std::thread::sleep((oldest + GRACE).saturating_duration_since(Instant::now()));
-        // Everything released before now is reusable after this wait.
-        while let Some((_, start, len)) = self.quarantine.pop_front() {
-            self.free_now(start, len);
+        // Wait for quarantined ranges one by one (oldest first), never freeing one before its
+        // own grace period is over.
+        while let Some(&(released, _, _)) = self.quarantine.front() {
+            std::thread::sleep((released + GRACE).saturating_duration_since(Instant::now()));
+            self.reclaim();
+            if let Some(start) = self.take(len) {
+                return Some(start);
+            }
         }
-        self.take(len)
+        None
     }
 
     fn take(&mut self, len: u32) -> Option<u32> {

@@ -78,14 +78,14 @@ const MAX_INCLUDE_DEPTH: usize = 8;
 pub fn parse_file(path: &Path) -> Result<Vec<Node>, ParseError> {
     let mut toks = Vec::new();
     lex_file(path, &Pos { file: path.to_path_buf(), line: 0 }, 0, &mut toks)?;
-    build(&mut toks.into_iter().peekable(), path, None)
+    build(&mut toks.into_iter().peekable(), path, None, 0)
 }
 
 /// Parses text as if it were the file `name` (includes resolve relative to its directory).
 pub fn parse_str(name: &Path, text: &str) -> Result<Vec<Node>, ParseError> {
     let mut toks = Vec::new();
     lex(name, text, 0, &mut toks)?;
-    build(&mut toks.into_iter().peekable(), name, None)
+    build(&mut toks.into_iter().peekable(), name, None, 0)
 }
 
 fn lex_file(path: &Path, from: &Pos, depth: usize, out: &mut Vec<(Tok, Pos)>) -> Result<(), ParseError> {
@@ -182,10 +182,14 @@ fn expand_include(from: &Path, pattern: &str, pos: &Pos) -> Result<Vec<PathBuf>,
     Ok(files)
 }
 
+/// Blocks nest at most this deep (keepalived's own files nest four deep).
+const MAX_DEPTH: usize = 32;
+
 fn build(
     toks: &mut std::iter::Peekable<std::vec::IntoIter<(Tok, Pos)>>,
     file: &Path,
     open: Option<&Pos>,
+    depth: usize,
 ) -> Result<Vec<Node>, ParseError> {
     let mut nodes: Vec<Node> = Vec::new();
     let mut words: Vec<String> = Vec::new();
@@ -212,7 +216,10 @@ fn build(
                 words.push(w);
             }
             Tok::Open => {
-                let block = build(toks, file, Some(&pos))?;
+                if depth >= MAX_DEPTH {
+                    return Err(ParseError { pos, message: format!("blocks nest more than {MAX_DEPTH} deep") });
+                }
+                let block = build(toks, file, Some(&pos), depth + 1)?;
                 if words.is_empty() {
                     return Err(ParseError { pos, message: "a block must follow a keyword".into() });
                 }
@@ -279,6 +286,9 @@ mod tests {
         assert_eq!(e.to_string(), "k.conf:1: this '{' is never closed");
         let e = parse_str(Path::new("k.conf"), "a 1\n}\n").unwrap_err();
         assert_eq!(e.to_string(), "k.conf:2: unmatched '}'");
+        let deep = "a {\n".repeat(100);
+        let e = parse_str(Path::new("k.conf"), &deep).unwrap_err();
+        assert!(e.to_string().contains("nest more than"), "{e}");
         let e = parse_str(Path::new("/nonexistent/k.conf"), "include other/*.conf\n").unwrap_err();
         assert!(e.to_string().starts_with("/nonexistent/k.conf:1: include other/*.conf: no such file"), "{e}");
     }

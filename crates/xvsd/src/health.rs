@@ -124,10 +124,12 @@ pub async fn handle_and_wait(events: Vec<Event>, timeout: Duration) {
 }
 
 async fn run_script(cmd: String, timeout: Duration) {
+    // Its own process group, so a timeout stops what the script started too.
     let child = tokio::process::Command::new("/bin/sh")
         .arg("-c")
         .arg(&cmd)
         .stdin(std::process::Stdio::null())
+        .process_group(0)
         .kill_on_drop(true)
         .spawn();
     match child {
@@ -135,7 +137,15 @@ async fn run_script(cmd: String, timeout: Duration) {
             Ok(Ok(st)) if st.success() => tracing::debug!(script = %cmd, "script done"),
             Ok(Ok(st)) => tracing::warn!(script = %cmd, status = %st, "script failed"),
             Ok(Err(e)) => tracing::warn!(script = %cmd, error = %e, "script failed"),
-            Err(_) => tracing::warn!(script = %cmd, "script killed after {}s", timeout.as_secs()),
+            Err(_) => {
+                if let Some(pid) = c.id() {
+                    let _ = nix::sys::signal::killpg(
+                        nix::unistd::Pid::from_raw(pid as i32),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
+                tracing::warn!(script = %cmd, "script killed after {}s", timeout.as_secs())
+            }
         },
         Err(e) => tracing::warn!(script = %cmd, error = %e, "cannot run script"),
     }
