@@ -69,6 +69,8 @@ __attribute__((noinline)) int forward(struct xdp_md *ctx, struct pkt *p, union c
 		return XDP_PASS;
 	__u8 old_state = c->state;
 	conn_transition(p->af, k, c, DIR_INPUT, p->tcp_flags);
+	if (!is_new && old_state == XVS_UDP_S)
+		conn_assure(c); /* a UDP flow's second packet */
 	/* "Last seen" is rewritten at most once a second unless the state moved: a shared entry
 	 * written on every packet would bounce its cache line between CPUs. */
 	if (is_new || c->state != old_state || (__s32)(now - c->seen) >= 1000)
@@ -94,10 +96,11 @@ __attribute__((noinline)) int forward(struct xdp_md *ctx, struct pkt *p, union c
 		return XDP_PASS;
 	__u16 hdr = method != XVS_FWD_TUNNEL ? 0 : p->af == XVS_AF_INET ? sizeof(struct iphdr) : sizeof(struct ipv6hdr);
 	long rc = BPF_FIB_LKUP_RET_SUCCESS;
-	if (!nexthop_get(p, dest_id, dst->addr, p->ip_len + hdr, fib)) {
-		rc = fib_lookup(ctx, p, dst->addr, p->ip_len + hdr, fib, method == XVS_FWD_TUNNEL ? BPF_FIB_LOOKUP_SRC : 0);
+	__u8 tunnel = method == XVS_FWD_TUNNEL;
+	if (!nexthop_get(p, dest_id, dst->addr, p->ip_len + hdr, tunnel, fib)) {
+		rc = fib_lookup(ctx, p, dst->addr, p->ip_len + hdr, fib, tunnel ? BPF_FIB_LOOKUP_SRC : 0);
 		if (rc == BPF_FIB_LKUP_RET_SUCCESS)
-			nexthop_put(p, dest_id, dst->addr, fib);
+			nexthop_put(p, dest_id, dst->addr, tunnel, fib);
 	}
 	if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED)
 		return too_big(ctx, p, fib->mtu_result - hdr);
@@ -148,10 +151,14 @@ __attribute__((noinline)) int reply(struct xdp_md *ctx, struct pkt *p, union con
 		return XDP_PASS;
 	__u32 dest_id = c->dest_id;
 	struct xvs_dest *dst = bpf_map_lookup_elem(&xvs_dests, &dest_id);
-	if (!dst)
+	if (!dst || dst->gen != c->gen) {
+		count_reason(XVS_R_STALE_DEST);
 		return XDP_PASS;
+	}
 	__u8 old_state = c->state;
 	conn_transition(p->af, &k, c, DIR_OUTPUT, p->tcp_flags);
+	if (old_state == XVS_UDP_S)
+		conn_assure(c); /* a UDP flow with a reply */
 	if (c->state != old_state || (__s32)(now - c->seen) >= 1000)
 		c->seen = now;
 	if (dst->flags & XVS_DEST_F_AVAILABLE)
@@ -193,6 +200,8 @@ __attribute__((noinline)) int reply(struct xdp_md *ctx, struct pkt *p, union con
  * Returns: 1 if this call removed it. */
 static __always_inline int drop_conn(__u8 af, union conn_key *k, struct xvs_conn *c)
 {
+	if (!conn_claim(c))
+		return 0;
 	struct xvs_conn copy = *c;
 	if (conn_delete(af, k))
 		return 0;
@@ -232,10 +241,10 @@ __attribute__((noinline)) __u32 pick(const struct xvs_svc *svc, struct pkt *p, u
 	tpl_key(p->af, k, svc, svc->port, &t);
 	struct xvs_tpl *tpl = tpl_lookup(p->af, &t);
 	__u32 dest_id = XVS_NO_DEST;
-	if (tpl && ((__s32)(now - tpl->expires) < 0 || (__s32)tpl->n_control > 0)) {
+	if (tpl && ((__u64)age_ms(now, tpl->since) < (__u64)tpl->timeout * 1000 || (__s32)tpl->n_control > 0)) {
 		__u32 id = tpl->dest_id;
 		struct xvs_dest *d = bpf_map_lookup_elem(&xvs_dests, &id);
-		if (d && (d->flags & XVS_DEST_F_AVAILABLE) &&
+		if (d && d->gen == tpl->gen && (d->flags & XVS_DEST_F_AVAILABLE) &&
 		    !((cfg->flags & XVS_CFG_EXPIRE_QUIESCENT) && d->weight == 0))
 			dest_id = id;
 	}
@@ -249,11 +258,15 @@ __attribute__((noinline)) __u32 pick(const struct xvs_svc *svc, struct pkt *p, u
 			struct xvs_tpl old = *tpl;
 			if (!tpl_delete(p->af, &t)) {
 				struct xvs_dest_state *st = bpf_map_lookup_elem(&xvs_dest_state, &old.dest_id);
-				if (st)
+				struct xvs_dest *od = bpf_map_lookup_elem(&xvs_dests, &old.dest_id);
+				if (st && od && od->gen == old.gen)
 					__sync_fetch_and_add(&st->persist, -1);
 			}
 		}
-		struct xvs_tpl nt = { .dest_id = dest_id, .expires = now + svc->timeout * 1000, .timeout = svc->timeout };
+		struct xvs_dest *nd = bpf_map_lookup_elem(&xvs_dests, &dest_id);
+		if (!nd)
+			return XVS_EMPTY;
+		struct xvs_tpl nt = { .dest_id = dest_id, .since = now, .timeout = svc->timeout, .gen = nd->gen };
 		long err = tpl_insert(p->af, &t, &nt);
 		if (!err) {
 			struct xvs_dest_state *st = bpf_map_lookup_elem(&xvs_dest_state, &dest_id);
@@ -269,7 +282,7 @@ __attribute__((noinline)) __u32 pick(const struct xvs_svc *svc, struct pkt *p, u
 	}
 	/* Each new connection restarts the persistence window. */
 	__sync_fetch_and_add(&tpl->n_control, 1);
-	tpl->expires = now + tpl->timeout * 1000;
+	tpl->since = now;
 	*ctl = 1;
 	return dest_id;
 }
@@ -300,6 +313,11 @@ static __always_inline int handle_l4(struct xdp_md *ctx, struct scratch *sc, con
 	if (c) {
 		__u32 id = c->dest_id;
 		struct xvs_dest *dst = bpf_map_lookup_elem(&xvs_dests, &id);
+		if (dst && dst->gen != c->gen) {
+			/* The slot holds another server now: never send this connection there. */
+			count_reason(XVS_R_STALE_DEST);
+			dst = NULL;
+		}
 		int reuse = cfg->flags & (XVS_CFG_REUSE_1 | XVS_CFG_REUSE_2);
 		if (conn_expired(c, cfg, now)) {
 			drop_conn(p->af, kp, c);
@@ -344,6 +362,15 @@ static __always_inline int handle_l4(struct xdp_md *ctx, struct scratch *sc, con
 		return icmp_reply(ctx, p, ICMP_PORT_UNREACH, 0);
 	}
 
+	/* Not assured connections are bounded (a spoofed SYN flood): refused past the limit, so
+	 * they never take the room of established ones, which nothing evicts. */
+	struct xvs_gauges *g = gauges();
+	int one_packet = (svc->flags & XVS_SVC_F_ONEPACKET) && p->proto == IPPROTO_UDP;
+	if (g && !one_packet && g->half >= (__s64)cfg->max_half) {
+		count_reason(XVS_R_HALF_FULL);
+		return XDP_DROP;
+	}
+
 	int ctl;
 	__u32 dest_id = pick(svc, p, kp, &ctl);
 	if (dest_id == XVS_EMPTY) {
@@ -368,8 +395,9 @@ static __always_inline int handle_l4(struct xdp_md *ctx, struct scratch *sc, con
 		.seen = now,
 		.svc_id = svc->id,
 		.state = p->proto == IPPROTO_UDP ? XVS_UDP_S : XVS_TCP_S_NONE,
-		.flags = XVS_CONN_F_INACTIVE,
+		.flags = XVS_CONN_F_INACTIVE | XVS_CONN_F_HALF,
 		.method = dst->method,
+		.gen = dst->gen,
 	};
 	if (ctl)
 		nc.flags |= XVS_CONN_F_CTL;
@@ -414,6 +442,7 @@ static __always_inline int handle_l4(struct xdp_md *ctx, struct scratch *sc, con
 		return XDP_DROP;
 	}
 	count(XVS_CNT_CONN_NEW);
+	half_add(1);
 	dest_bind(dest_id, dst);
 	c = conn_lookup(p->af, kp);
 	if (!c)
@@ -462,11 +491,13 @@ int xvs_lb(struct xdp_md *ctx)
 struct sweep_ctx {
 	__u32 now;
 	__u32 flags;
+	__u32 early_ms;
 	__u64 seen;
 	__u64 expired;
 	__u64 tpl_seen;
 	__u64 tpl_expired;
 	__u64 lblc_expired;
+	__u64 early_dropped;
 };
 
 static __always_inline long sweep_one(__u8 af, union conn_key *k, struct xvs_conn *c, struct sweep_ctx *sc)
@@ -479,19 +510,12 @@ static __always_inline long sweep_one(__u8 af, union conn_key *k, struct xvs_con
 		sc->expired += drop_conn(af, k, c);
 		return 0;
 	}
-	if (sc->flags & XVS_SWEEP_RECOUNT) {
-		__u32 id = c->dest_id;
-		struct xvs_recount *r = bpf_map_lookup_elem(&xvs_recount, &id);
-		if (r) {
-			r->total++;
-			if (!(c->flags & XVS_CONN_F_INACTIVE))
-				r->active++;
-		}
-		if (c->flags & XVS_CONN_F_CTL) {
-			struct xvs_tpl *t = tpl_of_conn(af, k, c);
-			if (t)
-				__sync_fetch_and_add(&t->n_control, 1);
-		}
+	/* Early drop (conntrack's early_drop, IPVS's drop_entry): while the half-open gauge is
+	 * high, unassured entries idle for early_ms go; assured ones are never touched. */
+	if ((sc->flags & XVS_SWEEP_EARLY) && (c->flags & XVS_CONN_F_HALF) && age_ms(sc->now, c->seen) >= sc->early_ms) {
+		int n = drop_conn(af, k, c);
+		sc->expired += n;
+		sc->early_dropped += n;
 	}
 	return 0;
 }
@@ -511,50 +535,67 @@ static long sweep_conn6(struct bpf_map *map, struct xvs_conn6_key *key, struct x
 }
 
 /* A template's timer: expired and still controlling connections → 60 s more, and 60 s from
- * then on; expired and idle → removed (ip_vs_conn_expire). */
+ * then on; expired and idle → removed (ip_vs_conn_expire). Under early drop, a template that
+ * controls nothing and was never assured goes at once (a flood's spoofed sources make them). */
 static __always_inline int sweep_tpl(struct xvs_tpl *t, struct sweep_ctx *sc)
 {
 	sc->tpl_seen++;
-	if (sc->flags & XVS_SWEEP_RECOUNT) {
-		/* Recount: the connection pass counted n_control from zero; count the template. */
-		__u32 id = t->dest_id;
-		struct xvs_recount *r = bpf_map_lookup_elem(&xvs_recount, &id);
-		if (r)
-			r->persist++;
-		return 0;
+	if (sc->flags & XVS_SWEEP_ALL)
+		return 1;
+	if ((sc->flags & XVS_SWEEP_EARLY) && t->state != XVS_TPL_S_ASSURED && (__s32)t->n_control <= 0 &&
+	    age_ms(sc->now, t->since) >= sc->early_ms) {
+		sc->early_dropped++;
+		return 1;
 	}
-	if (!(sc->flags & XVS_SWEEP_ALL) && (__s32)(sc->now - t->expires) < 0)
+	if ((__u64)age_ms(sc->now, t->since) < (__u64)t->timeout * 1000)
 		return 0;
-	if (!(sc->flags & XVS_SWEEP_ALL) && (__s32)t->n_control > 0) {
+	if ((__s32)t->n_control > 0) {
 		t->timeout = XVS_TPL_RETRY_S;
-		t->expires = sc->now + XVS_TPL_RETRY_S * 1000;
+		t->since = sc->now;
 		return 0;
 	}
 	return 1;
 }
 
 /* A template the sweep removed: its server stops counting it. */
-static __always_inline void tpl_released(__u32 id, struct sweep_ctx *sc)
+static __always_inline void tpl_released(__u32 id, __u32 gen, struct sweep_ctx *sc)
 {
 	struct xvs_dest_state *st = bpf_map_lookup_elem(&xvs_dest_state, &id);
-	if (st)
+	struct xvs_dest *d = bpf_map_lookup_elem(&xvs_dests, &id);
+	if (st && d && d->gen == gen)
 		__sync_fetch_and_add(&st->persist, -1);
 	sc->tpl_expired++;
 }
 
 static long sweep_tpl4(struct bpf_map *map, struct xvs_conn4_key *key, struct xvs_tpl *t, struct sweep_ctx *sc)
 {
-	__u32 id = t->dest_id;
+	__u32 id = t->dest_id, gen = t->gen;
 	if (sweep_tpl(t, sc) && !bpf_map_delete_elem(map, key))
-		tpl_released(id, sc);
+		tpl_released(id, gen, sc);
 	return 0;
 }
 
 static long sweep_tpl6(struct bpf_map *map, struct xvs_conn6_key *key, struct xvs_tpl *t, struct sweep_ctx *sc)
 {
-	__u32 id = t->dest_id;
+	__u32 id = t->dest_id, gen = t->gen;
 	if (sweep_tpl(t, sc) && !bpf_map_delete_elem(map, key))
-		tpl_released(id, sc);
+		tpl_released(id, gen, sc);
+	return 0;
+}
+
+/* Reply entries whose connection is gone (its server's slot was taken by another server before
+ * it was removed, so its removal could not name the entry). */
+static long sweep_nat4(struct bpf_map *map, struct xvs_nat4_key *key, struct xvs_conn4_key *owner, struct sweep_ctx *sc)
+{
+	if (!bpf_map_lookup_elem(&xvs_conn4, owner))
+		bpf_map_delete_elem(map, key);
+	return 0;
+}
+
+static long sweep_nat6(struct bpf_map *map, struct xvs_nat6_key *key, struct xvs_conn6_key *owner, struct sweep_ctx *sc)
+{
+	if (!bpf_map_lookup_elem(&xvs_conn6, owner))
+		bpf_map_delete_elem(map, key);
 	return 0;
 }
 
@@ -574,39 +615,24 @@ static long sweep_lblc(struct bpf_map *map, struct xvs_lblc_key *key, struct xvs
 	return 0;
 }
 
-/* Recount, first pass: zero the scratch counts and the templates' n_control. */
-static long recount_zero_cb(__u32 i, void *data)
+/* A threshold edit (reference §3.7): no upper threshold clears the overload flag, reaching it
+ * sets it, falling below the lower one clears it. Done here, in the kernel, so that only the
+ * flag is written: the counters beside it keep moving under packets. */
+static __always_inline void rethreshold(const struct xvs_sweep_args *a)
 {
-	struct xvs_recount *r = bpf_map_lookup_elem(&xvs_recount, &i);
-	if (!r)
-		return 1;
-	r->active = r->total = r->persist = 0;
-	return 0;
-}
-
-static long tpl_zero4(struct bpf_map *map, struct xvs_conn4_key *key, struct xvs_tpl *t, void *data)
-{
-	t->n_control = 0;
-	return 0;
-}
-
-static long tpl_zero6(struct bpf_map *map, struct xvs_conn6_key *key, struct xvs_tpl *t, void *data)
-{
-	t->n_control = 0;
-	return 0;
-}
-
-/* Recount, last pass: the counters become what the tables hold. */
-static long recount_apply_cb(__u32 i, void *data)
-{
-	struct xvs_recount *r = bpf_map_lookup_elem(&xvs_recount, &i);
-	struct xvs_dest_state *st = bpf_map_lookup_elem(&xvs_dest_state, &i);
-	if (!r || !st)
-		return 1;
-	st->active = r->active;
-	st->total = r->total;
-	st->persist = r->persist;
-	return 0;
+	__u32 id = a->dest_id;
+	struct xvs_dest_state *st = bpf_map_lookup_elem(&xvs_dest_state, &id);
+	if (!st)
+		return;
+	__s64 total = st->total;
+	if (total < 0)
+		total = 0;
+	if (a->u_thresh == 0)
+		st->overload = 0;
+	else if (total >= a->u_thresh)
+		st->overload = 1;
+	else if (total < a->l_thresh)
+		st->overload = 0;
 }
 
 /* Run by xvsd with BPF_PROG_TEST_RUN about once a second. Its "packet" carries struct
@@ -619,27 +645,33 @@ int xvs_sweep(struct xdp_md *ctx)
 	struct xvs_sweep_out *out = (void *)(args + 1);
 	if ((void *)(out + 1) > data_end)
 		return XDP_ABORTED;
-	struct sweep_ctx sc = { .now = now_ms(), .flags = args->flags };
-	if (sc.flags & XVS_SWEEP_RECOUNT) {
-		/* Counters drift only when the LRU tables evict entries silently; xvsd asks for a
-		 * recount when the sweep sees fewer entries than were inserted and not removed. */
-		bpf_loop(1 << 20, recount_zero_cb, NULL, 0);
-		bpf_for_each_map_elem(&xvs_tpl4, tpl_zero4, NULL, 0);
-		bpf_for_each_map_elem(&xvs_tpl6, tpl_zero6, NULL, 0);
+	if (args->flags & XVS_SWEEP_RETHRESH) {
+		rethreshold(args);
+		return XDP_PASS;
 	}
+	struct sweep_ctx sc = { .now = now_ms(), .flags = args->flags, .early_ms = args->early_ms };
 	bpf_for_each_map_elem(&xvs_conn4, sweep_conn4, &sc, 0);
 	bpf_for_each_map_elem(&xvs_conn6, sweep_conn6, &sc, 0);
 	bpf_for_each_map_elem(&xvs_tpl4, sweep_tpl4, &sc, 0);
 	bpf_for_each_map_elem(&xvs_tpl6, sweep_tpl6, &sc, 0);
+	if (sc.flags & (XVS_SWEEP_NAT_GC | XVS_SWEEP_ALL)) {
+		bpf_for_each_map_elem(&xvs_nat4, sweep_nat4, &sc, 0);
+		bpf_for_each_map_elem(&xvs_nat6, sweep_nat6, &sc, 0);
+	}
 	if (sc.flags & (XVS_SWEEP_LBLC_FULL | XVS_SWEEP_ALL))
 		bpf_for_each_map_elem(&xvs_lblc, sweep_lblc, &sc, 0);
-	if (sc.flags & XVS_SWEEP_RECOUNT)
-		bpf_loop(1 << 20, recount_apply_cb, NULL, 0);
 	out->seen = sc.seen;
 	out->expired = sc.expired;
 	out->tpl_seen = sc.tpl_seen;
 	out->tpl_expired = sc.tpl_expired;
 	out->lblc_expired = sc.lblc_expired;
+	out->early_dropped = sc.early_dropped;
+	struct xvs_gauges *g = gauges();
+	out->half = g ? g->half : 0;
+	__u32 which = XVS_CNT_EARLY_DROP;
+	__u64 *early = bpf_map_lookup_elem(&xvs_counters, &which);
+	if (early)
+		*early += sc.early_dropped;
 	count(XVS_CNT_SWEEPS);
 	return XDP_PASS;
 }

@@ -8,6 +8,7 @@ packages=(
   iproute2 iptables nftables ethtool     # network-namespace labs and the benchmark's peers
   iputils-ping curl nginx-light wrk      # real clients and servers in end-to-end tests
   iperf3 haproxy python3 python3-matplotlib  # throughput tests, the HAProxy peer, plotting
+  hping3                                 # spoofed SYN floods in the flood lab test
 )
 
 missing=()

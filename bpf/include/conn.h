@@ -222,9 +222,66 @@ static __always_inline struct xvs_tpl *tpl_of_conn(__u8 af, const union conn_key
 	union conn_key t;
 	tpl_key(af, k, svc, svc_port, &t);
 	struct xvs_tpl *tpl = tpl_lookup(af, &t);
-	if (!tpl || tpl->dest_id != c->dest_id)
+	if (!tpl || tpl->dest_id != c->dest_id || tpl->gen != c->gen)
 		return NULL;
 	return tpl;
+}
+
+/* Milliseconds from `then` to `now` on the wrapping 32-bit clock. A stamp slightly in the future
+ * (written by another CPU after this packet read the clock) is 0 ms old, not 49 days: ages up to
+ * 46 days are told apart from those, and every timeout ipvsadm accepts (31 days at most) fits. */
+static __always_inline __u32 age_ms(__u32 now, __u32 then)
+{
+	__u32 age = now - then;
+	return age > 0xF0000000u ? 0 : age;
+}
+
+/* The half-open gauge: connections that carry XVS_CONN_F_HALF. */
+static __always_inline struct xvs_gauges *gauges(void)
+{
+	__u32 zero = 0;
+	return bpf_map_lookup_elem(&xvs_gauges, &zero);
+}
+
+static __always_inline void half_add(__s64 n)
+{
+	struct xvs_gauges *g = gauges();
+	if (g)
+		__sync_fetch_and_add(&g->half, n);
+}
+
+/* A connection is assured (TCP reached ESTABLISHED, UDP saw a second packet): it leaves the
+ * half-open gauge and can no longer be dropped early. Exactly one CPU clears the flag. */
+static __always_inline void conn_assure(struct xvs_conn *c)
+{
+	__u32 *word = (__u32 *)&c->state;
+	for (int attempt = 0; attempt < 4; attempt++) {
+		__u32 old = *word;
+		__u8 flags = (old >> 8) & 0xff;
+		if (!(flags & XVS_CONN_F_HALF) || (flags & XVS_CONN_F_DEAD))
+			return;
+		__u32 neww = old & ~((__u32)XVS_CONN_F_HALF << 8);
+		if (__sync_val_compare_and_swap(word, old, neww) == old) {
+			half_add(-1);
+			return;
+		}
+	}
+}
+
+/* Claims a connection for removal: only the CPU that sets XVS_CONN_F_DEAD removes it and does
+ * its accounting, so a promotion or a transition racing with the removal cannot be counted
+ * twice. Returns: 1 if this call claimed it. */
+static __always_inline int conn_claim(struct xvs_conn *c)
+{
+	__u32 *word = (__u32 *)&c->state;
+	for (int attempt = 0; attempt < 8; attempt++) {
+		__u32 old = *word;
+		if ((old >> 8) & XVS_CONN_F_DEAD)
+			return 0;
+		if (__sync_val_compare_and_swap(word, old, old | ((__u32)XVS_CONN_F_DEAD << 8)) == old)
+			return 1;
+	}
+	return 0;
 }
 
 static __always_inline int state_active(__u8 s)
@@ -244,7 +301,7 @@ static __always_inline __u32 state_timeout(const struct xvs_cfg *cfg, __u8 s)
 static __always_inline __u32 next_word(__u32 word, const struct xvs_cfg *cfg, int dir, __u8 tcp_flags)
 {
 	__u8 state = word & 0xff, flags = (word >> 8) & 0xff;
-	if (state == XVS_UDP_S)
+	if (state == XVS_UDP_S || (flags & XVS_CONN_F_DEAD))
 		return word;
 	if (flags & XVS_CONN_F_NOOUTPUT) {
 		if (dir == DIR_OUTPUT)
@@ -273,6 +330,9 @@ static __always_inline __u32 next_word(__u32 word, const struct xvs_cfg *cfg, in
 		else
 			flags |= XVS_CONN_F_INACTIVE;
 	}
+	/* The handshake completed: the connection is assured (conntrack's ASSURED). */
+	if (next == XVS_TCP_S_ESTABLISHED)
+		flags &= ~XVS_CONN_F_HALF;
 	return (word & 0xffff0000) | next | ((__u32)flags << 8);
 }
 
@@ -307,9 +367,12 @@ __attribute__((noinline)) int conn_transition(__u8 af, const union conn_key *k, 
 		if (was != now) {
 			__u32 id = c->dest_id;
 			struct xvs_dest_state *st = bpf_map_lookup_elem(&xvs_dest_state, &id);
-			if (st)
+			struct xvs_dest *dst = bpf_map_lookup_elem(&xvs_dests, &id);
+			if (st && dst && dst->gen == c->gen)
 				__sync_fetch_and_add(&st->active, now ? 1 : -1);
 		}
+		if (((old >> 8) & XVS_CONN_F_HALF) && !((neww >> 8) & XVS_CONN_F_HALF))
+			half_add(-1);
 		if ((neww & 0xff) == XVS_TCP_S_ESTABLISHED && (old & 0xff) != XVS_TCP_S_ESTABLISHED &&
 		    (c->flags & XVS_CONN_F_CTL)) {
 			struct xvs_tpl *t = tpl_of_conn(af, k, c);
@@ -353,19 +416,26 @@ __attribute__((noinline)) int conn_release(__u8 af, const union conn_key *k, con
 	__u32 id = c->dest_id;
 	struct xvs_dest_state *st = bpf_map_lookup_elem(&xvs_dest_state, &id);
 	struct xvs_dest *dst = bpf_map_lookup_elem(&xvs_dests, &id);
-	if (st && dst) {
+	if (c->flags & XVS_CONN_F_HALF)
+		half_add(-1);
+	if (c->flags & XVS_CONN_F_CTL) {
+		struct xvs_tpl *t = tpl_of_conn(af, k, c);
+		if (t && (__s32)t->n_control > 0)
+			__sync_fetch_and_add(&t->n_control, -1);
+	}
+	count(XVS_CNT_CONN_DEL);
+	/* A slot that another server took since: neither its counters nor its address are this
+	 * connection's (its reply entry is left to the sweep's orphan pass). */
+	if (!dst || dst->gen != c->gen)
+		return 0;
+	if (st) {
 		if (!(c->flags & XVS_CONN_F_INACTIVE))
 			__sync_fetch_and_add(&st->active, -1);
 		__s64 before = __sync_fetch_and_add(&st->total, -1);
 		if (st->overload && before == dst->l_thresh)
 			st->overload = 0;
 	}
-	if (c->flags & XVS_CONN_F_CTL) {
-		struct xvs_tpl *t = tpl_of_conn(af, k, c);
-		if (t && (__s32)t->n_control > 0)
-			__sync_fetch_and_add(&t->n_control, -1);
-	}
-	if ((c->flags & XVS_CONN_F_NAT) && dst) {
+	if (c->flags & XVS_CONN_F_NAT) {
 		union nat_key n;
 		nat_key_of(af, k, dst->addr, conn_rport(af, k, c, dst), &n);
 		/* Only our own reply entry: another VIP's connection may share it. */
@@ -373,14 +443,13 @@ __attribute__((noinline)) int conn_release(__u8 af, const union conn_key *k, con
 		if (nat_get(af, &n, &owner) && conn_key_eq(af, &owner, k))
 			nat_delete(af, &n);
 	}
-	count(XVS_CNT_CONN_DEL);
 	return 0;
 }
 
 /* True once a connection has been idle longer than its state's timeout. */
 static __always_inline int conn_expired(const struct xvs_conn *c, const struct xvs_cfg *cfg, __u32 now)
 {
-	return (__s32)(now - c->seen) >= (__s32)state_timeout(cfg, c->state);
+	return age_ms(now, c->seen) >= state_timeout(cfg, c->state);
 }
 
 #endif

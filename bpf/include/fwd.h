@@ -202,11 +202,11 @@ static __always_inline long fib_lookup(struct xdp_md *ctx, const struct pkt *p, 
 /* The cached next hop towards real server `dest_id` at `addr`, into *fib (out interface, MACs,
  * tunnel source) as a FIB lookup would leave them. Returns 1 on a hit. */
 static __always_inline int nexthop_get(const struct pkt *p, __u32 dest_id, const __u32 *addr, __u16 tot_len,
-				       struct bpf_fib_lookup *fib)
+				       __u8 tunnel, struct bpf_fib_lookup *fib)
 {
 	__u32 slot = dest_id & (XVS_NH_SLOTS - 1);
 	struct xvs_nexthop *nh = bpf_map_lookup_elem(&xvs_nexthop, &slot);
-	if (!nh || !nh->stamp || nh->dest_id != dest_id || nh->in_ifindex != p->ifindex)
+	if (!nh || !nh->stamp || nh->dest_id != dest_id || nh->in_ifindex != p->ifindex || nh->tunnel != tunnel)
 		return 0;
 	if ((__u32)(p->now - nh->stamp) >= XVS_NH_TTL_MS || tot_len > nh->mtu)
 		return 0;
@@ -220,7 +220,7 @@ static __always_inline int nexthop_get(const struct pkt *p, __u32 dest_id, const
 }
 
 /* Remembers a successful FIB lookup towards real server `dest_id` at `addr`. */
-static __always_inline void nexthop_put(const struct pkt *p, __u32 dest_id, const __u32 *addr,
+static __always_inline void nexthop_put(const struct pkt *p, __u32 dest_id, const __u32 *addr, __u8 tunnel,
 					const struct bpf_fib_lookup *fib)
 {
 	__u32 slot = dest_id & (XVS_NH_SLOTS - 1);
@@ -235,6 +235,7 @@ static __always_inline void nexthop_put(const struct pkt *p, __u32 dest_id, cons
 	__builtin_memcpy(nh->dmac, fib->dmac, ETH_ALEN);
 	__builtin_memcpy(nh->smac, fib->smac, ETH_ALEN);
 	nh->mtu = fib->mtu_result;
+	nh->tunnel = tunnel;
 	nh->stamp = p->now ? p->now : 1;
 }
 
@@ -330,10 +331,38 @@ enum icmp_kind {
  * exceeded; for IPv6, destination unreachable, packet too big or time exceeded. The source of
  * the error is the address the packet was sent to (the VIP).
  * Returns: XDP_TX, or XDP_DROP if the frame could not be rebuilt. */
+/* The director's own ICMP errors, at most cfg->icmp_rate a second per CPU in bursts of
+ * cfg->icmp_burst (as the kernel's net.ipv4.icmp_msgs_per_sec and icmp_msgs_burst), so that
+ * spoofed packets cannot turn the director into a reflector. Returns: 1 when one may be sent. */
+static __always_inline int icmp_allowed(void)
+{
+	__u32 zero = 0;
+	struct xvs_icmp_bucket *b = bpf_map_lookup_elem(&xvs_icmp_limit, &zero);
+	struct xvs_cfg *cfg = config();
+	if (!b || !cfg)
+		return 0;
+	__u32 rate = cfg->icmp_rate, burst = cfg->icmp_burst;
+	if (!rate)
+		return 1;
+	__u64 now = bpf_ktime_get_ns();
+	__u64 add = (now - b->last_ns) / (1000000000ull / rate);
+	if (add) {
+		__u64 t = b->tokens + add;
+		b->tokens = t > burst ? burst : t;
+		b->last_ns = now;
+	}
+	if (!b->tokens) {
+		count(XVS_CNT_ICMP_LIMITED);
+		return 0;
+	}
+	b->tokens--;
+	return 1;
+}
+
 __attribute__((noinline)) int icmp_reply(struct xdp_md *ctx, struct pkt *p, enum icmp_kind kind, __u32 mtu)
 {
 	/* A global function: verified once on its own, not at each of its callers. */
-	if (!p)
+	if (!p || !icmp_allowed())
 		return XDP_DROP;
 	int too_big = kind == ICMP_TOO_BIG;
 	void *data = (void *)(long)ctx->data, *data_end = (void *)(long)ctx->data_end;

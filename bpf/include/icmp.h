@@ -99,7 +99,7 @@ static __always_inline int handle_icmp4(struct xdp_md *ctx, struct pkt *p)
 	if (c) {
 		__u32 id = c->dest_id;
 		struct xvs_dest *dst = bpf_map_lookup_elem(&xvs_dests, &id);
-		if (!dst)
+		if (!dst || dst->gen != c->gen)
 			return XDP_PASS;
 		if (c->method != XVS_FWD_MASQ)
 			return icmp_to_direct(ctx, p, dst, c->method);
@@ -168,7 +168,7 @@ static __always_inline int handle_icmp6(struct xdp_md *ctx, struct pkt *p)
 	if (c) {
 		__u32 id = c->dest_id;
 		struct xvs_dest *dst = bpf_map_lookup_elem(&xvs_dests, &id);
-		if (!dst)
+		if (!dst || dst->gen != c->gen)
 			return XDP_PASS;
 		if (c->method != XVS_FWD_MASQ)
 			return icmp_to_direct(ctx, p, dst, c->method);

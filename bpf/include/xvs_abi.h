@@ -54,6 +54,9 @@ enum xvs_sched_kind {
 #define XVS_CONN_F_CTL 0x4      /* controlled by a persistence template */
 #define XVS_CONN_F_NAT 0x8      /* has a reverse (reply) entry */
 #define XVS_CONN_F_KEEPPORT 0x10 /* keeps the packet's port (port-0 service): not the server's */
+#define XVS_CONN_F_HALF 0x20     /* not yet assured (TCP before ESTABLISHED, UDP before its second
+				  * packet): counted in the half-open gauge, may be dropped early */
+#define XVS_CONN_F_DEAD 0x40     /* claimed for removal: no transition or promotion any more */
 
 /* Connection states: TCP states 0..10 as the kernel numbers them, then UDP. */
 #define XVS_TCP_S_NONE 0
@@ -107,7 +110,7 @@ struct xvs_dest_ref {
 };
 
 /* A real server's identity and parameters. Address and port never change for an id; the
- * other fields are single words that xvsd rewrites in place on an edit. 44 bytes. */
+ * other fields are single words that xvsd rewrites in place on an edit. 48 bytes. */
 struct xvs_dest {
 	__u32 addr[4];
 	__u16 port;     /* network order; 0 = the packet's port */
@@ -119,6 +122,7 @@ struct xvs_dest {
 	__u32 u_thresh; /* -x, 0 = none */
 	__u32 l_thresh; /* the lower threshold in use: -y, or x - x/4 */
 	__u32 l_thresh_cfg; /* -y as configured (0: derived), for a restarted xvsd */
+	__u32 gen;      /* raised each time a new server takes this slot; connections carry it */
 };
 
 /* A real server's connection counters, changed only with atomic operations by the programs.
@@ -168,7 +172,7 @@ struct xvs_conn6_key {
 	__u8 pad[3];
 };
 
-/* A connection. 16 bytes. With the 16-byte IPv4 key that is 32 bytes per connection; NAT adds
+/* A connection. 20 bytes. With the 16-byte IPv4 key that is 36 bytes per connection; NAT adds
  * a 32-byte reply entry (xvs_nat4_key → xvs_conn4_key). */
 struct xvs_conn {
 	__u32 dest_id;
@@ -178,6 +182,7 @@ struct xvs_conn {
 	__u8 flags;   /* XVS_CONN_F_* */
 	__u8 method;  /* forwarding method, fixed when the connection is created */
 	__u8 pad;
+	__u32 gen;    /* the server slot's generation when it was scheduled (xvs_dest.gen) */
 };
 
 /* The key of a NAT reply: real server → client. 16 / 40 bytes; the value is the connection's
@@ -200,14 +205,15 @@ struct xvs_nat6_key {
 	__u8 pad[3];
 };
 
-/* A persistence template. 20 bytes. */
+/* A persistence template. 24 bytes. */
 struct xvs_tpl {
 	__u32 dest_id;
-	__u32 expires;   /* ms of CLOCK_MONOTONIC */
+	__u32 since;     /* ms of CLOCK_MONOTONIC when its timer was last armed */
 	__u32 timeout;   /* seconds armed on each new connection; 60 after its first deferred expiry */
 	__u32 n_control; /* connections it controls (atomic) */
 	__u8 state;      /* XVS_TPL_S_* */
 	__u8 pad[3];
+	__u32 gen;       /* the server slot's generation (xvs_dest.gen) */
 };
 
 /* lblc/lblcr: which servers took a destination address. Key: service id + address. */
@@ -237,7 +243,9 @@ struct xvs_cfg {
 	__u32 flags;            /* XVS_CFG_* */
 	__u32 lblc_expire_s;
 	__u32 lblcr_expire_s;
-	__u32 pad;
+	__u32 max_half;         /* connections not yet assured, at most (both families) */
+	__u32 icmp_rate;        /* the director's own ICMP errors per second and CPU; 0: no limit */
+	__u32 icmp_burst;       /* and in one burst */
 };
 
 /* Global counters (per CPU), indexed by enum xvs_counter. */
@@ -245,6 +253,8 @@ enum xvs_counter {
 	XVS_CNT_CONN_NEW = 0,    /* connections inserted */
 	XVS_CNT_CONN_DEL = 1,    /* connections removed by expiry or replacement */
 	XVS_CNT_SWEEPS = 2,
+	XVS_CNT_EARLY_DROP = 3,  /* unassured connections removed early because the gauge was high */
+	XVS_CNT_ICMP_LIMITED = 4, /* ICMP errors of the director's own not sent (rate limit) */
 	XVS_CNT_MAX = 8,
 };
 
@@ -262,24 +272,25 @@ enum xvs_reason {
 	XVS_R_BAD_PACKET = 8,     /* passed: malformed header */
 	XVS_R_UNSUPPORTED = 9,    /* passed: a case the dataplane leaves to the kernel */
 	XVS_R_TABLE_FULL = 10,    /* dropped: a template or reply entry could not be stored */
+	XVS_R_HALF_FULL = 11,     /* dropped: too many connections not yet assured (a SYN flood) */
+	XVS_R_STALE_DEST = 12,    /* dropped: the connection's server slot now holds another server */
 	XVS_R_MAX = 16,
 };
 
 /* Input of the sweep program, passed as its packet data. */
 struct xvs_sweep_args {
-	__u32 flags; /* XVS_SWEEP_* */
+	__u32 flags;     /* XVS_SWEEP_* */
+	__u32 early_ms;  /* XVS_SWEEP_EARLY: unassured entries idle this long go */
+	__u32 dest_id;   /* XVS_SWEEP_RETHRESH: the server */
+	__u32 u_thresh;  /* XVS_SWEEP_RETHRESH: its new thresholds */
+	__u32 l_thresh;
 	__u32 pad;
 };
 #define XVS_SWEEP_LBLC_FULL 0x1 /* the 30-minute lblc/lblcr expiry check is due */
 #define XVS_SWEEP_ALL 0x2       /* remove every connection (flush) */
-#define XVS_SWEEP_RECOUNT 0x4   /* re-derive every counter from the live entries */
-
-/* Per real server counts of a recount sweep. */
-struct xvs_recount {
-	__s64 active;
-	__s64 total;
-	__s64 persist;
-};
+#define XVS_SWEEP_EARLY 0x8     /* the half-open gauge is high: drop unassured entries early */
+#define XVS_SWEEP_RETHRESH 0x10 /* only apply a threshold edit to one server's overload flag */
+#define XVS_SWEEP_NAT_GC 0x20   /* also remove reply entries whose connection is gone */
 
 /* Output of the sweep program, in its packet data after the args. */
 struct xvs_sweep_out {
@@ -288,6 +299,14 @@ struct xvs_sweep_out {
 	__u64 tpl_seen;
 	__u64 tpl_expired;
 	__u64 lblc_expired;
+	__u64 early_dropped; /* unassured connections and templates removed by XVS_SWEEP_EARLY */
+	__s64 half;          /* the half-open gauge after the sweep */
+};
+
+/* Global gauges, changed atomically by the programs. */
+struct xvs_gauges {
+	__s64 half; /* connections with XVS_CONN_F_HALF */
+	__s64 pad[7];
 };
 
 #endif

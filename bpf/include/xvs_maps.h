@@ -107,10 +107,14 @@ struct {
 	XVS_PIN;
 } xvs_svc_stats SEC(".maps");
 
-/* Connections, client side. LRU: a full table evicts its least recently used entries; the
- * sweep notices (inserted - removed != live) and re-derives the counters. */
+/* Connections, client side. Plain hash tables, never LRU: nothing but expiry, a reset, a
+ * flush or the early drop of unassured entries (XVS_CONN_F_HALF) ever removes a connection, so a
+ * flood of new flows cannot push out an established one; a full table refuses new entries.
+ * No preallocation: memory follows the entries present, so the sizes can be large. The loader
+ * sizes them max_conns + max_half. */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(max_entries, XVS_MAX_CONNS);
 	__type(key, struct xvs_conn4_key);
 	__type(value, struct xvs_conn);
@@ -118,16 +122,19 @@ struct {
 } xvs_conn4 SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(max_entries, XVS_MAX_CONNS);
 	__type(key, struct xvs_conn6_key);
 	__type(value, struct xvs_conn);
 	XVS_PIN;
 } xvs_conn6 SEC(".maps");
 
-/* NAT replies: (real server, client) → the connection's key. */
+/* NAT replies: (real server, client) → the connection's key. Inserted and removed with their
+ * connection, sized as the connection tables. */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(max_entries, XVS_MAX_CONNS);
 	__type(key, struct xvs_nat4_key);
 	__type(value, struct xvs_conn4_key);
@@ -135,16 +142,19 @@ struct {
 } xvs_nat4 SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(max_entries, XVS_MAX_CONNS);
 	__type(key, struct xvs_nat6_key);
 	__type(value, struct xvs_conn6_key);
 	XVS_PIN;
 } xvs_nat6 SEC(".maps");
 
-/* Persistence templates; keys as connections, with cport 0 (reference §3.6). */
+/* Persistence templates; keys as connections, with cport 0 (reference §3.6). Removed only by
+ * their timer (when they control no connection) or, while never assured, by the early drop. */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(max_entries, XVS_MAX_CONNS / 4);
 	__type(key, struct xvs_conn4_key);
 	__type(value, struct xvs_tpl);
@@ -152,7 +162,8 @@ struct {
 } xvs_tpl4 SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(max_entries, XVS_MAX_CONNS / 4);
 	__type(key, struct xvs_conn6_key);
 	__type(value, struct xvs_tpl);
@@ -168,14 +179,28 @@ struct {
 	XVS_PIN;
 } xvs_lblc SEC(".maps");
 
-/* Scratch counts of a recount sweep, by real server id. */
+/* Global gauges (the half-open count). */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, XVS_MAX_DESTS);
+	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, struct xvs_recount);
+	__type(value, struct xvs_gauges);
 	XVS_PIN;
-} xvs_recount SEC(".maps");
+} xvs_gauges SEC(".maps");
+
+/* The director's own ICMP errors: a token bucket per CPU, as the kernel's icmp_global limit. */
+struct xvs_icmp_bucket {
+	__u64 last_ns;
+	__u32 tokens;
+	__u32 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct xvs_icmp_bucket);
+} xvs_icmp_limit SEC(".maps");
 
 /* Per-CPU scratch space for the FIB lookup's 64-byte parameters: the stack of an XDP program
  * and its calls is limited to 512 bytes. */
@@ -202,7 +227,8 @@ struct xvs_nexthop {
 	__u16 mtu;
 	__u8 dmac[6];
 	__u8 smac[6];
-	__u8 pad[2];
+	__u8 tunnel; /* looked up for a tunnel (with its source address) */
+	__u8 pad;
 };
 
 struct {

@@ -15,7 +15,7 @@ use core::mem::size_of;
 
 /// The version of the map layouts. A release that changes any record bumps it, and pins its
 /// maps under a directory of its own ([`pin_dir`]), so it never misreads an older layout.
-pub const ABI_VERSION: u32 = 1;
+pub const ABI_VERSION: u32 = 2;
 
 /// The directory maps of this layout are pinned in, under `base` (xvsd's `/sys/fs/bpf/xvs`).
 pub fn pin_dir(base: &std::path::Path) -> std::path::PathBuf {
@@ -80,6 +80,11 @@ pub const CONN_F_CTL: u8 = 0x4;
 pub const CONN_F_NAT: u8 = 0x8;
 /// Keeps the packet's port (port-0 service).
 pub const CONN_F_KEEPPORT: u8 = 0x10;
+/// Not yet assured (TCP before ESTABLISHED, UDP before a second packet): counted in the
+/// half-open gauge and open to the early drop.
+pub const CONN_F_HALF: u8 = 0x20;
+/// Claimed for removal.
+pub const CONN_F_DEAD: u8 = 0x40;
 
 /// The UDP state number (after the 11 TCP states).
 pub const UDP_STATE: u8 = 11;
@@ -101,8 +106,12 @@ pub mod cfg {
 pub const SWEEP_LBLC_FULL: u32 = 0x1;
 /// Remove everything.
 pub const SWEEP_ALL: u32 = 0x2;
-/// Re-derive every counter from the live entries.
-pub const SWEEP_RECOUNT: u32 = 0x4;
+/// Drop unassured connections and templates idle for `early_ms` (the half-open gauge is high).
+pub const SWEEP_EARLY: u32 = 0x8;
+/// Only apply a threshold edit to one server's overload flag.
+pub const SWEEP_RETHRESH: u32 = 0x10;
+/// Also remove NAT reply entries whose connection is gone.
+pub const SWEEP_NAT_GC: u32 = 0x20;
 
 /// Global counters (`enum xvs_counter`).
 pub mod counter {
@@ -110,10 +119,12 @@ pub mod counter {
     pub const CONN_NEW: u32 = 0;
     pub const CONN_DEL: u32 = 1;
     pub const SWEEPS: u32 = 2;
+    pub const EARLY_DROP: u32 = 3;
+    pub const ICMP_LIMITED: u32 = 4;
 }
 
 /// Why a packet left the fast path (`enum xvs_reason`); the names are metrics labels.
-pub const REASONS: [(u32, &str); 11] = [
+pub const REASONS: [(u32, &str); 13] = [
     (0, "fragment"),
     (1, "no_route"),
     (2, "no_neigh"),
@@ -125,6 +136,8 @@ pub const REASONS: [(u32, &str); 11] = [
     (8, "bad_packet"),
     (9, "unsupported"),
     (10, "table_full"),
+    (11, "half_open_full"),
+    (12, "stale_dest"),
 ];
 /// Size of the reasons array.
 pub const REASON_MAX: u32 = 16;
@@ -193,6 +206,7 @@ pub struct Dest {
     pub u_thresh: u32,
     pub l_thresh: u32,
     pub l_thresh_cfg: u32,
+    pub gen: u32,
 }
 
 /// A real server's connection counters.
@@ -261,6 +275,7 @@ pub struct Conn {
     pub flags: u8,
     pub method: u8,
     pub pad: u8,
+    pub gen: u32,
 }
 
 /// IPv4 NAT reply key.
@@ -292,11 +307,12 @@ pub struct Nat6Key {
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
 pub struct Tpl {
     pub dest_id: u32,
-    pub expires: u32,
+    pub since: u32,
     pub timeout: u32,
     pub n_control: u32,
     pub state: u8,
     pub pad: [u8; 3],
+    pub gen: u32,
 }
 
 /// lblc/lblcr key.
@@ -325,7 +341,9 @@ pub struct Cfg {
     pub flags: u32,
     pub lblc_expire_s: u32,
     pub lblcr_expire_s: u32,
-    pub pad: u32,
+    pub max_half: u32,
+    pub icmp_rate: u32,
+    pub icmp_burst: u32,
 }
 
 /// Input of the sweep program.
@@ -333,6 +351,10 @@ pub struct Cfg {
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
 pub struct SweepArgs {
     pub flags: u32,
+    pub early_ms: u32,
+    pub dest_id: u32,
+    pub u_thresh: u32,
+    pub l_thresh: u32,
     pub pad: u32,
 }
 
@@ -345,27 +367,38 @@ pub struct SweepOut {
     pub tpl_seen: u64,
     pub tpl_expired: u64,
     pub lblc_expired: u64,
+    pub early_dropped: u64,
+    pub half: i64,
+}
+
+/// Global gauges.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct Gauges {
+    pub half: i64,
+    pub pad: [i64; 7],
 }
 
 pod! {
     SvcKey = 20,
     Svc = 60,
     DestRef = 8,
-    Dest = 44,
+    Dest = 48,
     DestState = 32,
     SchedState = 16,
     Stats = 40,
     Conn4Key = 16,
     Conn6Key = 40,
-    Conn = 16,
+    Conn = 20,
     Nat4Key = 16,
     Nat6Key = 40,
-    Tpl = 20,
+    Tpl = 24,
     LblcKey = 20,
     Lblc = 24,
-    Cfg = 344,
-    SweepArgs = 8,
-    SweepOut = 40,
+    Cfg = 352,
+    SweepArgs = 24,
+    SweepOut = 56,
+    Gauges = 64,
 }
 
 /// Bytes of key and value one IPv4 connection takes (connection entry only; NAT doubles it).

@@ -485,6 +485,34 @@ impl Services {
         Ok(id)
     }
 
+    /// Re-creates a removed real server that connections still refer to, in the slot it had,
+    /// straight into the trash: a restarted daemon finds it in the connection tables, and its
+    /// slot must not go to another server while those connections live. `svc_key` is the
+    /// service it belonged to (adding it back there revives it, as in the kernel).
+    pub fn restore_trashed(
+        &mut self,
+        slot: u32,
+        svc_key: ServiceKey,
+        addr: IpAddr,
+        port: u16,
+        config: DestConfig,
+        now: Instant,
+    ) -> Result<DestId, Error> {
+        if self.dests.get_at(slot) {
+            return Err(Error::Invalid(format!("real server slot {slot} is taken")));
+        }
+        if self.trashed.contains_key(&(svc_key, addr, port)) {
+            return Err(Error::DestExists);
+        }
+        let placeholder = ServiceId(RawId { index: u32::MAX, gen: 0 });
+        let mut d = Dest::new(svc_key, placeholder, addr, port, config);
+        d.svc = None;
+        let id = DestId(self.dests.insert_at(slot, d).expect("checked free above"));
+        self.trashed.insert((svc_key, addr, port), id);
+        self.next_trash_check.get_or_insert(now + TRASH_PERIOD);
+        Ok(id)
+    }
+
     /// Zeroes the statistics of one service and its servers, or of everything (`-Z`).
     pub fn zero(&mut self, key: Option<&ServiceKey>) -> Result<(), Error> {
         let ids: Vec<ServiceId> = match key {
@@ -545,6 +573,15 @@ impl Services {
     /// collectors with the given expirations.
     pub fn handle_timeout(&mut self, now: Instant, lblc_expiration: Duration, lblcr_expiration: Duration) {
         if self.next_trash_check.is_some_and(|t| now >= t) {
+            // Counters mirrored from elsewhere (set_dest_counters) reach zero without an
+            // unbind: the idle period starts when this check first sees it.
+            for id in self.trashed.values() {
+                if let Some(d) = self.dests.dest_mut(*id) {
+                    if d.refs() == 0 && d.idle_since.is_none() {
+                        d.idle_since = Some(now);
+                    }
+                }
+            }
             let dests = &self.dests;
             let free: Vec<(ServiceKey, IpAddr, u16)> = self
                 .trashed

@@ -133,7 +133,87 @@ pub fn read_config(dp: &Director) -> Result<Option<(Timeouts, Sysctl)>, Error> {
     Ok(Some((t, s)))
 }
 
+/// A removed real server that connections or templates in the tables still refer to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BusyRemoved {
+    /// Its slot.
+    pub slot: u32,
+    /// The service its connections were made to (protocol, virtual address and port).
+    pub svc_key: ServiceKey,
+    /// Its address and port.
+    pub addr: IpAddr,
+    /// Port (0: the packet's).
+    pub port: u16,
+    /// Its configuration as last published.
+    pub config: DestConfig,
+    /// Connections and templates found referring to it.
+    pub refs: u64,
+}
+
+/// Finds the real servers that connections or templates refer to (with the slot's current
+/// generation) but that no published service lists: servers removed while busy. A restarted
+/// daemon puts them back in its trash so their slots are not given to other servers while
+/// their connections live.
+pub fn read_busy_removed(dp: &Director, adopted: &[Adopted]) -> Result<Vec<BusyRemoved>, Error> {
+    use std::collections::{BTreeMap, HashSet};
+    let listed: HashSet<u32> = adopted.iter().flat_map(|a| a.dests.iter().map(|d| d.0)).collect();
+    let mut found: BTreeMap<u32, (ServiceKey, u64)> = BTreeMap::new();
+    let mut note = |dest_id: u32, gen: u32, proto: u8, af: u8, vaddr: &[u32; 4], vport: u16| -> Result<(), Error> {
+        if listed.contains(&dest_id) {
+            return Ok(());
+        }
+        let Ok(d) = dp.maps.dests.get(&dest_id, 0) else { return Ok(()) };
+        if d.gen != gen || d.gen == 0 {
+            return Ok(());
+        }
+        let Some(proto) = Protocol::from_number(proto) else { return Ok(()) };
+        let key = ServiceKey::Addr { proto, addr: words_addr(af, vaddr), port: u16::from_be(vport) };
+        found.entry(dest_id).or_insert((key, 0)).1 += 1;
+        Ok(())
+    };
+    for item in dp.maps.conn4.iter() {
+        let (k, c) = item.ctx(|| "read xvs_conn4".into())?;
+        note(c.dest_id, c.gen, k.proto, abi::AF_INET, &[k.vaddr, 0, 0, 0], k.vport)?;
+    }
+    for item in dp.maps.conn6.iter() {
+        let (k, c) = item.ctx(|| "read xvs_conn6".into())?;
+        note(c.dest_id, c.gen, k.proto, abi::AF_INET6, &k.vaddr, k.vport)?;
+    }
+    for item in dp.maps.tpl4.iter() {
+        let (k, t) = item.ctx(|| "read xvs_tpl4".into())?;
+        note(t.dest_id, t.gen, k.proto, abi::AF_INET, &[k.vaddr, 0, 0, 0], k.vport)?;
+    }
+    for item in dp.maps.tpl6.iter() {
+        let (k, t) = item.ctx(|| "read xvs_tpl6".into())?;
+        note(t.dest_id, t.gen, k.proto, abi::AF_INET6, &k.vaddr, k.vport)?;
+    }
+    let mut out = Vec::new();
+    for (slot, (svc_key, refs)) in found {
+        let d = dp.maps.dests.get(&slot, 0).ctx(|| "read xvs_dests".into())?;
+        let config = DestConfig::new(method(d.method)).weight(d.weight).thresholds(d.u_thresh, d.l_thresh_cfg);
+        out.push(BusyRemoved {
+            slot,
+            svc_key,
+            addr: words_addr(d.af, &d.addr),
+            port: u16::from_be(d.port),
+            config,
+            refs,
+        });
+    }
+    Ok(out)
+}
+
 impl Publisher {
+    /// Takes a removed server found busy at adoption ([`read_busy_removed`]), re-created in the
+    /// core as `id`: its slot keeps its generation and counters, and adding the server back
+    /// revives it with its connections.
+    pub fn adopt_removed(&mut self, dp: &Director, id: DestId, busy: &BusyRemoved) -> Result<(), Error> {
+        let rec = dp.maps.dests.get(&busy.slot, 0).ctx(|| "read xvs_dests".into())?;
+        self.thresholds.insert(id, (rec.u_thresh, rec.l_thresh));
+        self.gens.insert(id, rec.gen);
+        Ok(())
+    }
+
     /// A publisher that knows what `adopted` says is published (as re-created in `services`):
     /// its pool ranges are taken, its scheduler state is left as packets left it, and its
     /// servers keep their counters.
@@ -151,6 +231,8 @@ impl Publisher {
             let state = dp.maps.sched_state.get(&a.slot, 0).ctx(|| "read xvs_sched_state".into())?;
             for (d, r) in view.iter() {
                 p.thresholds.insert(d, (r.config().u_threshold, r.l_threshold_val()));
+                let rec = dp.maps.dests.get(&d.index(), 0).ctx(|| "read xvs_dests".into())?;
+                p.gens.insert(d, rec.gen);
             }
             let key = crate::publish::svc_key(svc.key())?;
             p.published.insert(

@@ -20,21 +20,34 @@ pub struct LoadOptions {
     pub max_services: u32,
     /// Real servers (and entries in the list pool).
     pub max_dests: u32,
-    /// Connections per address family.
+    /// Connections per address family. Nothing evicts a connection to make room: a full table
+    /// refuses new ones. Memory follows the entries present (the tables are not preallocated).
     pub max_conns: u32,
+    /// Connections not yet assured (TCP before ESTABLISHED, UDP before a second packet), both
+    /// families together. The tables get this much room on top of `max_conns`, so a SYN flood
+    /// never takes an established connection's place.
+    pub max_half: u32,
+    /// The director's own ICMP errors (unreachable, time exceeded, too big) per second and CPU
+    /// (0: no limit), as the kernel's `net.ipv4.icmp_msgs_per_sec`.
+    pub icmp_rate: u32,
+    /// ... in bursts of at most this many (`net.ipv4.icmp_msgs_burst`).
+    pub icmp_burst: u32,
     /// Buckets in the sh/dh/mh pool (one mh service takes 4093).
     pub table_slots: u32,
 }
 
 impl LoadOptions {
-    /// Defaults: 128k services, 256k real servers, 256k connections per family (about 120 MB
-    /// of kernel memory for the four connection tables), 4M scheduler buckets.
+    /// Defaults: 128k services, 256k real servers, 4M connections per family and 256k not yet
+    /// assured (memory is taken per entry present: docs/dataplane.md), 4M scheduler buckets.
     pub fn new(pin_dir: impl Into<PathBuf>) -> Self {
         LoadOptions {
             pin_dir: pin_dir.into(),
             max_services: 131_072,
             max_dests: 262_144,
-            max_conns: 262_144,
+            max_conns: 4_194_304,
+            max_half: 262_144,
+            icmp_rate: 1000,
+            icmp_burst: 50,
             table_slots: 4_194_304,
         }
     }
@@ -46,6 +59,9 @@ impl LoadOptions {
             max_services: 1024,
             max_dests: 8192,
             max_conns: 65_536,
+            max_half: 16_384,
+            icmp_rate: 1000,
+            icmp_burst: 50,
             table_slots: 65_536,
         }
     }
@@ -75,6 +91,7 @@ pub struct Maps {
     pub config: Array<MapData, abi::Cfg>,
     pub reasons: PerCpuArray<MapData, u64>,
     pub counters: PerCpuArray<MapData, u64>,
+    pub gauges: Array<MapData, abi::Gauges>,
 }
 
 fn take(ebpf: &mut Ebpf, name: &str) -> Result<Map, Error> {
@@ -131,8 +148,12 @@ impl Director {
     /// Loads and verifies the director, creating its maps or adopting those pinned in
     /// `options.pin_dir`.
     pub fn load(options: LoadOptions) -> Result<Director, Error> {
+        if crate::bpffs::ensure_mounted(&options.pin_dir)? {
+            eprintln!("xvs: bpffs was not mounted; mounted it at {}", crate::bpffs::DEFAULT_MOUNT);
+        }
         std::fs::create_dir_all(&options.pin_dir)
             .map_err(|e| Error::Unsupported(format!("create pin directory {}: {e}", options.pin_dir.display())))?;
+        let room = options.max_conns.saturating_add(options.max_half);
         let mut loader = EbpfLoader::new();
         loader
             .default_map_pin_directory(&options.pin_dir)
@@ -144,12 +165,12 @@ impl Director {
             .map_max_entries("xvs_dests", options.max_dests)
             .map_max_entries("xvs_dest_state", options.max_dests)
             .map_max_entries("xvs_dest_stats", options.max_dests)
-            .map_max_entries("xvs_conn4", options.max_conns)
-            .map_max_entries("xvs_conn6", options.max_conns)
-            .map_max_entries("xvs_nat4", options.max_conns)
-            .map_max_entries("xvs_nat6", options.max_conns)
-            .map_max_entries("xvs_tpl4", (options.max_conns / 4).max(1024))
-            .map_max_entries("xvs_tpl6", (options.max_conns / 4).max(1024))
+            .map_max_entries("xvs_conn4", room)
+            .map_max_entries("xvs_conn6", room)
+            .map_max_entries("xvs_nat4", room)
+            .map_max_entries("xvs_nat6", room)
+            .map_max_entries("xvs_tpl4", (room / 4).max(1024))
+            .map_max_entries("xvs_tpl6", (room / 4).max(1024))
             .map_max_entries("xvs_sched_tables", options.table_slots);
         let mut ebpf = loader.load(XVS_LB).ctx(|| "load the director program (bpf/xvs_lb.bpf.c)".into())?;
         for name in ["xvs_lb", "xvs_sweep"] {
@@ -193,6 +214,7 @@ impl Director {
             config: typed!(&mut ebpf, "xvs_config"),
             reasons: typed!(&mut ebpf, "xvs_reasons"),
             counters: typed!(&mut ebpf, "xvs_counters"),
+            gauges: typed!(&mut ebpf, "xvs_gauges"),
         };
         let pin_dir = options.pin_dir.clone();
         Ok(Director { ebpf, maps, pin_dir, options })
@@ -281,8 +303,25 @@ impl Director {
     /// Runs the sweep: expires connections and templates whose time is up, with their
     /// accounting; `flags` are `xvs_abi::SWEEP_*`.
     pub fn sweep(&self, flags: u32) -> Result<abi::SweepOut, Error> {
-        let args = abi::SweepArgs { flags, pad: 0 };
-        let mut input = [0u8; 64];
+        self.sweep_with(abi::SweepArgs { flags, ..Default::default() })
+    }
+
+    /// Applies a threshold edit to server slot `dest_id`'s overload flag in the kernel, where
+    /// only the flag is written (a read-modify-write from here would overwrite the counters
+    /// that packets move meanwhile).
+    pub fn rethreshold(&self, dest_id: u32, u_thresh: u32, l_thresh: u32) -> Result<(), Error> {
+        let args = abi::SweepArgs { flags: abi::SWEEP_RETHRESH, dest_id, u_thresh, l_thresh, ..Default::default() };
+        self.sweep_with(args).map(|_| ())
+    }
+
+    /// Connections not yet assured, now (the half-open gauge).
+    pub fn half_open(&self) -> Result<i64, Error> {
+        Ok(self.maps.gauges.get(&0, 0).ctx(|| "read xvs_gauges".into())?.half)
+    }
+
+    /// Runs the sweep program with `args`.
+    pub fn sweep_with(&self, args: abi::SweepArgs) -> Result<abi::SweepOut, Error> {
+        let mut input = [0u8; 128];
         // SAFETY: SweepArgs is plain old data (xvs-abi); the buffer is larger than it.
         let bytes: &[u8] = unsafe {
             core::slice::from_raw_parts(&args as *const abi::SweepArgs as *const u8, size_of::<abi::SweepArgs>())
@@ -298,6 +337,8 @@ impl Director {
             tpl_seen: word(2),
             tpl_expired: word(3),
             lblc_expired: word(4),
+            early_dropped: word(5),
+            half: word(6) as i64,
         })
     }
 

@@ -10,6 +10,7 @@
 pub mod adopt;
 mod alloc;
 pub mod aux;
+pub mod bpffs;
 pub mod director;
 mod error;
 pub mod publish;

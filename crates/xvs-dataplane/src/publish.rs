@@ -128,6 +128,8 @@ pub struct Publisher {
     pub(crate) published: HashMap<ServiceId, Published>,
     /// Thresholds last written per real server; a server not here is new to its slot.
     pub(crate) thresholds: HashMap<DestId, (u32, u32)>,
+    /// The slot generation of each real server written (connections carry it).
+    pub(crate) gens: HashMap<DestId, u32>,
 }
 
 impl Publisher {
@@ -138,6 +140,7 @@ impl Publisher {
             tables: RangeAlloc::new(dp.options.table_slots),
             published: HashMap::new(),
             thresholds: HashMap::new(),
+            gens: HashMap::new(),
         }
     }
 
@@ -183,6 +186,9 @@ impl Publisher {
         set(f, sysctl.conn_reuse_mode & 2 != 0, abi::cfg::REUSE_2);
         cfg.lblc_expire_s = u32::try_from(sysctl.lblc_expiration.as_secs()).unwrap_or(u32::MAX);
         cfg.lblcr_expire_s = u32::try_from(sysctl.lblcr_expiration.as_secs()).unwrap_or(u32::MAX);
+        cfg.max_half = dp.options.max_half;
+        cfg.icmp_rate = dp.options.icmp_rate;
+        cfg.icmp_burst = dp.options.icmp_burst;
         dp.maps.config.set(0, cfg, 0).ctx(|| "write xvs_config".into())
     }
 
@@ -216,6 +222,13 @@ impl Publisher {
                 ));
             }
             let c = d.config();
+            let fresh = !self.thresholds.contains_key(&did);
+            let gen = match self.gens.get(&did) {
+                Some(g) if !fresh => *g,
+                // A new server in this slot: a generation its last owner's connections and
+                // templates do not carry, so none of them ever reaches this server.
+                _ => dp.maps.dests.get(&idx, 0).ctx(|| "read xvs_dests".into())?.gen.wrapping_add(1).max(1),
+            };
             let rec = abi::Dest {
                 addr: addr_words(&d.addr()),
                 port: d.port().to_be(),
@@ -227,8 +240,12 @@ impl Publisher {
                 u_thresh: c.u_threshold,
                 l_thresh: d.l_threshold_val(),
                 l_thresh_cfg: c.l_threshold,
+                gen,
             };
             let thresholds = (c.u_threshold, d.l_threshold_val());
+            // The record (with its generation) first: from then on the last owner's
+            // connections leave this slot's counters alone, so zeroing them cannot race.
+            dp.maps.dests.set(idx, rec, 0).ctx(|| format!("write real server {}", d.addr()))?;
             match self.thresholds.get(&did) {
                 None => {
                     // A new server in this slot: it starts from zero, whatever the slot's last
@@ -238,11 +255,11 @@ impl Publisher {
                         .map_err(|e| Error::Unsupported(format!("per-CPU values: {e}")))?;
                     dp.maps.dest_stats.set(idx, zeros, 0).ctx(|| "reset xvs_dest_stats".into())?;
                 }
-                Some(old) if *old != thresholds => rethreshold(dp, idx, c.u_threshold, d.l_threshold_val())?,
+                Some(old) if *old != thresholds => dp.rethreshold(idx, c.u_threshold, d.l_threshold_val())?,
                 Some(_) => {}
             }
             self.thresholds.insert(did, thresholds);
-            dp.maps.dests.set(idx, rec, 0).ctx(|| format!("write real server {}", d.addr()))?;
+            self.gens.insert(did, gen);
         }
         let old = self.published.get(&id).cloned();
         if let Some(o) = &old {
@@ -434,29 +451,6 @@ impl Publisher {
     pub fn published(&self) -> usize {
         self.published.len()
     }
-}
-
-/// Applies the kernel's rule for a threshold edit to a server's overload flag (reference §3.7):
-/// no upper threshold clears it, reaching it sets it, falling below the lower one clears it.
-fn rethreshold(dp: &mut Director, idx: u32, upper: u32, lower_val: u32) -> Result<(), Error> {
-    let mut st = dp.maps.dest_state.get(&idx, 0).ctx(|| "read xvs_dest_state".into())?;
-    let total = st.total.max(0) as u64;
-    let overload = if upper == 0 {
-        0
-    } else if total >= u64::from(upper) {
-        1
-    } else if total < u64::from(lower_val) {
-        0
-    } else {
-        st.overload
-    };
-    if overload != st.overload {
-        // The counters beside the flag may move meanwhile; an edit is rare and the window
-        // is one syscall wide.
-        st.overload = overload;
-        dp.maps.dest_state.set(idx, st, 0).ctx(|| "write xvs_dest_state".into())?;
-    }
-    Ok(())
 }
 
 fn nr_cpus() -> usize {

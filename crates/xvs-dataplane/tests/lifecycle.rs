@@ -215,24 +215,22 @@ fn a_reloaded_director_adopts_pinned_connections() {
     assert_eq!(parse(&r.frame).dst, d, "the established connection keeps its server");
 }
 
+fn reason(lab: &Lab, name: &str) -> u64 {
+    lab.dp.reasons().unwrap().into_iter().find(|(n, _)| *n == name).map_or(0, |(_, v)| v)
+}
+
 #[test]
-fn a_full_table_evicts_the_oldest_and_the_counters_are_rederived() {
+fn a_syn_flood_never_pushes_out_established_connections() {
     if require_root().is_none() {
         return;
     }
-    let mut lab = Lab::with_options(|o| o.max_conns = 256);
+    let mut lab = Lab::with_options(|o| {
+        o.max_conns = 256;
+        o.max_half = 128;
+    });
     let key = lab.service(vip4(80), SchedKind::Rr);
     lab.dest(&key, RS4[0], 80, method_cfg(ForwardMethod::Route));
     lab.dest(&key, RS4[1], 80, method_cfg(ForwardMethod::Route));
-    // Far more connections than the table holds: the LRU table evicts the least recently
-    // used; new connections are never refused.
-    for i in 0..1500u32 {
-        let c = format!("198.18.{}.{}", 100 + i / 250, 1 + i % 250);
-        let f = frame((ip(&c), 1000), (key.addr(), 80), Some(TcpFlags::SYN), b"", CLIENT_MAC, lab.mac_d0);
-        assert_eq!(lab.run_client(&f).action, action::REDIRECT, "connection {i}");
-    }
-    let live = lab.dp.maps.conn4.iter().count() as u32;
-    assert!(live < 1500, "entries were evicted ({live} left)");
     let svc = lab.lb.services.find(&key).unwrap();
     let counted = |lab: &Lab| -> u32 {
         RS4[..2]
@@ -243,16 +241,87 @@ fn a_full_table_evicts_the_oldest_and_the_counters_are_rederived() {
             })
             .sum()
     };
-    assert_eq!(counted(&lab), 1500, "before the sweep the counters still include evicted entries");
+    // 50 established connections (SYN, then the handshake's ACK).
+    let held: Vec<String> = (0..50u32).map(|i| format!("198.18.1.{}", 1 + i)).collect();
+    let mut server_of = Vec::new();
+    for c in &held {
+        for flags in [TcpFlags::SYN, TcpFlags::ACK] {
+            let f = frame((ip(c), 2000), (key.addr(), 80), Some(flags), b"", CLIENT_MAC, lab.mac_d0);
+            let r = lab.run_client(&f);
+            assert_eq!(r.action, action::REDIRECT);
+            if flags == TcpFlags::ACK {
+                server_of.push(parse(&r.frame).dst);
+            }
+        }
+        assert_eq!(conn_of(&lab, c, 2000, &key).unwrap().flags & abi::CONN_F_HALF, 0, "assured by the ACK");
+    }
+    assert_eq!(lab.dp.half_open().unwrap(), 0);
+    // A spoofed SYN flood far larger than the tables: unassured entries stop at max_half and
+    // the rest are refused, counted.
+    for i in 0..1500u32 {
+        let c = format!("198.18.{}.{}", 100 + i / 250, 1 + i % 250);
+        let f = frame((ip(&c), 1000), (key.addr(), 80), Some(TcpFlags::SYN), b"", CLIENT_MAC, lab.mac_d0);
+        let a = lab.run_client(&f).action;
+        assert_eq!(a, if i < 128 { action::REDIRECT } else { action::DROP }, "flood SYN {i}");
+    }
+    assert_eq!(lab.dp.half_open().unwrap(), 128);
+    assert_eq!(reason(&lab, "half_open_full"), 1500 - 128);
+    assert_eq!(counted(&lab), 50 + 128, "every entry is counted once: nothing vanished");
+    // Every established connection is still there and still goes to its server.
+    for (c, d) in held.iter().zip(&server_of) {
+        let f = frame((ip(c), 2000), (key.addr(), 80), Some(TcpFlags::ACK), b"data", CLIENT_MAC, lab.mac_d0);
+        let r = lab.run_client(&f);
+        assert_eq!(r.action, action::REDIRECT, "{c}");
+        assert_eq!(parse(&r.frame).dst, *d, "{c} keeps its server");
+    }
+    // The sweep sees the gauge high and drops the idle unassured entries early, with their
+    // accounting; the established ones stay.
+    sleep(xvs_dataplane::sweep::EARLY_IDLE + Duration::from_millis(100));
     let mut sweeper = xvs_dataplane::Sweeper::default();
     let report = sweeper.run(&lab.dp).unwrap();
-    assert!(report.recounted && report.evicted >= u64::from(1500 - live), "{report:?}");
-    assert_eq!(counted(&lab), live, "counters re-derived from the table");
-    // The most recent connection survived.
-    assert!(conn_of(&lab, "198.18.105.250", 1000, &key).is_some());
-    // Once settled, a quiet sweep finds nothing to correct.
-    let again = sweeper.run(&lab.dp).unwrap();
-    assert_eq!((again.evicted, again.recounted), (0, false), "{again:?}");
+    assert_eq!((report.early_dropped, report.half), (128, 0), "{report:?}");
+    assert_eq!(counted(&lab), 50);
+    for c in &held {
+        assert!(conn_of(&lab, c, 2000, &key).is_some(), "{c} survived the early drop");
+    }
+    // New clients are served again.
+    let f = frame((ip("198.18.9.9"), 1000), (key.addr(), 80), Some(TcpFlags::SYN), b"", CLIENT_MAC, lab.mac_d0);
+    assert_eq!(lab.run_client(&f).action, action::REDIRECT);
+    let quiet = sweeper.run(&lab.dp).unwrap();
+    assert_eq!((quiet.early_dropped, quiet.pressure), (0, false), "{quiet:?}");
+}
+
+#[test]
+fn a_full_table_refuses_new_connections_and_keeps_the_old() {
+    if require_root().is_none() {
+        return;
+    }
+    // Room for 64 + 16 entries; assured connections can take all of it.
+    let mut lab = Lab::with_options(|o| {
+        o.max_conns = 64;
+        o.max_half = 16;
+    });
+    let key = lab.service(vip4(80), SchedKind::Rr);
+    lab.dest(&key, RS4[0], 80, method_cfg(ForwardMethod::Masq));
+    let mut accepted = Vec::new();
+    for i in 0..100u32 {
+        let c = format!("198.18.1.{}", 1 + i);
+        let f = frame((ip(&c), 3000), (key.addr(), 80), Some(TcpFlags::SYN), b"", CLIENT_MAC, lab.mac_d0);
+        if lab.run_client(&f).action != action::REDIRECT {
+            continue;
+        }
+        let f = frame((ip(&c), 3000), (key.addr(), 80), Some(TcpFlags::ACK), b"", CLIENT_MAC, lab.mac_d0);
+        assert_eq!(lab.run_client(&f).action, action::REDIRECT);
+        accepted.push(c);
+    }
+    assert!(accepted.len() >= 64, "at least max_conns were accepted ({})", accepted.len());
+    assert!(reason(&lab, "conn_table_full") + reason(&lab, "table_full") > 0, "the rest were refused, counted");
+    let nat = lab.dp.maps.nat4.iter().count();
+    assert_eq!(nat, accepted.len(), "one reply entry per connection, never more or fewer");
+    for c in &accepted {
+        let f = frame((ip(c), 3000), (key.addr(), 80), Some(TcpFlags::ACK), b"x", CLIENT_MAC, lab.mac_d0);
+        assert_eq!(lab.run_client(&f).action, action::REDIRECT, "{c} carries on");
+    }
 }
 
 #[test]
@@ -292,4 +361,87 @@ fn editing_thresholds_reevaluates_the_overload_flag_and_new_servers_start_clean(
     assert_eq!(id2.index(), id.index(), "the slot was reused");
     let c = lab.dp.dest_counters(id2).unwrap();
     assert_eq!((c.active, c.inactive, c.persistent, c.overloaded), (0, 0, 0, false));
+}
+
+#[test]
+fn a_reused_slot_never_inherits_another_servers_connections() {
+    if require_root().is_none() {
+        return;
+    }
+    let mut lab = Lab::new();
+    let key = lab.service(vip4(80), SchedKind::Rr);
+    lab.dest(&key, RS4[0], 80, method_cfg(ForwardMethod::Masq));
+    assert_eq!(conn_dest(&mut lab, &key, TcpFlags::SYN), ip(RS4[0]));
+    // A control plane that lost track of the removed server (as a restart without adoption
+    // would): the next server added takes the same slot.
+    lab.lb = xvs_core::Balancer::default();
+    lab.publisher = Publisher::new(&lab.dp);
+    let key = lab.service(vip4(80), SchedKind::Rr);
+    lab.dest(&key, RS4[1], 80, method_cfg(ForwardMethod::Masq));
+    let svc = lab.lb.services.find(&key).unwrap();
+    let newcomer = lab.lb.services.find_dest(svc, &ip(RS4[1]), 80).unwrap();
+    assert_eq!(newcomer.index(), 0, "the slot was reused");
+    // The old connection's packets never reach the newcomer.
+    let f = frame((ip(CLIENT4), 40000), (key.addr(), 80), Some(TcpFlags::ACK), b"x", CLIENT_MAC, lab.mac_d0);
+    assert_eq!(lab.run_client(&f).action, action::DROP);
+    assert!(reason(&lab, "stale_dest") > 0);
+    // Nor do its counters: expiring the old connection leaves the newcomer's alone.
+    lab.dp.sweep(abi::SWEEP_ALL).unwrap();
+    let c = lab.dp.dest_counters(newcomer).unwrap();
+    assert_eq!((c.active, c.inactive), (0, 0));
+    // A new client goes to the newcomer.
+    let f = frame((ip(CLIENT4), 40001), (key.addr(), 80), Some(TcpFlags::SYN), b"", CLIENT_MAC, lab.mac_d0);
+    assert_eq!(parse(&lab.run_client(&f).frame).dst, ip(RS4[1]));
+}
+
+#[test]
+fn timeouts_of_up_to_31_days_keep_connections_and_templates() {
+    if require_root().is_none() {
+        return;
+    }
+    let mut lab = Lab::new();
+    // 25 and 31 days: beyond 24.8 days a signed 32-bit millisecond comparison breaks.
+    lab.lb.timeouts.set(25 * 86_400, 0, xvs_core::sysctl::MAX_SET_TIMEOUT);
+    Publisher::write_config(&mut lab.dp, &lab.lb.timeouts, &lab.lb.sysctl).unwrap();
+    let key = lab.service_with(
+        vip4(80),
+        ServiceConfig::new(vip4(80).family(), SchedKind::Rr).persistent(xvs_core::model::MAX_PERSISTENCE_TIMEOUT),
+    );
+    lab.dest(&key, RS4[0], 80, method_cfg(ForwardMethod::Masq));
+    lab.dest(&key, RS4[1], 80, method_cfg(ForwardMethod::Masq));
+    let first = conn_dest(&mut lab, &key, TcpFlags::SYN);
+    let _ = send(&mut lab, &key, CLIENT4, 40000, Some(TcpFlags::ACK));
+    let udp = ServiceKey::udp(ip(VIP4), 53);
+    lab.service(udp, SchedKind::Rr);
+    lab.dest(&udp, RS4[0], 53, method_cfg(ForwardMethod::Masq));
+    let _ = send(&mut lab, &udp, CLIENT4, 5353, None);
+    let out = lab.dp.sweep(0).unwrap();
+    assert_eq!((out.expired, out.tpl_expired), (0, 0), "{out:?}");
+    assert_eq!(conn_of(&lab, CLIENT4, 40000, &key).unwrap().state, TcpState::Established as u8);
+    // Persistence holds: the same client's next connection goes to the same server.
+    let f = frame((ip(CLIENT4), 40001), (key.addr(), 80), Some(TcpFlags::SYN), b"", CLIENT_MAC, lab.mac_d0);
+    assert_eq!(parse(&lab.run_client(&f).frame).dst, first);
+}
+
+#[test]
+fn the_directors_own_icmp_errors_are_rate_limited() {
+    if require_root().is_none() {
+        return;
+    }
+    let mut lab = Lab::with_options(|o| {
+        o.icmp_rate = 1000;
+        o.icmp_burst = 50;
+    });
+    let key = lab.service(vip4(80), SchedKind::Rr); // no real server: every SYN is refused
+    let mut sent = 0;
+    for i in 0..400u16 {
+        let f = frame((ip(CLIENT4), 10000 + i), (key.addr(), 80), Some(TcpFlags::SYN), b"", CLIENT_MAC, lab.mac_d0);
+        if lab.run_client(&f).action == action::TX {
+            sent += 1;
+        }
+    }
+    let limited = lab.dp.counter(abi::counter::ICMP_LIMITED).unwrap();
+    // A burst per CPU the test thread ran on, plus what refilled meanwhile.
+    assert!((50..400).contains(&sent), "{sent} unreachables sent");
+    assert_eq!(limited, 400 - sent, "the rest were counted as limited");
 }

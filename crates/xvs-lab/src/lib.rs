@@ -192,6 +192,18 @@ pub fn veth(a: &Netns, a_dev: &str, b: &Netns, b_dev: &str) {
     b.ip(&["link", "set", b_dev, "up"]);
 }
 
+/// Mounts bpffs at /sys/fs/bpf when a freshly booted machine has not (xvsd does the same).
+pub fn ensure_bpffs() {
+    static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = ONE.lock().unwrap_or_else(|e| e.into_inner());
+    let bpf_fs = nix::sys::statfs::statfs("/sys/fs/bpf").map(|s| s.filesystem_type().0 == 0xcafe_4a11);
+    if bpf_fs.unwrap_or(false) {
+        return;
+    }
+    eprintln!("lab: bpffs is not mounted; mounting it at /sys/fs/bpf");
+    sh(&["mount", "-t", "bpf", "-o", "mode=0700", "bpf", "/sys/fs/bpf"]);
+}
+
 /// A directory on bpffs removed (with its pins) on drop.
 #[derive(Debug)]
 pub struct PinDir {
@@ -202,6 +214,7 @@ impl PinDir {
     /// `/sys/fs/bpf/<name>`, created empty.
     pub fn new(name: &str) -> PinDir {
         let path = std::path::Path::new("/sys/fs/bpf").join(name);
+        ensure_bpffs();
         let _ = std::fs::remove_dir_all(&path);
         std::fs::create_dir_all(&path).expect("create a directory on bpffs");
         PinDir { path }

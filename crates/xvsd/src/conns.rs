@@ -79,7 +79,7 @@ pub fn list(dp: &Director, timeouts: &Timeouts, _now: Instant) -> Vec<ConnState>
         let Some(d) = dest(t.dest_id) else { return };
         out.push(ConnState {
             proto: proto_name(proto).into(),
-            expires: u64::from((t.expires.wrapping_sub(now) as i32).max(0) as u32) / 1000,
+            expires: remaining(u64::from(t.timeout) * 1000, now.wrapping_sub(t.since)),
             state: if t.state == abi::TPL_S_ASSURED { "ASSURED" } else { "NONE" }.into(),
             caddr,
             cport: 0,

@@ -37,6 +37,8 @@ pub struct Control {
     changes: u64,
     /// A large apply is running: one log line for it, not one per service.
     bulk: bool,
+    /// Real servers added since the daemon last resolved their neighbours.
+    new_servers: HashSet<IpAddr>,
 }
 
 fn api_error(e: &Error) -> Response {
@@ -74,7 +76,15 @@ fn check_dest(key: &ServiceKey, addr: &IpAddr, c: &DestConfig) -> Result<(), Err
 impl Control {
     /// A control with an empty configuration.
     pub fn new(dp: Option<Dp>) -> Control {
-        Control { lb: Balancer::new(seed()), dp, health: None, events: Vec::new(), changes: 0, bulk: false }
+        Control {
+            lb: Balancer::new(seed()),
+            dp,
+            health: None,
+            events: Vec::new(),
+            changes: 0,
+            bulk: false,
+            new_servers: HashSet::new(),
+        }
     }
 
     /// Picks up a running dataplane: its services, real servers (in their slots) and tunables
@@ -91,14 +101,27 @@ impl Control {
                 .restore_service(a.slot, a.key, a.config.clone(), &a.dests, now)
                 .map_err(|e| format!("service {} found in the pinned maps: {e}", a.key))?;
         }
-        let publisher = Publisher::adopt(&director, &lb.services, &adopted).map_err(|e| e.to_string())?;
+        let mut publisher = Publisher::adopt(&director, &lb.services, &adopted).map_err(|e| e.to_string())?;
+        // Servers removed while busy: back into the trash in their slots, so that the next
+        // server added does not take a slot that live connections still name.
+        let busy = xvs_dataplane::adopt::read_busy_removed(&director, &adopted).map_err(|e| e.to_string())?;
+        for b in &busy {
+            let id = lb
+                .services
+                .restore_trashed(b.slot, b.svc_key, b.addr, b.port, b.config, now)
+                .map_err(|e| format!("removed server {} found in the connection table: {e}", b.addr))?;
+            publisher.adopt_removed(&director, id, b).map_err(|e| e.to_string())?;
+            tracing::info!(server = %b.addr, service = %b.svc_key, refs = b.refs, "kept a removed server that connections still use");
+        }
+        let sweeper = Sweeper::default();
         let mut c = Control {
             lb,
-            dp: Some(Dp { director, publisher, sweeper: Sweeper::default() }),
+            dp: Some(Dp { director, publisher, sweeper }),
             health: None,
             events: Vec::new(),
             changes: 0,
             bulk: false,
+            new_servers: HashSet::new(),
         };
         if adopted.is_empty() {
             c.write_config().map_err(|e| e.to_string())?;
@@ -249,6 +272,7 @@ impl Control {
         if let Err(e) = self.lb.services.add_dest(key, d.addr, d.port, c) {
             return api_error(&e);
         }
+        self.new_servers.insert(d.addr);
         if let Err(e) = self.republish_key(key) {
             let _ = self.lb.services.delete_dest(key, &d.addr, d.port, xvs_core::Instant::ZERO);
             let _ = self.republish_key(key);
@@ -384,19 +408,43 @@ impl Control {
                 changes.push(format!("~ health of service {}: {n} check(s)", s.spec.core_key()));
             }
         }
+        // Timeouts: 0 keeps the current value, as with --set.
+        let old_timeouts = self.lb.timeouts;
+        let mut new_timeouts = None;
         if let Some(t) = &config.timeouts {
-            if self.lb.timeouts.shown() != (u64::from(t.tcp), u64::from(t.tcpfin), u64::from(t.udp)) {
-                changes.push(format!("~ timeouts {} {} {}", t.tcp, t.tcpfin, t.udp));
+            let max = xvs_core::sysctl::MAX_SET_TIMEOUT;
+            if t.tcp > max || t.tcpfin > max || t.udp > max {
+                return api_error(&Error::Invalid(format!("timeouts are at most {max} seconds")));
+            }
+            let mut next = self.lb.timeouts;
+            next.set(t.tcp, t.tcpfin, t.udp);
+            if next.shown() != self.lb.timeouts.shown() {
+                let (a, b, c) = next.shown();
+                changes.push(format!("~ timeouts {a} {b} {c}"));
+                new_timeouts = Some(next);
             }
         }
         if dry_run {
             return Response::Applied { changes };
+        }
+        // The timeouts first: if the dataplane refuses them, nothing else has changed yet.
+        if let Some(next) = new_timeouts {
+            self.lb.timeouts = next;
+            if let Err(e) = self.write_config() {
+                self.lb.timeouts = old_timeouts;
+                let _ = self.write_config();
+                return dp_error(&e);
+            }
         }
         self.bulk = changes.len() > 100;
         let converged = self.converge(&target, true, now);
         if converged.is_err() {
             // Put the previous configuration back (it was valid a moment ago).
             let _ = self.converge(&current, true, now);
+            if self.lb.timeouts.shown() != old_timeouts.shown() {
+                self.lb.timeouts = old_timeouts;
+                let _ = self.write_config();
+            }
         }
         self.bulk = false;
         if let Err(e) = converged {
@@ -411,12 +459,6 @@ impl Control {
         }
         self.health = monitor;
         self.events.extend(health_events);
-        if let Some(t) = &config.timeouts {
-            self.lb.timeouts.set(t.tcp, t.tcpfin, t.udp);
-            if let Err(e) = self.write_config() {
-                return dp_error(&e);
-            }
-        }
         if changes.len() <= 100 {
             for c in &changes {
                 tracing::info!(change = %c, "apply");
@@ -429,16 +471,23 @@ impl Control {
     /// The outcome of a health check: the monitor's state moves, and the table follows it.
     pub fn health_report(&mut self, id: CheckId, outcome: &Outcome, now: Instant) {
         let Some(m) = &mut self.health else { return };
-        self.changes += 1;
         let events = m.report(id, outcome, std::time::Instant::now());
         if events.is_empty() {
             return;
         }
+        // Only a report that changes the table invalidates counters being read.
+        self.changes += 1;
         let target = m.effective();
         self.events.extend(events);
         if let Err(Response::Error(e)) = self.converge(&target, false, now) {
             tracing::error!(error = %e.message, "could not apply a health change");
         }
+    }
+
+    /// Real servers added since the last call, whose neighbours the daemon should resolve
+    /// now (a direct-routing packet to an unresolved neighbour is dropped).
+    pub fn take_new_servers(&mut self) -> HashSet<IpAddr> {
+        std::mem::take(&mut self.new_servers)
     }
 
     /// Health events since the last call (for the log and the notify scripts).
@@ -534,6 +583,7 @@ impl Control {
             let _ = self.lb.services.delete_service(&key, now);
             return dp_error(&e);
         }
+        self.new_servers.extend(dests.iter().map(|d| d.addr));
         if !self.bulk {
             if dests.is_empty() {
                 tracing::info!(service = %key, scheduler = %spec.scheduler, "service added");
@@ -639,10 +689,12 @@ impl Control {
         match &mut self.dp {
             Some(dp) => match dp.sweeper.run(&dp.director) {
                 Ok(r) => {
-                    if r.recounted {
+                    if r.early_dropped > 0 {
                         tracing::warn!(
-                            evicted = r.evicted,
-                            "the connection table evicted entries; counters re-derived (raise --max-conns)"
+                            dropped = r.early_dropped,
+                            half_open = r.half,
+                            "many connections are not completing their handshake (a SYN flood?): \
+                             unassured ones dropped early; established connections are kept"
                         );
                     }
                     Some(r)

@@ -34,9 +34,15 @@ struct Opts {
     /// Prometheus metrics address ("off" to disable).
     #[arg(long, default_value = "127.0.0.1:9642")]
     metrics: String,
-    /// Connection table size per address family.
-    #[arg(long, default_value_t = 262_144)]
+    /// Connections per address family. Nothing evicts a connection: a full table refuses new
+    /// ones. Memory is taken per connection present, not up front.
+    #[arg(long, default_value_t = 4_194_304)]
     max_conns: u32,
+    /// Connections not yet assured (TCP before ESTABLISHED, UDP before its second packet),
+    /// both families; past it new connections are refused, so a SYN flood cannot take the
+    /// room of established ones.
+    #[arg(long, default_value_t = 262_144)]
+    max_half_open: u32,
     /// Most virtual services.
     #[arg(long, default_value_t = 131_072)]
     max_services: u32,
@@ -69,9 +75,31 @@ async fn main() {
     }
 }
 
+/// Takes the lock that keeps one xvsd per pin directory: two daemons publishing into the same
+/// tables with their own allocators would corrupt them.
+fn lock_pins(pins: &std::path::Path) -> anyhow::Result<nix::fcntl::Flock<std::fs::File>> {
+    let dir = std::path::Path::new("/run/xvs/locks");
+    std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    let name: String = pins.to_string_lossy().chars().map(|c| if c == '/' { '_' } else { c }).collect();
+    let path = dir.join(format!("{name}.lock"));
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("open {}", path.display()))?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(|(_, e)| {
+        anyhow::anyhow!("another xvsd owns {} (lock {}: {e}); stop it first", pins.display(), path.display())
+    })
+}
+
 async fn run(o: Opts) -> anyhow::Result<()> {
     let pins = xvs_abi::pin_dir(&o.pin_dir);
     let links = pins.join("links");
+    if !nix::unistd::geteuid().is_root() {
+        anyhow::bail!("xvsd needs root (CAP_BPF, CAP_NET_ADMIN)");
+    }
+    let _lock = lock_pins(&pins)?;
     if o.purge {
         if pins.exists() {
             std::fs::remove_dir_all(&pins).with_context(|| format!("remove {}", pins.display()))?;
@@ -80,10 +108,6 @@ async fn run(o: Opts) -> anyhow::Result<()> {
         println!("removed {}: the load balancer is detached and its tables are gone", pins.display());
         return Ok(());
     }
-    if !nix::unistd::geteuid().is_root() {
-        anyhow::bail!("xvsd needs root (CAP_BPF, CAP_NET_ADMIN)");
-    }
-    // A bad file stops xvsd before it touches anything.
     // A bad file stops xvsd before it touches anything.
     let config = match &o.config {
         Some(path) => {
@@ -94,8 +118,12 @@ async fn run(o: Opts) -> anyhow::Result<()> {
         }
         None => None,
     };
+    if xvs_dataplane::bpffs::ensure_mounted(&pins).context("mount bpffs")? {
+        tracing::warn!(path = xvs_dataplane::bpffs::DEFAULT_MOUNT, "bpffs was not mounted; mounted it");
+    }
     let mut opts = LoadOptions::new(&pins);
     opts.max_conns = o.max_conns;
+    opts.max_half = o.max_half_open;
     opts.max_services = o.max_services;
     opts.max_dests = o.max_dests;
     let director = Director::load(opts).context("load the XDP program")?;
@@ -127,7 +155,8 @@ async fn run(o: Opts) -> anyhow::Result<()> {
         }
     }
 
-    // Expiry and the core's timers once a second; counters every two seconds (the
+    // Expiry and the core's timers once a second (expiry every 200 ms while a flood of
+    // unassured connections is being dropped early); counters every two seconds (the
     // estimator's period), read without the lock so requests never wait for them.
     let reader = Arc::new(
         control
@@ -142,14 +171,24 @@ async fn run(o: Opts) -> anyhow::Result<()> {
     tokio::spawn(xvsd::health::run(control.clone()));
     let c = control.clone();
     tokio::spawn(async move {
-        let mut every = tokio::time::interval(Duration::from_secs(1));
-        let mut round = 0u64;
+        let mut every = tokio::time::interval(xvs_dataplane::sweep::PRESSURE_PERIOD);
+        let ticks_per_second = (1000 / xvs_dataplane::sweep::PRESSURE_PERIOD.as_millis()) as u64;
+        let mut tick = 0u64;
+        let mut pressure = false;
         loop {
             every.tick().await;
-            round += 1;
+            tick += 1;
+            let second = tick % ticks_per_second == 0;
+            if !second {
+                if pressure {
+                    pressure = c.lock().await.sweep().is_some_and(|r| r.pressure);
+                }
+                continue;
+            }
+            let round = tick / ticks_per_second;
             let slots = {
                 let mut g = c.lock().await;
-                g.sweep();
+                pressure = g.sweep().is_some_and(|r| r.pressure);
                 (round % 2 == 0).then(|| g.counter_slots())
             };
             if let Some(slots) = slots {
@@ -162,33 +201,34 @@ async fn run(o: Opts) -> anyhow::Result<()> {
         }
     });
     // Real servers' neighbour entries: a direct-routing packet to an unresolved neighbour is
-    // dropped (it cannot be handed to the kernel), so keep them resolved.
+    // dropped (it cannot be handed to the kernel), so keep them resolved: every 30 s for all
+    // servers, and within a second for servers just added.
     let c = control.clone();
     tokio::spawn(async move {
-        let mut every = tokio::time::interval(Duration::from_secs(30));
+        let v4 = tokio::net::UdpSocket::bind("0.0.0.0:0").await.ok();
+        let v6 = tokio::net::UdpSocket::bind("[::]:0").await.ok();
+        let mut round = 0u64;
+        let mut every = tokio::time::interval(Duration::from_secs(1));
         loop {
             every.tick().await;
-            let targets: Vec<std::net::IpAddr> = {
-                let c = c.lock().await;
-                c.lb.services
-                    .iter()
-                    .flat_map(|(id, _)| {
-                        c.lb.services
-                            .view(id)
-                            .into_iter()
-                            .flat_map(|v| v.iter().map(|(_, d)| d.addr()).collect::<Vec<_>>())
-                    })
-                    .collect()
+            let targets: std::collections::HashSet<std::net::IpAddr> = {
+                let mut c = c.lock().await;
+                let mut t = c.take_new_servers();
+                if round % 30 == 0 {
+                    for (id, _) in c.lb.services.iter() {
+                        if let Some(v) = c.lb.services.view(id) {
+                            t.extend(v.iter().map(|(_, d)| d.addr()));
+                        }
+                    }
+                }
+                t
             };
+            round += 1;
             for a in targets {
-                let bind: SocketAddr = if a.is_ipv4() {
-                    "0.0.0.0:0".parse().expect("literal")
-                } else {
-                    "[::]:0".parse().expect("literal")
-                };
-                if let Ok(s) = std::net::UdpSocket::bind(bind) {
-                    // Port 9 (discard): the datagram only makes the kernel resolve the address.
-                    let _ = s.send_to(b"", (a, 9));
+                // Port 9 (discard): the datagram only makes the kernel resolve the address.
+                let sock = if a.is_ipv4() { &v4 } else { &v6 };
+                if let Some(s) = sock {
+                    let _ = s.send_to(b"", SocketAddr::new(a, 9)).await;
                 }
             }
         }

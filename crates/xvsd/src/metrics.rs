@@ -114,12 +114,16 @@ pub fn render(control: &mut Control, now: Instant) -> String {
         let cap = gauges(&mut r, "conn_table_capacity", "Entries the table holds, per address family");
         fill.get_or_create(&l(&[])).set(dp.sweeper.live as i64);
         cap.get_or_create(&l(&[])).set(i64::from(dp.director.options.max_conns));
-        let ev = counters(
+        let half = gauges(&mut r, "half_open_entries", "Connections not yet assured, at the last sweep");
+        half.get_or_create(&l(&[])).set(dp.sweeper.half);
+        let half_cap = gauges(&mut r, "half_open_capacity", "Connections not yet assured that are accepted");
+        half_cap.get_or_create(&l(&[])).set(i64::from(dp.director.options.max_half));
+        let early = counters(
             &mut r,
-            "conn_table_evictions",
-            "Connections the full table evicted (counters were then re-derived)",
+            "early_drops",
+            "Unassured connections and templates removed early while the half-open gauge was high",
         );
-        ev.get_or_create(&l(&[])).inc_by(dp.sweeper.evicted_total);
+        early.get_or_create(&l(&[])).inc_by(dp.sweeper.early_total);
         let reasons = counters(
             &mut r,
             "dataplane_packets",
