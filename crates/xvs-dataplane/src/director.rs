@@ -20,12 +20,14 @@ pub struct LoadOptions {
     pub max_services: u32,
     /// Real servers (and entries in the list pool).
     pub max_dests: u32,
-    /// Connections per address family. Nothing evicts a connection to make room: a full table
-    /// refuses new ones. Memory follows the entries present (the tables are not preallocated).
+    /// Connections per address family (the size of each connection and reply table). Nothing
+    /// evicts a connection to make room: a full table refuses new ones. Entries take memory
+    /// when present (the tables are not preallocated); the bucket array, 16 bytes per entry
+    /// rounded up to a power of two, is taken at load.
     pub max_conns: u32,
     /// Connections not yet assured (TCP before ESTABLISHED, UDP before a second packet), both
-    /// families together. The tables get this much room on top of `max_conns`, so a SYN flood
-    /// never takes an established connection's place.
+    /// families together, at most: past it new flows are refused, so a SYN flood can hold at
+    /// most this much of a table and never takes an established connection's place.
     pub max_half: u32,
     /// The director's own ICMP errors (unreachable, time exceeded, too big) per second and CPU
     /// (0: no limit), as the kernel's `net.ipv4.icmp_msgs_per_sec`.
@@ -153,7 +155,7 @@ impl Director {
         }
         std::fs::create_dir_all(&options.pin_dir)
             .map_err(|e| Error::Unsupported(format!("create pin directory {}: {e}", options.pin_dir.display())))?;
-        let room = options.max_conns.saturating_add(options.max_half);
+        let room = options.max_conns;
         let mut loader = EbpfLoader::new();
         loader
             .default_map_pin_directory(&options.pin_dir)

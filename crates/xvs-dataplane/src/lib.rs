@@ -13,6 +13,7 @@ pub mod aux;
 pub mod bpffs;
 pub mod director;
 mod error;
+pub mod netdev;
 pub mod publish;
 pub mod readback;
 pub mod sweep;

@@ -15,7 +15,6 @@ use std::path::Path;
 use std::process::{Child, ChildStdin, ChildStdout, Stdio};
 use std::time::{Duration, Instant};
 
-use xvs_dataplane::Aux;
 use xvs_lab::daemon::Xvsd;
 use xvs_lab::topology::{rs4, Classic, Mode, CLIENT4, VIP4};
 use xvsadm::client::Socket;
@@ -33,9 +32,9 @@ fn adm(socket: &Path, args: &str) -> String {
     out.stdout
 }
 
-/// A lab whose real servers run the echo server on `ports`, with the pass program on the
-/// client and server ends (XDP_TX and redirects into a veth need one on the peer).
-fn lab(n: usize, mode: Mode, ports: &[u16]) -> (Classic, Vec<Aux>) {
+/// A lab whose real servers run the echo server on `ports`. Client and servers are plain
+/// (no XDP program of their own): xvsd attaches to veth in generic mode for them.
+fn lab(n: usize, mode: Mode, ports: &[u16]) -> Classic {
     let mut lab = Classic::new(n, mode);
     let script = lab.dir.join("echo_server.py");
     std::fs::write(&script, ECHO).unwrap();
@@ -48,14 +47,7 @@ fn lab(n: usize, mode: Mode, ports: &[u16]) -> (Classic, Vec<Aux>) {
             xvs_lab::topology::wait_listening(&lab.rs[i], *p);
         }
     }
-    let mut aux = Vec::new();
-    for ns in std::iter::once(&lab.client).chain(lab.rs.iter()) {
-        let _in = ns.enter();
-        let mut a = Aux::load().unwrap();
-        a.attach_pass("eth0").unwrap();
-        aux.push(a);
-    }
-    (lab, aux)
+    lab
 }
 
 /// The client side: hold.py holding connections, driven line by line.
@@ -73,7 +65,8 @@ impl Held {
     fn open(lab: &Classic, per_port: usize, timeout_s: u32, ports: &[u16]) -> Held {
         let script = lab.dir.join("hold.py");
         std::fs::write(&script, HOLD).unwrap();
-        let mut args = vec![script.to_string_lossy().to_string(), VIP4.into(), per_port.to_string(), timeout_s.to_string()];
+        let mut args =
+            vec![script.to_string_lossy().to_string(), VIP4.into(), per_port.to_string(), timeout_s.to_string()];
         args.extend(ports.iter().map(|p| p.to_string()));
         let mut child = lab
             .client
@@ -125,7 +118,7 @@ fn held_connections_survive_a_spoofed_syn_flood() {
     if !xvs_lab::require_root() {
         return;
     }
-    let (lab, _aux) = lab(2, Mode::Dr, &[7007, 7008]);
+    let lab = lab(2, Mode::Dr, &[7007, 7008]);
     // Tables far below what the flood sends (about a million SYNs in 10 s).
     let xvsd = Xvsd::start(
         &lab,
@@ -188,7 +181,7 @@ fn a_restarted_xvsd_never_gives_a_busy_removed_servers_connections_to_another() 
     if !xvs_lab::require_root() {
         return;
     }
-    let (lab, _aux) = lab(2, Mode::Nat, &[7007]);
+    let lab = lab(2, Mode::Nat, &[7007]);
     let mut xvsd = Xvsd::start(&lab, Path::new(env!("CARGO_BIN_EXE_xvsd")), &[]);
     let s = xvsd.socket.clone();
     adm(&s, &format!("-A -t {VIP4}:7007 -s rr"));
@@ -207,7 +200,18 @@ fn a_restarted_xvsd_never_gives_a_busy_removed_servers_connections_to_another() 
     rs2.exec(&["nft", "add", "table", "inet", "xvstrust"]);
     rs2.exec(&["nft", "add", "chain", "inet", "xvstrust", "in", "{ type filter hook prerouting priority -300; }"]);
     let out = rs2.exec(&[
-        "nft", "add", "rule", "inet", "xvstrust", "in", "ip", "saddr", CLIENT4, "tcp", "sport", &port.to_string(),
+        "nft",
+        "add",
+        "rule",
+        "inet",
+        "xvstrust",
+        "in",
+        "ip",
+        "saddr",
+        CLIENT4,
+        "tcp",
+        "sport",
+        &port.to_string(),
         "counter",
     ]);
     assert!(out.status.success(), "nft: {}", String::from_utf8_lossy(&out.stderr));
@@ -226,7 +230,7 @@ fn a_service_without_usable_servers_refuses_at_once() {
     if !xvs_lab::require_root() {
         return;
     }
-    let (lab, _aux) = lab(1, Mode::Nat, &[7007]);
+    let lab = lab(1, Mode::Nat, &[7007]);
     let xvsd = Xvsd::start(&lab, Path::new(env!("CARGO_BIN_EXE_xvsd")), &[]);
     let s = &xvsd.socket;
     adm(s, &format!("-A -t {VIP4}:7007 -s rr")); // no server at all
@@ -254,7 +258,7 @@ fn a_thirty_day_timeout_keeps_connections_and_persistence() {
     if !xvs_lab::require_root() {
         return;
     }
-    let (lab, _aux) = lab(2, Mode::Nat, &[7007]);
+    let lab = lab(2, Mode::Nat, &[7007]);
     let xvsd = Xvsd::start(&lab, Path::new(env!("CARGO_BIN_EXE_xvsd")), &[]);
     let s = &xvsd.socket;
     adm(s, "--set 2592000 0 0");
@@ -263,7 +267,11 @@ fn a_thirty_day_timeout_keeps_connections_and_persistence() {
         adm(s, &format!("-a -t {VIP4}:7007 -r {}:7007 -m", rs4(i)));
     }
     let mut held = Held::open(&lab, 4, 5, &[7007]);
-    assert!(held.servers.iter().all(|s| *s == held.servers[0]), "persistence: one server for the client {:?}", held.servers);
+    assert!(
+        held.servers.iter().all(|s| *s == held.servers[0]),
+        "persistence: one server for the client {:?}",
+        held.servers
+    );
     std::thread::sleep(Duration::from_secs(3)); // several sweeps
     assert_eq!(held.say("ping"), 0);
     let conns = adm(s, "-Lcn");
