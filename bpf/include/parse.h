@@ -133,6 +133,15 @@ static __always_inline int parse_packet(void *data, void *data_end, struct pkt *
 			struct ipv6_opt_hdr *ext = data + off;
 			if ((void *)(ext + 1) > data_end)
 				return PARSE_BAD;
+			/* A routing header with segments left: the destination is a waypoint, not the
+			 * packet's final one, so it is not a VIP's packet to balance (the kernel's). */
+			if (proto == IPPROTO_ROUTING) {
+				__u8 *rh = (void *)ext;
+				if ((void *)(rh + 4) > data_end)
+					return PARSE_BAD;
+				if (rh[3])
+					return PARSE_OTHER;
+			}
 			proto = ext->nexthdr;
 			off += (ext->hdrlen + 1) * 8;
 		}
@@ -149,12 +158,17 @@ static __always_inline int parse_packet(void *data, void *data_end, struct pkt *
 	p->sport = p->dport = 0;
 	if (off > 1500)
 		return PARSE_BAD;
+	/* Transport headers must lie within the IP packet, not in the frame's Ethernet padding. */
+	__u32 l4_room = (__u32)p->l3_off + p->ip_len;
+	if (off > l4_room)
+		return PARSE_BAD;
+	l4_room -= off;
 
 	if (proto == IPPROTO_TCP) {
 		struct tcphdr *th = data + off;
 		if ((void *)(th + 1) > data_end)
 			return PARSE_BAD;
-		if (th->doff < 5)
+		if (th->doff < 5 || th->doff * 4 > l4_room)
 			return PARSE_BAD;
 		p->sport = th->source;
 		p->dport = th->dest;
@@ -166,7 +180,7 @@ static __always_inline int parse_packet(void *data, void *data_end, struct pkt *
 		struct udphdr *uh = data + off;
 		if ((void *)(uh + 1) > data_end)
 			return PARSE_BAD;
-		if (bpf_ntohs(uh->len) < sizeof(*uh))
+		if (bpf_ntohs(uh->len) < sizeof(*uh) || bpf_ntohs(uh->len) > l4_room)
 			return PARSE_BAD;
 		p->sport = uh->source;
 		p->dport = uh->dest;
@@ -174,7 +188,7 @@ static __always_inline int parse_packet(void *data, void *data_end, struct pkt *
 	}
 	if ((proto == IPPROTO_ICMP && p->af == XVS_AF_INET) || (proto == IPPROTO_ICMPV6 && p->af == XVS_AF_INET6)) {
 		struct xvs_icmphdr *ic = data + off;
-		if ((void *)(ic + 1) > data_end)
+		if ((void *)(ic + 1) > data_end || sizeof(*ic) > l4_room)
 			return PARSE_BAD;
 		p->icmp_type = ic->type;
 		return PARSE_ICMP;

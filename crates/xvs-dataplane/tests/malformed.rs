@@ -203,3 +203,71 @@ fn no_usable_server_answers_port_unreachable() {
     assert_eq!((out.src, out.dst, out.proto), (ip(VIP6), ip(CLIENT6), 58));
     assert_eq!(&r.frame[54..56], &[1, 4], "ICMPv6 destination unreachable / port unreachable");
 }
+
+#[test]
+fn transport_headers_are_read_within_the_ip_length_only() {
+    if require_root().is_none() {
+        return;
+    }
+    let (lab, _) = lab_with_vip();
+    // An IPv4 packet whose length ends before the TCP header, in a frame padded to 60 bytes
+    // (as Ethernet pads short frames): the "ports" would come from the padding.
+    let good = syn4(&lab);
+    let mut f = good[..14 + 20].to_vec();
+    f.extend_from_slice(&[0u8; 26]); // padding: zeros where ports would be
+    f[14 + 20..14 + 20 + 20].copy_from_slice(&good[14 + 20..14 + 20 + 20]); // looks like a SYN
+    f[16..18].copy_from_slice(&24u16.to_be_bytes()); // but the IP packet is 24 bytes
+    f[24..26].copy_from_slice(&[0, 0]);
+    let sum = ipv4_sum(&f[14..34]);
+    f[24..26].copy_from_slice(&sum.to_be_bytes());
+    passes_untouched(&lab, &f, Some("bad_packet"), "TCP header beyond the IP length");
+    // A UDP length beyond the IP packet.
+    let mut u = frame((ip(CLIENT4), 5353), (ip(VIP4), 53), None, b"q", CLIENT_MAC, lab.mac_d0);
+    u[14 + 20 + 4..14 + 20 + 6].copy_from_slice(&200u16.to_be_bytes());
+    passes_untouched(&lab, &u, Some("bad_packet"), "UDP length beyond the IP packet");
+    // A well-formed short SYN padded to 60 bytes is still balanced, padding untouched.
+    let mut padded = good.clone();
+    let len = padded.len();
+    padded.extend_from_slice(&[0xee; 8]);
+    let r = lab.run_client(&padded);
+    assert_eq!(r.action, action::REDIRECT);
+    assert_eq!(r.frame[len..], [0xee; 8], "padding stays padding");
+}
+
+#[test]
+fn ipv6_routing_headers_with_segments_left_are_the_kernels() {
+    if require_root().is_none() {
+        return;
+    }
+    let (lab, _) = lab_with_vip();
+    let base = syn6(&lab);
+    for (left, balanced) in [(1u8, false), (0u8, true)] {
+        // A type-4 (segment routing) header with one segment, `left` segments to go.
+        let mut f = base[..14 + 40].to_vec();
+        f[20] = 43; // next header: routing
+        let plen = u16::from_be_bytes([base[18], base[19]]) + 24;
+        f[18..20].copy_from_slice(&plen.to_be_bytes());
+        f.extend_from_slice(&[6, 2, 4, left, 0, 0, 0, 0]);
+        f.extend_from_slice(&[0x20, 0x01, 0, 2, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0, 1]);
+        f.extend_from_slice(&base[14 + 40..]);
+        if balanced {
+            let r = lab.run_client(&f);
+            assert_eq!(r.action, action::REDIRECT, "the VIP is the final destination");
+        } else {
+            passes_untouched(&lab, &f, None, "a waypoint, not the destination");
+        }
+    }
+}
+
+#[test]
+fn vlan_tagged_frames_pass_untouched() {
+    if require_root().is_none() {
+        return;
+    }
+    let (lab, _) = lab_with_vip();
+    let good = syn4(&lab);
+    let mut f = good[..12].to_vec();
+    f.extend_from_slice(&[0x81, 0x00, 0x00, 0x64]); // 802.1Q, VLAN 100
+    f.extend_from_slice(&good[12..]);
+    passes_untouched(&lab, &f, None, "802.1Q-tagged SYN");
+}
