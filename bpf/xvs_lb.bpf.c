@@ -356,6 +356,15 @@ static __always_inline int handle_l4(struct xdp_md *ctx, struct scratch *sc, con
 		return XDP_PASS;
 	if (p->sport == bpf_htons(20))
 		return XDP_PASS; /* active FTP data is never scheduled from the client side */
+	if (svc->flags & XVS_SVC_F_ALLOWLIST) {
+		/* The firewall never sees VIP traffic (XDP runs first): the service's own list. */
+		struct xvs_allow_key ak = { .prefixlen = 32 + (p->af == XVS_AF_INET ? 32 : 128), .svc_id = svc->id };
+		__builtin_memcpy(ak.addr, p->saddr, 16);
+		if (!bpf_map_lookup_elem(&xvs_allow, &ak)) {
+			count_reason(XVS_R_NOT_ALLOWED);
+			return XDP_DROP;
+		}
+	}
 	if (svc->port != p->dport && !(svc->flags & XVS_SVC_F_PERSISTENT)) {
 		/* port 0 without persistence: "port zero only supported in persistent services" */
 		count_reason(XVS_R_NO_DEST);

@@ -38,6 +38,7 @@ enum xvs_sched_kind {
 #define XVS_SVC_F_ONEPACKET 0x4
 #define XVS_SVC_F_SCHED1 0x8  /* sh-fallback / mh-fallback */
 #define XVS_SVC_F_SCHED2 0x10 /* sh-port / mh-port */
+#define XVS_SVC_F_ALLOWLIST 0x100 /* ours: only clients in xvs_allow may open connections */
 
 /* Forwarding methods, with the kernel's IP_VS_CONN_F_* values. */
 #define XVS_FWD_MASQ 0
@@ -274,7 +275,16 @@ enum xvs_reason {
 	XVS_R_TABLE_FULL = 10,    /* dropped: a template or reply entry could not be stored */
 	XVS_R_HALF_FULL = 11,     /* dropped: too many connections not yet assured (a SYN flood) */
 	XVS_R_STALE_DEST = 12,    /* dropped: the connection's server slot now holds another server */
+	XVS_R_NOT_ALLOWED = 13,   /* dropped: the client is not in the service's allowed sources */
 	XVS_R_MAX = 16,
+};
+
+/* The key of a service's allowed source prefix (LPM trie): the service id, then the address.
+ * The trie's prefix length counts the 32 bits of svc_id first. */
+struct xvs_allow_key {
+	__u32 prefixlen;
+	__u32 svc_id;
+	__u32 addr[4];
 };
 
 /* Input of the sweep program, passed as its packet data. */

@@ -179,6 +179,19 @@ struct {
 	XVS_PIN;
 } xvs_lblc SEC(".maps");
 
+/* Allowed client prefixes of services with XVS_SVC_F_ALLOWLIST. */
+#ifndef XVS_MAX_ALLOW
+#define XVS_MAX_ALLOW 65536
+#endif
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, XVS_MAX_ALLOW);
+	__type(key, struct xvs_allow_key);
+	__type(value, __u32);
+	XVS_PIN;
+} xvs_allow SEC(".maps");
+
 /* Global gauges (the half-open count). */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

@@ -57,6 +57,8 @@ pub const SVC_F_SCHED1: u32 = 0x8;
 pub const SVC_F_SCHED2: u32 = 0x10;
 /// flag-3.
 pub const SVC_F_SCHED3: u32 = 0x20;
+/// Ours: only clients in `xvs_allow` may open connections.
+pub const SVC_F_ALLOWLIST: u32 = 0x100;
 
 /// Forwarding methods (the kernel's values).
 pub const FWD_MASQ: u8 = 0;
@@ -124,7 +126,7 @@ pub mod counter {
 }
 
 /// Why a packet left the fast path (`enum xvs_reason`); the names are metrics labels.
-pub const REASONS: [(u32, &str); 13] = [
+pub const REASONS: [(u32, &str); 14] = [
     (0, "fragment"),
     (1, "no_route"),
     (2, "no_neigh"),
@@ -138,6 +140,7 @@ pub const REASONS: [(u32, &str); 13] = [
     (10, "table_full"),
     (11, "half_open_full"),
     (12, "stale_dest"),
+    (13, "not_allowed"),
 ];
 /// Size of the reasons array.
 pub const REASON_MAX: u32 = 16;
@@ -371,6 +374,14 @@ pub struct SweepOut {
     pub half: i64,
 }
 
+/// The data of an allowed-source key (the trie's prefix length comes first, in aya's `Key`).
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct AllowKey {
+    pub svc_id: u32,
+    pub addr: [u32; 4],
+}
+
 /// Global gauges.
 #[repr(C)]
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
@@ -399,6 +410,7 @@ pod! {
     SweepArgs = 24,
     SweepOut = 56,
     Gauges = 64,
+    AllowKey = 20,
 }
 
 /// Bytes of key and value one IPv4 connection takes (connection entry only; NAT doubles it).

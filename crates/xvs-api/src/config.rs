@@ -81,6 +81,10 @@ pub struct ServiceEntry {
     /// One-packet scheduling.
     #[serde(default)]
     pub ops: bool,
+    /// Clients allowed to connect (prefixes such as `198.18.1.0/24`); absent or empty:
+    /// everyone. XDP runs before the firewall, so this replaces INPUT rules on the VIP.
+    #[serde(default)]
+    pub allowed_sources: Vec<String>,
     /// Real servers.
     #[serde(default, rename = "real_server")]
     pub real_servers: Vec<RealServerEntry>,
@@ -349,8 +353,12 @@ impl Config {
                 netmask: s.netmask.clone(),
                 one_packet: s.ops,
                 pe: None,
+                allowed_sources: s.allowed_sources.clone(),
             };
-            spec.core_config().map_err(|e| at(e.to_string()))?;
+            let mut spec = spec;
+            let core = spec.core_config().map_err(|e| at(e.to_string()))?;
+            // As the daemon shows them: sorted, one spelling (an unchanged file diffs as nothing).
+            spec.allowed_sources = core.allowed_sources.iter().map(|p| p.to_string()).collect();
             let svc_port = match key {
                 KeySpec::Addr { port, .. } => port,
                 KeySpec::Fwmark { .. } => 0,

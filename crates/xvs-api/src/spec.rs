@@ -99,6 +99,10 @@ pub struct ServiceSpec {
     pub one_packet: bool,
     /// Persistence engine.
     pub pe: Option<String>,
+    /// Clients allowed to connect (`198.18.1.0/24`, `2001:2::/48`, or a bare address); empty:
+    /// everyone. An xvs extension: XDP runs before the firewall.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_sources: Vec<String>,
 }
 
 impl ServiceSpec {
@@ -127,7 +131,23 @@ impl ServiceSpec {
             netmask,
             one_packet: self.one_packet,
             pe: self.pe.clone(),
+            allowed_sources: self.allowed_prefixes(key.family())?,
         })
+    }
+
+    /// The allowed sources, parsed, checked against the service's family, sorted, deduplicated.
+    pub fn allowed_prefixes(&self, af: Family) -> Result<Vec<xvs_core::SourcePrefix>, Error> {
+        let mut out = Vec::new();
+        for s in &self.allowed_sources {
+            let p: xvs_core::SourcePrefix = s.parse()?;
+            if Family::of(&p.addr) != af {
+                return Err(Error::Invalid(format!("allowed source {p} is not of the service's address family")));
+            }
+            out.push(p);
+        }
+        out.sort();
+        out.dedup();
+        Ok(out)
     }
 
     /// The spec of a core service.
@@ -148,6 +168,7 @@ impl ServiceSpec {
             netmask,
             one_packet: c.one_packet,
             pe: c.pe.clone(),
+            allowed_sources: c.allowed_sources.iter().map(|p| p.to_string()).collect(),
         }
     }
 }

@@ -109,6 +109,8 @@ pub enum DropReason {
     DestUnavailable,
     /// A NAT real server sent a packet that matches no connection (`nat_icmp_send`).
     UnknownReply,
+    /// The client is not in the service's allowed sources.
+    NotAllowed,
 }
 
 /// What to do with a packet.
@@ -339,6 +341,10 @@ impl Balancer {
                 let Some(svc) = self.services.lookup(pkt.family(), pkt.proto, &pkt.dst, pkt.dport, pkt.fwmark) else {
                     return Verdict::Pass;
                 };
+                let allowed = &self.services.get(svc).expect("found").config().allowed_sources;
+                if !allowed.is_empty() && !allowed.iter().any(|p| p.contains(&pkt.src)) {
+                    return Verdict::Drop(DropReason::NotAllowed);
+                }
                 match self.schedule(svc, pkt, now) {
                     Scheduled::Conn(id) => id,
                     Scheduled::Ignored => return Verdict::Pass,

@@ -39,8 +39,8 @@ pub use balancer::{Balancer, DropReason, Forward, Packet, Verdict};
 pub use conn::{Conn, ConnFlags, ConnId, ConnState, ConnTable, TcpFlags, TcpState};
 pub use dest::{Dest, DestId, DestView};
 pub use model::{
-    DestConfig, Errno, Error, ForwardMethod, Netmask, Protocol, SchedFlags, ServiceConfig, ServiceKey, Tunnel,
-    TunnelCsum, TunnelKind,
+    DestConfig, Errno, Error, ForwardMethod, Netmask, Protocol, SchedFlags, ServiceConfig, ServiceKey, SourcePrefix,
+    Tunnel, TunnelCsum, TunnelKind,
 };
 pub use sched::{RandomSource, SchedKind, SplitMix64};
 pub use service::{DestCounters, Service, ServiceId, Services};

@@ -287,3 +287,28 @@ impl Lab {
         self.now = until;
     }
 }
+
+#[test]
+fn allowed_sources_admit_only_their_clients() {
+    use xvs_core::SourcePrefix;
+    let mut lb = Balancer::default();
+    let key = ServiceKey::tcp(ip("198.18.0.100"), 80);
+    let mut cfg = ServiceConfig::new(Family::V4, SchedKind::Rr);
+    cfg.allowed_sources = vec!["198.18.1.0/24".parse().unwrap(), "198.18.7.7".parse().unwrap()];
+    lb.add_service(key, cfg, Instant::ZERO).unwrap();
+    lb.services.add_dest(&key, ip("198.18.2.1"), 80, DestConfig::new(ForwardMethod::Route)).unwrap();
+    let syn = |src: &str| Packet::tcp((ip(src), 1000), (ip("198.18.0.100"), 80), SYN);
+    for ok in ["198.18.1.1", "198.18.1.254", "198.18.7.7"] {
+        assert!(matches!(lb.handle_inbound(Instant::ZERO, &syn(ok)), Verdict::Forward(_)), "{ok}");
+    }
+    for no in ["198.18.2.1", "198.18.7.8", "198.18.0.1"] {
+        assert_eq!(lb.handle_inbound(Instant::ZERO, &syn(no)), Verdict::Drop(DropReason::NotAllowed), "{no}");
+    }
+    // Prefixes: parsing, host bits, families.
+    assert_eq!("2001:2::/48".parse::<SourcePrefix>().unwrap().to_string(), "2001:2::/48");
+    assert!("198.18.1.1/24".parse::<SourcePrefix>().unwrap_err().to_string().contains("198.18.1.0/24"));
+    assert!("198.18.1.0/33".parse::<SourcePrefix>().is_err());
+    assert!("nonsense".parse::<SourcePrefix>().is_err());
+    let all: SourcePrefix = "0.0.0.0/0".parse().unwrap();
+    assert!(all.contains(&ip("203.0.113.9")) && !all.contains(&ip("2001:2::1")));
+}

@@ -65,6 +65,13 @@ fn method(n: u8) -> ForwardMethod {
 /// Reads every published service.
 pub fn read_published(dp: &Director) -> Result<Vec<Adopted>, Error> {
     let mut out = Vec::new();
+    // Allowed sources by service slot.
+    let mut allowed: std::collections::HashMap<u32, Vec<(u32, [u32; 4])>> = std::collections::HashMap::new();
+    for k in dp.maps.allow.keys() {
+        let k = k.ctx(|| "read xvs_allow".into())?;
+        let data = k.data();
+        allowed.entry(data.svc_id).or_default().push((k.prefix_len().saturating_sub(32), data.addr));
+    }
     for item in dp.maps.services.iter() {
         let (k, rec) = item.ctx(|| "read xvs_services".into())?;
         let addr = words_addr(k.af, &k.addr);
@@ -94,6 +101,16 @@ pub fn read_published(dp: &Director) -> Result<Vec<Adopted>, Error> {
             netmask,
             one_packet: rec.flags & abi::SVC_F_ONEPACKET != 0,
             pe: None,
+            allowed_sources: {
+                let mut v: Vec<xvs_core::SourcePrefix> = allowed
+                    .remove(&rec.id)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|(len, a)| xvs_core::SourcePrefix::new(words_addr(k.af, &a), len as u8).ok())
+                    .collect();
+                v.sort();
+                v
+            },
         };
         let mut dests = Vec::new();
         for i in 0..rec.dests_cnt {
@@ -246,6 +263,7 @@ impl Publisher {
                     sched_written: state,
                     sched: rec.sched,
                     generation: svc.generation(),
+                    allowed: svc.config().allowed_sources.clone(),
                     wrr_synced: false,
                 },
             );

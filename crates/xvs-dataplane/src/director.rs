@@ -94,6 +94,7 @@ pub struct Maps {
     pub reasons: PerCpuArray<MapData, u64>,
     pub counters: PerCpuArray<MapData, u64>,
     pub gauges: Array<MapData, abi::Gauges>,
+    pub allow: aya::maps::LpmTrie<MapData, abi::AllowKey, u32>,
 }
 
 fn take(ebpf: &mut Ebpf, name: &str) -> Result<Map, Error> {
@@ -217,6 +218,7 @@ impl Director {
             reasons: typed!(&mut ebpf, "xvs_reasons"),
             counters: typed!(&mut ebpf, "xvs_counters"),
             gauges: typed!(&mut ebpf, "xvs_gauges"),
+            allow: typed!(&mut ebpf, "xvs_allow"),
         };
         let pin_dir = options.pin_dir.clone();
         Ok(Director { ebpf, maps, pin_dir, options })

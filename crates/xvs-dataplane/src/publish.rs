@@ -11,8 +11,8 @@ use std::net::IpAddr;
 use xvs_abi as abi;
 use xvs_core::sched::SchedTable;
 use xvs_core::{
-    ConnFlags, DestId, Family, ForwardMethod, Netmask, SchedFlags, SchedKind, ServiceId, ServiceKey, Services, Sysctl,
-    Timeouts,
+    ConnFlags, DestId, Family, ForwardMethod, Netmask, SchedFlags, SchedKind, ServiceId, ServiceKey, Services,
+    SourcePrefix, Sysctl, Timeouts,
 };
 
 use crate::alloc::RangeAlloc;
@@ -115,6 +115,8 @@ pub(crate) struct Published {
     pub(crate) sched_written: abi::SchedState,
     pub(crate) sched: u8,
     pub(crate) generation: u64,
+    /// Allowed source prefixes written for it.
+    pub(crate) allowed: Vec<SourcePrefix>,
     /// True while the dataplane's wrr weight equals the core's (no packet moved it since the
     /// core's hooks last set it).
     pub(crate) wrr_synced: bool,
@@ -370,6 +372,19 @@ impl Publisher {
         if cfg.flags.contains(SchedFlags::SCHED3) {
             flags |= abi::SVC_F_SCHED3;
         }
+        // Allowed sources: new prefixes before the record that may start using them, stale
+        // ones after it no longer does.
+        let allowed = cfg.allowed_sources.clone();
+        let old_allowed = old.as_ref().map(|o| o.allowed.clone()).unwrap_or_default();
+        for p in allowed.iter().filter(|p| !old_allowed.contains(p)) {
+            dp.maps
+                .allow
+                .insert(&allow_key(sid, p), 1, 0)
+                .map_err(|e| Error::Capacity(format!("allowed source {p}: {e} (the table holds 65536 prefixes)")))?;
+        }
+        if !allowed.is_empty() {
+            flags |= abi::SVC_F_ALLOWLIST;
+        }
         let rec = abi::Svc {
             id: sid,
             flags,
@@ -390,6 +405,9 @@ impl Publisher {
         dp.maps.svc_by_id.set(sid, rec, 0).ctx(|| "write xvs_svc_by_id".into())?;
         dp.maps.services.insert(key, rec, 0).ctx(|| format!("publish service {}", svc.key()))?;
 
+        for p in old_allowed.iter().filter(|p| !allowed.contains(p)) {
+            let _ = dp.maps.allow.remove(&allow_key(sid, p));
+        }
         if let Some(o) = &old {
             self.lists.release(o.dests_off, o.dests.len() as u32);
             self.tables.release(o.table_off, o.table_len);
@@ -405,6 +423,7 @@ impl Publisher {
                 sched_written: state,
                 sched,
                 generation: svc.generation(),
+                allowed,
                 wrr_synced,
             },
         );
@@ -427,6 +446,9 @@ impl Publisher {
         }
         for (d, _) in &o.dests {
             self.mark_unavailable(dp, *d)?;
+        }
+        for p in &o.allowed {
+            let _ = dp.maps.allow.remove(&allow_key(id.index(), p));
         }
         self.lists.release(o.dests_off, o.dests.len() as u32);
         self.tables.release(o.table_off, o.table_len);
@@ -451,6 +473,11 @@ impl Publisher {
     pub fn published(&self) -> usize {
         self.published.len()
     }
+}
+
+/// The trie key of prefix `p` of service slot `sid`: the service id's 32 bits, then the prefix.
+pub(crate) fn allow_key(sid: u32, p: &SourcePrefix) -> aya::maps::lpm_trie::Key<abi::AllowKey> {
+    aya::maps::lpm_trie::Key::new(32 + u32::from(p.len), abi::AllowKey { svc_id: sid, addr: addr_words(&p.addr) })
 }
 
 fn nr_cpus() -> usize {

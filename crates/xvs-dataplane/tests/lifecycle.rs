@@ -445,3 +445,43 @@ fn the_directors_own_icmp_errors_are_rate_limited() {
     assert!((50..400).contains(&sent), "{sent} unreachables sent");
     assert_eq!(limited, 400 - sent, "the rest were counted as limited");
 }
+
+#[test]
+fn allowed_sources_are_enforced_and_follow_edits() {
+    if require_root().is_none() {
+        return;
+    }
+    let mut lab = Lab::new();
+    let key = vip4(80);
+    let mut cfg = ServiceConfig::new(key.family(), SchedKind::Rr);
+    cfg.allowed_sources = vec!["198.18.1.0/24".parse().unwrap()];
+    lab.service_with(key, cfg.clone());
+    lab.dest(&key, RS4[0], 80, method_cfg(ForwardMethod::Route));
+    let syn = |lab: &Lab, src: &str, port: u16| {
+        let f = frame((ip(src), port), (key.addr(), 80), Some(TcpFlags::SYN), b"", CLIENT_MAC, lab.mac_d0);
+        lab.run_client(&f).action
+    };
+    assert_eq!(syn(&lab, CLIENT4, 1000), action::REDIRECT, "inside the prefix");
+    assert_eq!(syn(&lab, "198.18.9.9", 1000), action::DROP, "outside");
+    assert_eq!(reason(&lab, "not_allowed"), 1);
+    // Narrow the list: the old prefix goes, the established connection carries on (as a
+    // firewall that filters new connections), new ones from it are refused.
+    cfg.allowed_sources = vec!["198.18.9.0/24".parse().unwrap()];
+    lab.lb.services.edit_service(&key, cfg, lab.now).unwrap();
+    lab.republish(&key);
+    assert_eq!(lab.dp.maps.allow.keys().count(), 1, "the stale prefix was removed");
+    assert_eq!(syn(&lab, "198.18.9.9", 1000), action::REDIRECT);
+    assert_eq!(syn(&lab, CLIENT4, 1001), action::DROP);
+    let f = frame((ip(CLIENT4), 1000), (key.addr(), 80), Some(TcpFlags::ACK), b"x", CLIENT_MAC, lab.mac_d0);
+    assert_eq!(lab.run_client(&f).action, action::REDIRECT, "the established connection");
+    // A restarted daemon reads the list back.
+    let adopted = xvs_dataplane::adopt::read_published(&lab.dp).unwrap();
+    assert_eq!(adopted[0].config.allowed_sources, vec!["198.18.9.0/24".parse().unwrap()]);
+    // No list: everyone.
+    let mut open = ServiceConfig::new(key.family(), SchedKind::Rr);
+    open.allowed_sources.clear();
+    lab.lb.services.edit_service(&key, open, lab.now).unwrap();
+    lab.republish(&key);
+    assert_eq!(lab.dp.maps.allow.keys().count(), 0);
+    assert_eq!(syn(&lab, "198.18.5.5", 1000), action::REDIRECT);
+}

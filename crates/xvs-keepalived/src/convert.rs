@@ -416,6 +416,7 @@ fn virtual_server(n: &Node, groups: &[Group], config: &mut Config, notices: &mut
         persistent: None,
         netmask: None,
         ops: false,
+        allowed_sources: Vec::new(),
         real_servers: Vec::new(),
         quorum: None,
         hysteresis: 0,

@@ -565,6 +565,8 @@ impl Command {
                     netmask: if persistence.is_some() { netmask } else { None },
                     one_packet: args.ops,
                     pe: args.pe.clone(),
+                    // Not an ipvsadm option: an edit keeps the service's list (xvsd).
+                    allowed_sources: Vec::new(),
                 };
                 Ok(Command::Service { edit: cmd == "edit-service", spec })
             }

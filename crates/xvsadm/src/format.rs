@@ -142,7 +142,8 @@ pub fn ordered(snap: &Snapshot, nosort: bool) -> Vec<ServiceState> {
     v
 }
 
-/// The `<sched>[ (flags)][ persistent T][ mask M][ pe P][ ops]` part of a service line.
+/// The `<sched>[ (flags)][ persistent T][ mask M][ pe P][ ops][ allow P,…]` part of a service
+/// line (`allow` is xvs's own: the service's allowed sources, shown only when it has some).
 fn service_flags(s: &ServiceState) -> String {
     let spec = &s.spec;
     let mut out = format!(" {}", spec.scheduler);
@@ -161,6 +162,9 @@ fn service_flags(s: &ServiceState) -> String {
     }
     if spec.one_packet {
         out.push_str(" ops");
+    }
+    if !spec.allowed_sources.is_empty() {
+        let _ = write!(out, " allow {}", spec.allowed_sources.join(","));
     }
     out
 }

@@ -162,7 +162,16 @@ impl Control {
     fn handle_inner(&mut self, req: Request, now: Instant) -> Response {
         match req {
             Request::AddService { service } => self.add_service(&service, now),
-            Request::EditService { service } => self.edit_service(&service, now),
+            Request::EditService { mut service } => {
+                // ipvsadm's -E cannot name allowed sources: it keeps the service's own.
+                if service.allowed_sources.is_empty() {
+                    if let Some(s) = self.lb.services.find(&service.core_key()).and_then(|id| self.lb.services.get(id))
+                    {
+                        service.allowed_sources = s.config().allowed_sources.iter().map(|p| p.to_string()).collect();
+                    }
+                }
+                self.edit_service(&service, now)
+            }
             Request::DeleteService { key } => {
                 let key: ServiceKey = key.into();
                 let Some(id) = self.lb.services.find(&key) else { return api_error(&Error::NoSuchService) };

@@ -287,3 +287,64 @@ fn a_thirty_day_timeout_keeps_connections_and_persistence() {
     assert_eq!(later.servers[0], held.servers[0], "the template still holds the client");
     assert_eq!(held.say("close"), 0);
 }
+
+/// Whether a client connect() to `port` succeeds ("connected"), is refused, or times out.
+fn connect(lab: &Classic, port: u16) -> String {
+    let out = lab.client.exec(&[
+        "python3",
+        "-c",
+        &format!(
+            "import socket\ntry:\n socket.create_connection(('{VIP4}', {port}), timeout=2)\n print('connected')\n\
+             except ConnectionRefusedError:\n print('refused')\nexcept OSError as e:\n print(type(e).__name__)"
+        ),
+    ]);
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn allowed_sources_filter_clients_as_the_firewall_did() {
+    if !xvs_lab::require_root() {
+        return;
+    }
+    let lab = lab(1, Mode::Nat, &[7007]);
+    let mut xvsd = Xvsd::start(&lab, Path::new(env!("CARGO_BIN_EXE_xvsd")), &[]);
+    let s = xvsd.socket.clone();
+    let file = lab.dir.join("lb.toml");
+    let write = |allowed: &str| {
+        std::fs::write(
+            &file,
+            format!(
+                "[[service]]\naddress = \"{VIP4}:7007\"\nscheduler = \"rr\"\nallowed_sources = [{allowed}]\n\
+                 [[service.real_server]]\naddress = \"{}:7007\"\nmethod = \"masq\"\n",
+                rs4(0)
+            ),
+        )
+        .unwrap();
+    };
+    write(&format!("\"{CLIENT4}\", \"2001:2::/48\""));
+    let err = {
+        let argv: Vec<String> =
+            ["xvsadm", "apply", "-f", file.to_str().unwrap()].iter().map(|s| s.to_string()).collect();
+        let mut t = Socket::connect(&s).unwrap();
+        run(&argv, &mut t, &mut std::io::empty())
+    };
+    assert_ne!(err.code, 0, "an IPv6 prefix on an IPv4 service is refused");
+    assert!(err.stderr.contains("address family"), "{}", err.stderr);
+    write("\"198.18.1.0/24\"");
+    adm(&s, &format!("apply -f {}", file.display()));
+    assert_eq!(connect(&lab, 7007), "connected");
+    let listing = adm(&s, "-Ln");
+    assert!(listing.contains(&format!("TCP  {VIP4}:7007 rr allow 198.18.1.0/24")), "{listing}");
+    assert!(adm(&s, &format!("apply -f {}", file.display())).contains("no changes"));
+    // Narrowed to another network: this client's connections are dropped, as a firewall
+    // DROP rule would (no answer at all).
+    write("\"198.18.9.0/24\"");
+    adm(&s, &format!("apply -f {}", file.display()));
+    assert_eq!(connect(&lab, 7007), "TimeoutError");
+    // An ipvsadm -E keeps the list; a restart reads it back from the dataplane.
+    adm(&s, &format!("-E -t {VIP4}:7007 -s wlc"));
+    xvsd.restart();
+    let listing = adm(&s, "-Ln");
+    assert!(listing.contains(&format!("TCP  {VIP4}:7007 wlc allow 198.18.9.0/24")), "{listing}");
+    assert_eq!(connect(&lab, 7007), "TimeoutError");
+}

@@ -259,6 +259,80 @@ pub const MAX_PERSISTENCE_TIMEOUT: u32 = 31 * 24 * 3600;
 /// ipvsadm's default when `-p` has no value (libipvs's 6 minutes; the man page says 300).
 pub const DEFAULT_PERSISTENCE_TIMEOUT: u32 = 360;
 
+/// A client address prefix (`198.18.1.0/24`, `2001:2::/48`), as allowed-source lists take them.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SourcePrefix {
+    /// The network address (host bits zero).
+    pub addr: IpAddr,
+    /// Prefix length: 0..=32 or 0..=128.
+    pub len: u8,
+}
+
+impl SourcePrefix {
+    /// A prefix, with host bits cleared; refused when the length exceeds the family's width.
+    pub fn new(addr: IpAddr, len: u8) -> Result<SourcePrefix, Error> {
+        let bits = if addr.is_ipv4() { 32 } else { 128 };
+        if u32::from(len) > bits {
+            return Err(Error::Invalid(format!("prefix length /{len} is longer than {bits} bits")));
+        }
+        let addr = match addr {
+            IpAddr::V4(a) => {
+                let m = if len == 0 { 0 } else { u32::MAX << (32 - u32::from(len)) };
+                IpAddr::V4(Ipv4Addr::from(u32::from(a) & m))
+            }
+            IpAddr::V6(a) => {
+                let m = if len == 0 { 0 } else { u128::MAX << (128 - u32::from(len)) };
+                IpAddr::V6(core::net::Ipv6Addr::from(u128::from(a) & m))
+            }
+        };
+        Ok(SourcePrefix { addr, len })
+    }
+
+    /// True when `a` lies in the prefix (never across families).
+    pub fn contains(&self, a: &IpAddr) -> bool {
+        match (self.addr, a) {
+            (IpAddr::V4(p), IpAddr::V4(a)) => {
+                let m = if self.len == 0 { 0 } else { u32::MAX << (32 - u32::from(self.len)) };
+                u32::from(*a) & m == u32::from(p)
+            }
+            (IpAddr::V6(p), IpAddr::V6(a)) => {
+                let m = if self.len == 0 { 0 } else { u128::MAX << (128 - u32::from(self.len)) };
+                u128::from(*a) & m == u128::from(p)
+            }
+            _ => false,
+        }
+    }
+}
+
+impl core::fmt::Display for SourcePrefix {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{}/{}", self.addr, self.len)
+    }
+}
+
+impl core::str::FromStr for SourcePrefix {
+    type Err = Error;
+    /// `addr/len`, or a bare address for a single host.
+    fn from_str(s: &str) -> Result<SourcePrefix, Error> {
+        let bad = || Error::Invalid(format!("'{s}' is not an address prefix (like 198.18.1.0/24)"));
+        let (a, l) = match s.split_once('/') {
+            Some((a, l)) => (a, Some(l)),
+            None => (s, None),
+        };
+        let addr: IpAddr = a.trim().parse().map_err(|_| bad())?;
+        let len = match l {
+            Some(l) => l.trim().parse::<u8>().map_err(|_| bad())?,
+            None if addr.is_ipv4() => 32,
+            None => 128,
+        };
+        let p = SourcePrefix::new(addr, len)?;
+        if p.addr != addr {
+            return Err(Error::Invalid(format!("'{s}' has host bits set (did you mean {p}?)")));
+        }
+        Ok(p)
+    }
+}
+
 /// The editable part of a virtual service. An edit replaces all of it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServiceConfig {
@@ -274,6 +348,9 @@ pub struct ServiceConfig {
     pub one_packet: bool,
     /// Persistence engine name (`sip`), if any.
     pub pe: Option<String>,
+    /// Clients allowed to open connections (an xvs extension; empty: everyone). XDP runs
+    /// before netfilter, so this is where a VIP's source filtering lives.
+    pub allowed_sources: Vec<SourcePrefix>,
 }
 
 impl ServiceConfig {
@@ -286,6 +363,7 @@ impl ServiceConfig {
             netmask: Netmask::host(af),
             one_packet: false,
             pe: None,
+            allowed_sources: Vec::new(),
         }
     }
 
