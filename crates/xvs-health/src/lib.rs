@@ -21,7 +21,7 @@ pub mod plan;
 pub mod probe;
 pub mod spec;
 
-pub use monitor::{CheckId, Event, Monitor};
+pub use monitor::{CheckId, Event, Monitor, Saved};
 pub use plan::Plan;
 pub use probe::Outcome;
 pub use spec::CheckSpec;

@@ -98,10 +98,31 @@ pub struct Monitor {
     quorum_up: Vec<bool>,
     next_id: CheckId,
     rng: u64,
+    /// State saved by a previous daemon, taken by the first reconfiguration.
+    restore: Option<Saved>,
 }
 
 /// Key of a distinct check: the same probe with the same timing, and the same start state.
 type CheckKey = (CheckSpec, bool);
+
+/// What a restarted daemon needs to carry on where the last one stopped: each checker's state
+/// and each service's quorum, keyed by text that names the check and the service (so a check
+/// that changed in the file starts afresh).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Saved {
+    /// Checks: key, up, the weight a dynamic script last asked for.
+    pub checks: Vec<(String, bool, Option<i32>)>,
+    /// Services: key, quorum up.
+    pub quorum: Vec<(String, bool)>,
+}
+
+fn saved_check_key(c: &CheckSpec, alpha: bool) -> String {
+    format!("{c:?} alpha={alpha}")
+}
+
+fn saved_service_key(s: &ServicePlan) -> String {
+    format!("{:?}", s.key())
+}
 
 impl Monitor {
     /// Starts monitoring `plan` at `now`. Returns the start-up events (quorum at start, alpha
@@ -115,9 +136,47 @@ impl Monitor {
             quorum_up: Vec::new(),
             next_id: 1,
             rng: seed | 1,
+            restore: None,
         };
         let events = m.reconfigure(plan, now);
         (m, events)
+    }
+
+    /// Starts monitoring `plan` where a previous daemon left off (`saved`, from
+    /// [`Monitor::save`]), as keepalived's own restart would like to: a server that was down
+    /// stays down until its checks pass, and no event (so no script) reports a state that did
+    /// not change. Checks and services the saved state does not know start as in [`Monitor::new`].
+    pub fn restore(plan: Plan, now: Instant, seed: u64, saved: Saved) -> (Monitor, Vec<Event>) {
+        let mut m = Monitor {
+            plan: Plan::default(),
+            checkers: HashMap::new(),
+            links: Vec::new(),
+            alive: Vec::new(),
+            quorum_up: Vec::new(),
+            next_id: 1,
+            rng: seed | 1,
+            restore: Some(saved),
+        };
+        let events = m.reconfigure(plan, now);
+        (m, events)
+    }
+
+    /// The state to hand to a restarted daemon ([`Monitor::restore`]).
+    pub fn save(&self) -> Saved {
+        let mut checks = Vec::new();
+        for (si, s) in self.plan.services.iter().enumerate() {
+            for (di, d) in s.dests.iter().enumerate() {
+                for id in &self.links[si][di] {
+                    let c = &self.checkers[id];
+                    let key = saved_check_key(&c.spec, d.alpha);
+                    if !checks.iter().any(|(k, _, _): &(String, bool, Option<i32>)| *k == key) {
+                        checks.push((key, c.up, c.weight));
+                    }
+                }
+            }
+        }
+        let quorum = self.plan.services.iter().zip(&self.quorum_up).map(|(s, q)| (saved_service_key(s), *q)).collect();
+        Saved { checks, quorum }
     }
 
     fn random(&mut self) -> u64 {
@@ -141,6 +200,12 @@ impl Monitor {
     /// down events (keepalived runs their scripts on reload).
     pub fn reconfigure(&mut self, plan: Plan, now: Instant) -> Vec<Event> {
         let mut events = Vec::new();
+        let restore = self.restore.take();
+        let saved_checks: HashMap<&str, (bool, Option<i32>)> =
+            restore.iter().flat_map(|r| r.checks.iter().map(|(k, up, w)| (k.as_str(), (*up, *w)))).collect();
+        let saved_quorum: HashMap<&str, bool> =
+            restore.iter().flat_map(|r| r.quorum.iter().map(|(k, q)| (k.as_str(), *q))).collect();
+        let mut restored_dests: std::collections::HashSet<(KeySpec, SocketAddr)> = std::collections::HashSet::new();
         // Down events for what disappears.
         let new_by_key: HashMap<KeySpec, &ServicePlan> = plan.services.iter().map(|s| (s.key(), s)).collect();
         for (si, old) in self.plan.services.iter().enumerate() {
@@ -183,15 +248,21 @@ impl Monitor {
                             let id = self.next_id;
                             self.next_id += 1;
                             let first = now + defaults::BOOTSTRAP + self.random_within(c.warmup);
+                            let saved = saved_checks.get(saved_check_key(c, d.alpha).as_str()).copied();
+                            if saved.is_some() {
+                                restored_dests.insert((s.key(), addr(&d.spec)));
+                            }
                             let checker = Checker {
                                 spec: c.clone(),
-                                up: !d.alpha,
-                                has_run: false,
+                                // As the previous daemon left it: a failed check stays failed
+                                // until it passes (one success, as for any down checker).
+                                up: saved.map_or(!d.alpha, |(up, _)| up),
+                                has_run: saved.is_some(),
                                 retry_it: c.retry,
                                 next: first,
                                 running: false,
                                 last: None,
-                                weight: None,
+                                weight: saved.and_then(|(_, w)| w),
                                 since: now,
                             };
                             (id, checker)
@@ -231,7 +302,7 @@ impl Monitor {
                 let server = addr(&self.plan.services[si].dests[di].spec);
                 let was = old_alive.get(&(key, server)).copied();
                 let is = self.alive[si][di];
-                if was.is_none() && !is {
+                if was.is_none() && !is && !restored_dests.contains(&(key, server)) {
                     // alpha: keepalived reports the server down at start.
                     let d = &self.plan.services[si].dests[di];
                     events.push(Event::ServerDown {
@@ -245,6 +316,11 @@ impl Monitor {
             match old_quorum.get(&key) {
                 Some(q) => {
                     self.quorum_up[si] = *q;
+                    self.update_quorum(si, &mut events);
+                }
+                None if saved_quorum.contains_key(saved_service_key(&self.plan.services[si]).as_str()) => {
+                    // Restored: the quorum is what it was; an event only if it moved since.
+                    self.quorum_up[si] = saved_quorum[saved_service_key(&self.plan.services[si]).as_str()];
                     self.update_quorum(si, &mut events);
                 }
                 None => {
@@ -631,6 +707,37 @@ address = "198.18.0.1:80"
         let ev = drive(&mut m, t0, down_at + Duration::from_millis(100), down_at + Duration::from_secs(4), &|_| ok());
         assert!(matches!(ev.as_slice(), [Event::ServerUp { .. }]), "{ev:?}");
         assert_eq!(weights(&m).len(), 2);
+    }
+
+    #[test]
+    fn a_restarted_monitor_keeps_down_servers_down_and_reports_nothing_unchanged() {
+        let t0 = Instant::now();
+        let sorry = TWO.replace("[[service]]\n", "[[service]]\nsorry_server = \"198.18.9.9:80\"\nquorum = 2\n");
+        let (mut m, _) = Monitor::new(plan(&sorry), t0, 7);
+        // .2 fails for good: down, quorum lost, the sorry server in.
+        let fail_2 = |s: &CheckSpec| if s.probe.target().starts_with("198.18.2.2") { bad() } else { ok() };
+        drive(&mut m, t0, Duration::from_secs(1), Duration::from_secs(12), &fail_2);
+        let before = m.effective();
+        assert_eq!(before[0].1.iter().map(|d| d.addr.to_string()).collect::<Vec<_>>(), ["198.18.9.9"]);
+        // A new daemon with the saved state: the same table, and no event at all.
+        let saved = m.save();
+        let text = serde_json::to_string(&saved).unwrap();
+        let saved: Saved = serde_json::from_str(&text).unwrap();
+        let t1 = Instant::now();
+        let (mut again, ev) = Monitor::restore(plan(&sorry), t1, 9, saved.clone());
+        assert_eq!(ev, vec![], "nothing changed, nothing to report");
+        assert_eq!(again.effective(), before);
+        // Its first checks: .2 still fails (no event), .3 still passes (no event).
+        let ev = drive(&mut again, t1, Duration::ZERO, Duration::from_secs(3), &fail_2);
+        assert_eq!(ev, vec![]);
+        // .2 recovers with one success: up, quorum back, sorry server out.
+        let ev = drive(&mut again, t1, Duration::from_secs(3), Duration::from_secs(6), &|_| ok());
+        assert!(ev.iter().any(|e| matches!(e, Event::ServerUp { .. })), "{ev:?}");
+        assert!(ev.iter().any(|e| matches!(e, Event::QuorumUp { .. })), "{ev:?}");
+        // A check that changed in the file starts afresh (up, as keepalived starts it).
+        let changed = sorry.replace("delay_loop = 2\n    retry = 2", "delay_loop = 3\n    retry = 2");
+        let (fresh, _) = Monitor::restore(plan(&changed), t1, 9, saved);
+        assert_eq!(fresh.effective()[0].1.len(), 2, "both servers in (quorum met again)");
     }
 
     #[test]

@@ -60,6 +60,8 @@ impl Xvsd {
             .arg(self.pins.path())
             .arg("--socket")
             .arg(&self.socket)
+            .arg("--state-file")
+            .arg(self.socket.with_file_name("xvsd.health.json"))
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))

@@ -39,6 +39,8 @@ pub struct Control {
     bulk: bool,
     /// Real servers added since the daemon last resolved their neighbours.
     new_servers: HashSet<IpAddr>,
+    /// Health state a previous daemon saved, for the first monitor this one starts.
+    pub restore_health: Option<xvs_health::Saved>,
 }
 
 fn api_error(e: &Error) -> Response {
@@ -84,6 +86,7 @@ impl Control {
             changes: 0,
             bulk: false,
             new_servers: HashSet::new(),
+            restore_health: None,
         }
     }
 
@@ -122,6 +125,7 @@ impl Control {
             changes: 0,
             bulk: false,
             new_servers: HashSet::new(),
+            restore_health: None,
         };
         if adopted.is_empty() {
             c.write_config().map_err(|e| e.to_string())?;
@@ -393,7 +397,10 @@ impl Control {
                     m
                 }
                 None => {
-                    let (m, ev) = Monitor::new(plan.clone(), clock, seed());
+                    let (m, ev) = match self.restore_health.take() {
+                        Some(saved) => Monitor::restore(plan.clone(), clock, seed(), saved),
+                        None => Monitor::new(plan.clone(), clock, seed()),
+                    };
                     health_events = ev;
                     m
                 }

@@ -34,19 +34,27 @@ pub fn load_config(path: &Path) -> anyhow::Result<xvs_api::config::Config> {
     Ok(config)
 }
 
-/// The health loop; runs for the life of the daemon.
-pub async fn run(control: Arc<Mutex<Control>>) {
+/// The health loop; runs for the life of the daemon. Whenever the checkers' states change,
+/// they are written to `state_file` for the next xvsd (crate::state).
+pub async fn run(control: Arc<Mutex<Control>>, state_file: std::path::PathBuf) {
     let permits = Arc::new(Semaphore::new(MAX_PARALLEL_PROBES));
     let (tx, mut rx) = mpsc::channel::<(CheckId, Outcome)>(1024);
+    let mut written: Option<xvs_health::Saved> = None;
     loop {
-        let (due, next, events) = {
+        let (due, next, events, saved) = {
             let mut c = control.lock().await;
             let now = std::time::Instant::now();
             let due = c.health.as_mut().map(|m| m.take_due(now)).unwrap_or_default();
             let next = c.health.as_ref().and_then(|m| m.next_due());
-            (due, next, c.take_events())
+            (due, next, c.take_events(), c.health.as_ref().map(|m| m.save()))
         };
         handle(events);
+        if let Some(saved) = saved.filter(|s| written.as_ref() != Some(s)) {
+            match crate::state::save(&state_file, &saved) {
+                Ok(()) => written = Some(saved),
+                Err(e) => tracing::warn!(file = %state_file.display(), error = %e, "cannot save the health state"),
+            }
+        }
         for (id, spec) in due {
             let permits = permits.clone();
             let tx = tx.clone();
@@ -68,12 +76,19 @@ pub async fn run(control: Arc<Mutex<Control>>) {
         };
         tokio::select! {
             Some((id, outcome)) = rx.recv() => {
-                let events = {
+                let (events, saved) = {
                     let mut c = control.lock().await;
                     c.health_report(id, &outcome, crate::now());
-                    c.take_events()
+                    (c.take_events(), c.health.as_ref().map(|m| m.save()))
                 };
                 handle(events);
+                // At once: a restart right after a failure must not forget it.
+                if let Some(saved) = saved.filter(|s| written.as_ref() != Some(s)) {
+                    match crate::state::save(&state_file, &saved) {
+                        Ok(()) => written = Some(saved),
+                        Err(e) => tracing::warn!(file = %state_file.display(), error = %e, "cannot save the health state"),
+                    }
+                }
             }
             _ = tokio::time::sleep_until(wake) => {}
         }

@@ -15,6 +15,7 @@ pub mod control;
 pub mod health;
 pub mod metrics;
 pub mod server;
+pub mod state;
 
 /// The current time on the monotonic clock, as the core counts it.
 pub fn now() -> xvs_core::Instant {

@@ -59,6 +59,10 @@ struct Opts {
     /// YAML, or a keepalived.conf (a name ending in .conf) with its health checks.
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Where the health checkers' states are kept across restarts (default: under
+    /// /run/xvs/state, named after the pin directory).
+    #[arg(long)]
+    state_file: Option<PathBuf>,
     /// Detach the program when xvsd stops (forwarding stops with it).
     #[arg(long)]
     detach_on_exit: bool,
@@ -111,6 +115,7 @@ async fn run(o: Opts) -> anyhow::Result<()> {
             std::fs::remove_dir_all(&pins).with_context(|| format!("remove {}", pins.display()))?;
         }
         let _ = std::fs::remove_file(&o.socket);
+        let _ = std::fs::remove_file(o.state_file.clone().unwrap_or_else(|| xvsd::state::default_path(&pins)));
         println!("removed {}: the load balancer is detached and its tables are gone", pins.display());
         return Ok(());
     }
@@ -136,6 +141,13 @@ async fn run(o: Opts) -> anyhow::Result<()> {
     let mut control = Control::adopt(director, xvsd::now())
         .map_err(anyhow::Error::msg)
         .context("pick up the state pinned by an earlier xvsd (`xvsd --purge` starts from scratch)")?;
+    // The checkers' states of the previous xvsd: failed servers stay failed, and no script
+    // runs for a state that did not change.
+    let state_file = o.state_file.clone().unwrap_or_else(|| xvsd::state::default_path(&pins));
+    control.restore_health = xvsd::state::load(&state_file);
+    if control.restore_health.is_some() {
+        tracing::info!(file = %state_file.display(), "picked up the health checks' states");
+    }
     {
         let dp = control.dp.as_mut().expect("adopt loads the dataplane");
         for ifname in &o.interfaces {
@@ -183,7 +195,7 @@ async fn run(o: Opts) -> anyhow::Result<()> {
             .context("open the counters")?,
     );
     let control = Arc::new(Mutex::new(control));
-    tokio::spawn(xvsd::health::run(control.clone()));
+    tokio::spawn(xvsd::health::run(control.clone(), state_file));
     let c = control.clone();
     tokio::spawn(async move {
         let mut every = tokio::time::interval(xvs_dataplane::sweep::PRESSURE_PERIOD);

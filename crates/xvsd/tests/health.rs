@@ -258,3 +258,81 @@ fn established_connections_outlive_a_failed_check() {
     let listing = l.adm(&["health"]);
     assert!(listing.contains("MISC_CHECK") && listing.contains("HTTP_GET"), "{listing}");
 }
+
+/// keepalived.conf with scripts that log what they report.
+fn scripted_conf(log: &Path) -> String {
+    let log = log.display();
+    let server = |ip: &str, name: &str| {
+        format!(
+            "    real_server {ip} 80 {{\n        weight 1\n\
+             \x20       notify_up \"/bin/sh -c 'echo up {name} >> {log}'\"\n\
+             \x20       notify_down \"/bin/sh -c 'echo down {name} >> {log}'\"\n\
+             \x20       TCP_CHECK {{\n            connect_timeout 1\n            retry 0\n            warmup 0\n        }}\n    }}\n"
+        )
+    };
+    format!(
+        "virtual_server {VIP4} 80 {{\n    delay_loop 1\n    lb_algo rr\n    lb_kind NAT\n    protocol TCP\n    quorum 2\n\
+         \x20   sorry_server 198.18.4.2 80\n\
+         \x20   quorum_up \"/bin/sh -c 'echo quorum_up >> {log}'\"\n\
+         \x20   quorum_down \"/bin/sh -c 'echo quorum_down >> {log}'\"\n{}{}}}\n",
+        server("198.18.2.2", "rs1"),
+        server("198.18.3.2", "rs2")
+    )
+}
+
+#[test]
+fn a_restart_keeps_failed_servers_and_the_sorry_server_and_runs_no_script() {
+    if !xvs_lab::require_root() {
+        return;
+    }
+    let mut lab = Classic::new(3, Mode::Nat);
+    lab.start_fault_servers(80);
+    let log = lab.dir.join("scripts.log");
+    let path = lab.dir.join("keepalived.conf");
+    std::fs::write(&path, scripted_conf(&log)).unwrap();
+    let xvsd = Xvsd::start(&lab, Path::new(env!("CARGO_BIN_EXE_xvsd")), &["--config", path.to_str().unwrap()]);
+    let wait_log = |want: &str| {
+        let start = Instant::now();
+        while !std::fs::read_to_string(&log).unwrap_or_default().contains(want) {
+            assert!(start.elapsed() < Duration::from_secs(5), "no '{want}' in the script log");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let mut l = Lab { xvsd, _aux: Vec::new(), lab };
+    l.wait(80, "198.18.2.2:80", true, Duration::from_secs(5));
+    wait_log("quorum_up");
+    // rs1 fails: it goes down, the quorum (2) is lost, the sorry server takes over.
+    l.lab.fault_mode(0, "stop");
+    l.wait(80, "198.18.2.2:80", false, DETECT);
+    wait_log("quorum_down");
+    std::thread::sleep(Duration::from_millis(500));
+    let table = l.table();
+    assert!(table.contains("198.18.4.2:80") && !table.contains("198.18.2.2:80"), "{table}");
+    let scripts = std::fs::read_to_string(&log).unwrap();
+
+    // SIGKILL and restart with the same file: rs1 stays out, the sorry server stays in, and no
+    // script runs for a state that did not change.
+    l.xvsd.kill();
+    l.xvsd.restart();
+    assert!(l.xvsd.log_text().contains("picked up the health checks' states"), "{}", l.xvsd.log_text());
+    for _ in 0..15 {
+        let table = l.table();
+        assert!(table.contains("198.18.4.2:80") && !table.contains("198.18.2.2:80"), "after the restart:\n{table}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(!l.alive(80, "198.18.2.2:80") && l.alive(80, "198.18.3.2:80"));
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), scripts, "scripts ran for states that did not change");
+    // rs1 recovers: up, quorum back, sorry server out, and the scripts say so.
+    l.lab.fault_mode(0, "ok");
+    l.wait(80, "198.18.2.2:80", true, RECOVER);
+    let start = Instant::now();
+    loop {
+        let now = std::fs::read_to_string(&log).unwrap();
+        let new = now.strip_prefix(scripts.as_str()).unwrap_or(&now);
+        if new.contains("up rs1") && new.contains("quorum_up") {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(5), "the recovery's scripts did not run: {new:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
