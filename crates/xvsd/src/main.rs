@@ -95,12 +95,22 @@ fn lock_pins(pins: &std::path::Path) -> anyhow::Result<nix::fcntl::Flock<std::fs
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
+        .read(true)
         .write(true)
         .open(&path)
         .with_context(|| format!("open {}", path.display()))?;
-    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(|(_, e)| {
-        anyhow::anyhow!("another xvsd owns {} (lock {}: {e}); stop it first", pins.display(), path.display())
-    })
+    let mut lock = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(|(_, e)| {
+        let holder = std::fs::read_to_string(&path).unwrap_or_default();
+        let holder = holder.trim();
+        let who = if holder.is_empty() { String::new() } else { format!(" (pid {holder})") };
+        anyhow::anyhow!("another xvsd{who} owns {}: stop it first (lock {}: {e})", pins.display(), path.display())
+    })?;
+    // Who holds it, for the message a second xvsd prints.
+    use std::io::{Seek, Write};
+    let _ = lock.set_len(0);
+    let _ = lock.rewind();
+    let _ = writeln!(lock, "{}", std::process::id());
+    Ok(lock)
 }
 
 async fn run(o: Opts) -> anyhow::Result<()> {

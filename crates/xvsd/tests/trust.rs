@@ -348,3 +348,31 @@ fn allowed_sources_filter_clients_as_the_firewall_did() {
     assert!(listing.contains(&format!("TCP  {VIP4}:7007 wlc allow 198.18.9.0/24")), "{listing}");
     assert_eq!(connect(&lab, 7007), "TimeoutError");
 }
+
+#[test]
+fn a_second_xvsd_refuses_and_the_first_keeps_serving() {
+    if !xvs_lab::require_root() {
+        return;
+    }
+    let lab = lab(1, Mode::Nat, &[7007]);
+    let xvsd = Xvsd::start(&lab, Path::new(env!("CARGO_BIN_EXE_xvsd")), &[]);
+    let s = xvsd.socket.clone();
+    adm(&s, &format!("-A -t {VIP4}:7007 -s rr"));
+    adm(&s, &format!("-a -t {VIP4}:7007 -r {}:7007 -m", rs4(0)));
+    let out = lab
+        .director
+        .command(env!("CARGO_BIN_EXE_xvsd"))
+        .args(["-i", "c0", "--metrics", "off", "--pin-dir"])
+        .arg(xvsd.pins())
+        .arg("--socket")
+        .arg(&s)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a second xvsd started:\n{err}");
+    assert!(err.contains("another xvsd (pid ") && err.contains("stop it first"), "{err}");
+    // The first one still answers on its socket and still forwards.
+    assert!(adm(&s, "-Ln").contains(&format!("{}:7007", rs4(0))));
+    assert_eq!(connect(&lab, 7007), "connected");
+}
