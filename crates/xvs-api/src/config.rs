@@ -52,6 +52,10 @@ pub struct Config {
     /// Connection timeouts.
     #[serde(default)]
     pub timeouts: Option<TimeoutsEntry>,
+    /// Leave services this file does not define alone (as keepalived does without
+    /// `lvs_flush`); by default the file is the whole table and the rest is deleted.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub keep_unlisted: bool,
 }
 
 /// One `[[service]]`.

@@ -56,8 +56,7 @@ const VRRP_BLOCKS: &[&str] = &[
 ];
 
 /// Settings of `global_defs` that matter to the health checker or the LVS table.
-const GLOBAL_UNSUPPORTED: &[&str] =
-    &["lvs_flush", "lvs_flush_on_stop", "lvs_notify_fifo", "notify_fifo", "lvs_sync_daemon"];
+const GLOBAL_UNSUPPORTED: &[&str] = &["lvs_flush_on_stop", "lvs_notify_fifo", "notify_fifo", "lvs_sync_daemon"];
 
 /// keepalived's scheduler names.
 const SCHEDULERS: &[&str] =
@@ -215,7 +214,8 @@ fn method(n: &Node) -> R<String> {
 pub fn convert(nodes: &[Node]) -> R<Loaded> {
     let mut notices = Vec::new();
     let mut groups: Vec<Group> = Vec::new();
-    let mut config = Config::default();
+    // keepalived leaves virtual servers its file does not define alone unless lvs_flush is set.
+    let mut config = Config { keep_unlisted: true, ..Config::default() };
     // Groups first: a virtual_server may name a group defined after it.
     for n in nodes.iter().filter(|n| n.keyword() == "virtual_server_group") {
         let name = one(n)?.to_string();
@@ -280,6 +280,9 @@ fn global_defs(n: &Node, config: &mut Config, notices: &mut Vec<Notice>) -> R<()
                 }
                 config.timeouts = Some(TimeoutsEntry { tcp: t.tcp, tcpfin: t.tcpfin, udp: t.udp });
             }
+            // At start and reload, flush services the file does not define (keepalived's
+            // lvs_flush); without it they are left alone.
+            "lvs_flush" => config.keep_unlisted = false,
             k if GLOBAL_UNSUPPORTED.contains(&k) || k.starts_with("lvs_sync_daemon") => {
                 return Err(g.error(format!("{k} is not supported by xvs yet")));
             }

@@ -97,6 +97,13 @@ impl Xvsd {
         }
     }
 
+    /// Sends it SIGHUP (reload its --config file).
+    pub fn hangup(&self) {
+        if let Some(c) = &self.child {
+            crate::sh(&["kill", "-HUP", &c.id().to_string()]);
+        }
+    }
+
     /// Starts it again with the same arguments and pins.
     pub fn restart(&mut self) {
         self.kill();

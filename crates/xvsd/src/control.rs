@@ -13,6 +13,8 @@ use xvs_core::{Balancer, DestConfig, Error, ForwardMethod, Instant, ServiceId, S
 use xvs_dataplane::{Director, Publisher, Sweeper};
 use xvs_health::{CheckId, Event, Monitor, Outcome, Plan};
 
+mod apply;
+
 /// The dataplane side: the loaded director, its publisher and its sweeper.
 pub struct Dp {
     /// The loaded director.
@@ -41,6 +43,9 @@ pub struct Control {
     new_servers: HashSet<IpAddr>,
     /// Health state a previous daemon saved, for the first monitor this one starts.
     pub restore_health: Option<xvs_health::Saved>,
+    /// What the last applied keepalived.conf (or `keep_unlisted` file) asked for, health
+    /// included: a reload changes only what differs from it.
+    file_target: Vec<(ServiceSpec, Vec<DestSpec>)>,
 }
 
 fn api_error(e: &Error) -> Response {
@@ -87,6 +92,7 @@ impl Control {
             bulk: false,
             new_servers: HashSet::new(),
             restore_health: None,
+            file_target: Vec::new(),
         }
     }
 
@@ -126,6 +132,7 @@ impl Control {
             bulk: false,
             new_servers: HashSet::new(),
             restore_health: None,
+            file_target: Vec::new(),
         };
         if adopted.is_empty() {
             c.write_config().map_err(|e| e.to_string())?;
@@ -341,165 +348,6 @@ impl Control {
             .collect()
     }
 
-    /// `xvsadm apply`: checks the whole desired state first (in a scratch table, with the
-    /// dataplane's limits, and its health checks), then changes only what differs. With health
-    /// checks, the table is what the checks allow: failed servers out (or at weight 0), the
-    /// sorry server in while the quorum is lost.
-    fn apply(&mut self, config: &xvs_api::config::Config, dry_run: bool, now: Instant) -> Response {
-        let desired = match config.specs() {
-            Ok(d) => d,
-            Err(e) => return api_error(&Error::Invalid(e)),
-        };
-        let mut scratch = xvs_core::Services::new();
-        for (s, dests) in &desired {
-            let key = s.core_key();
-            let checked = s
-                .core_config()
-                .and_then(|c| check_service(&key).map(|()| c))
-                .and_then(|c| scratch.add_service(key, c, now).map(drop));
-            if let Err(e) = checked {
-                return api_error(&Error::Invalid(format!("service {key}: {e}")));
-            }
-            for d in dests {
-                let r = d
-                    .core_config()
-                    .and_then(|c| check_dest(&key, &d.addr, &c).map(|()| c))
-                    .and_then(|c| scratch.add_dest(&key, d.addr, d.port, c).map(drop));
-                if let Err(e) = r {
-                    return api_error(&Error::Invalid(format!(
-                        "service {key}, real server {}:{}: {e}",
-                        d.addr, d.port
-                    )));
-                }
-            }
-        }
-        let plan = match Plan::from_config(config) {
-            Ok(p) => p,
-            Err(e) => return api_error(&Error::Invalid(e)),
-        };
-        for s in &plan.services {
-            if let Some(sorry) = &s.sorry {
-                let key = s.spec.core_key();
-                if let Err(e) = sorry.core_config().and_then(|c| check_dest(&key, &sorry.addr, &c)) {
-                    return api_error(&Error::Invalid(format!("service {key}, sorry server: {e}")));
-                }
-            }
-        }
-        let monitored = plan.has_checks() || plan.services.iter().any(|s| s.sorry.is_some());
-        let old_plan = self.health.as_ref().map(|m| m.plan().clone()).unwrap_or_default();
-        let mut monitor = None;
-        let mut health_events = Vec::new();
-        let target = if monitored {
-            let clock = std::time::Instant::now();
-            let m = match self.health.clone() {
-                Some(mut m) => {
-                    health_events = m.reconfigure(plan.clone(), clock);
-                    m
-                }
-                None => {
-                    let (m, ev) = match self.restore_health.take() {
-                        Some(saved) => Monitor::restore(plan.clone(), clock, seed(), saved),
-                        None => Monitor::new(plan.clone(), clock, seed()),
-                    };
-                    health_events = ev;
-                    m
-                }
-            };
-            let t = m.effective();
-            monitor = Some(m);
-            t
-        } else {
-            desired.clone()
-        };
-        let current = self.specs();
-        let mut changes = diff(&current, &target);
-        let old_by_key: HashMap<KeySpec, &xvs_health::plan::ServicePlan> =
-            old_plan.services.iter().map(|o| (o.spec.key, o)).collect();
-        for s in &plan.services {
-            let before = old_by_key.get(&s.spec.key).copied();
-            if before.map(health_of) != Some(health_of(s))
-                && (before.is_some() || s.dests.iter().any(|d| !d.checks.is_empty()))
-            {
-                let n: usize = s.dests.iter().map(|d| d.checks.len()).sum();
-                changes.push(format!("~ health of service {}: {n} check(s)", s.spec.core_key()));
-            }
-        }
-        // Timeouts: 0 keeps the current value, as with --set.
-        let old_timeouts = self.lb.timeouts;
-        let mut new_timeouts = None;
-        if let Some(t) = &config.timeouts {
-            let max = xvs_core::sysctl::MAX_SET_TIMEOUT;
-            if t.tcp > max || t.tcpfin > max || t.udp > max {
-                return api_error(&Error::Invalid(format!("timeouts are at most {max} seconds")));
-            }
-            let mut next = self.lb.timeouts;
-            next.set(t.tcp, t.tcpfin, t.udp);
-            if next.shown() != self.lb.timeouts.shown() {
-                let (a, b, c) = next.shown();
-                changes.push(format!("~ timeouts {a} {b} {c}"));
-                new_timeouts = Some(next);
-            }
-        }
-        if dry_run {
-            return Response::Applied { changes };
-        }
-        // The timeouts first: if the dataplane refuses them, nothing else has changed yet.
-        if let Some(next) = new_timeouts {
-            self.lb.timeouts = next;
-            if let Err(e) = self.write_config() {
-                self.lb.timeouts = old_timeouts;
-                let _ = self.write_config();
-                return dp_error(&e);
-            }
-        }
-        self.bulk = changes.len() > 100;
-        let converged = self.converge(&target, true, now);
-        if converged.is_err() {
-            // Put the previous configuration back (it was valid a moment ago).
-            let _ = self.converge(&current, true, now);
-            if self.lb.timeouts.shown() != old_timeouts.shown() {
-                self.lb.timeouts = old_timeouts;
-                let _ = self.write_config();
-            }
-        }
-        self.bulk = false;
-        if let Err(e) = converged {
-            return e;
-        }
-        if !monitored {
-            if let Some(old) = &self.health {
-                // Checks removed: what their services' servers reported goes away with them.
-                let mut m = old.clone();
-                health_events = m.reconfigure(Plan::default(), std::time::Instant::now());
-            }
-        }
-        self.health = monitor;
-        self.events.extend(health_events);
-        if changes.len() <= 100 {
-            for c in &changes {
-                tracing::info!(change = %c, "apply");
-            }
-        }
-        tracing::info!(changes = changes.len(), "configuration applied");
-        Response::Applied { changes }
-    }
-
-    /// The outcome of a health check: the monitor's state moves, and the table follows it.
-    pub fn health_report(&mut self, id: CheckId, outcome: &Outcome, now: Instant) {
-        let Some(m) = &mut self.health else { return };
-        let events = m.report(id, outcome, std::time::Instant::now());
-        if events.is_empty() {
-            return;
-        }
-        // Only a report that changes the table invalidates counters being read.
-        self.changes += 1;
-        let target = m.effective();
-        self.events.extend(events);
-        if let Err(Response::Error(e)) = self.converge(&target, false, now) {
-            tracing::error!(error = %e.message, "could not apply a health change");
-        }
-    }
-
     /// Real servers added since the last call, whose neighbours the daemon should resolve
     /// now (a direct-routing packet to an unresolved neighbour is dropped).
     pub fn take_new_servers(&mut self) -> HashSet<IpAddr> {
@@ -509,105 +357,6 @@ impl Control {
     /// Health events since the last call (for the log and the notify scripts).
     pub fn take_events(&mut self) -> Vec<Event> {
         std::mem::take(&mut self.events)
-    }
-
-    /// Changes the live configuration into `desired`, touching only what differs. Services
-    /// not in `desired` are removed only with `others` (a whole new state, not a health change).
-    fn converge(
-        &mut self,
-        desired: &[(ServiceSpec, Vec<DestSpec>)],
-        others: bool,
-        now: Instant,
-    ) -> Result<(), Response> {
-        let current = self.specs();
-        let cur: HashMap<KeySpec, &(ServiceSpec, Vec<DestSpec>)> = current.iter().map(|e| (e.0.key, e)).collect();
-        if others {
-            let want: HashSet<KeySpec> = desired.iter().map(|(d, _)| d.key).collect();
-            for (c, _) in &current {
-                if !want.contains(&c.key) {
-                    if let Response::Error(e) = self.handle(Request::DeleteService { key: c.key }, now) {
-                        return Err(Response::Error(e));
-                    }
-                }
-            }
-        }
-        for (d, ddests) in desired {
-            let key = d.core_key();
-            let Some((c, cdests)) = cur.get(&d.key).map(|e| (&e.0, &e.1)) else {
-                let r = self.add_service_with_dests(d, ddests, now);
-                if let Response::Error(_) = r {
-                    return Err(r);
-                }
-                continue;
-            };
-            if c != d {
-                let r = self.edit_service(d, now);
-                if let Response::Error(_) = r {
-                    return Err(r);
-                }
-            }
-            for r in cdests {
-                if !ddests.iter().any(|x| x.addr == r.addr && x.port == r.port) {
-                    let resp = self.handle(Request::DeleteDest { key: d.key, addr: r.addr, port: r.port }, now);
-                    if let Response::Error(_) = resp {
-                        return Err(resp);
-                    }
-                }
-            }
-            for r in ddests {
-                let resp = match cdests.iter().find(|x| x.addr == r.addr && x.port == r.port) {
-                    None => self.add_dest(&key, r),
-                    Some(x) if x != r => self.edit_dest(&key, r),
-                    Some(_) => Response::Ok,
-                };
-                if let Response::Error(_) = resp {
-                    return Err(resp);
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// A new service with its real servers, published once (not once per server).
-    fn add_service_with_dests(&mut self, spec: &ServiceSpec, dests: &[DestSpec], now: Instant) -> Response {
-        let key = spec.core_key();
-        let config = match spec.core_config() {
-            Ok(c) => c,
-            Err(e) => return api_error(&e),
-        };
-        if self.lb.services.find(&key).is_some() {
-            return api_error(&Error::ServiceExists);
-        }
-        if let Err(e) = check_service(&key) {
-            return api_error(&e);
-        }
-        let id = match self.lb.add_service(key, config, now) {
-            Ok(id) => id,
-            Err(e) => return api_error(&e),
-        };
-        for d in dests {
-            let added = d
-                .core_config()
-                .and_then(|c| check_dest(&key, &d.addr, &c).map(|()| c))
-                .and_then(|c| self.lb.services.add_dest(&key, d.addr, d.port, c).map(drop));
-            if let Err(e) = added {
-                let _ = self.lb.services.delete_service(&key, now);
-                return api_error(&e);
-            }
-        }
-        if let Err(e) = self.publish(id) {
-            let _ = self.lb.services.delete_service(&key, now);
-            return dp_error(&e);
-        }
-        self.new_servers.extend(dests.iter().map(|d| d.addr));
-        if !self.bulk {
-            if dests.is_empty() {
-                tracing::info!(service = %key, scheduler = %spec.scheduler, "service added");
-            } else {
-                tracing::info!(service = %key, scheduler = %spec.scheduler, real_servers = dests.len(), "service added");
-            }
-        }
-        Response::Ok
     }
 
     /// Everything listings need.
@@ -788,61 +537,6 @@ pub struct Gathered {
 fn seed() -> u64 {
     let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
     t ^ u64::from(std::process::id()).rotate_left(32)
-}
-
-/// The changes from `current` to `target`, one line each (`+`, `-`, `~`).
-fn diff(current: &[(ServiceSpec, Vec<DestSpec>)], target: &[(ServiceSpec, Vec<DestSpec>)]) -> Vec<String> {
-    let mut changes = Vec::new();
-    let describe = |s: &ServiceSpec| format!("{} {}", s.core_key(), s.scheduler);
-    let rs = |d: &DestSpec| format!("{}:{} {} weight {}", d.addr, d.port, d.method, d.weight);
-    let wanted: HashSet<KeySpec> = target.iter().map(|(d, _)| d.key).collect();
-    let cur: HashMap<KeySpec, &(ServiceSpec, Vec<DestSpec>)> = current.iter().map(|e| (e.0.key, e)).collect();
-    for (c, _) in current {
-        if !wanted.contains(&c.key) {
-            changes.push(format!("- service {}", c.core_key()));
-        }
-    }
-    for (d, ddests) in target {
-        match cur.get(&d.key).map(|e| (&e.0, &e.1)) {
-            None => {
-                changes.push(format!("+ service {}", describe(d)));
-                for r in ddests.iter() {
-                    changes.push(format!("+   real server {}", rs(r)));
-                }
-            }
-            Some((c, cdests)) => {
-                if c != d {
-                    changes.push(format!("~ service {}", describe(d)));
-                }
-                for r in cdests {
-                    if !ddests.iter().any(|x| x.addr == r.addr && x.port == r.port) {
-                        changes.push(format!("-   real server {}:{} of {}", r.addr, r.port, d.core_key()));
-                    }
-                }
-                for r in ddests {
-                    match cdests.iter().find(|x| x.addr == r.addr && x.port == r.port) {
-                        None => changes.push(format!("+   real server {} of {}", rs(r), d.core_key())),
-                        Some(x) if x != r => changes.push(format!("~   real server {} of {}", rs(r), d.core_key())),
-                        Some(_) => {}
-                    }
-                }
-            }
-        }
-    }
-    changes
-}
-
-/// A service's health settings, without its table entries (to tell what an apply changes).
-fn health_of(s: &xvs_health::plan::ServicePlan) -> String {
-    let dests: Vec<String> = s
-        .dests
-        .iter()
-        .map(|d| format!("{:?}{}{}{:?}{:?}", d.checks, d.inhibit, d.alpha, d.notify_up, d.notify_down))
-        .collect();
-    format!(
-        "{dests:?}{}{}{:?}{}{}{:?}{:?}",
-        s.quorum, s.hysteresis, s.sorry, s.sorry_inhibit, s.omega, s.quorum_up, s.quorum_down
-    )
 }
 
 fn request_name(req: &Request) -> &'static str {

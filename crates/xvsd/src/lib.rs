@@ -12,6 +12,7 @@
 
 pub mod conns;
 pub mod control;
+pub mod delta;
 pub mod health;
 pub mod metrics;
 pub mod server;

@@ -336,3 +336,41 @@ fn a_restart_keeps_failed_servers_and_the_sorry_server_and_runs_no_script() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[test]
+fn an_operators_drain_and_services_outlive_health_events_and_reloads() {
+    if !xvs_lab::require_root() {
+        return;
+    }
+    let l = setup();
+    // The operator drains rs1 of :80 and adds a service of their own.
+    l.adm(&["-e", "-t", &format!("{VIP4}:80"), "-r", "198.18.2.2:80", "-m", "-w", "0"]);
+    l.adm(&["-A", "-t", &format!("{VIP4}:9090"), "-s", "rr"]);
+    l.adm(&["-a", "-t", &format!("{VIP4}:9090"), "-r", "198.18.2.2:80", "-m"]);
+    // Health events on another server: rs2 (inhibit_on_failure) fails and recovers.
+    l.lab.fault_mode(1, "500");
+    l.wait(80, "198.18.3.2:80", false, DETECT);
+    assert_eq!(l.in_table(80, "198.18.3.2:80"), Some(0));
+    l.lab.fault_mode(1, "ok");
+    l.wait(80, "198.18.3.2:80", true, RECOVER);
+    assert_eq!(l.in_table(80, "198.18.3.2:80"), Some(1));
+    assert_eq!(l.in_table(80, "198.18.2.2:80"), Some(0), "the drain was undone:\n{}", l.table());
+    // A reload of the same keepalived.conf: the operator's service stays (no lvs_flush).
+    l.xvsd.hangup();
+    let start = Instant::now();
+    while !l.xvsd.log_text().contains("configuration reloaded") {
+        assert!(start.elapsed() < Duration::from_secs(5), "no reload:\n{}", l.xvsd.log_text());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let table = l.table();
+    assert!(table.contains(&format!("TCP  {VIP4}:9090 rr")), "the operator's service went:\n{table}");
+    assert_eq!(l.in_table(80, "198.18.2.2:80"), Some(0), "the reload undid the drain:\n{table}");
+    // rs1's own checker still owns rs1: its failure takes it out, its recovery restores the
+    // file's weight (as keepalived does).
+    l.lab.fault_mode(0, "stop");
+    l.wait(80, "198.18.2.2:80", false, DETECT);
+    assert_eq!(l.in_table(80, "198.18.2.2:80"), None);
+    l.lab.fault_mode(0, "ok");
+    l.wait(80, "198.18.2.2:80", true, RECOVER);
+    assert_eq!(l.in_table(80, "198.18.2.2:80"), Some(1));
+}
