@@ -16,27 +16,55 @@ pub trait Transport {
 pub struct Socket {
     reader: BufReader<UnixStream>,
     writer: UnixStream,
+    timeout: std::time::Duration,
+}
+
+/// How long xvsadm waits for xvsd's answer: `XVSADM_TIMEOUT` seconds, 120 by default (an
+/// apply of 100k services takes seconds, not minutes).
+fn timeout() -> std::time::Duration {
+    let secs = std::env::var("XVSADM_TIMEOUT").ok().and_then(|v| v.parse::<u64>().ok()).filter(|s| *s > 0);
+    std::time::Duration::from_secs(secs.unwrap_or(120))
 }
 
 impl Socket {
     /// Connects to `path`.
     pub fn connect(path: &Path) -> Result<Socket, String> {
+        Socket::connect_waiting(path, timeout())
+    }
+
+    /// Connects to `path`, waiting at most `timeout` for each answer.
+    pub fn connect_waiting(path: &Path, timeout: std::time::Duration) -> Result<Socket, String> {
         let s = UnixStream::connect(path).map_err(|e| {
             format!(
                 "cannot reach xvsd at {}: {e} (is it running? `systemctl start xvsd`, or run `xvsd`)",
                 path.display()
             )
         })?;
+        s.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
+        s.set_write_timeout(Some(timeout)).map_err(|e| e.to_string())?;
         let writer = s.try_clone().map_err(|e| e.to_string())?;
-        Ok(Socket { reader: BufReader::new(s), writer })
+        Ok(Socket { reader: BufReader::new(s), writer, timeout })
     }
 }
 
 impl Transport for Socket {
     fn call(&mut self, req: &Request) -> Result<Response, String> {
-        self.writer.write_all(xvs_api::encode(req).as_bytes()).map_err(|e| format!("write to xvsd: {e}"))?;
+        let text = xvs_api::encode(req);
+        // The request's name ("add_service", "apply", ...) for messages.
+        let what = text.split("\"op\":\"").nth(1).and_then(|r| r.split('"').next()).unwrap_or("request").to_string();
+        let late = |e: std::io::Error| {
+            if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) {
+                format!(
+                    "xvsd did not answer within {} s (waiting for the answer to {what}; XVSADM_TIMEOUT sets the wait)",
+                    self.timeout.as_secs()
+                )
+            } else {
+                format!("talking to xvsd ({what}): {e}")
+            }
+        };
+        self.writer.write_all(text.as_bytes()).map_err(late)?;
         let mut line = String::new();
-        self.reader.read_line(&mut line).map_err(|e| format!("read from xvsd: {e}"))?;
+        self.reader.read_line(&mut line).map_err(late)?;
         if line.is_empty() {
             return Err("xvsd closed the connection".into());
         }

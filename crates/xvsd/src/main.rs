@@ -205,9 +205,9 @@ async fn run(o: Opts) -> anyhow::Result<()> {
             .context("open the counters")?,
     );
     let control = Arc::new(Mutex::new(control));
-    tokio::spawn(xvsd::health::run(control.clone(), state_file));
+    let health = tokio::spawn(xvsd::health::run(control.clone(), state_file));
     let c = control.clone();
-    tokio::spawn(async move {
+    let timers = tokio::spawn(async move {
         let mut every = tokio::time::interval(xvs_dataplane::sweep::PRESSURE_PERIOD);
         let ticks_per_second = (1000 / xvs_dataplane::sweep::PRESSURE_PERIOD.as_millis()) as u64;
         let mut tick = 0u64;
@@ -283,27 +283,50 @@ async fn run(o: Opts) -> anyhow::Result<()> {
                 }
             }),
         );
-        let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("bind metrics to {addr}"))?;
-        tracing::info!(%addr, "metrics at http://{addr}/metrics");
+        // A busy port is not a reason to leave the dataplane without a control plane: the
+        // metrics come up when the port is free.
         tokio::spawn(async move {
+            let mut logged = false;
+            let listener = loop {
+                match tokio::net::TcpListener::bind(addr).await {
+                    Ok(l) => break l,
+                    Err(e) => {
+                        if !logged {
+                            tracing::error!(%addr, error = %e, "cannot serve metrics yet; retrying every 10 s");
+                            logged = true;
+                        }
+                        tokio::time::sleep(Duration::from_secs(10)).await;
+                    }
+                }
+            };
+            tracing::info!(%addr, "metrics at http://{addr}/metrics");
             let _ = axum::serve(listener, app).await;
         });
     }
-    let socket = o.socket.clone();
-    let c = control.clone();
-    let server = tokio::spawn(async move { xvsd::server::serve(&socket, c).await });
+    let listener =
+        xvsd::server::bind(&o.socket).with_context(|| format!("create the socket {}", o.socket.display()))?;
+    tracing::info!(socket = %o.socket.display(), "listening for xvsadm");
+    let server = tokio::spawn(xvsd::server::serve(listener, control.clone()));
+    // systemd (Type=notify): the dataplane is attached and the socket answers.
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
-    let mut server = server;
-    loop {
+    let (mut server, mut health, mut timers) = (server, health, timers);
+    // A task that ends has panicked (each runs for the life of the daemon): stop cleanly with
+    // an error, so that systemd restarts xvsd, rather than run on without health checks or
+    // expiry. The dataplane forwards meanwhile.
+    let failed: Option<&str> = loop {
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => break,
-            _ = term.recv() => break,
+            _ = tokio::signal::ctrl_c() => break None,
+            _ = term.recv() => break None,
             _ = hup.recv() => reload(&o, &control).await,
-            r = &mut server => { r??; break; }
+            _ = &mut server => break Some("the control socket"),
+            _ = &mut health => break Some("the health checks"),
+            _ = &mut timers => break Some("expiry and counters"),
         }
-    }
+    };
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     let _ = std::fs::remove_file(&o.socket);
     if o.detach_on_exit {
         for ifname in &o.interfaces {
@@ -316,6 +339,9 @@ async fn run(o: Opts) -> anyhow::Result<()> {
         tracing::info!("stopped; the load balancer is detached");
     } else {
         tracing::info!("stopped; forwarding continues with the pinned program and tables until xvsd starts again");
+    }
+    if let Some(what) = failed {
+        anyhow::bail!("{what} stopped unexpectedly (see above); exiting so that xvsd is restarted");
     }
     Ok(())
 }

@@ -3,25 +3,59 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::Mutex;
 use xvs_api::{ApiError, Request, Response};
 
 use crate::control::Control;
 
-/// Listens on `path` (created mode 0600, replacing a stale socket) and serves requests.
-pub async fn serve(path: &Path, control: Arc<Mutex<Control>>) -> anyhow::Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let _ = std::fs::remove_file(path);
-    let listener = UnixListener::bind(path)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-    tracing::info!(socket = %path.display(), "listening for xvsadm");
+/// The largest request accepted (an apply of 100k services is about 20 MB of JSON).
+pub const MAX_REQUEST: usize = 64 << 20;
+
+/// Creates the socket at `path` (mode 0600, replacing a stale socket) with no moment at which
+/// anyone else could reach it: it is bound and restricted inside a private (0700) directory and
+/// only then renamed into place.
+pub fn bind(path: &Path) -> anyhow::Result<UnixListener> {
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    std::fs::create_dir_all(dir)?;
+    let private = dir.join(format!(".xvsd-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&private);
+    std::fs::DirBuilder::new().mode(0o700).create(&private)?;
+    let result = (|| -> anyhow::Result<UnixListener> {
+        let tmp = private.join("sock");
+        let listener = UnixListener::bind(&tmp)?;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
+        std::fs::rename(&tmp, path)?;
+        Ok(listener)
+    })();
+    let _ = std::fs::remove_dir_all(&private);
+    result
+}
+
+use std::os::unix::fs::DirBuilderExt;
+
+/// Serves requests on `listener` for the life of the daemon. A failing accept() (out of file
+/// descriptors, say) is logged and retried: the daemon never stops answering over it.
+pub async fn serve(listener: UnixListener, control: Arc<Mutex<Control>>) {
+    let mut failures = 0u32;
     loop {
-        let (stream, _) = listener.accept().await?;
+        let stream = match listener.accept().await {
+            Ok((s, _)) => {
+                failures = 0;
+                s
+            }
+            Err(e) => {
+                failures += 1;
+                if failures == 1 || failures % 100 == 0 {
+                    tracing::error!(error = %e, failures, "accept on the control socket failed; retrying");
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
         let control = control.clone();
         tokio::spawn(async move {
             if let Err(e) = client(stream, control).await {
@@ -35,12 +69,26 @@ async fn client(stream: UnixStream, control: Arc<Mutex<Control>>) -> anyhow::Res
     // The socket's mode already keeps others out; the peer's credentials say it again.
     let root = stream.peer_cred().map(|c| c.uid() == 0).unwrap_or(false);
     let (r, mut w) = stream.into_split();
-    let mut lines = BufReader::new(r).lines();
-    while let Some(line) = lines.next_line().await? {
+    let mut reader = BufReader::new(r);
+    loop {
+        let mut line = Vec::new();
+        let n = (&mut reader).take(MAX_REQUEST as u64 + 1).read_until(b'\n', &mut line).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        if line.len() > MAX_REQUEST {
+            let resp = Response::Error(ApiError {
+                errno: "E2BIG".into(),
+                message: format!("request larger than {} MiB refused", MAX_REQUEST >> 20),
+            });
+            w.write_all(xvs_api::encode(&resp).as_bytes()).await?;
+            return Ok(()); // the rest of it cannot be read as a request
+        }
+        let line = String::from_utf8_lossy(&line);
         let resp = if !root {
             Response::Error(ApiError { errno: "EPERM".into(), message: "only root may configure xvs".into() })
         } else {
-            match xvs_api::decode::<Request>(&line) {
+            match xvs_api::decode::<Request>(line.trim_end()) {
                 Ok(req) => {
                     let mut c = control.lock().await;
                     c.handle(req, crate::now())
@@ -50,5 +98,4 @@ async fn client(stream: UnixStream, control: Arc<Mutex<Control>>) -> anyhow::Res
         };
         w.write_all(xvs_api::encode(&resp).as_bytes()).await?;
     }
-    Ok(())
 }

@@ -376,3 +376,52 @@ fn a_second_xvsd_refuses_and_the_first_keeps_serving() {
     assert!(adm(&s, "-Ln").contains(&format!("{}:7007", rs4(0))));
     assert_eq!(connect(&lab, 7007), "connected");
 }
+
+#[test]
+fn xvsd_tells_systemd_it_is_ready_and_a_busy_metrics_port_does_not_stop_it() {
+    if !xvs_lab::require_root() {
+        return;
+    }
+    let lab = lab(1, Mode::Nat, &[7007]);
+    // Something else holds the metrics port in the director's namespace.
+    let busy = {
+        let _in = lab.director.enter();
+        std::net::TcpListener::bind("127.0.0.1:9655").unwrap()
+    };
+    let notify = lab.dir.join("notify.sock");
+    let sd = std::os::unix::net::UnixDatagram::bind(&notify).unwrap();
+    sd.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let pins = xvs_lab::PinDir::new(&format!("{}sd", lab.prefix));
+    let socket = lab.dir.join("sd.sock");
+    let child = lab
+        .director
+        .command(env!("CARGO_BIN_EXE_xvsd"))
+        .args(["-i", "c0", "--metrics", "127.0.0.1:9655", "--pin-dir"])
+        .arg(pins.path())
+        .arg("--socket")
+        .arg(&socket)
+        .arg("--state-file")
+        .arg(lab.dir.join("sd.health.json"))
+        .env("NOTIFY_SOCKET", &notify)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut buf = [0u8; 256];
+    let n = sd.recv(&mut buf).expect("no readiness notification within 30 s");
+    let said = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(said.contains("READY=1"), "{said}");
+    // Ready means answering, with the metrics port still taken.
+    assert!(
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&socket).unwrap().permissions()) & 0o777 == 0o600
+    );
+    adm(&socket, &format!("-A -t {VIP4}:7007 -s rr"));
+    drop(busy);
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM);
+    let out = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains("cannot serve metrics yet"), "{log}");
+}

@@ -1,0 +1,70 @@
+//! The control socket as a client meets it, without a dataplane: created 0600 with no window,
+//! a request over the size limit refused (and the daemon still answering others), and
+//! xvsadm's wait bounded with a message saying what it waited for.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::sync::Arc;
+use std::time::Duration;
+
+use xvsadm::client::{Socket, Transport};
+use xvsd::control::Control;
+
+fn dir(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("xvs-socket-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[test]
+fn the_socket_is_private_and_oversized_requests_are_refused() {
+    let d = dir("limit");
+    let path = d.join("xvsd.sock");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let control = Arc::new(tokio::sync::Mutex::new(Control::new(None)));
+    let listener = rt.block_on(async { xvsd::server::bind(&path) }).unwrap();
+    assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(std::fs::read_dir(&d).unwrap().count(), 1, "no private directory left behind");
+    rt.spawn(xvsd::server::serve(listener, control));
+
+    // One line beyond the limit: refused with E2BIG, the connection closed.
+    let mut s = UnixStream::connect(&path).unwrap();
+    let big = vec![b' '; xvsd::server::MAX_REQUEST + 10];
+    let writer = {
+        let mut s = s.try_clone().unwrap();
+        std::thread::spawn(move || {
+            let _ = s.write_all(&big);
+        })
+    };
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut answer = String::new();
+    BufReader::new(&mut s).read_line(&mut answer).unwrap();
+    assert!(answer.contains("E2BIG") && answer.contains("64 MiB"), "{answer}");
+    drop(s);
+    let _ = writer.join();
+    // Others are still served.
+    let mut t = Socket::connect(&path).unwrap();
+    let r = t.call(&xvs_api::Request::Snapshot { conns: false }).unwrap();
+    assert!(matches!(r, xvs_api::Response::Snapshot(_)), "{r:?}");
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn xvsadm_says_what_it_waited_for() {
+    let d = dir("wait");
+    let path = d.join("silent.sock");
+    // A peer that accepts and never answers.
+    let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    let hold = std::thread::spawn(move || {
+        let (c, _) = listener.accept().unwrap();
+        std::thread::sleep(Duration::from_secs(3));
+        drop(c);
+    });
+    let mut t = Socket::connect_waiting(&path, Duration::from_secs(1)).unwrap();
+    let e = t.call(&xvs_api::Request::Snapshot { conns: false }).unwrap_err();
+    assert!(e.contains("did not answer within 1 s") && e.contains("snapshot"), "{e}");
+    hold.join().unwrap();
+    let _ = std::fs::remove_dir_all(&d);
+}
