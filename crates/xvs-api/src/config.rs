@@ -56,6 +56,14 @@ pub struct Config {
     /// `lvs_flush`); by default the file is the whole table and the rest is deleted.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub keep_unlisted: bool,
+    /// Who notify, quorum and MISC_CHECK scripts run as: `user` or `user:group` (keepalived's
+    /// `script_user`); by default `keepalived_script` if that user exists, else root.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub script_user: Option<String>,
+    /// Refuse scripts that anyone but root and their user could change (keepalived's
+    /// `enable_script_security`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub script_security: bool,
 }
 
 /// One `[[service]]`.

@@ -9,6 +9,7 @@
 //!   pass, quorum with hysteresis, sorry server — as a pure value driven by time and outcomes,
 //!   and the table the services should have.
 //! - [`probe`]: one attempt of a check, with its timeout always enforced.
+//! - [`script`]: notify, quorum and MISC_CHECK scripts, run as keepalived runs them.
 //!
 //! `xvsd` runs the probes (bounded in number), feeds the outcomes to the monitor, and applies
 //! the table it asks for; `docs/health.md` compares the behaviour with keepalived's.
@@ -19,6 +20,7 @@
 pub mod monitor;
 pub mod plan;
 pub mod probe;
+pub mod script;
 pub mod spec;
 
 pub use monitor::{CheckId, Event, Monitor, Saved};

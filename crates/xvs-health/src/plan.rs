@@ -6,7 +6,8 @@ use std::net::SocketAddr;
 use xvs_api::config::Config;
 use xvs_api::{DestSpec, KeySpec, ServiceSpec, TunnelSpec};
 
-use crate::spec::CheckSpec;
+use crate::script::{RunAs, ScriptPolicy};
+use crate::spec::{CheckSpec, Probe};
 
 /// A real server and how its health is judged.
 #[derive(Clone, Debug, PartialEq)]
@@ -60,6 +61,8 @@ impl ServicePlan {
 pub struct Plan {
     /// The services.
     pub services: Vec<ServicePlan>,
+    /// How scripts run.
+    pub scripts: ScriptPolicy,
 }
 
 fn script(s: &Option<String>) -> Result<Option<String>, String> {
@@ -73,6 +76,14 @@ impl Plan {
     /// Validates the configuration's services with their health settings.
     pub fn from_config(config: &Config) -> Result<Plan, String> {
         let specs = config.specs()?;
+        let policy = ScriptPolicy::new(config.script_user.as_deref(), config.script_security)?;
+        let check_script = |s: &Option<String>| -> Result<Option<String>, String> {
+            let s = script(s)?;
+            if let Some(cmd) = &s {
+                policy.check(cmd, &policy.run_as)?;
+            }
+            Ok(s)
+        };
         let mut services = Vec::new();
         for ((spec, dests), entry) in specs.into_iter().zip(&config.services) {
             let at = |m: String| format!("service {}: {m}", entry.address.clone().unwrap_or_default());
@@ -82,14 +93,23 @@ impl Plan {
                 let at_rs = |m: String| at(format!("real server {rs}: {m}"));
                 let mut checks = Vec::new();
                 for c in &r.checks {
-                    checks.push(CheckSpec::from_entry(c, rs).map_err(at_rs)?);
+                    let mut check = CheckSpec::from_entry(c, rs).map_err(at_rs)?;
+                    if let Probe::Misc(m) = &mut check.probe {
+                        // MISC_CHECK's own `user`, else the scripts' user.
+                        if m.run_as.is_none() {
+                            m.run_as = Some(policy.run_as.clone());
+                        }
+                        let run_as = m.run_as.clone().unwrap_or_else(RunAs::root);
+                        policy.check(&m.command, &run_as).map_err(at_rs)?;
+                    }
+                    checks.push(check);
                 }
                 plans.push(DestPlan {
                     checks,
                     inhibit: r.inhibit_on_failure.unwrap_or(entry.inhibit_on_failure),
                     alpha: r.alpha.unwrap_or(entry.alpha),
-                    notify_up: script(&r.notify_up).map_err(at_rs)?,
-                    notify_down: script(&r.notify_down).map_err(at_rs)?,
+                    notify_up: check_script(&r.notify_up).map_err(at_rs)?,
+                    notify_down: check_script(&r.notify_down).map_err(at_rs)?,
                     spec: d,
                 });
             }
@@ -137,11 +157,11 @@ impl Plan {
                 sorry,
                 sorry_inhibit: entry.sorry_server_inhibit,
                 omega: entry.omega,
-                quorum_up: script(&entry.quorum_up).map_err(at)?,
-                quorum_down: script(&entry.quorum_down).map_err(at)?,
+                quorum_up: check_script(&entry.quorum_up).map_err(at)?,
+                quorum_down: check_script(&entry.quorum_down).map_err(at)?,
             });
         }
-        Ok(Plan { services })
+        Ok(Plan { services, scripts: policy })
     }
 
     /// True when any real server has a check (else there is nothing to monitor).

@@ -303,43 +303,22 @@ async fn dns(d: &DnsSpec) -> Result<Outcome, String> {
 /// same lines). Exit 0 passes, 1 fails; with `misc_dynamic`, 2..=255 pass with weight
 /// `code - 2` (see crate::spec::MiscSpec).
 async fn misc(m: &MiscSpec) -> Outcome {
-    let mut cmd = tokio::process::Command::new("/bin/sh");
-    cmd.arg("-c").arg(&m.command).stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null());
-    cmd.stderr(std::process::Stdio::null()).kill_on_drop(true);
-    if let Some((uid, gid)) = m.user {
-        cmd.uid(uid).gid(gid);
-    }
-    // Its own process group, so a timeout kills what it started too.
-    cmd.process_group(0);
-    let mut child = match cmd.spawn() {
-        Ok(c) => c,
-        Err(e) => return Outcome::fail(format!("cannot run {}: {e}", m.command)),
+    let run_as = m.run_as.clone().unwrap_or_else(crate::script::RunAs::root);
+    let ran = match crate::script::run(&m.command, &run_as, m.timeout).await {
+        Ok(r) => r,
+        Err(e) => return Outcome::fail(e),
     };
-    let pid = child.id();
-    match tokio::time::timeout(m.timeout, child.wait()).await {
-        Ok(Ok(status)) => match status.code() {
-            Some(0) => Outcome::pass("script exited 0"),
-            Some(code @ 2..=255) if m.dynamic => Outcome {
-                ok: true,
-                weight: Some(code - 2),
-                reason: format!("script exited {code}: weight {}", code - 2),
-            },
-            Some(code) => Outcome::fail(format!("script exited {code}")),
-            None => Outcome::fail("script killed by a signal"),
-        },
-        Ok(Err(e)) => Outcome::fail(format!("waiting for the script: {e}")),
-        Err(_) => {
-            // As keepalived: SIGTERM to the script's process group, SIGKILL 2 s later.
-            use nix::sys::signal::{killpg, Signal};
-            if let Some(pid) = pid {
-                let pg = nix::unistd::Pid::from_raw(pid as i32);
-                let _ = killpg(pg, Signal::SIGTERM);
-                if tokio::time::timeout(Duration::from_secs(2), child.wait()).await.is_err() {
-                    let _ = killpg(pg, Signal::SIGKILL);
-                }
-            }
-            let _ = child.kill().await;
-            Outcome::fail(format!("script timed out after {}", secs(m.timeout)))
+    // What the script said last, so that a failing check can be understood from the listing.
+    let said = ran.output.lines().last().map(|l| format!(": {l}")).unwrap_or_default();
+    if ran.timed_out {
+        return Outcome::fail(format!("script timed out after {}", secs(m.timeout)));
+    }
+    match ran.code {
+        Some(0) => Outcome::pass(format!("script exited 0{said}")),
+        Some(code @ 2..=255) if m.dynamic => {
+            Outcome { ok: true, weight: Some(code - 2), reason: format!("script exited {code}: weight {}", code - 2) }
         }
+        Some(code) => Outcome::fail(format!("script exited {code}{said}")),
+        None => Outcome::fail(format!("script killed by a signal{said}")),
     }
 }

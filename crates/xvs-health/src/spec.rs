@@ -117,8 +117,8 @@ pub struct MiscSpec {
     pub timeout: Duration,
     /// Exit codes 2-255 set the weight.
     pub dynamic: bool,
-    /// Run as this uid/gid.
-    pub user: Option<(u32, u32)>,
+    /// Run as this user (MISC_CHECK's `user`, else the configuration's script user).
+    pub run_as: Option<crate::script::RunAs>,
 }
 
 /// What one attempt does.
@@ -336,11 +336,8 @@ impl CheckSpec {
                 if command.trim().is_empty() {
                     return Err("misc_path is empty".into());
                 }
-                let user = match &e.user {
-                    Some(name) => match nix::unistd::User::from_name(name) {
-                        Ok(Some(u)) => Some((u.uid.as_raw(), u.gid.as_raw())),
-                        _ => return Err(format!("user '{name}' does not exist")),
-                    },
+                let run_as = match &e.user {
+                    Some(name) => Some(crate::script::RunAs::lookup(name)?),
                     None => None,
                 };
                 let delay_loop = duration("delay_loop", e.delay_loop, defaults::DELAY_LOOP)?;
@@ -348,7 +345,7 @@ impl CheckSpec {
                     command,
                     timeout: duration("misc_timeout", e.misc_timeout, delay_loop)?,
                     dynamic: e.misc_dynamic,
-                    user,
+                    run_as,
                 })
             }
             other => {

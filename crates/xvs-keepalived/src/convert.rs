@@ -180,7 +180,7 @@ fn script(n: &Node) -> R<String> {
     match n.args() {
         [cmd] if !cmd.trim().is_empty() => Ok(cmd.clone()),
         [_, ..] if n.args().len() > 1 => Err(n.error(format!(
-            "{}: running scripts as another user is not supported by xvs (they run as root)",
+            "{}: a user for one script is not supported by xvs; scripts run as global_defs script_user",
             n.keyword()
         ))),
         _ => Err(n.error(format!("{} needs a command", n.keyword()))),
@@ -283,6 +283,12 @@ fn global_defs(n: &Node, config: &mut Config, notices: &mut Vec<Notice>) -> R<()
             // At start and reload, flush services the file does not define (keepalived's
             // lvs_flush); without it they are left alone.
             "lvs_flush" => config.keep_unlisted = false,
+            "script_user" => match g.args() {
+                [u] => config.script_user = Some(u.clone()),
+                [u, grp] => config.script_user = Some(format!("{u}:{grp}")),
+                _ => return Err(g.error("script_user takes USER [GROUP]")),
+            },
+            "enable_script_security" => config.script_security = true,
             k if GLOBAL_UNSUPPORTED.contains(&k) || k.starts_with("lvs_sync_daemon") => {
                 return Err(g.error(format!("{k} is not supported by xvs yet")));
             }

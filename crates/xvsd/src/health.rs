@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, Mutex, Semaphore};
+use xvs_health::script::{RunAs, ScriptPolicy};
 use xvs_health::{CheckId, Event, Outcome};
 
 use crate::control::Control;
@@ -41,14 +42,15 @@ pub async fn run(control: Arc<Mutex<Control>>, state_file: std::path::PathBuf) {
     let (tx, mut rx) = mpsc::channel::<(CheckId, Outcome)>(1024);
     let mut written: Option<xvs_health::Saved> = None;
     loop {
-        let (due, next, events, saved) = {
+        let (due, next, events, saved, policy) = {
             let mut c = control.lock().await;
             let now = std::time::Instant::now();
             let due = c.health.as_mut().map(|m| m.take_due(now)).unwrap_or_default();
             let next = c.health.as_ref().and_then(|m| m.next_due());
-            (due, next, c.take_events(), c.health.as_ref().map(|m| m.save()))
+            let policy = c.health.as_ref().map(|m| m.plan().scripts.clone()).unwrap_or_default();
+            (due, next, c.take_events(), c.health.as_ref().map(|m| m.save()), policy)
         };
-        handle(events);
+        handle(events, &policy);
         if let Some(saved) = saved.filter(|s| written.as_ref() != Some(s)) {
             match crate::state::save(&state_file, &saved) {
                 Ok(()) => written = Some(saved),
@@ -76,12 +78,13 @@ pub async fn run(control: Arc<Mutex<Control>>, state_file: std::path::PathBuf) {
         };
         tokio::select! {
             Some((id, outcome)) = rx.recv() => {
-                let (events, saved) = {
+                let (events, saved, policy) = {
                     let mut c = control.lock().await;
                     c.health_report(id, &outcome, crate::now());
-                    (c.take_events(), c.health.as_ref().map(|m| m.save()))
+                    let policy = c.health.as_ref().map(|m| m.plan().scripts.clone()).unwrap_or_default();
+                    (c.take_events(), c.health.as_ref().map(|m| m.save()), policy)
                 };
-                handle(events);
+                handle(events, &policy);
                 // At once: a restart right after a failure must not forget it.
                 if let Some(saved) = saved.filter(|s| written.as_ref() != Some(s)) {
                     match crate::state::save(&state_file, &saved) {
@@ -95,8 +98,9 @@ pub async fn run(control: Arc<Mutex<Control>>, state_file: std::path::PathBuf) {
     }
 }
 
-/// Logs events and starts their scripts.
-pub fn handle(events: Vec<Event>) {
+/// Logs events and starts their scripts (as `policy` says, at most
+/// [`xvs_health::script::MAX_RUNNING`] at once).
+pub fn handle(events: Vec<Event>, policy: &ScriptPolicy) {
     for e in events {
         let script = match &e {
             Event::ServerUp { service, server, script } => {
@@ -117,13 +121,13 @@ pub fn handle(events: Vec<Event>) {
             }
         };
         if let Some(cmd) = script.clone() {
-            tokio::spawn(run_script(cmd, SCRIPT_TIMEOUT));
+            tokio::spawn(run_script(cmd, policy.run_as.clone(), SCRIPT_TIMEOUT));
         }
     }
 }
 
 /// Runs the scripts of events now and waits for them (at most `timeout` each), for shutdown.
-pub async fn handle_and_wait(events: Vec<Event>, timeout: Duration) {
+pub async fn handle_and_wait(events: Vec<Event>, policy: &ScriptPolicy, timeout: Duration) {
     let scripts: Vec<String> = events
         .iter()
         .filter_map(|e| match e {
@@ -134,34 +138,27 @@ pub async fn handle_and_wait(events: Vec<Event>, timeout: Duration) {
         })
         .collect();
     for s in scripts {
-        run_script(s, timeout).await;
+        run_script(s, policy.run_as.clone(), timeout).await;
     }
 }
 
-async fn run_script(cmd: String, timeout: Duration) {
-    // Its own process group, so a timeout stops what the script started too.
-    let child = tokio::process::Command::new("/bin/sh")
-        .arg("-c")
-        .arg(&cmd)
-        .stdin(std::process::Stdio::null())
-        .process_group(0)
-        .kill_on_drop(true)
-        .spawn();
-    match child {
-        Ok(mut c) => match tokio::time::timeout(timeout, c.wait()).await {
-            Ok(Ok(st)) if st.success() => tracing::debug!(script = %cmd, "script done"),
-            Ok(Ok(st)) => tracing::warn!(script = %cmd, status = %st, "script failed"),
-            Ok(Err(e)) => tracing::warn!(script = %cmd, error = %e, "script failed"),
-            Err(_) => {
-                if let Some(pid) = c.id() {
-                    let _ = nix::sys::signal::killpg(
-                        nix::unistd::Pid::from_raw(pid as i32),
-                        nix::sys::signal::Signal::SIGKILL,
-                    );
+/// Scripts running at once.
+static RUNNING: Semaphore = Semaphore::const_new(xvs_health::script::MAX_RUNNING);
+
+async fn run_script(cmd: String, run_as: RunAs, timeout: Duration) {
+    let Ok(_turn) = RUNNING.acquire().await else { return };
+    match xvs_health::script::run(&cmd, &run_as, timeout).await {
+        Ok(r) => {
+            let output = r.output.as_str();
+            match r.code {
+                Some(0) => tracing::info!(script = %cmd, user = %run_as.name, %output, "script done"),
+                _ if r.timed_out => {
+                    tracing::warn!(script = %cmd, user = %run_as.name, "script stopped after {}s with what it started", timeout.as_secs())
                 }
-                tracing::warn!(script = %cmd, "script killed after {}s", timeout.as_secs())
+                Some(code) => tracing::warn!(script = %cmd, user = %run_as.name, code, %output, "script failed"),
+                None => tracing::warn!(script = %cmd, user = %run_as.name, %output, "script killed by a signal"),
             }
-        },
+        }
         Err(e) => tracing::warn!(script = %cmd, error = %e, "cannot run script"),
     }
 }

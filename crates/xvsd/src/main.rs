@@ -334,8 +334,12 @@ async fn run(o: Opts) -> anyhow::Result<()> {
         }
         // Forwarding stops: services with omega report their servers down, as keepalived does
         // when it removes them at shutdown.
-        let events = control.lock().await.health.as_ref().map(|m| m.omega_events()).unwrap_or_default();
-        xvsd::health::handle_and_wait(events, Duration::from_secs(1)).await;
+        let (events, policy) = {
+            let c = control.lock().await;
+            let m = c.health.as_ref();
+            (m.map(|m| m.omega_events()).unwrap_or_default(), m.map(|m| m.plan().scripts.clone()).unwrap_or_default())
+        };
+        xvsd::health::handle_and_wait(events, &policy, Duration::from_secs(1)).await;
         tracing::info!("stopped; the load balancer is detached");
     } else {
         tracing::info!("stopped; forwarding continues with the pinned program and tables until xvsd starts again");

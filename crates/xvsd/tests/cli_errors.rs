@@ -197,3 +197,38 @@ fn apply_shows_the_diff_and_refuses_bad_files_whole() {
         "-A -t 198.18.0.1:80 -s rr\n-a -t 198.18.0.1:80 -r 198.18.2.3:80 -m -w 3\n-A -t 198.18.0.2:443 -s wlc\n"
     );
 }
+
+#[test]
+fn script_security_refuses_scripts_others_could_change() {
+    if !nix::unistd::geteuid().is_root() {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("xvsd-scriptsec-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let script = dir.join("notify.sh");
+    std::fs::write(&script, "#!/bin/sh\nexit 0\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let conf = |security: &str| {
+        format!(
+            "global_defs {{\n  script_user nobody\n  {security}\n}}\nvirtual_server 198.18.0.1 80 {{\n  lb_algo rr\n  lb_kind NAT\n  protocol TCP\n  \
+             real_server 198.18.2.2 80 {{\n    notify_up \"{} up\"\n    TCP_CHECK {{\n      connect_timeout 1\n    }}\n  }}\n}}\n",
+            script.display()
+        )
+    };
+    let mut x = InProcess::new();
+    let before = x.state();
+    let out = apply(&mut x, "k.conf", &conf("enable_script_security"));
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stderr.contains("notify.sh is writable by everyone") && out.stderr.contains("enable_script_security"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(x.state(), before, "a refused file changed the configuration");
+    // Without script security the same file is taken, its scripts to run as nobody.
+    let out = apply(&mut x, "k.conf", &conf(""));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let _ = std::fs::remove_dir_all(&dir);
+}
