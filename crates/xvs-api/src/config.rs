@@ -369,8 +369,13 @@ impl Config {
             };
             let mut spec = spec;
             let core = spec.core_config().map_err(|e| at(e.to_string()))?;
-            // As the daemon shows them: sorted, one spelling (an unchanged file diffs as nothing).
+            // As the daemon shows them: sorted, one spelling (an unchanged file diffs as nothing);
+            // a /32 or /128 persistence mask, or one without persistence, is no mask, as the
+            // command line has it.
             spec.allowed_sources = core.allowed_sources.iter().map(|p| p.to_string()).collect();
+            if core.netmask.is_host() || s.persistent.is_none() {
+                spec.netmask = None;
+            }
             let svc_port = match key {
                 KeySpec::Addr { port, .. } => port,
                 KeySpec::Fwmark { .. } => 0,

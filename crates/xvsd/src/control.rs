@@ -238,9 +238,14 @@ impl Control {
             }
             Request::Snapshot { conns } => Response::Snapshot(self.snapshot(conns, now)),
             Request::Apply { config, dry_run } => self.apply(&config, dry_run, now),
-            Request::StartDaemon { .. } | Request::StopDaemon { .. } => {
+            Request::StartDaemon { .. } => {
                 api_error(&unsupported("connection synchronisation (the IPVS sync daemon) is not available in xvs yet"))
             }
+            // None can run: the kernel's answer when none does.
+            Request::StopDaemon { .. } => Response::Error(ApiError {
+                errno: "ESRCH".into(),
+                message: "no synchronisation daemon is running".into(),
+            }),
         }
     }
 

@@ -232,3 +232,19 @@ fn script_security_refuses_scripts_others_could_change() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn host_masks_in_a_file_are_no_change_and_stop_daemon_answers_as_ipvsadm() {
+    let mut x = InProcess::new();
+    for mask in ["255.255.255.255", "255.255.255.0"] {
+        let file = format!(
+            "[[service]]\naddress = \"198.18.0.1:80\"\nscheduler = \"rr\"\npersistent = 300\nnetmask = \"{mask}\"\n"
+        );
+        let first = apply(&mut x, "m.toml", &file);
+        assert_eq!(first.code, 0, "{}", first.stderr);
+        assert_eq!(apply(&mut x, "m.toml", &file).stdout, "no changes\n", "mask {mask}: a permanent change");
+    }
+    let out = x.run("ipvsadm --stop-daemon master");
+    assert_eq!(out.code, 255, "{out:?}"); // ipvsadm's exit for a kernel refusal
+    assert!(out.stderr.contains("No daemon is running"), "{}", out.stderr);
+}
