@@ -105,12 +105,16 @@ pub enum Request {
 }
 
 /// A refusal, with the errno ipvsadm chooses its message by.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApiError {
     /// The kernel errno name (`EEXIST`, `ESRCH`, ...).
     pub errno: String,
     /// What went wrong, in words.
     pub message: String,
+    /// The request failed part way and what it had changed could not all be undone: the
+    /// table is neither the old one nor the new one (never set when nothing changed).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub partial: bool,
 }
 
 /// xvsd's answer.

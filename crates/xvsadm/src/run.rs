@@ -319,6 +319,14 @@ fn apply(args: &[String], t: &mut dyn Transport) -> Outcome {
             }
             Outcome { stdout, stderr: notices, code: 0 }
         }
+        Ok(Response::Error(e)) if e.partial => Outcome::fail(
+            format!(
+                "xvsadm apply: {file}: {}\nthe change stopped part way and could not all be undone: \
+                 the table is neither the old one nor the new one (see xvsadm -Ln)\n",
+                e.message
+            ),
+            1,
+        ),
         Ok(Response::Error(e)) => {
             Outcome::fail(format!("xvsadm apply: {file}: {}\nnothing was changed\n", e.message), 1)
         }

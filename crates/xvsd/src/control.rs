@@ -49,7 +49,7 @@ pub struct Control {
 }
 
 fn api_error(e: &Error) -> Response {
-    Response::Error(ApiError { errno: e.errno().to_string(), message: e.to_string() })
+    Response::Error(ApiError { errno: e.errno().to_string(), message: e.to_string(), ..Default::default() })
 }
 
 fn dp_error(e: &xvs_dataplane::Error) -> Response {
@@ -58,7 +58,7 @@ fn dp_error(e: &xvs_dataplane::Error) -> Response {
         xvs_dataplane::Error::Unsupported(_) => "EOPNOTSUPP",
         _ => "EIO",
     };
-    Response::Error(ApiError { errno: errno.into(), message: e.to_string() })
+    Response::Error(ApiError { errno: errno.into(), message: e.to_string(), ..Default::default() })
 }
 
 fn unsupported(msg: &str) -> Error {
@@ -245,6 +245,7 @@ impl Control {
             Request::StopDaemon { .. } => Response::Error(ApiError {
                 errno: "ESRCH".into(),
                 message: "no synchronisation daemon is running".into(),
+                ..Default::default()
             }),
         }
     }

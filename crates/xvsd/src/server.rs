@@ -80,20 +80,25 @@ async fn client(stream: UnixStream, control: Arc<Mutex<Control>>) -> anyhow::Res
             let resp = Response::Error(ApiError {
                 errno: "E2BIG".into(),
                 message: format!("request larger than {} MiB refused", MAX_REQUEST >> 20),
+                ..Default::default()
             });
             w.write_all(xvs_api::encode(&resp).as_bytes()).await?;
             return Ok(()); // the rest of it cannot be read as a request
         }
         let line = String::from_utf8_lossy(&line);
         let resp = if !root {
-            Response::Error(ApiError { errno: "EPERM".into(), message: "only root may configure xvs".into() })
+            Response::Error(ApiError {
+                errno: "EPERM".into(),
+                message: "only root may configure xvs".into(),
+                ..Default::default()
+            })
         } else {
             match xvs_api::decode::<Request>(line.trim_end()) {
                 Ok(req) => {
                     let mut c = control.lock().await;
                     c.handle(req, crate::now())
                 }
-                Err(e) => Response::Error(ApiError { errno: "EINVAL".into(), message: e }),
+                Err(e) => Response::Error(ApiError { errno: "EINVAL".into(), message: e, ..Default::default() }),
             }
         };
         w.write_all(xvs_api::encode(&resp).as_bytes()).await?;

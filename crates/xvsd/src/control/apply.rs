@@ -117,6 +117,11 @@ impl Control {
                 new_timeouts = Some(next);
             }
         }
+        // Everything must fit in the dataplane's tables before anything changes: a large apply
+        // never fails half way for want of room.
+        if let Err(e) = self.fits(&scratch, &target, owned.as_ref()) {
+            return e;
+        }
         if dry_run {
             return Response::Applied { changes };
         }
@@ -150,17 +155,26 @@ impl Control {
         } else {
             self.converge(&target, owned.as_ref(), now)
         };
+        let mut undone = Ok(());
         if converged.is_err() {
             // Put the previous configuration back (it was valid a moment ago).
-            let _ = self.converge(&current, None, now);
+            undone = self.converge(&current, None, now);
             if self.lb.timeouts.shown() != old_timeouts.shown() {
                 self.lb.timeouts = old_timeouts;
-                let _ = self.write_config();
+                if let Err(e) = self.write_config() {
+                    undone = Err(dp_error(&e));
+                }
             }
         }
         self.bulk = false;
-        if let Err(e) = converged {
-            return e;
+        if let Err(Response::Error(mut e)) = converged {
+            if let Err(Response::Error(u)) = undone {
+                // Never "nothing was changed" when something was: say the table is mixed.
+                e.message = format!("{}; putting the previous configuration back failed too: {}", e.message, u.message);
+                e.partial = true;
+                tracing::error!(error = %e.message, "apply failed and could not be undone");
+            }
+            return Response::Error(e);
         }
         self.file_target = if config.keep_unlisted { target.clone() } else { Vec::new() };
         if !monitored {
@@ -210,6 +224,77 @@ impl Control {
 
     /// Changes the live configuration into `desired`, touching only what differs. Services
     /// not in `desired` are removed only with `others` (a whole new state, not a health change).
+    /// Refuses a target the dataplane's tables cannot hold (services, real servers, list and
+    /// bucket pools), counting what stays and what a publication holds twice for a moment.
+    fn fits(
+        &self,
+        scratch: &xvs_core::Services,
+        target: &[(ServiceSpec, Vec<DestSpec>)],
+        owned: Option<&HashSet<KeySpec>>,
+    ) -> Result<(), Response> {
+        let Some(dp) = &self.dp else { return Ok(()) };
+        let o = &dp.director.options;
+        let wanted: HashSet<KeySpec> = target.iter().map(|(s, _)| s.key).collect();
+        // Services that stay as they are: not in the file and not the file's to delete.
+        let kept: Vec<ServiceId> = self
+            .lb
+            .services
+            .iter()
+            .filter(|(_, s)| {
+                let k = KeySpec::from(*s.key());
+                !wanted.contains(&k) && owned.is_some_and(|o| !o.contains(&k))
+            })
+            .map(|(id, _)| id)
+            .collect();
+        let table_len = |s: &xvs_core::Service| match s.scheduler().map(|x| x.table()) {
+            Some(xvs_core::sched::SchedTable::Buckets(b)) => b.len() as u64,
+            _ => 0,
+        };
+        let services = (target.len() + kept.len()) as u64;
+        let mut lists: Vec<u64> = target.iter().map(|(_, d)| d.len() as u64).collect();
+        let mut tables: Vec<u64> = scratch.iter().map(|(_, s)| table_len(s)).collect();
+        for id in &kept {
+            lists.push(self.lb.services.view(*id).map_or(0, |v| v.len() as u64));
+            tables.push(self.lb.services.get(*id).map_or(0, table_len));
+        }
+        // Real-server slots: the result's, plus the trash, plus every server leaving the table
+        // now (it keeps its slot while it carries connections).
+        let staying: HashSet<(KeySpec, std::net::IpAddr, u16)> =
+            target.iter().flat_map(|(s, d)| d.iter().map(move |d| (s.key, d.addr, d.port))).collect();
+        let leaving: u64 =
+            self.lb
+                .services
+                .iter()
+                .filter(|(id, _)| !kept.contains(id))
+                .map(|(id, s)| {
+                    let k = KeySpec::from(*s.key());
+                    self.lb.services.view(id).map_or(0, |v| {
+                        v.iter().filter(|(_, d)| !staying.contains(&(k, d.addr(), d.port()))).count() as u64
+                    })
+                })
+                .sum();
+        let dests = lists.iter().sum::<u64>() + self.lb.services.trash().count() as u64 + leaving;
+        let need = |what: &str, n: u64, cap: u32, flag: &str| -> Result<(), Response> {
+            if n > u64::from(cap) {
+                return Err(Response::Error(ApiError {
+                    errno: "ENOMEM".into(),
+                    message: format!(
+                        "the dataplane holds {cap} {what}; this needs {n} (raise {flag}); nothing was changed"
+                    ),
+                    ..Default::default()
+                }));
+            }
+            Ok(())
+        };
+        need("services", services, o.max_services, "--max-services")?;
+        need("real-server slots", dests, o.max_dests, "--max-dests")?;
+        // A republished list or table takes its new range before the old one is released.
+        let twice = |v: &[u64]| v.iter().sum::<u64>() + v.iter().copied().max().unwrap_or(0);
+        need("list entries", twice(&lists), o.max_dests, "--max-dests")?;
+        need("scheduler buckets", twice(&tables), o.table_slots, "the table pool")?;
+        Ok(())
+    }
+
     /// Services not in `desired` are deleted when `owned` is `None`, or only those in `owned`
     /// (the services an earlier apply of the same kind of file defined).
     fn converge(
