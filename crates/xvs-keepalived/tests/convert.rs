@@ -101,7 +101,7 @@ fn what_xvs_cannot_honour_is_an_error_at_its_line() {
         ("virtual_server 198.18.0.1 80 {\n  delay_loop soon\n}\n", "k.conf:2: delay_loop 'soon' is not a time"),
         ("virtual_server 198.18.0.300 80 {\n}\n", "k.conf:1: '198.18.0.300' is not an IP address"),
         ("virtual_server group NOPE {\n}\n", "k.conf:1: virtual_server_group NOPE is not defined"),
-        ("virtual_server 198.18.0.1 80 {\n  quorum_up \"/bin/up\" nobody\n}\n", "k.conf:2: quorum_up: running scripts as another user"),
+        ("virtual_server 198.18.0.1 80 {\n  quorum_up \"/bin/up\" nobody\n}\n", "k.conf:2: quorum_up: a user for one script is not supported"),
         ("bogus_block {\n}\n", "k.conf:1: unknown keyword 'bogus_block'"),
         ("global_defs {\n  lvs_sync_daemon eth0 VI_1\n}\n", "k.conf:2: lvs_sync_daemon is not supported by xvs yet"),
     ];
