@@ -23,5 +23,5 @@ pub use aux::{Aux, BareCfg, Decap};
 pub use director::{action, Attached, Director, LoadOptions, Maps, RunResult};
 pub use error::Error;
 pub use publish::{addr_words, words_addr, Publisher};
-pub use readback::CounterReader;
+pub use readback::{ConnTables, CounterReader};
 pub use sweep::{SweepReport, Sweeper};

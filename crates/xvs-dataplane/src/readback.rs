@@ -92,18 +92,41 @@ fn dest_counters(s: abi::DestState) -> Result<DestCounters, Error> {
     })
 }
 
+/// The connection and template tables (and the real servers they name) opened a second time
+/// from their pins, so that listing a million connections (`-Lc`) never holds the daemon's lock.
+#[allow(missing_docs)]
+pub struct ConnTables {
+    pub conn4: aya::maps::HashMap<aya::maps::MapData, abi::Conn4Key, abi::Conn>,
+    pub conn6: aya::maps::HashMap<aya::maps::MapData, abi::Conn6Key, abi::Conn>,
+    pub tpl4: aya::maps::HashMap<aya::maps::MapData, abi::Conn4Key, abi::Tpl>,
+    pub tpl6: aya::maps::HashMap<aya::maps::MapData, abi::Conn6Key, abi::Tpl>,
+    pub dests: aya::maps::Array<aya::maps::MapData, abi::Dest>,
+}
+
+fn open_pinned<T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>>(d: &Director, name: &str) -> Result<T, Error> {
+    let data = aya::maps::MapData::from_pin(d.map_path(name)).ctx(|| format!("open the pinned {name}"))?;
+    let map = aya::maps::Map::from_map_data(data).ctx(|| format!("open {name}"))?;
+    T::try_from(map).ctx(|| format!("open {name}"))
+}
+
 impl Director {
+    /// Opens the connection tables again (see [`ConnTables`]).
+    pub fn conn_tables(&self) -> Result<ConnTables, Error> {
+        Ok(ConnTables {
+            conn4: open_pinned(self, "xvs_conn4")?,
+            conn6: open_pinned(self, "xvs_conn6")?,
+            tpl4: open_pinned(self, "xvs_tpl4")?,
+            tpl6: open_pinned(self, "xvs_tpl6")?,
+            dests: open_pinned(self, "xvs_dests")?,
+        })
+    }
+
     /// Opens the counter maps again (see [`CounterReader`]).
     pub fn counter_reader(&self) -> Result<CounterReader, Error> {
-        fn open<T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>>(d: &Director, name: &str) -> Result<T, Error> {
-            let data = aya::maps::MapData::from_pin(d.map_path(name)).ctx(|| format!("open the pinned {name}"))?;
-            let map = aya::maps::Map::from_map_data(data).ctx(|| format!("open {name}"))?;
-            T::try_from(map).ctx(|| format!("open {name}"))
-        }
         Ok(CounterReader {
-            svc_stats: open(self, "xvs_svc_stats")?,
-            dest_stats: open(self, "xvs_dest_stats")?,
-            dest_state: open(self, "xvs_dest_state")?,
+            svc_stats: open_pinned(self, "xvs_svc_stats")?,
+            dest_stats: open_pinned(self, "xvs_dest_stats")?,
+            dest_state: open_pinned(self, "xvs_dest_state")?,
         })
     }
 }

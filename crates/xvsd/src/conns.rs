@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use xvs_abi as abi;
 use xvs_api::ConnState;
 use xvs_core::{Instant, TcpState, Timeouts};
-use xvs_dataplane::{words_addr, Director};
+use xvs_dataplane::{words_addr, ConnTables};
 
 /// Milliseconds of CLOCK_MONOTONIC_COARSE, the clock the dataplane stamps entries with.
 pub fn dataplane_now_ms() -> u32 {
@@ -35,9 +35,9 @@ fn remaining(timeout_ms: u64, idle_ms: u32) -> u64 {
 }
 
 /// Every connection and template, with the seconds each has left.
-pub fn list(dp: &Director, timeouts: &Timeouts, _now: Instant) -> Vec<ConnState> {
+pub fn list(dp: &ConnTables, timeouts: &Timeouts, _now: Instant) -> Vec<ConnState> {
     let now = dataplane_now_ms();
-    let dest = |id: u32| dp.maps.dests.get(&id, 0).ok();
+    let dest = |id: u32| dp.dests.get(&id, 0).ok();
     let timeout = |s: u8| -> u64 {
         if s == abi::UDP_STATE {
             timeouts.udp.as_millis() as u64
@@ -61,11 +61,11 @@ pub fn list(dp: &Director, timeouts: &Timeouts, _now: Instant) -> Vec<ConnState>
             dport,
         });
     };
-    for (k, c) in dp.maps.conn4.iter().flatten() {
+    for (k, c) in dp.conn4.iter().flatten() {
         let a = |w: u32| words_addr(abi::AF_INET, &[w, 0, 0, 0]);
         push(k.proto, a(k.caddr), u16::from_be(k.cport), a(k.vaddr), u16::from_be(k.vport), &c);
     }
-    for (k, c) in dp.maps.conn6.iter().flatten() {
+    for (k, c) in dp.conn6.iter().flatten() {
         push(
             k.proto,
             words_addr(abi::AF_INET6, &k.caddr),
@@ -89,11 +89,11 @@ pub fn list(dp: &Director, timeouts: &Timeouts, _now: Instant) -> Vec<ConnState>
             dport: if vport == 0 { 0 } else { u16::from_be(d.port) },
         });
     };
-    for (k, t) in dp.maps.tpl4.iter().flatten() {
+    for (k, t) in dp.tpl4.iter().flatten() {
         let a = |w: u32| words_addr(abi::AF_INET, &[w, 0, 0, 0]);
         tpl(k.proto, a(k.caddr), a(k.vaddr), u16::from_be(k.vport), &t);
     }
-    for (k, t) in dp.maps.tpl6.iter().flatten() {
+    for (k, t) in dp.tpl6.iter().flatten() {
         tpl(
             k.proto,
             words_addr(abi::AF_INET6, &k.caddr),

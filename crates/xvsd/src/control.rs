@@ -35,7 +35,9 @@ pub struct Control {
     pub health: Option<Monitor>,
     /// Health events not yet handed to the daemon (logs and scripts).
     events: Vec<Event>,
-    /// Grows with every request that may change the configuration.
+    /// Grows with every `-Z`: counters read before one must not land after it. (Other changes
+    /// need no such guard: ids are generational, so counters read for a server or service that
+    /// has gone since find nothing to land on.)
     changes: u64,
     /// A large apply is running: one log line for it, not one per service.
     bulk: bool,
@@ -46,6 +48,8 @@ pub struct Control {
     /// What the last applied keepalived.conf (or `keep_unlisted` file) asked for, health
     /// included: a reload changes only what differs from it.
     file_target: Vec<(ServiceSpec, Vec<DestSpec>)>,
+    /// The connection tables opened apart, for listings without the lock.
+    conn_tables: Option<std::sync::Arc<xvs_dataplane::ConnTables>>,
 }
 
 fn api_error(e: &Error) -> Response {
@@ -93,6 +97,7 @@ impl Control {
             new_servers: HashSet::new(),
             restore_health: None,
             file_target: Vec::new(),
+            conn_tables: None,
         }
     }
 
@@ -123,6 +128,7 @@ impl Control {
             tracing::info!(server = %b.addr, service = %b.svc_key, refs = b.refs, "kept a removed server that connections still use");
         }
         let sweeper = Sweeper::default();
+        let conn_tables = director.conn_tables().map_err(|e| e.to_string())?;
         let mut c = Control {
             lb,
             dp: Some(Dp { director, publisher, sweeper }),
@@ -133,6 +139,7 @@ impl Control {
             new_servers: HashSet::new(),
             restore_health: None,
             file_target: Vec::new(),
+            conn_tables: Some(std::sync::Arc::new(conn_tables)),
         };
         if adopted.is_empty() {
             c.write_config().map_err(|e| e.to_string())?;
@@ -160,7 +167,7 @@ impl Control {
     /// Handles one request at `now`; refusals are logged with their reason.
     pub fn handle(&mut self, req: Request, now: Instant) -> Response {
         let what = request_name(&req);
-        if !matches!(req, Request::Snapshot { .. }) {
+        if matches!(req, Request::Zero { .. }) {
             self.changes += 1;
         }
         let resp = self.handle_inner(req, now);
@@ -401,8 +408,13 @@ impl Control {
     }
 
     fn connections(&self, now: Instant) -> Vec<ConnState> {
-        let Some(dp) = &self.dp else { return Vec::new() };
-        crate::conns::list(&dp.director, &self.lb.timeouts, now)
+        let Some(t) = &self.conn_tables else { return Vec::new() };
+        crate::conns::list(t, &self.lb.timeouts, now)
+    }
+
+    /// What listing the connections needs, to do it without the lock (`-Lc` walks every entry).
+    pub fn conn_lister(&self) -> Option<(std::sync::Arc<xvs_dataplane::ConnTables>, xvs_core::Timeouts)> {
+        self.conn_tables.clone().map(|t| (t, self.lb.timeouts))
     }
 
     /// The slots whose counters [`Control::gather`] reads, and the change count they belong to.
@@ -433,8 +445,8 @@ impl Control {
         }
     }
 
-    /// Takes counters read by [`Control::gather`], unless the configuration changed since
-    /// (the slots may belong to other services now; the next round reads them again).
+    /// Takes counters read by [`Control::gather`], unless a `-Z` came since (the next round
+    /// reads them again). Health activity never throws a gather away.
     pub fn apply_counters(&mut self, g: Gathered) {
         if g.changes != self.changes {
             return;

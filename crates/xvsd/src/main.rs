@@ -278,7 +278,9 @@ async fn run(o: Opts) -> anyhow::Result<()> {
             axum::routing::get(move || {
                 let c = c.clone();
                 async move {
-                    let body = xvsd::metrics::render(&mut *c.lock().await, xvsd::now());
+                    let input = xvsd::metrics::input(&mut *c.lock().await, xvsd::now());
+                    let body =
+                        tokio::task::spawn_blocking(move || xvsd::metrics::render(input)).await.unwrap_or_default();
                     ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
                 }
             }),

@@ -27,9 +27,39 @@ fn l(pairs: &[(&str, &str)]) -> Labels {
     pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }
 
-/// The text exposition of every metric.
-pub fn render(control: &mut Control, now: Instant) -> String {
+/// What a scrape needs, taken under the daemon's lock; [`render`] formats it without it.
+pub struct Input {
+    snap: xvs_api::Snapshot,
+    dp: Option<DpInput>,
+}
+
+struct DpInput {
+    live: u64,
+    max_conns: u32,
+    half: i64,
+    max_half: u32,
+    early_total: u64,
+    reasons: Vec<(&'static str, u64)>,
+}
+
+/// Takes what a scrape needs (the listing's snapshot and the dataplane's figures).
+pub fn input(control: &mut Control, now: Instant) -> Input {
     let snap = control.snapshot(false, now);
+    let dp = control.dp.as_ref().map(|dp| DpInput {
+        live: dp.sweeper.live,
+        max_conns: dp.director.options.max_conns,
+        half: dp.sweeper.half,
+        max_half: dp.director.options.max_half,
+        early_total: dp.sweeper.early_total,
+        reasons: dp.director.reasons().unwrap_or_default(),
+    });
+    Input { snap, dp }
+}
+
+/// The text exposition of every metric (formatted without the daemon's lock: at 100k services
+/// it is the slow part of a scrape).
+pub fn render(input: Input) -> String {
+    let Input { snap, dp } = input;
     let mut r = Registry::with_prefix("xvs");
     let s_conns = counters(&mut r, "service_connections", "Connections scheduled by the service");
     let s_pkts = counters(&mut r, "service_packets", "Packets of the service by direction");
@@ -107,32 +137,30 @@ pub fn render(control: &mut Control, now: Instant) -> String {
             }
         }
     }
-    if let Some(dp) = &control.dp {
+    if let Some(dp) = &dp {
         // From the last sweep (a second old at most): counting a large table at each scrape
         // would cost a system call per entry.
         let fill = gauges(&mut r, "conn_table_entries", "Connections and templates in the table at the last sweep");
         let cap = gauges(&mut r, "conn_table_capacity", "Entries the table holds, per address family");
-        fill.get_or_create(&l(&[])).set(dp.sweeper.live as i64);
-        cap.get_or_create(&l(&[])).set(i64::from(dp.director.options.max_conns));
+        fill.get_or_create(&l(&[])).set(dp.live as i64);
+        cap.get_or_create(&l(&[])).set(i64::from(dp.max_conns));
         let half = gauges(&mut r, "half_open_entries", "Connections not yet assured, at the last sweep");
-        half.get_or_create(&l(&[])).set(dp.sweeper.half);
+        half.get_or_create(&l(&[])).set(dp.half);
         let half_cap = gauges(&mut r, "half_open_capacity", "Connections not yet assured that are accepted");
-        half_cap.get_or_create(&l(&[])).set(i64::from(dp.director.options.max_half));
+        half_cap.get_or_create(&l(&[])).set(i64::from(dp.max_half));
         let early = counters(
             &mut r,
             "early_drops",
             "Unassured connections and templates removed early while the half-open gauge was high",
         );
-        early.get_or_create(&l(&[])).inc_by(dp.sweeper.early_total);
+        early.get_or_create(&l(&[])).inc_by(dp.early_total);
         let reasons = counters(
             &mut r,
             "dataplane_packets",
             "Packets that left the fast path, by reason (dropped, passed, or answered with ICMP)",
         );
-        if let Ok(rs) = dp.director.reasons() {
-            for (name, v) in rs {
-                reasons.get_or_create(&l(&[("reason", name)])).inc_by(v);
-            }
+        for (name, v) in &dp.reasons {
+            reasons.get_or_create(&l(&[("reason", name)])).inc_by(*v);
         }
     }
     let mut out = String::new();

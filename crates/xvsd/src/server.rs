@@ -94,6 +94,26 @@ async fn client(stream: UnixStream, control: Arc<Mutex<Control>>) -> anyhow::Res
             })
         } else {
             match xvs_api::decode::<Request>(line.trim_end()) {
+                Ok(Request::Snapshot { conns: true }) => {
+                    // The connection tables are walked without the lock: a million entries
+                    // must not stop other clients, the timers or the health checks.
+                    let (snap, lister) = {
+                        let mut c = control.lock().await;
+                        let lister = c.conn_lister();
+                        let snap = c.handle(Request::Snapshot { conns: lister.is_none() }, crate::now());
+                        (snap, lister)
+                    };
+                    match (snap, lister) {
+                        (Response::Snapshot(mut s), Some((tables, timeouts))) => {
+                            let now = crate::now();
+                            s.conns = tokio::task::spawn_blocking(move || crate::conns::list(&tables, &timeouts, now))
+                                .await
+                                .unwrap_or_default();
+                            Response::Snapshot(s)
+                        }
+                        (other, _) => other,
+                    }
+                }
                 Ok(req) => {
                     let mut c = control.lock().await;
                     c.handle(req, crate::now())

@@ -68,3 +68,56 @@ fn xvsadm_says_what_it_waited_for() {
     hold.join().unwrap();
     let _ = std::fs::remove_dir_all(&d);
 }
+
+#[test]
+fn a_connection_listing_does_not_hold_up_other_clients() {
+    if !nix::unistd::geteuid().is_root() {
+        return;
+    }
+    use xvs_abi as abi;
+    let pins = xvs_lab::PinDir::new(&format!("{}lc", xvs_lab::unique_prefix()));
+    let mut o = xvs_dataplane::LoadOptions::small(xvs_abi::pin_dir(pins.path()));
+    o.max_conns = 1 << 20;
+    let mut dp = xvs_dataplane::Director::load(o).unwrap();
+    // 300,000 connections: a listing walks them all.
+    for i in 0..300_000u32 {
+        let k = abi::Conn4Key { caddr: i, vaddr: 1, cport: 1, vport: 80, proto: 6, pad: [0; 3] };
+        dp.maps.conn4.insert(k, abi::Conn::default(), 0).unwrap();
+    }
+    let control = Arc::new(tokio::sync::Mutex::new(Control::adopt(dp, xvsd::now()).unwrap()));
+    let d = dir("lc");
+    let path = d.join("xvsd.sock");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let listener = rt.block_on(async { xvsd::server::bind(&path) }).unwrap();
+    rt.spawn(xvsd::server::serve(listener, control));
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let lister = {
+        let (path, done) = (path.clone(), done.clone());
+        std::thread::spawn(move || {
+            let mut t = Socket::connect(&path).unwrap();
+            let r = t.call(&xvs_api::Request::Snapshot { conns: true }).unwrap();
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
+            match r {
+                xvs_api::Response::Snapshot(s) => s.conns.len(),
+                other => panic!("{other:?}"),
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_millis(100));
+    // Changes keep going through while the listing runs.
+    let mut t = Socket::connect(&path).unwrap();
+    let mut during = 0;
+    for port in 1000..1100u16 {
+        let argv: Vec<String> =
+            ["xvsadm", "-A", "-t", &format!("198.18.0.1:{port}"), "-s", "rr"].iter().map(|s| s.to_string()).collect();
+        let out = xvsadm::run::run(&argv, &mut t, &mut std::io::empty());
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        if !done.load(std::sync::atomic::Ordering::SeqCst) {
+            during += 1;
+        }
+    }
+    let listed = lister.join().unwrap();
+    eprintln!("{during} changes went through while {listed} connections were listed");
+    assert!(during > 0, "no change went through while the connections were listed");
+    let _ = std::fs::remove_dir_all(&d);
+}

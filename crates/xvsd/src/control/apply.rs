@@ -211,8 +211,6 @@ impl Control {
         if changes.is_empty() {
             return;
         }
-        // Only a report that changes the table invalidates counters being read.
-        self.changes += 1;
         for req in changes {
             let what = format!("{req:?}");
             if let Response::Error(e) = self.handle(req, now) {
