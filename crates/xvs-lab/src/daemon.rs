@@ -115,5 +115,19 @@ impl Drop for Xvsd {
     fn drop(&mut self) {
         self.kill();
         let _ = std::fs::remove_file(&self.socket);
+        remove_lock_files(self.pins.path());
+    }
+}
+
+/// Removes the lock files an xvsd using pin directory `base` leaves in /run/xvs/locks (named
+/// after the pin path, as xvsd names them).
+pub fn remove_lock_files(base: &Path) {
+    let prefix: String = base.to_string_lossy().chars().map(|c| if c == '/' { '_' } else { c }).collect();
+    if let Ok(dir) = std::fs::read_dir("/run/xvs/locks") {
+        for e in dir.flatten() {
+            if e.file_name().to_string_lossy().starts_with(&format!("{prefix}_v")) {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
     }
 }
