@@ -128,6 +128,10 @@ impl Monitor {
     /// Starts monitoring `plan` at `now`. Returns the start-up events (quorum at start, alpha
     /// servers down), as keepalived reports them.
     pub fn new(plan: Plan, now: Instant, seed: u64) -> (Monitor, Vec<Event>) {
+        Monitor::start(plan, now, seed, None)
+    }
+
+    fn start(plan: Plan, now: Instant, seed: u64, restore: Option<Saved>) -> (Monitor, Vec<Event>) {
         let mut m = Monitor {
             plan: Plan::default(),
             checkers: HashMap::new(),
@@ -136,7 +140,7 @@ impl Monitor {
             quorum_up: Vec::new(),
             next_id: 1,
             rng: seed | 1,
-            restore: None,
+            restore,
         };
         let events = m.reconfigure(plan, now);
         (m, events)
@@ -147,18 +151,7 @@ impl Monitor {
     /// stays down until its checks pass, and no event (so no script) reports a state that did
     /// not change. Checks and services the saved state does not know start as in [`Monitor::new`].
     pub fn restore(plan: Plan, now: Instant, seed: u64, saved: Saved) -> (Monitor, Vec<Event>) {
-        let mut m = Monitor {
-            plan: Plan::default(),
-            checkers: HashMap::new(),
-            links: Vec::new(),
-            alive: Vec::new(),
-            quorum_up: Vec::new(),
-            next_id: 1,
-            rng: seed | 1,
-            restore: Some(saved),
-        };
-        let events = m.reconfigure(plan, now);
-        (m, events)
+        Monitor::start(plan, now, seed, Some(saved))
     }
 
     /// The state to hand to a restarted daemon ([`Monitor::restore`]).

@@ -129,18 +129,9 @@ impl Control {
         }
         let sweeper = Sweeper::default();
         let conn_tables = director.conn_tables().map_err(|e| e.to_string())?;
-        let mut c = Control {
-            lb,
-            dp: Some(Dp { director, publisher, sweeper }),
-            health: None,
-            events: Vec::new(),
-            changes: 0,
-            bulk: false,
-            new_servers: HashSet::new(),
-            restore_health: None,
-            file_target: Vec::new(),
-            conn_tables: Some(std::sync::Arc::new(conn_tables)),
-        };
+        let mut c = Control::new(Some(Dp { director, publisher, sweeper }));
+        c.lb = lb;
+        c.conn_tables = Some(std::sync::Arc::new(conn_tables));
         if adopted.is_empty() {
             c.write_config().map_err(|e| e.to_string())?;
         } else {
