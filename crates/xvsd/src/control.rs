@@ -50,6 +50,8 @@ pub struct Control {
     file_target: Vec<(ServiceSpec, Vec<DestSpec>)>,
     /// The connection tables opened apart, for listings without the lock.
     conn_tables: Option<std::sync::Arc<xvs_dataplane::ConnTables>>,
+    /// The counter maps opened apart, read without the lock.
+    counter_reader: Option<std::sync::Arc<xvs_dataplane::CounterReader>>,
 }
 
 fn api_error(e: &Error) -> Response {
@@ -98,6 +100,7 @@ impl Control {
             restore_health: None,
             file_target: Vec::new(),
             conn_tables: None,
+            counter_reader: None,
         }
     }
 
@@ -129,9 +132,11 @@ impl Control {
         }
         let sweeper = Sweeper::default();
         let conn_tables = director.conn_tables().map_err(|e| e.to_string())?;
+        let counter_reader = director.counter_reader().map_err(|e| e.to_string())?;
         let mut c = Control::new(Some(Dp { director, publisher, sweeper }));
         c.lb = lb;
         c.conn_tables = Some(std::sync::Arc::new(conn_tables));
+        c.counter_reader = Some(std::sync::Arc::new(counter_reader));
         if adopted.is_empty() {
             c.write_config().map_err(|e| e.to_string())?;
         } else {
@@ -364,8 +369,10 @@ impl Control {
     }
 
     /// Everything listings need.
+    /// Counters are as the last gather left them: the daemon gathers them without its lock
+    /// just before a listing ([`crate::refresh`]); tests without a daemon call
+    /// [`Control::sync_counters`].
     pub fn snapshot(&mut self, conns: bool, now: Instant) -> Snapshot {
-        self.sync_counters();
         let services = self
             .lb
             .services
@@ -421,6 +428,11 @@ impl Control {
                 .chain(self.lb.services.trash().map(|(id, _)| id))
                 .collect(),
         }
+    }
+
+    /// What a gather of every counter needs, taken under the lock ([`crate::refresh`]).
+    pub fn counter_job(&self) -> Option<(std::sync::Arc<xvs_dataplane::CounterReader>, CounterSlots)> {
+        self.counter_reader.clone().map(|r| (r, self.counter_slots()))
     }
 
     /// Reads the counters of `slots` (without the daemon's lock: this is the slow part).

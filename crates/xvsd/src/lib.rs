@@ -15,6 +15,7 @@ pub mod control;
 pub mod delta;
 pub mod health;
 pub mod metrics;
+pub mod refresh;
 pub mod server;
 pub mod state;
 

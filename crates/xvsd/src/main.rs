@@ -195,15 +195,6 @@ async fn run(o: Opts) -> anyhow::Result<()> {
     // Expiry and the core's timers once a second (expiry every 200 ms while a flood of
     // unassured connections is being dropped early); counters every two seconds (the
     // estimator's period), read without the lock so requests never wait for them.
-    let reader = Arc::new(
-        control
-            .dp
-            .as_ref()
-            .expect("adopt loads the dataplane")
-            .director
-            .counter_reader()
-            .context("open the counters")?,
-    );
     let control = Arc::new(Mutex::new(control));
     let health = tokio::spawn(xvsd::health::run(control.clone(), state_file));
     let c = control.clone();
@@ -223,16 +214,9 @@ async fn run(o: Opts) -> anyhow::Result<()> {
                 continue;
             }
             let round = tick / ticks_per_second;
-            let slots = {
-                let mut g = c.lock().await;
-                pressure = g.sweep().is_some_and(|r| r.pressure);
-                (round % 2 == 0).then(|| g.counter_slots())
-            };
-            if let Some(slots) = slots {
-                let reader = reader.clone();
-                if let Ok(gathered) = tokio::task::spawn_blocking(move || Control::gather(&reader, slots)).await {
-                    c.lock().await.apply_counters(gathered);
-                }
+            pressure = c.lock().await.sweep().is_some_and(|r| r.pressure);
+            if round % 2 == 0 {
+                xvsd::refresh::refresh_counters(&c).await;
             }
             c.lock().await.timers(xvsd::now());
         }
@@ -278,6 +262,7 @@ async fn run(o: Opts) -> anyhow::Result<()> {
             axum::routing::get(move || {
                 let c = c.clone();
                 async move {
+                    xvsd::refresh::refresh_counters(&c).await;
                     let input = xvsd::metrics::input(&mut *c.lock().await, xvsd::now());
                     let body =
                         tokio::task::spawn_blocking(move || xvsd::metrics::render(input)).await.unwrap_or_default();

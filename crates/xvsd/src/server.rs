@@ -93,7 +93,12 @@ async fn client(stream: UnixStream, control: Arc<Mutex<Control>>) -> anyhow::Res
                 ..Default::default()
             })
         } else {
-            match xvs_api::decode::<Request>(line.trim_end()) {
+            let request = xvs_api::decode::<Request>(line.trim_end());
+            if let Ok(Request::Snapshot { .. }) = &request {
+                // Fresh counters for the listing, read without the lock.
+                crate::refresh::refresh_counters(&control).await;
+            }
+            match request {
                 Ok(Request::Snapshot { conns: true }) => {
                     // The connection tables are walked without the lock: a million entries
                     // must not stop other clients, the timers or the health checks.

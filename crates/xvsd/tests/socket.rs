@@ -121,3 +121,64 @@ fn a_connection_listing_does_not_hold_up_other_clients() {
     assert!(during > 0, "no change went through while the connections were listed");
     let _ = std::fs::remove_dir_all(&d);
 }
+
+#[test]
+fn a_listing_of_many_services_does_not_hold_up_changes() {
+    if !nix::unistd::geteuid().is_root() {
+        return;
+    }
+    let pins = xvs_lab::PinDir::new(&format!("{}ln", xvs_lab::unique_prefix()));
+    let mut o = xvs_dataplane::LoadOptions::small(xvs_abi::pin_dir(pins.path()));
+    o.max_services = 32_768;
+    o.max_dests = 65_536;
+    let mut c = Control::adopt(xvs_dataplane::Director::load(o).unwrap(), xvsd::now()).unwrap();
+    // 20,000 services with a real server each, in the dataplane.
+    let mut text = String::new();
+    for i in 0..20_000u32 {
+        text += &format!(
+            "[[service]]\naddress = \"198.18.{}.{}:80\"\nscheduler = \"rr\"\n[[service.real_server]]\naddress = \"198.19.0.1\"\nmethod = \"masq\"\n",
+            i / 250,
+            i % 250 + 1
+        );
+    }
+    let config = xvs_api::config::Config::parse(&text).unwrap();
+    let r = c.handle(xvs_api::Request::Apply { config, dry_run: false }, xvsd::now());
+    assert!(matches!(r, xvs_api::Response::Applied { .. }), "{r:?}");
+    let control = Arc::new(tokio::sync::Mutex::new(c));
+    let d = dir("ln");
+    let path = d.join("xvsd.sock");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let listener = rt.block_on(async { xvsd::server::bind(&path) }).unwrap();
+    rt.spawn(xvsd::server::serve(listener, control));
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let lister = {
+        let (path, done) = (path.clone(), done.clone());
+        std::thread::spawn(move || {
+            // One listing (what `-Ln --stats` asks for): fresh counters of every service and
+            // server, then the snapshot.
+            let mut t = Socket::connect(&path).unwrap();
+            let r = t.call(&xvs_api::Request::Snapshot { conns: false }).unwrap();
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
+            match r {
+                xvs_api::Response::Snapshot(s) => s.services.len(),
+                other => panic!("{other:?}"),
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_millis(20));
+    let mut t = Socket::connect(&path).unwrap();
+    let mut during = 0;
+    for port in 1000..1200u16 {
+        let argv: Vec<String> =
+            ["xvsadm", "-A", "-t", &format!("198.18.200.1:{port}"), "-s", "rr"].iter().map(|s| s.to_string()).collect();
+        let out = xvsadm::run::run(&argv, &mut t, &mut std::io::empty());
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        if !done.load(std::sync::atomic::Ordering::SeqCst) {
+            during += 1;
+        }
+    }
+    let listed = lister.join().unwrap();
+    eprintln!("{during} changes went through while {listed} services were listed");
+    assert!(during > 0, "no change went through while the services were listed");
+    let _ = std::fs::remove_dir_all(&d);
+}
