@@ -80,6 +80,11 @@ pub enum Request {
         /// UDP timeout, 0 keeps.
         udp: u32,
     },
+    /// Several changes as one (`-R`): all of them, or — when one is refused — none.
+    Batch {
+        /// The changes, in order (no listings, no nested batches).
+        requests: Vec<Request>,
+    },
     /// Everything listings need.
     Snapshot {
         /// Include the connection table (`-c`).
@@ -115,6 +120,9 @@ pub struct ApiError {
     /// table is neither the old one nor the new one (never set when nothing changed).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub partial: bool,
+    /// In a batch: which request (from 0) was refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_at: Option<usize>,
 }
 
 /// xvsd's answer.

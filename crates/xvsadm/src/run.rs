@@ -158,8 +158,29 @@ pub fn run(argv: &[String], t: &mut dyn Transport, stdin: &mut dyn BufRead) -> O
     execute(&cmd, t, stdin)
 }
 
+/// The request a command that changes something sends (None for listings and the like).
+fn request_of(cmd: &Command) -> Option<Request> {
+    Some(match cmd {
+        Command::Service { edit: false, spec } => Request::AddService { service: spec.clone() },
+        Command::Service { edit: true, spec } => Request::EditService { service: spec.clone() },
+        Command::DeleteService(key) => Request::DeleteService { key: *key },
+        Command::Clear => Request::Clear,
+        Command::Server { edit: false, key, dest } => Request::AddDest { key: *key, dest: dest.clone() },
+        Command::Server { edit: true, key, dest } => Request::EditDest { key: *key, dest: dest.clone() },
+        Command::DeleteServer { key, addr, port } => Request::DeleteDest { key: *key, addr: *addr, port: *port },
+        Command::Zero(key) => Request::Zero { key: *key },
+        Command::Set(a, b, c) => Request::SetTimeouts { tcp: *a, tcpfin: *b, udp: *c },
+        Command::StartDaemon(role) => Request::StartDaemon { role: role.clone() },
+        Command::StopDaemon(role) => Request::StopDaemon { role: role.clone() },
+        _ => return None,
+    })
+}
+
 fn execute(cmd: &Command, t: &mut dyn Transport, stdin: &mut dyn BufRead) -> Outcome {
     let names = |port: u16, proto: &str| crate::services::name_by_port(port, proto);
+    if let Some(req) = request_of(cmd) {
+        return modify(t, cmd, req);
+    }
     match cmd {
         Command::Help => Outcome { stdout: HELP.into(), ..Default::default() },
         Command::Version => Outcome {
@@ -170,23 +191,6 @@ fn execute(cmd: &Command, t: &mut dyn Transport, stdin: &mut dyn BufRead) -> Out
             ),
             ..Default::default()
         },
-        Command::Service { edit: false, spec } => modify(t, cmd, Request::AddService { service: spec.clone() }),
-        Command::Service { edit: true, spec } => modify(t, cmd, Request::EditService { service: spec.clone() }),
-        Command::DeleteService(key) => modify(t, cmd, Request::DeleteService { key: *key }),
-        Command::Clear => modify(t, cmd, Request::Clear),
-        Command::Server { edit: false, key, dest } => {
-            modify(t, cmd, Request::AddDest { key: *key, dest: dest.clone() })
-        }
-        Command::Server { edit: true, key, dest } => {
-            modify(t, cmd, Request::EditDest { key: *key, dest: dest.clone() })
-        }
-        Command::DeleteServer { key, addr, port } => {
-            modify(t, cmd, Request::DeleteDest { key: *key, addr: *addr, port: *port })
-        }
-        Command::Zero(key) => modify(t, cmd, Request::Zero { key: *key }),
-        Command::Set(a, b, c) => modify(t, cmd, Request::SetTimeouts { tcp: *a, tcpfin: *b, udp: *c }),
-        Command::StartDaemon(role) => modify(t, cmd, Request::StartDaemon { role: role.clone() }),
-        Command::StopDaemon(role) => modify(t, cmd, Request::StopDaemon { role: role.clone() }),
         Command::Save { numeric } => match snapshot(t, false) {
             Ok(s) => Outcome { stdout: format::save(&s, *numeric, &names), ..Default::default() },
             Err(o) => o,
@@ -223,46 +227,66 @@ fn execute(cmd: &Command, t: &mut dyn Transport, stdin: &mut dyn BufRead) -> Out
             Outcome { stdout, ..Default::default() }
         }
         Command::Restore => restore(t, stdin),
+        // The commands that change something went out through request_of above.
+        _ => Outcome::fail("xvs: a change without a request (a bug)\n".into(), 1),
     }
 }
 
-/// `-R`: each line is a command of its own, as ipvsadm runs them: an option error stops the
-/// restore at once; a refused change is reported and the restore goes on; the status is the
-/// last line's.
+/// `-R`: all or nothing, where ipvsadm applies line by line. Every line is read and checked
+/// first (a malformed one stops the restore before anything changes, with ipvsadm's message);
+/// the changes then go to xvsd as one batch, and if one is refused none stays, and the refusal
+/// is reported as ipvsadm reports that line's (docs/differences.md). A file that also lists or
+/// saves runs line by line, as ipvsadm runs it.
 fn restore(t: &mut dyn Transport, stdin: &mut dyn BufRead) -> Outcome {
-    let mut out = Outcome::default();
-    let mut line = String::new();
-    loop {
-        line.clear();
-        match stdin.read_line(&mut line) {
-            Ok(0) => break,
-            Ok(_) => {}
-            Err(e) => {
-                out.stderr += &format!("xvs: reading standard input: {e}\n");
-                out.code = 1;
-                break;
-            }
-        }
+    let mut cmds = Vec::new();
+    let mut text = String::new();
+    if let Err(e) = stdin.read_to_string(&mut text) {
+        return Outcome::fail(format!("xvs: reading standard input: {e}\n"), 1);
+    }
+    for line in text.lines() {
         let mut argv: Vec<String> = vec!["ipvsadm".into()];
-        argv.extend(line.split([' ', '\t', '\r', '\n']).filter(|s| !s.is_empty() && *s != "ipvsadm").map(String::from));
+        argv.extend(line.split([' ', '\t', '\r']).filter(|s| !s.is_empty() && *s != "ipvsadm").map(String::from));
         if argv.len() == 1 {
             continue;
         }
-        let cmd = match Command::parse(&argv) {
+        match Command::parse(&argv) {
             Ok(Command::Restore) => {
                 let u = try_help("ipvsadm");
-                out.stderr += &format!("{}\n", u.message);
-                out.code = u.code;
-                return out;
+                return Outcome::fail(format!("{}\n", u.message), u.code);
             }
-            Ok(c) => c,
-            Err(u) => {
-                out.stderr += &format!("{}\n", u.message);
-                out.code = u.code;
-                return out;
-            }
-        };
-        let o = execute(&cmd, t, &mut std::io::empty());
+            Ok(c) => cmds.push(c),
+            Err(u) => return Outcome::fail(format!("{}\n", u.message), u.code),
+        }
+    }
+    let requests: Option<Vec<Request>> = cmds.iter().map(request_of).collect();
+    let Some(requests) = requests else {
+        return restore_line_by_line(t, &cmds);
+    };
+    if requests.is_empty() {
+        return Outcome::default();
+    }
+    match t.call(&Request::Batch { requests }) {
+        Ok(Response::Ok) => Outcome::default(),
+        Ok(Response::Error(e)) => {
+            let cmd = e.failed_at.and_then(|i| cmds.get(i)).unwrap_or(&cmds[0]);
+            let mut msg = kernel_message(cmd, &e.errno, &e.message) + "\n";
+            msg += if e.partial {
+                "the restore stopped part way and could not all be undone (see xvsadm -Ln)\n"
+            } else {
+                "nothing was restored\n"
+            };
+            Outcome::fail(msg, 255)
+        }
+        Ok(other) => Outcome::fail(format!("xvs: unexpected answer from xvsd: {other:?}\n"), 255),
+        Err(e) => Outcome::fail(format!("Can't initialize ipvs: {e}\n"), 2),
+    }
+}
+
+/// A restore file that also lists or saves: each line on its own, as ipvsadm runs them.
+fn restore_line_by_line(t: &mut dyn Transport, cmds: &[Command]) -> Outcome {
+    let mut out = Outcome::default();
+    for cmd in cmds {
+        let o = execute(cmd, t, &mut std::io::empty());
         out.stdout += &o.stdout;
         out.stderr += &o.stderr;
         out.code = o.code;

@@ -60,6 +60,12 @@ struct Recorded {
 
 impl Transport for Recorded {
     fn call(&mut self, req: &Request) -> Result<Response, String> {
+        if let Request::Batch { requests } = req {
+            for r in requests {
+                self.call(r)?;
+            }
+            return Ok(Response::Ok);
+        }
         match req {
             Request::AddService { service } => self.snap.services.push(ServiceState {
                 spec: service.clone(),

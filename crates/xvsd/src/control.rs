@@ -241,6 +241,7 @@ impl Control {
             }
             Request::Snapshot { conns } => Response::Snapshot(self.snapshot(conns, now)),
             Request::Apply { config, dry_run } => self.apply(&config, dry_run, now),
+            Request::Batch { requests } => self.batch(requests, now),
             Request::StartDaemon { .. } => {
                 api_error(&unsupported("connection synchronisation (the IPVS sync daemon) is not available in xvs yet"))
             }
@@ -573,6 +574,7 @@ fn request_name(req: &Request) -> &'static str {
         Request::SetTimeouts { .. } => "set",
         Request::Snapshot { .. } => "list",
         Request::Apply { .. } => "apply",
+        Request::Batch { .. } => "restore",
         Request::StartDaemon { .. } => "start-daemon",
         Request::StopDaemon { .. } => "stop-daemon",
     }

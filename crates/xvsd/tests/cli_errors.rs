@@ -125,18 +125,26 @@ fn xvs_refusals_are_clear_and_change_nothing() {
 }
 
 #[test]
-fn a_malformed_restore_stops_at_the_bad_line() {
+fn a_restore_is_all_or_nothing() {
     let mut x = InProcess::new();
     let out = x.run_stdin(
         "ipvsadm -R",
         "-A -t 198.18.0.1:80 -s rr\n-a -t 198.18.0.1:80 -r 198.18.2.2:80 -m -w 1\n-a -t 198.18.0.1:80 -r 198.18.2.3:80 -m -w banana\n-a -t 198.18.0.1:80 -r 198.18.2.4:80 -m -w 1\n",
     );
     assert_eq!((out.code, out.stderr.as_str()), (2, "illegal weight specified\n"));
-    // The lines before the bad one were applied, the ones after it were not (ipvsadm -R).
-    assert_eq!(
-        x.run("ipvsadm -S -n").stdout,
-        "-A -t 198.18.0.1:80 -s rr\n-a -t 198.18.0.1:80 -r 198.18.2.2:80 -m -w 1\n"
+    // Nothing was applied: every line is checked before any changes (ipvsadm would have
+    // applied the lines before the bad one; docs/differences.md).
+    assert_eq!(x.run("ipvsadm -S -n").stdout, "");
+    // A change the kernel would refuse part way: none of the restore stays, and the refusal
+    // is ipvsadm's message for that line.
+    let out = x.run_stdin(
+        "ipvsadm -R",
+        "-A -t 198.18.0.1:80 -s rr\n-a -t 198.18.0.1:80 -r 198.18.2.2:80 -m\n-a -t 198.18.0.9:80 -r 198.18.2.3:80 -m\n",
     );
+    assert_eq!((out.code, out.stderr.as_str()), (255, "Service not defined\nnothing was restored\n"));
+    assert_eq!(x.run("ipvsadm -S -n").stdout, "");
+    let out = x.run_stdin("ipvsadm -R", "-A -t 198.18.0.1:80 -s rr\n-a -t 198.18.0.1:80 -r 198.18.2.2:80 -m -w 1\n");
+    assert_eq!(out.code, 0, "{out:?}");
     let saved = x.run("ipvsadm -S -n").stdout;
     let mut y = InProcess::new();
     assert_eq!(y.run_stdin("ipvsadm -R", &saved).code, 0);

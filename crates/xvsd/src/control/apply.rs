@@ -222,6 +222,43 @@ impl Control {
 
     /// Changes the live configuration into `desired`, touching only what differs. Services
     /// not in `desired` are removed only with `others` (a whole new state, not a health change).
+    /// `-R`: the changes in order; when one is refused, those before it are undone and the
+    /// refusal says which it was. Listings and nested batches are not changes and are refused.
+    pub(super) fn batch(&mut self, requests: Vec<Request>, now: Instant) -> Response {
+        if let Some(i) = requests
+            .iter()
+            .position(|r| matches!(r, Request::Batch { .. } | Request::Snapshot { .. } | Request::Apply { .. }))
+        {
+            return Response::Error(ApiError {
+                errno: "EINVAL".into(),
+                message: "a batch holds changes only".into(),
+                failed_at: Some(i),
+                ..Default::default()
+            });
+        }
+        let before = self.specs();
+        let timeouts = self.lb.timeouts;
+        for (i, req) in requests.into_iter().enumerate() {
+            if let Response::Error(mut e) = self.handle_inner(req, now) {
+                e.failed_at = Some(i);
+                let mut undone = self.converge(&before, None, now);
+                if self.lb.timeouts.shown() != timeouts.shown() {
+                    self.lb.timeouts = timeouts;
+                    if let Err(err) = self.write_config() {
+                        undone = Err(dp_error(&err));
+                    }
+                }
+                if let Err(Response::Error(u)) = undone {
+                    e.message =
+                        format!("{}; putting the previous configuration back failed too: {}", e.message, u.message);
+                    e.partial = true;
+                }
+                return Response::Error(e);
+            }
+        }
+        Response::Ok
+    }
+
     /// Refuses a target the dataplane's tables cannot hold (services, real servers, list and
     /// bucket pools), counting what stays and what a publication holds twice for a moment.
     fn fits(
