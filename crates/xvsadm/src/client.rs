@@ -62,9 +62,17 @@ impl Transport for Socket {
                 format!("talking to xvsd ({what}): {e}")
             }
         };
-        self.writer.write_all(text.as_bytes()).map_err(late)?;
+        let written = self.writer.write_all(text.as_bytes());
         let mut line = String::new();
-        self.reader.read_line(&mut line).map_err(late)?;
+        // xvsd answers a request it refuses part way (too large) and closes: its answer says
+        // more than the broken pipe does.
+        let read = self.reader.read_line(&mut line);
+        if let Err(e) = written {
+            if line.is_empty() {
+                return Err(late(e));
+            }
+        }
+        read.map_err(late)?;
         if line.is_empty() {
             return Err("xvsd closed the connection".into());
         }

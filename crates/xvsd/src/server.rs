@@ -12,8 +12,9 @@ use xvs_api::{ApiError, Request, Response};
 
 use crate::control::Control;
 
-/// The largest request accepted (an apply of 100k services is about 20 MB of JSON).
-pub const MAX_REQUEST: usize = 64 << 20;
+/// The largest request accepted (an apply of 100k services with two real servers each is
+/// about 70 MB of JSON).
+pub const MAX_REQUEST: usize = 256 << 20;
 
 /// Creates the socket at `path` (mode 0600, replacing a stale socket) with no moment at which
 /// anyone else could reach it: it is bound and restricted inside a private (0700) directory and

@@ -41,7 +41,7 @@ fn the_socket_is_private_and_oversized_requests_are_refused() {
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let mut answer = String::new();
     BufReader::new(&mut s).read_line(&mut answer).unwrap();
-    assert!(answer.contains("E2BIG") && answer.contains("64 MiB"), "{answer}");
+    assert!(answer.contains("E2BIG") && answer.contains("256 MiB"), "{answer}");
     drop(s);
     let _ = writer.join();
     // Others are still served.
