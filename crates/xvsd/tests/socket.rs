@@ -129,16 +129,17 @@ fn a_listing_of_many_services_does_not_hold_up_changes() {
     }
     let pins = xvs_lab::PinDir::new(&format!("{}ln", xvs_lab::unique_prefix()));
     let mut o = xvs_dataplane::LoadOptions::small(xvs_abi::pin_dir(pins.path()));
-    o.max_services = 32_768;
-    o.max_dests = 65_536;
+    o.max_services = 131_072;
+    o.max_dests = 262_144;
     let mut c = Control::adopt(xvs_dataplane::Director::load(o).unwrap(), xvsd::now()).unwrap();
-    // 20,000 services with a real server each, in the dataplane.
+    // 100,000 services with a real server each, in the dataplane.
     let mut text = String::new();
-    for i in 0..20_000u32 {
+    for i in 0..100_000u32 {
         text += &format!(
-            "[[service]]\naddress = \"198.18.{}.{}:80\"\nscheduler = \"rr\"\n[[service.real_server]]\naddress = \"198.19.0.1\"\nmethod = \"masq\"\n",
-            i / 250,
-            i % 250 + 1
+            "[[service]]\naddress = \"198.18.{}.{}:{}\"\nscheduler = \"rr\"\n[[service.real_server]]\naddress = \"198.19.0.1\"\nmethod = \"masq\"\n",
+            (i / 250) % 250,
+            i % 250 + 1,
+            80 + i / 62_500
         );
     }
     let config = xvs_api::config::Config::parse(&text).unwrap();

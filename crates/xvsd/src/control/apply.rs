@@ -211,17 +211,32 @@ impl Control {
         if changes.is_empty() {
             return;
         }
+        // All of the event's changes, or none: a refusal other than "gone meanwhile" puts
+        // the table back as it was before the event.
+        let table = self.specs();
         for req in changes {
             let what = format!("{req:?}");
-            if let Response::Error(e) = self.handle(req, now) {
-                // The operator removed the service or server meanwhile: their change stands.
-                tracing::warn!(change = %what, error = %e.message, "health change not applied");
+            match self.handle(req, now) {
+                // The operator removed or re-added it meanwhile: their change stands.
+                Response::Error(e) if matches!(e.errno.as_str(), "ESRCH" | "ENOENT" | "EEXIST") => {
+                    tracing::warn!(change = %what, error = %e.message, "health change not applied")
+                }
+                Response::Error(e) => {
+                    match self.converge(&table, None, now) {
+                        Ok(()) => {
+                            tracing::error!(change = %what, error = %e.message, "health change refused; the event's other changes were undone")
+                        }
+                        Err(_) => {
+                            tracing::error!(change = %what, error = %e.message, "health change refused, and undoing the event's other changes failed too: see xvsadm -Ln")
+                        }
+                    }
+                    return;
+                }
+                _ => {}
             }
         }
     }
 
-    /// Changes the live configuration into `desired`, touching only what differs. Services
-    /// not in `desired` are removed only with `others` (a whole new state, not a health change).
     /// `-R`: the changes in order; when one is refused, those before it are undone and the
     /// refusal says which it was. Listings and nested batches are not changes and are refused.
     pub(super) fn batch(&mut self, requests: Vec<Request>, now: Instant) -> Response {
@@ -330,8 +345,9 @@ impl Control {
         Ok(())
     }
 
-    /// Services not in `desired` are deleted when `owned` is `None`, or only those in `owned`
-    /// (the services an earlier apply of the same kind of file defined).
+    /// Changes the live configuration into `desired`, touching only what differs. Services
+    /// not in `desired` are deleted when `owned` is `None`, or only those in `owned` (the
+    /// services an earlier apply of the same kind of file defined).
     fn converge(
         &mut self,
         desired: &[(ServiceSpec, Vec<DestSpec>)],
