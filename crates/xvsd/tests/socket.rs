@@ -84,42 +84,9 @@ fn a_connection_listing_does_not_hold_up_other_clients() {
         let k = abi::Conn4Key { caddr: i, vaddr: 1, cport: 1, vport: 80, proto: 6, pad: [0; 3] };
         dp.maps.conn4.insert(k, abi::Conn::default(), 0).unwrap();
     }
-    let control = Arc::new(tokio::sync::Mutex::new(Control::adopt(dp, xvsd::now()).unwrap()));
-    let d = dir("lc");
-    let path = d.join("xvsd.sock");
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let listener = rt.block_on(async { xvsd::server::bind(&path) }).unwrap();
-    rt.spawn(xvsd::server::serve(listener, control));
-    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let lister = {
-        let (path, done) = (path.clone(), done.clone());
-        std::thread::spawn(move || {
-            let mut t = Socket::connect(&path).unwrap();
-            let r = t.call(&xvs_api::Request::Snapshot { conns: true }).unwrap();
-            done.store(true, std::sync::atomic::Ordering::SeqCst);
-            match r {
-                xvs_api::Response::Snapshot(s) => s.conns.len(),
-                other => panic!("{other:?}"),
-            }
-        })
-    };
-    std::thread::sleep(Duration::from_millis(100));
-    // Changes keep going through while the listing runs.
-    let mut t = Socket::connect(&path).unwrap();
-    let mut during = 0;
-    for port in 1000..1100u16 {
-        let argv: Vec<String> =
-            ["xvsadm", "-A", "-t", &format!("198.18.0.1:{port}"), "-s", "rr"].iter().map(|s| s.to_string()).collect();
-        let out = xvsadm::run::run(&argv, &mut t, &mut std::io::empty());
-        assert_eq!(out.code, 0, "{}", out.stderr);
-        if !done.load(std::sync::atomic::Ordering::SeqCst) {
-            during += 1;
-        }
-    }
-    let listed = lister.join().unwrap();
+    let (during, listed) = changes_during_a_listing(Control::adopt(dp, xvsd::now()).unwrap(), "lc", true, 100);
     eprintln!("{during} changes went through while {listed} connections were listed");
     assert!(during > 0, "no change went through while the connections were listed");
-    let _ = std::fs::remove_dir_all(&d);
 }
 
 #[test]
@@ -145,8 +112,17 @@ fn a_listing_of_many_services_does_not_hold_up_changes() {
     let config = xvs_api::config::Config::parse(&text).unwrap();
     let r = c.handle(xvs_api::Request::Apply { config, dry_run: false }, xvsd::now());
     assert!(matches!(r, xvs_api::Response::Applied { .. }), "{r:?}");
-    let control = Arc::new(tokio::sync::Mutex::new(c));
-    let d = dir("ln");
+    let (during, listed) = changes_during_a_listing(c, "ln", false, 200);
+    eprintln!("{during} changes went through while {listed} services were listed");
+    assert!(during > 0, "no change went through while the services were listed");
+}
+
+/// Serves `control` on a socket, sends one listing (`conns` or not) and, while it runs, `n`
+/// `-A` changes from another client. Returns how many changes finished before the listing
+/// did, and what the listing counted (connections or services).
+fn changes_during_a_listing(control: Control, name: &str, conns: bool, n: u16) -> (usize, usize) {
+    let control = Arc::new(tokio::sync::Mutex::new(control));
+    let d = dir(name);
     let path = d.join("xvsd.sock");
     let rt = tokio::runtime::Runtime::new().unwrap();
     let listener = rt.block_on(async { xvsd::server::bind(&path) }).unwrap();
@@ -155,12 +131,11 @@ fn a_listing_of_many_services_does_not_hold_up_changes() {
     let lister = {
         let (path, done) = (path.clone(), done.clone());
         std::thread::spawn(move || {
-            // One listing (what `-Ln --stats` asks for): fresh counters of every service and
-            // server, then the snapshot.
             let mut t = Socket::connect(&path).unwrap();
-            let r = t.call(&xvs_api::Request::Snapshot { conns: false }).unwrap();
+            let r = t.call(&xvs_api::Request::Snapshot { conns }).unwrap();
             done.store(true, std::sync::atomic::Ordering::SeqCst);
             match r {
+                xvs_api::Response::Snapshot(s) if conns => s.conns.len(),
                 xvs_api::Response::Snapshot(s) => s.services.len(),
                 other => panic!("{other:?}"),
             }
@@ -169,9 +144,9 @@ fn a_listing_of_many_services_does_not_hold_up_changes() {
     std::thread::sleep(Duration::from_millis(20));
     let mut t = Socket::connect(&path).unwrap();
     let mut during = 0;
-    for port in 1000..1200u16 {
+    for port in 1000..1000 + n {
         let argv: Vec<String> =
-            ["xvsadm", "-A", "-t", &format!("198.18.200.1:{port}"), "-s", "rr"].iter().map(|s| s.to_string()).collect();
+            ["xvsadm", "-A", "-t", &format!("198.18.250.1:{port}"), "-s", "rr"].iter().map(|s| s.to_string()).collect();
         let out = xvsadm::run::run(&argv, &mut t, &mut std::io::empty());
         assert_eq!(out.code, 0, "{}", out.stderr);
         if !done.load(std::sync::atomic::Ordering::SeqCst) {
@@ -179,7 +154,6 @@ fn a_listing_of_many_services_does_not_hold_up_changes() {
         }
     }
     let listed = lister.join().unwrap();
-    eprintln!("{during} changes went through while {listed} services were listed");
-    assert!(during > 0, "no change went through while the services were listed");
     let _ = std::fs::remove_dir_all(&d);
+    (during, listed)
 }
