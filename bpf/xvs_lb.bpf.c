@@ -313,11 +313,11 @@ static __always_inline int handle_l4(struct xdp_md *ctx, struct scratch *sc, con
 	if (c) {
 		__u32 id = c->dest_id;
 		struct xvs_dest *dst = bpf_map_lookup_elem(&xvs_dests, &id);
-		if (dst && dst->gen != c->gen) {
-			/* The slot holds another server now: never send this connection there. */
-			count_reason(XVS_R_STALE_DEST);
+		/* A slot that holds another server now counts as its server gone: never send this
+		 * connection there. */
+		int stale = dst && dst->gen != c->gen;
+		if (stale)
 			dst = NULL;
-		}
 		int reuse = cfg->flags & (XVS_CFG_REUSE_1 | XVS_CFG_REUSE_2);
 		if (conn_expired(c, cfg, now)) {
 			drop_conn(p->af, kp, c);
@@ -334,7 +334,7 @@ static __always_inline int handle_l4(struct xdp_md *ctx, struct scratch *sc, con
 			c = NULL;
 		} else if (!dst || !(dst->flags & XVS_DEST_F_AVAILABLE)) {
 			if (!(cfg->flags & XVS_CFG_EXPIRE_NODEST)) {
-				count_reason(XVS_R_DEST_GONE);
+				count_reason(stale ? XVS_R_STALE_DEST : XVS_R_DEST_GONE);
 				return XDP_DROP;
 			}
 			drop_conn(p->af, kp, c);

@@ -51,12 +51,7 @@ pub async fn run(control: Arc<Mutex<Control>>, state_file: std::path::PathBuf) {
             (due, next, c.take_events(), c.health.as_ref().map(|m| m.save()), policy)
         };
         handle(events, &policy);
-        if let Some(saved) = saved.filter(|s| written.as_ref() != Some(s)) {
-            match crate::state::save(&state_file, &saved) {
-                Ok(()) => written = Some(saved),
-                Err(e) => tracing::warn!(file = %state_file.display(), error = %e, "cannot save the health state"),
-            }
-        }
+        save_if_changed(&state_file, saved, &mut written);
         for (id, spec) in due {
             let permits = permits.clone();
             let tx = tx.clone();
@@ -86,15 +81,19 @@ pub async fn run(control: Arc<Mutex<Control>>, state_file: std::path::PathBuf) {
                 };
                 handle(events, &policy);
                 // At once: a restart right after a failure must not forget it.
-                if let Some(saved) = saved.filter(|s| written.as_ref() != Some(s)) {
-                    match crate::state::save(&state_file, &saved) {
-                        Ok(()) => written = Some(saved),
-                        Err(e) => tracing::warn!(file = %state_file.display(), error = %e, "cannot save the health state"),
-                    }
-                }
+                save_if_changed(&state_file, saved, &mut written);
             }
             _ = tokio::time::sleep_until(wake) => {}
         }
+    }
+}
+
+/// Writes the checkers' states when they differ from what was last written.
+fn save_if_changed(file: &Path, saved: Option<xvs_health::Saved>, written: &mut Option<xvs_health::Saved>) {
+    let Some(saved) = saved.filter(|s| written.as_ref() != Some(s)) else { return };
+    match crate::state::save(file, &saved) {
+        Ok(()) => *written = Some(saved),
+        Err(e) => tracing::warn!(file = %file.display(), error = %e, "cannot save the health state"),
     }
 }
 

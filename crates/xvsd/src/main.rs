@@ -295,10 +295,11 @@ async fn run(o: Opts) -> anyhow::Result<()> {
     tracing::info!(socket = %o.socket.display(), "listening for xvsadm");
     let server = tokio::spawn(xvsd::server::serve(listener, control.clone()));
     // systemd (Type=notify): the dataplane is attached and the socket answers.
-    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
-
+    // Signals are handled before readiness is told: a stop right after it must be a clean one.
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+
     let (mut server, mut health, mut timers) = (server, health, timers);
     // A task that ends has panicked (each runs for the life of the daemon): stop cleanly with
     // an error, so that systemd restarts xvsd, rather than run on without health checks or

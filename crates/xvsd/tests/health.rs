@@ -233,9 +233,16 @@ fn established_connections_outlive_a_failed_check() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(800));
-    let conns = l.adm(&["-Lnc"]);
-    let line = conns.lines().find(|x| x.contains(&format!("{VIP4}:8080"))).unwrap_or_else(|| panic!("{conns}"));
+    // Wait for the request to be in flight (its connection in the table).
+    let start = Instant::now();
+    let line = loop {
+        let conns = l.adm(&["-Lnc"]);
+        if let Some(line) = conns.lines().find(|x| x.contains(&format!("{VIP4}:8080"))) {
+            break line.to_string();
+        }
+        assert!(start.elapsed() < Duration::from_secs(3), "no connection to :8080 in the table:\n{conns}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
     let rs = line.split_whitespace().last().unwrap().to_string();
     let n = if rs.starts_with("198.18.2.2") { 1 } else { 2 };
     std::fs::write(l.lab.dir.join(format!("rs{n}")), "").unwrap();

@@ -239,15 +239,7 @@ fn a_service_without_usable_servers_refuses_at_once() {
     adm(s, &format!("-a -t {VIP4}:7008 -r {}:7007 -m -w 0", rs4(0))); // sh: weight 0 is unusable
     for port in [7007, 7008] {
         let t = Instant::now();
-        let out = lab.client.exec(&[
-            "python3",
-            "-c",
-            &format!(
-                "import socket\ntry:\n socket.create_connection(('{VIP4}', {port}), timeout=5)\n print('connected')\n\
-                 except ConnectionRefusedError:\n print('refused')\nexcept OSError as e:\n print(type(e).__name__)"
-            ),
-        ]);
-        let said = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let said = connect(&lab, port);
         let took = t.elapsed();
         assert_eq!(said, "refused", "port {port}: connect() gave {said} after {took:?}");
         assert!(took < Duration::from_secs(1), "port {port}: refused only after {took:?}");
