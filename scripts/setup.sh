@@ -9,6 +9,7 @@ packages=(
   iputils-ping curl nginx-light wrk      # real clients and servers in end-to-end tests
   iperf3 haproxy python3 python3-matplotlib  # throughput tests, the HAProxy peer, plotting
   hping3                                 # spoofed SYN floods in the flood lab test
+  keepalived                             # the VRRP peer of the failover tests
 )
 
 missing=()
@@ -23,9 +24,12 @@ if ((${#missing[@]})); then
 fi
 
 # nginx-light starts a service on installation on some systems; the tests run their own.
-if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet nginx 2>/dev/null; then
-  systemctl disable --now nginx >/dev/null 2>&1 || true
-fi
+# So does keepalived where it finds a configuration; the tests start their own, in namespaces.
+for svc in nginx keepalived; do
+  if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$svc" 2>/dev/null; then
+    systemctl disable --now "$svc" >/dev/null 2>&1 || true
+  fi
+done
 
 if ! command -v cargo >/dev/null 2>&1; then
   echo "setup: cargo not found; install the Rust toolchain (rustup) first" >&2

@@ -64,6 +64,15 @@ pub struct Config {
     /// `enable_script_security`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub script_security: bool,
+    /// VRRP instances xvsd runs (from its `--config` file; see [`crate::vrrp`]).
+    #[serde(default, rename = "vrrp_instance", skip_serializing_if = "Vec::is_empty")]
+    pub vrrp_instances: Vec<crate::vrrp::VrrpInstanceEntry>,
+    /// VRRP sync groups.
+    #[serde(default, rename = "vrrp_sync_group", skip_serializing_if = "Vec::is_empty")]
+    pub vrrp_sync_groups: Vec<crate::vrrp::VrrpSyncGroupEntry>,
+    /// Scripts VRRP instances track.
+    #[serde(default, rename = "vrrp_script", skip_serializing_if = "Vec::is_empty")]
+    pub vrrp_scripts: Vec<crate::vrrp::VrrpScriptEntry>,
 }
 
 /// One `[[service]]`.

@@ -11,6 +11,7 @@
 pub mod config;
 pub mod health;
 mod spec;
+pub mod vrrp;
 
 pub use spec::{CsumName, DestSpec, KeySpec, ProtoName, ServiceSpec, TunnelKindName, TunnelSpec};
 
@@ -133,8 +134,8 @@ pub enum Response {
     Ok,
     /// Refused; nothing changed.
     Error(ApiError),
-    /// The state, for listings.
-    Snapshot(Snapshot),
+    /// The state, for listings (boxed: it is much larger than the other answers).
+    Snapshot(Box<Snapshot>),
     /// The changes an apply made (or would make).
     Applied {
         /// One line per change, `+`, `-` or `~` first.
@@ -156,6 +157,9 @@ pub struct Snapshot {
     /// Health of the services whose real servers are checked.
     #[serde(default)]
     pub health: Vec<health::ServiceStatus>,
+    /// VRRP instances xvsd runs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub vrrp: Vec<vrrp::VrrpStatus>,
 }
 
 /// A service with its counters.

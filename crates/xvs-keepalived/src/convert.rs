@@ -35,16 +35,13 @@ pub struct Loaded {
     pub notices: Vec<Notice>,
 }
 
-type R<T> = Result<T, ParseError>;
+pub(crate) type R<T> = Result<T, ParseError>;
 
 /// A `virtual_server_group`: its name, members and position.
 type Group = (String, Vec<(IpAddr, u16)>, Pos);
 
-/// Blocks of keepalived's VRRP side: reported, not run.
+/// Blocks of keepalived's VRRP side that xvs does not run: reported, not applied.
 const VRRP_BLOCKS: &[&str] = &[
-    "vrrp_instance",
-    "vrrp_sync_group",
-    "vrrp_script",
     "vrrp_track_process",
     "vrrp_track_file",
     "track_file",
@@ -104,7 +101,7 @@ impl Inherit {
     }
 }
 
-fn one(n: &Node) -> R<&str> {
+pub(crate) fn one(n: &Node) -> R<&str> {
     match n.args() {
         [a] => Ok(a),
         [] => Err(n.error(format!("{} needs a value", n.keyword()))),
@@ -112,7 +109,7 @@ fn one(n: &Node) -> R<&str> {
     }
 }
 
-fn number(n: &Node, min: u64, max: u64) -> R<u64> {
+pub(crate) fn number(n: &Node, min: u64, max: u64) -> R<u64> {
     let v = one(n)?;
     match v.parse::<u64>() {
         Ok(x) if (min..=max).contains(&x) => Ok(x),
@@ -120,7 +117,7 @@ fn number(n: &Node, min: u64, max: u64) -> R<u64> {
     }
 }
 
-fn timer(n: &Node) -> R<f64> {
+pub(crate) fn timer(n: &Node) -> R<f64> {
     let v = one(n)?;
     match v.parse::<f64>() {
         Ok(x) if (0.0..=86_400.0).contains(&x) => Ok(x),
@@ -129,7 +126,7 @@ fn timer(n: &Node) -> R<f64> {
 }
 
 /// keepalived's `<BOOL>`: absent means true.
-fn flag(n: &Node) -> R<bool> {
+pub(crate) fn flag(n: &Node) -> R<bool> {
     match n.args() {
         [] => Ok(true),
         [v] => match v.as_str() {
@@ -141,7 +138,7 @@ fn flag(n: &Node) -> R<bool> {
     }
 }
 
-fn no_args(n: &Node) -> R<()> {
+pub(crate) fn no_args(n: &Node) -> R<()> {
     if n.args().is_empty() {
         Ok(())
     } else {
@@ -149,18 +146,18 @@ fn no_args(n: &Node) -> R<()> {
     }
 }
 
-fn block(n: &Node) -> R<&[Node]> {
+pub(crate) fn block(n: &Node) -> R<&[Node]> {
     n.block.as_deref().ok_or_else(|| n.error(format!("{} needs a {{ }} block", n.keyword())))
 }
 
-fn no_block(n: &Node) -> R<()> {
+pub(crate) fn no_block(n: &Node) -> R<()> {
     if n.block.is_some() {
         return Err(n.error(format!("'{}' does not take a block", n.keyword())));
     }
     Ok(())
 }
 
-fn ip(n: &Node, s: &str) -> R<IpAddr> {
+pub(crate) fn ip(n: &Node, s: &str) -> R<IpAddr> {
     s.parse().map_err(|_| n.error(format!("'{s}' is not an IP address")))
 }
 
@@ -176,7 +173,7 @@ fn port(n: &Node, s: &str) -> R<u16> {
 }
 
 /// A script keyword: `"command args" [user [group]]`.
-fn script(n: &Node) -> R<String> {
+pub(crate) fn script(n: &Node) -> R<String> {
     match n.args() {
         [cmd] if !cmd.trim().is_empty() => Ok(cmd.clone()),
         [_, ..] if n.args().len() > 1 => Err(n.error(format!(
@@ -231,9 +228,12 @@ pub fn convert(nodes: &[Node]) -> R<Loaded> {
             "virtual_server_group" => {}
             "virtual_server" => virtual_server(n, &groups, &mut config, &mut notices)?,
             "global_defs" => global_defs(n, &mut config, &mut notices)?,
+            "vrrp_instance" => config.vrrp_instances.push(crate::vrrp::instance(n, &mut notices)?),
+            "vrrp_sync_group" => config.vrrp_sync_groups.push(crate::vrrp::sync_group(n, &mut notices)?),
+            "vrrp_script" => config.vrrp_scripts.push(crate::vrrp::script(n)?),
             k if VRRP_BLOCKS.contains(&k) => notices.push(Notice {
                 pos: n.pos.clone(),
-                message: format!("{k} is VRRP, which xvs does not run yet: this block is not applied"),
+                message: format!("{k} is not supported by xvs: this block is not applied"),
             }),
             "SSL" => return Err(n.error("SSL client certificates for SSL_GET are not supported by xvs")),
             k @ ("net_namespace"
@@ -249,6 +249,7 @@ pub fn convert(nodes: &[Node]) -> R<Loaded> {
             other => return Err(n.error(format!("unknown keyword '{other}'"))),
         }
     }
+    crate::vrrp::finish(nodes, &mut config)?;
     for (name, _, pos) in &groups {
         let used =
             nodes.iter().any(|n| n.keyword() == "virtual_server" && n.args() == ["group".to_string(), name.clone()]);
@@ -289,13 +290,15 @@ fn global_defs(n: &Node, config: &mut Config, notices: &mut Vec<Notice>) -> R<()
                 _ => return Err(g.error("script_user takes USER [GROUP]")),
             },
             "enable_script_security" => config.script_security = true,
+            k @ ("vrrp_version"
+            | "vrrp_garp_master_delay"
+            | "vrrp_garp_master_repeat"
+            | "vrrp_garp_master_refresh"
+            | "vrrp_skip_check_adv_addr") => crate::vrrp::global(g, k, notices)?,
             k if GLOBAL_UNSUPPORTED.contains(&k) || k.starts_with("lvs_sync_daemon") => {
                 return Err(g.error(format!("{k} is not supported by xvs yet")));
             }
-            k => notices.push(Notice {
-                pos: g.pos.clone(),
-                message: format!("global_defs {k}: not used by xvs (no VRRP, e-mail or SNMP here)"),
-            }),
+            k => notices.push(Notice { pos: g.pos.clone(), message: format!("global_defs {k}: not used by xvs") }),
         }
     }
     Ok(())
@@ -488,7 +491,7 @@ fn virtual_server(n: &Node, groups: &[Group], config: &mut Config, notices: &mut
                 no_args(s)?;
                 notices.push(Notice {
                     pos: s.pos.clone(),
-                    message: "ha_suspend has no effect: without VRRP this director always serves the VIP, so checks always run".into(),
+                    message: "ha_suspend has no effect: xvs runs checks on backups too, so a takeover starts with known health".into(),
                 });
             }
             "alpha" => {

@@ -3,7 +3,7 @@
 //! Reads keepalived.conf — `virtual_server`, `virtual_server_group`, `real_server` and their
 //! health checkers — into xvs's declarative configuration ([`xvs_api::config::Config`]), so an
 //! operator's file runs under xvsd unchanged. Whatever xvs cannot honour is an error naming
-//! the file and line; VRRP and other blocks xvs does not run yet are reported, never dropped
+//! the file and line; its VRRP blocks become xvs's VRRP entries; blocks xvs does not run are reported, never dropped
 //! silently.
 
 #![warn(missing_docs)]
@@ -11,6 +11,7 @@
 
 pub mod convert;
 pub mod syntax;
+mod vrrp;
 
 pub use convert::{Loaded, Notice};
 

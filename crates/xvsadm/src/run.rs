@@ -65,7 +65,7 @@ fn modify(t: &mut dyn Transport, cmd: &Command, req: Request) -> Outcome {
 
 fn snapshot(t: &mut dyn Transport, conns: bool) -> Result<Snapshot, Outcome> {
     match t.call(&Request::Snapshot { conns }) {
-        Ok(Response::Snapshot(s)) => Ok(s),
+        Ok(Response::Snapshot(s)) => Ok(*s),
         Ok(Response::Error(e)) => Err(Outcome::fail(format!("{}\n", e.message), 1)),
         Ok(other) => Err(Outcome::fail(format!("xvs: unexpected answer from xvsd: {other:?}\n"), 1)),
         Err(e) => Err(Outcome::fail(format!("Can't initialize ipvs: {e}\n"), 2)),

@@ -93,7 +93,7 @@ impl Transport for Recorded {
                 if *conns {
                     s.conns = self.conns.clone();
                 }
-                return Ok(Response::Snapshot(s));
+                return Ok(Response::Snapshot(Box::new(s)));
             }
             other => panic!("unexpected request {other:?}"),
         }

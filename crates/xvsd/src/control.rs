@@ -239,7 +239,7 @@ impl Control {
                 self.lb.timeouts.set(tcp, tcpfin, udp);
                 self.write_config().map_or_else(|e| dp_error(&e), |()| Response::Ok)
             }
-            Request::Snapshot { conns } => Response::Snapshot(self.snapshot(conns, now)),
+            Request::Snapshot { conns } => Response::Snapshot(Box::new(self.snapshot(conns, now))),
             Request::Apply { config, dry_run } => self.apply(&config, dry_run, now),
             Request::Batch { requests } => self.batch(requests, now),
             Request::StartDaemon { .. } => {
@@ -403,7 +403,7 @@ impl Control {
         let conn_table_size = self.dp.as_ref().map_or(4096, |d| d.director.options.max_conns);
         let conns = if conns { self.connections(now) } else { Vec::new() };
         let health = self.health.as_ref().map(|m| m.status(std::time::Instant::now())).unwrap_or_default();
-        Snapshot { conn_table_size, timeouts: self.lb.timeouts.shown(), services, conns, health }
+        Snapshot { conn_table_size, timeouts: self.lb.timeouts.shown(), services, conns, health, vrrp: Vec::new() }
     }
 
     fn connections(&self, now: Instant) -> Vec<ConnState> {

@@ -135,6 +135,7 @@ async fn run(o: Opts) -> anyhow::Result<()> {
             let config = xvsd::health::load_config(path)?;
             config.specs().map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
             xvs_health::Plan::from_config(&config).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            xvsd::vrrp::Plan::from_config(&config).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
             Some(config)
         }
         None => None,
@@ -182,6 +183,10 @@ async fn run(o: Opts) -> anyhow::Result<()> {
             }
         }
     }
+    let vrrp_plan = match &config {
+        Some(c) => xvsd::vrrp::Plan::from_config(c).map_err(anyhow::Error::msg)?,
+        None => xvsd::vrrp::Plan::default(),
+    };
     if let (Some(path), Some(config)) = (&o.config, config) {
         match control.handle(xvs_api::Request::Apply { config, dry_run: false }, xvsd::now()) {
             xvs_api::Response::Applied { changes } => {
@@ -196,6 +201,16 @@ async fn run(o: Opts) -> anyhow::Result<()> {
     // unassured connections is being dropped early); counters every two seconds (the
     // estimator's period), read without the lock so requests never wait for them.
     let control = Arc::new(Mutex::new(control));
+    // VRRP after the services are in place: a director that becomes master serves at once.
+    let vrrp_view = xvsd::vrrp::View::default();
+    let vrrp = if vrrp_plan.is_empty() {
+        None
+    } else {
+        let n = vrrp_plan.instances.len();
+        let r = xvsd::vrrp::spawn(vrrp_plan, vrrp_view.clone()).context("start VRRP")?;
+        tracing::info!(instances = n, "VRRP started");
+        Some(r)
+    };
     let health = tokio::spawn(xvsd::health::run(control.clone(), state_file));
     let c = control.clone();
     let timers = tokio::spawn(async move {
@@ -257,13 +272,16 @@ async fn run(o: Opts) -> anyhow::Result<()> {
     if o.metrics != "off" {
         let addr: SocketAddr = o.metrics.parse().with_context(|| format!("metrics address '{}'", o.metrics))?;
         let c = control.clone();
+        let v = vrrp_view.clone();
         let app = axum::Router::new().route(
             "/metrics",
             axum::routing::get(move || {
                 let c = c.clone();
+                let v = v.clone();
                 async move {
                     xvsd::refresh::refresh_counters(&c).await;
-                    let input = xvsd::metrics::input(&mut *c.lock().await, xvsd::now());
+                    let vrrp = v.lock().map(|v| v.clone()).unwrap_or_default();
+                    let input = xvsd::metrics::input(&mut *c.lock().await, xvsd::now()).with_vrrp(vrrp);
                     let body =
                         tokio::task::spawn_blocking(move || xvsd::metrics::render(input)).await.unwrap_or_default();
                     ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
@@ -293,7 +311,7 @@ async fn run(o: Opts) -> anyhow::Result<()> {
     let listener =
         xvsd::server::bind(&o.socket).with_context(|| format!("create the socket {}", o.socket.display()))?;
     tracing::info!(socket = %o.socket.display(), "listening for xvsadm");
-    let server = tokio::spawn(xvsd::server::serve(listener, control.clone()));
+    let server = tokio::spawn(xvsd::server::serve_with(listener, control.clone(), Some(vrrp_view.clone())));
     // systemd (Type=notify): the dataplane is attached and the socket answers.
     // Signals are handled before readiness is told: a stop right after it must be a clean one.
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -308,13 +326,18 @@ async fn run(o: Opts) -> anyhow::Result<()> {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break None,
             _ = term.recv() => break None,
-            _ = hup.recv() => reload(&o, &control).await,
+            _ = hup.recv() => reload(&o, &control, vrrp.as_ref()).await,
             _ = &mut server => break Some("the control socket"),
             _ = &mut health => break Some("the health checks"),
             _ = &mut timers => break Some("expiry and counters"),
         }
     };
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+    // Masters step down at once (priority 0) so that a backup takes over within its skew
+    // time, not three intervals.
+    if let Some(v) = vrrp {
+        v.stop().await;
+    }
     let _ = std::fs::remove_file(&o.socket);
     if o.detach_on_exit {
         for ifname in &o.interfaces {
@@ -339,7 +362,7 @@ async fn run(o: Opts) -> anyhow::Result<()> {
 }
 
 /// SIGHUP: read the configuration file again and apply it (as keepalived reloads on SIGHUP).
-async fn reload(o: &Opts, control: &Arc<Mutex<Control>>) {
+async fn reload(o: &Opts, control: &Arc<Mutex<Control>>, vrrp: Option<&xvsd::vrrp::Running>) {
     let Some(path) = &o.config else {
         tracing::warn!("SIGHUP: no --config file to reload");
         return;
@@ -351,6 +374,23 @@ async fn reload(o: &Opts, control: &Arc<Mutex<Control>>) {
             return;
         }
     };
+    // VRRP instances keep running as they are: restarting them would hand the addresses to
+    // the backup and back. A changed VRRP part is refused (the services part still applies).
+    match xvsd::vrrp::Plan::from_config(&config) {
+        Err(e) => tracing::error!("reload: VRRP part refused, VRRP unchanged: {}: {e}", path.display()),
+        Ok(p) => {
+            // The running plan has its source addresses resolved; compare the rest.
+            let mut running = vrrp.map(|r| r.plan.clone()).unwrap_or_default();
+            for (r, n) in running.instances.iter_mut().zip(&p.instances) {
+                r.spec.config.own = n.spec.config.own;
+            }
+            if p != running {
+                tracing::warn!(
+                    "reload: the VRRP instances changed; they take effect when xvsd restarts (VRRP unchanged)"
+                );
+            }
+        }
+    }
     match control.lock().await.handle(xvs_api::Request::Apply { config, dry_run: false }, xvsd::now()) {
         xvs_api::Response::Applied { changes } => {
             tracing::info!(changes = changes.len(), file = %path.display(), "configuration reloaded")

@@ -56,6 +56,14 @@ pub fn input(control: &mut Control, now: Instant) -> Input {
     Input { snap, dp }
 }
 
+impl Input {
+    /// Adds the VRRP instances' states (kept outside the control lock).
+    pub fn with_vrrp(mut self, vrrp: Vec<xvs_api::vrrp::VrrpStatus>) -> Input {
+        self.snap.vrrp = vrrp;
+        self
+    }
+}
+
 /// The text exposition of every metric (formatted without the daemon's lock: at 100k services
 /// it is the slow part of a scrape).
 pub fn render(input: Input) -> String {
@@ -134,6 +142,25 @@ pub fn render(input: Input) -> String {
                     check.get_or_create(&labels).set(i64::from(c.up));
                     fails.get_or_create(&labels).set(i64::from(c.last.as_ref().is_some_and(|x| !x.ok)));
                 }
+            }
+        }
+    }
+    if !snap.vrrp.is_empty() {
+        let state =
+            gauges(&mut r, "vrrp_state", "1 for the VRRP instance's current state (INIT, BACKUP, MASTER, FAULT, STOP)");
+        let prio = gauges(&mut r, "vrrp_priority", "The instance's priority after tracking");
+        let trans = counters(&mut r, "vrrp_transitions", "State changes of the VRRP instance");
+        let masters = counters(&mut r, "vrrp_became_master", "Times the VRRP instance became master");
+        let adverts = counters(&mut r, "vrrp_adverts", "VRRP advertisements by outcome (sent, received, invalid)");
+        for v in &snap.vrrp {
+            for st in ["INIT", "BACKUP", "MASTER", "FAULT", "STOP"] {
+                state.get_or_create(&l(&[("instance", &v.name), ("state", st)])).set(i64::from(v.state == st));
+            }
+            prio.get_or_create(&l(&[("instance", &v.name)])).set(i64::from(v.priority));
+            trans.get_or_create(&l(&[("instance", &v.name)])).inc_by(v.transitions);
+            masters.get_or_create(&l(&[("instance", &v.name)])).inc_by(v.became_master);
+            for (k, n) in [("sent", v.adverts_sent), ("received", v.adverts_received), ("invalid", v.adverts_invalid)] {
+                adverts.get_or_create(&l(&[("instance", &v.name), ("outcome", k)])).inc_by(n);
             }
         }
     }

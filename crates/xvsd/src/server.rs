@@ -41,6 +41,11 @@ use std::os::unix::fs::DirBuilderExt;
 /// Serves requests on `listener` for the life of the daemon. A failing accept() (out of file
 /// descriptors, say) is logged and retried: the daemon never stops answering over it.
 pub async fn serve(listener: UnixListener, control: Arc<Mutex<Control>>) {
+    serve_with(listener, control, None).await
+}
+
+/// [`serve`], with listings that show the VRRP instances of `vrrp`.
+pub async fn serve_with(listener: UnixListener, control: Arc<Mutex<Control>>, vrrp: Option<crate::vrrp::View>) {
     let mut failures = 0u32;
     loop {
         let stream = match listener.accept().await {
@@ -58,15 +63,20 @@ pub async fn serve(listener: UnixListener, control: Arc<Mutex<Control>>) {
             }
         };
         let control = control.clone();
+        let vrrp = vrrp.clone();
         tokio::spawn(async move {
-            if let Err(e) = client(stream, control).await {
+            if let Err(e) = client(stream, control, vrrp).await {
                 tracing::debug!(error = %e, "client went away");
             }
         });
     }
 }
 
-async fn client(stream: UnixStream, control: Arc<Mutex<Control>>) -> anyhow::Result<()> {
+async fn client(
+    stream: UnixStream,
+    control: Arc<Mutex<Control>>,
+    vrrp: Option<crate::vrrp::View>,
+) -> anyhow::Result<()> {
     // The socket's mode already keeps others out; the peer's credentials say it again.
     let root = stream.peer_cred().map(|c| c.uid() == 0).unwrap_or(false);
     let (r, mut w) = stream.into_split();
@@ -126,6 +136,13 @@ async fn client(stream: UnixStream, control: Arc<Mutex<Control>>) -> anyhow::Res
                 }
                 Err(e) => Response::Error(ApiError { errno: "EINVAL".into(), message: e, ..Default::default() }),
             }
+        };
+        let resp = match (resp, &vrrp) {
+            (Response::Snapshot(mut s), Some(v)) => {
+                s.vrrp = v.lock().map(|v| v.clone()).unwrap_or_default();
+                Response::Snapshot(s)
+            }
+            (r, _) => r,
         };
         w.write_all(xvs_api::encode(&resp).as_bytes()).await?;
     }

@@ -1,0 +1,320 @@
+//! VRRP against keepalived, as an operator pairs them: xvsd and Debian's keepalived on one
+//! Ethernet segment (a bridge), a client on the same segment that pings the VIP.
+//!
+//! Who is master is read the way an operator sees it: the VIP on the director's interface,
+//! the client's ARP entry for the VIP pointing at the master's MAC, and `xvsadm` / keepalived's
+//! notify script saying MASTER or BACKUP. Both versions (2 with a password, 3 with a
+//! sub-second interval), preemption both ways, a graceful stop (priority 0) and a kill.
+
+use std::path::PathBuf;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use xvs_lab::{sh, veth, Netns, PinDir};
+use xvsadm::client::{Socket, Transport};
+
+const VIP: &str = "198.18.5.100";
+const A: &str = "198.18.5.1"; // xvsd
+const B: &str = "198.18.5.2"; // keepalived
+const CLIENT: &str = "198.18.5.10";
+
+struct Lab {
+    dir: PathBuf,
+    prefix: String,
+    a: Netns,
+    b: Netns,
+    client: Netns,
+    _sw: Netns,
+    xvsd: Option<Child>,
+    keepalived: Option<Child>,
+    pins: PinDir,
+}
+
+impl Lab {
+    fn new() -> Lab {
+        let prefix = xvs_lab::unique_prefix();
+        let dir = std::env::temp_dir().join(format!("{prefix}-vrrp"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let sw = Netns::new(&format!("{prefix}sw"));
+        sw.ip(&["link", "add", "br0", "type", "bridge"]);
+        sw.ip(&["link", "set", "br0", "up"]);
+        let mk = |n: &str, addr: &str| {
+            let ns = Netns::new(&format!("{prefix}{n}"));
+            veth(&ns, "e0", &sw, &format!("p{n}"));
+            sw.ip(&["link", "set", &format!("p{n}"), "master", "br0"]);
+            ns.ip(&["addr", "add", &format!("{addr}/24"), "dev", "e0"]);
+            ns
+        };
+        let a = mk("a", A);
+        let b = mk("b", B);
+        let client = mk("c", CLIENT);
+        let pins = PinDir::new(&format!("{prefix}xvsd"));
+        Lab { dir, prefix, a, b, client, _sw: sw, xvsd: None, keepalived: None, pins }
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.dir.join("xvsd.sock")
+    }
+
+    /// Starts xvsd in `a` with a TOML configuration.
+    fn start_xvsd(&mut self, toml: &str) {
+        let conf = self.dir.join("xvs.toml");
+        std::fs::write(&conf, toml).unwrap();
+        let _ = std::fs::remove_file(self.socket());
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("xvsd.log")).unwrap();
+        let child = std::process::Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{}", self.a.name()))
+            .arg("--")
+            .arg(env!("CARGO_BIN_EXE_xvsd"))
+            .args(["--metrics", "off", "--config"])
+            .arg(&conf)
+            .arg("--pin-dir")
+            .arg(self.pins.path())
+            .arg("--socket")
+            .arg(self.socket())
+            .arg("--state-file")
+            .arg(self.dir.join("health.json"))
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.xvsd = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self.socket().exists() {
+            assert!(Instant::now() < deadline, "xvsd did not start:\n{}", self.log("xvsd.log"));
+            if let Some(s) = self.xvsd.as_mut().unwrap().try_wait().unwrap() {
+                panic!("xvsd exited ({s}):\n{}", self.log("xvsd.log"));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGTERM (a clean stop: priority 0) or SIGKILL (a crash: silence).
+    fn stop_xvsd(&mut self, kill: bool) {
+        if let Some(mut c) = self.xvsd.take() {
+            let sig = if kill { "-KILL" } else { "-TERM" };
+            sh(&["kill", sig, &c.id().to_string()]);
+            let _ = c.wait();
+            if kill {
+                // A dead director holds no address: what a crash of the host leaves.
+                let _ = xvs_lab::try_sh(&["ip", "-n", self.a.name(), "addr", "del", &format!("{VIP}/32"), "dev", "e0"]);
+            }
+        }
+        xvs_lab::daemon::remove_lock_files(self.pins.path());
+    }
+
+    /// Starts keepalived (VRRP only) in `b`; its notify script writes its state to a file.
+    fn start_keepalived(&mut self, instance_body: &str) {
+        let state = self.dir.join("ka.state");
+        let notify = self.dir.join("ka-notify.sh");
+        std::fs::write(&notify, format!("#!/bin/sh\necho \"$3\" > {}\n", state.display())).unwrap();
+        sh(&["chmod", "755", &notify.to_string_lossy()]);
+        let conf = self.dir.join("keepalived.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "global_defs {{\n  script_user root\n}}\nvrrp_instance VI_1 {{\n  interface e0\n  virtual_router_id 51\n  \
+                 virtual_ipaddress {{\n    {VIP}\n  }}\n  notify {}\n{instance_body}\n}}\n",
+                notify.display()
+            ),
+        )
+        .unwrap();
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("keepalived.log")).unwrap();
+        let p = |n: &str| self.dir.join(n).to_string_lossy().to_string();
+        // A killed keepalived's child can stay a zombie here (nothing reaps it), and
+        // keepalived takes a pid file naming one for a running daemon.
+        for f in ["ka.pid", "ka-vrrp.pid", "ka-chk.pid"] {
+            let _ = std::fs::remove_file(self.dir.join(f));
+        }
+        let child = self
+            .b
+            .command("keepalived")
+            .args(["-n", "-l", "-D", "--vrrp", "-f"])
+            .arg(&conf)
+            .args(["-p", &p("ka.pid"), "-r", &p("ka-vrrp.pid"), "-c", &p("ka-chk.pid")])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("keepalived (apt install keepalived)");
+        self.keepalived = Some(child);
+    }
+
+    fn stop_keepalived(&mut self, kill: bool) {
+        if let Some(mut c) = self.keepalived.take() {
+            let sig = if kill { "-KILL" } else { "-TERM" };
+            // keepalived forks a VRRP child: signal the whole namespace's keepalived processes.
+            let pids = sh(&["ip", "netns", "pids", self.b.name()]);
+            for pid in String::from_utf8_lossy(&pids.stdout).split_whitespace() {
+                let _ = xvs_lab::try_sh(&["kill", sig, pid]);
+            }
+            let _ = c.wait();
+            if kill {
+                let _ = xvs_lab::try_sh(&["ip", "-n", self.b.name(), "addr", "del", &format!("{VIP}/32"), "dev", "e0"]);
+            }
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while !String::from_utf8_lossy(&sh(&["ip", "netns", "pids", self.b.name()]).stdout).trim().is_empty() {
+                assert!(Instant::now() < deadline, "keepalived did not stop");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+
+    fn has_vip(&self, ns: &Netns) -> bool {
+        String::from_utf8_lossy(&ns.ip(&["-4", "addr", "show", "dev", "e0"]).stdout).contains(&format!("{VIP}/"))
+    }
+
+    fn xvs_state(&self) -> Option<xvs_api::vrrp::VrrpStatus> {
+        let mut s = Socket::connect(&self.socket()).ok()?;
+        match s.call(&xvs_api::Request::Snapshot { conns: false }).ok()? {
+            xvs_api::Response::Snapshot(s) => s.vrrp.into_iter().next(),
+            _ => None,
+        }
+    }
+
+    fn ka_state(&self) -> String {
+        std::fs::read_to_string(self.dir.join("ka.state")).unwrap_or_default().trim().to_string()
+    }
+
+    fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.join(name)).unwrap_or_default()
+    }
+
+    /// Waits until `what` holds, at most `secs`; returns how long it took.
+    fn wait(&self, secs: f64, what: &str, f: impl Fn(&Lab) -> bool) -> Duration {
+        let start = Instant::now();
+        while !f(self) {
+            assert!(
+                start.elapsed() < Duration::from_secs_f64(secs),
+                "{what} not within {secs} s\n--- xvsd ---\n{}\n--- keepalived ---\n{}",
+                self.log("xvsd.log"),
+                self.log("keepalived.log")
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        start.elapsed()
+    }
+
+    /// xvsd master, keepalived backup, and the client reaching the VIP at xvsd's MAC.
+    fn xvs_is_master(&self) -> bool {
+        self.has_vip(&self.a)
+            && !self.has_vip(&self.b)
+            && self.xvs_state().is_some_and(|s| s.state == "MASTER")
+            && (self.keepalived.is_none() || self.ka_state() == "BACKUP")
+    }
+
+    fn ka_is_master(&self) -> bool {
+        self.has_vip(&self.b)
+            && !self.has_vip(&self.a)
+            && self.ka_state() == "MASTER"
+            && (self.xvsd.is_none() || self.xvs_state().is_some_and(|s| s.state == "BACKUP"))
+    }
+
+    /// The client reaches the VIP, and its ARP entry is `owner`'s MAC.
+    fn client_reaches(&self, owner: &Netns) {
+        let mac = owner.mac("e0");
+        let want: String = mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":");
+        let start = Instant::now();
+        loop {
+            let ok = xvs_lab::try_sh(&["ip", "netns", "exec", self.client.name(), "ping", "-c1", "-W1", VIP]);
+            let neigh = String::from_utf8_lossy(&self.client.ip(&["neigh", "show", VIP]).stdout).to_string();
+            if ok && neigh.contains(&want) {
+                return;
+            }
+            assert!(start.elapsed() < Duration::from_secs(5), "client: ping {ok}, neighbour '{neigh}', want {want}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        self.stop_xvsd(true);
+        self.stop_keepalived(true);
+        xvs_lab::cleanup_prefix(&self.prefix);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn xvs_conf(body: &str) -> String {
+    format!(
+        "[[vrrp_instance]]\nname = \"VI_1\"\ninterface = \"e0\"\nvirtual_router_id = 51\n\
+         virtual_ipaddress = [\"{VIP}\"]\n{body}\n"
+    )
+}
+
+#[test]
+fn version_2_with_a_password_elects_both_ways_and_fails_over() {
+    if !xvs_lab::require_root() {
+        return;
+    }
+    let mut lab = Lab::new();
+    // keepalived alone becomes master.
+    lab.start_keepalived("  state BACKUP\n  priority 100\n  advert_int 1\n  authentication {\n    auth_type PASS\n    auth_pass s3cret\n  }");
+    lab.wait(6.0, "keepalived alone becomes master", |l| l.has_vip(&l.b) && l.ka_state() == "MASTER");
+    // xvsd with a higher priority preempts it (after its down timer: 3 s + skew).
+    lab.start_xvsd(&xvs_conf("priority = 150\nauth_pass = \"s3cret\""));
+    let t = lab.wait(8.0, "xvsd (150) preempts keepalived (100)", Lab::xvs_is_master);
+    eprintln!("xvsd preempted keepalived in {t:?}");
+    lab.client_reaches(&lab.a);
+    let s = lab.xvs_state().unwrap();
+    assert_eq!((s.version, s.priority, s.adverts_invalid), (2, 150, 0), "{s:?}");
+    assert!(s.adverts_received > 0, "{s:?}");
+    // A clean stop says priority 0: keepalived takes over within its skew time, not 3 s.
+    lab.stop_xvsd(false);
+    let t = lab.wait(2.5, "keepalived takes over after xvsd's priority 0", Lab::ka_is_master);
+    eprintln!("keepalived took over in {t:?} after xvsd stopped");
+    lab.client_reaches(&lab.b);
+    // xvsd with a lower priority follows keepalived.
+    lab.start_xvsd(&xvs_conf("priority = 50\nauth_pass = \"s3cret\""));
+    lab.wait(3.0, "xvsd (50) backs keepalived (100)", |l| {
+        l.xvs_state()
+            .is_some_and(|s| s.state == "BACKUP" && s.master.as_deref() == Some(B) && s.master_priority == Some(100))
+    });
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(lab.ka_is_master(), "{:?}", lab.xvs_state());
+    // keepalived dies without a word: xvsd takes over after 3 × 1 s + (256 − 50)/256 s.
+    lab.stop_keepalived(true);
+    let t = lab.wait(6.0, "xvsd takes over from a killed keepalived", Lab::xvs_is_master);
+    eprintln!("xvsd took over {t:?} after keepalived was killed");
+    lab.client_reaches(&lab.a);
+}
+
+#[test]
+fn version_3_elects_both_ways_with_nopreempt_and_a_wrong_password_is_refused() {
+    if !xvs_lab::require_root() {
+        return;
+    }
+    let mut lab = Lab::new();
+    // xvsd starts as MASTER (one interval of listening) with version 3 and 0.5 s adverts.
+    lab.start_xvsd(&xvs_conf("state = \"MASTER\"\npriority = 100\nversion = 3\nadvert_int = 0.5"));
+    lab.wait(3.0, "xvsd alone becomes master", |l| {
+        l.has_vip(&l.a) && l.xvs_state().is_some_and(|s| s.state == "MASTER")
+    });
+    // keepalived with a higher priority preempts xvsd: xvsd yields at its first advert.
+    lab.start_keepalived("  state BACKUP\n  priority 200\n  version 3\n  advert_int 0.5");
+    let t = lab.wait(5.0, "keepalived (200) preempts xvsd (100)", Lab::ka_is_master);
+    eprintln!("keepalived preempted xvsd in {t:?}");
+    lab.client_reaches(&lab.b);
+    assert_eq!(lab.xvs_state().unwrap().version, 3);
+    // keepalived killed: xvsd takes over within 3 × 0.5 s + skew.
+    lab.stop_keepalived(true);
+    lab.wait(3.5, "xvsd takes over from a killed keepalived", Lab::xvs_is_master);
+    // keepalived back with nopreempt and a higher priority: it stays backup.
+    lab.start_keepalived("  state BACKUP\n  priority 200\n  version 3\n  advert_int 0.5\n  nopreempt");
+    lab.wait(3.0, "keepalived (nopreempt) reports BACKUP", |l| l.ka_state() == "BACKUP");
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(lab.xvs_is_master(), "keepalived with nopreempt must not take over");
+    lab.stop_keepalived(false);
+    lab.stop_xvsd(false);
+    // A version 2 pair whose passwords differ: xvsd counts keepalived's adverts as invalid.
+    let _ = std::fs::remove_file(lab.dir.join("ka.state"));
+    lab.start_keepalived("  state BACKUP\n  priority 100\n  advert_int 1\n  authentication {\n    auth_type PASS\n    auth_pass right\n  }");
+    lab.start_xvsd(&xvs_conf("priority = 50\nauth_pass = \"wrong\""));
+    lab.wait(8.0, "xvsd counts keepalived's adverts as invalid", |l| {
+        l.xvs_state().is_some_and(|s| s.adverts_invalid > 0 && s.adverts_received == 0)
+    });
+    assert!(lab.log("xvsd.log").contains("authentication mismatch"), "{}", lab.log("xvsd.log"));
+}
