@@ -35,7 +35,11 @@ pub struct BackupConfig {
 
 impl Default for BackupConfig {
     fn default() -> Self {
-        BackupConfig { syncid: 0, maxlen: crate::sync_maxlen(crate::Role::Backup, false, 1500, 0), pe_names: Vec::new() }
+        BackupConfig {
+            syncid: 0,
+            maxlen: crate::sync_maxlen(crate::Role::Backup, false, 1500, 0),
+            pe_names: Vec::new(),
+        }
     }
 }
 

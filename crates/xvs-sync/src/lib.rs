@@ -35,9 +35,7 @@ pub use consts::{
     SYNC_PORT, SYNC_PROTO_VER,
 };
 pub use master::{ConnKey, Master, MasterConfig, MasterStats, Refresh};
-pub use wire::{
-    EmitError, EntryError, Message, MessageBuilder, MessageError, PeData, Seq, SeqData, SyncConn, Version,
-};
+pub use wire::{EmitError, EntryError, Message, MessageBuilder, MessageError, PeData, Seq, SeqData, SyncConn, Version};
 pub use xvs_core::time::Instant;
 
 /// Which end of the protocol a daemon is.

@@ -1046,9 +1046,7 @@ impl<'a> Message<'a> {
             return Err(MessageError::SizeMismatch { header: v0.size(), actual: buf.len() });
         }
         match Header::new_checked(buf) {
-            Ok(h) if h.is_v1() => {
-                Ok(Message { buf, version: Version::V1, syncid: h.syncid(), nr_conns: h.nr_conns() })
-            }
+            Ok(h) if h.is_v1() => Ok(Message { buf, version: Version::V1, syncid: h.syncid(), nr_conns: h.nr_conns() }),
             _ => Ok(Message { buf, version: Version::V0, syncid: v0.syncid(), nr_conns: v0.nr_conns() }),
         }
     }
@@ -1194,7 +1192,9 @@ impl MessageBuilder {
         if self.nr_conns == 0 {
             return true;
         }
-        let pad = (4 - self.buf.len()) & 3;
+        // The kernel's `(4 - head) & 3`, in wrapping arithmetic: zeros up to the next multiple
+        // of 4 (the message buffer is at least 4-aligned, so address and offset agree).
+        let pad = self.buf.len().wrapping_neg() & 3;
         self.nr_conns < u8::MAX && self.buf.len() + pad + conn.buffer_len() <= self.cap
     }
 
@@ -1209,7 +1209,7 @@ impl MessageBuilder {
             self.buf.resize(HEADER_LEN, 0);
             self.cap = self.maxlen.max(len + HEADER_LEN);
         }
-        let pad = (4 - self.buf.len()) & 3;
+        let pad = self.buf.len().wrapping_neg() & 3;
         let start = self.buf.len() + pad;
         self.buf.resize(start + len, 0);
         let mut conn = conn.clone();
