@@ -45,12 +45,109 @@ fn the_lab_file_reads_as_keepalived_would() {
         ("misc_check", Some("/bin/sh -c '! test -e /var/tmp/xvs-drain/rs1'"), Some(2.0))
     );
     assert_eq!(c.timeouts.as_ref().map(|t| (t.tcp, t.tcpfin, t.udp)), Some((900, 120, 300)));
-    // VRRP and the e-mail settings are reported, with their lines.
+    // The VRRP instance is read as keepalived reads it; the e-mail settings are reported.
+    let v = &c.vrrp_instances[0];
+    assert_eq!(
+        (v.name.as_str(), v.interface.as_str(), v.state.as_deref(), v.virtual_router_id, v.priority),
+        ("VI_1", "eth0", Some("MASTER"), 51, Some(100))
+    );
+    assert_eq!(v.virtual_ipaddress, ["198.18.0.100"]);
     let notices: Vec<String> = l.notices.iter().map(|n| n.to_string()).collect();
-    assert!(notices.iter().any(|n| n.contains("two-services.conf:12: vrrp_instance is VRRP")), "{notices:#?}");
     assert!(notices.iter().any(|n| n.contains("notification_email")), "{notices:#?}");
     // And it is a valid xvs configuration, checks included.
     xvs_health::Plan::from_config(c).unwrap();
+}
+
+#[test]
+fn vrrp_blocks_read_keyword_for_keyword() {
+    let text = r#"
+global_defs {
+  vrrp_version 3
+  vrrp_garp_master_delay 2
+}
+vrrp_script chk {
+  script "/bin/true"
+  interval 2
+  weight -20
+  fall 3
+  rise 2
+}
+vrrp_sync_group G {
+  group {
+    V4
+    V6
+  }
+  notify "/bin/true"
+}
+vrrp_instance V4 {
+  interface e0
+  virtual_router_id 7
+  priority 150
+  advert_int 0.5
+  nopreempt
+  unicast_src_ip 198.18.5.1
+  unicast_peer {
+    198.18.5.2
+  }
+  virtual_ipaddress {
+    198.18.5.100/24 dev e0 label e0:vip
+  }
+  track_interface {
+    e1 weight -10
+  }
+  track_script {
+    chk weight 30 reverse
+  }
+  notify_master "/bin/echo master"
+}
+vrrp_instance V6 {
+  interface e0
+  virtual_router_id 8
+  virtual_ipaddress {
+    2001:2::100
+  }
+}
+"#;
+    let c = load_str(Path::new("v.conf"), text).unwrap().config;
+    let v = &c.vrrp_instances[0];
+    assert_eq!((v.version, v.advert_int, v.nopreempt, v.garp_master_delay), (Some(3), Some(0.5), true, Some(2.0)));
+    assert_eq!(v.unicast_src_ip.as_deref(), Some("198.18.5.1"));
+    assert_eq!(v.unicast_peer, ["198.18.5.2"]);
+    assert_eq!(v.virtual_ipaddress, ["198.18.5.100/24 dev e0 label e0:vip"]);
+    assert_eq!((v.track_interface[0].name.as_str(), v.track_interface[0].weight), ("e1", Some(-10)));
+    assert_eq!((v.track_script[0].weight, v.track_script[0].reverse), (Some(30), true));
+    assert_eq!(v.notify_master.as_deref(), Some("/bin/echo master"));
+    assert_eq!(c.vrrp_instances[1].version, Some(3));
+    assert_eq!(c.vrrp_scripts[0].weight, Some(-20));
+    assert_eq!((c.vrrp_scripts[0].fall, c.vrrp_scripts[0].rise), (Some(3), Some(2)));
+    assert_eq!(c.vrrp_sync_groups[0].group, ["V4", "V6"]);
+    // What xvs cannot do is refused at its line.
+    let e = load_str(
+        Path::new("v.conf"),
+        "vrrp_instance X {
+  interface e0
+  virtual_router_id 1
+  use_vmac
+}
+",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("v.conf:4") && e.contains("virtual MAC"), "{e}");
+    let e = load_str(
+        Path::new("v.conf"),
+        "vrrp_instance X {
+  interface e0
+  virtual_router_id 1
+  authentication {
+    auth_type AH
+  }
+}
+",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("v.conf:5") && e.contains("AH"), "{e}");
 }
 
 #[test]

@@ -442,6 +442,34 @@ pub fn save(snap: &Snapshot, numeric: bool, services: &dyn Fn(u16, &str) -> Opti
     out
 }
 
+/// `xvsadm vrrp`: one block per instance.
+pub fn vrrp(instances: &[xvs_api::vrrp::VrrpStatus]) -> String {
+    let mut out = String::new();
+    if instances.is_empty() {
+        out.push_str("no VRRP instances (vrrp_instance in xvsd's --config file)\n");
+        return out;
+    }
+    for v in instances {
+        let group = v.group.as_ref().map(|g| format!(" group {g}")).unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "{} ({} vrid {} v{}){group}: {} for {}s, priority {} (configured {})",
+            v.name, v.interface, v.vrid, v.version, v.state, v.since_s, v.priority, v.base_priority
+        );
+        let master = match (&v.master, v.master_priority) {
+            (Some(m), Some(p)) => format!("{m} priority {p}"),
+            _ => "unknown".into(),
+        };
+        let _ = writeln!(out, "  master {master}; addresses {}", v.vips.join(" "));
+        let _ = writeln!(
+            out,
+            "  adverts sent {} received {} invalid {}; transitions {}, became master {}",
+            v.adverts_sent, v.adverts_received, v.adverts_invalid, v.transitions, v.became_master
+        );
+    }
+    out
+}
+
 /// `xvsadm health`: per service its quorum, per real server its state, weight in the table and
 /// its checks, keepalived-style (`UP`/`DOWN`, the last result and its reason).
 pub fn health(services: &[xvs_api::health::ServiceStatus]) -> String {

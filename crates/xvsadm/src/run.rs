@@ -89,6 +89,7 @@ Usage:
   xvsadm apply -f FILE [--dry-run]     (xvs: replace the whole configuration at once;
                                         FILE is TOML, YAML, or a keepalived.conf)
   xvsadm health [--json]               (xvs: health of checked real servers)
+  xvsadm vrrp [--json]                 (xvs: VRRP instances, their state and counters)
   xvsadm -h
 
 Commands:
@@ -149,6 +150,7 @@ pub fn run(argv: &[String], t: &mut dyn Transport, stdin: &mut dyn BufRead) -> O
     match argv.get(1).map(String::as_str) {
         Some("apply") => return apply(&argv[2..], t),
         Some("health") => return health(&argv[2..], t),
+        Some("vrrp") => return vrrp(&argv[2..], t),
         _ => {}
     }
     let cmd = match Command::parse(argv) {
@@ -378,6 +380,27 @@ fn health(args: &[String], t: &mut dyn Transport) -> Outcome {
         };
     }
     Outcome { stdout: format::health(&snap.health), ..Default::default() }
+}
+
+/// `xvsadm vrrp [--json]`: each VRRP instance xvsd runs, its state, priority, master and
+/// advertisement counters.
+fn vrrp(args: &[String], t: &mut dyn Transport) -> Outcome {
+    let json = match args {
+        [] => false,
+        [j] if j == "--json" => true,
+        _ => return Outcome::fail("usage: xvsadm vrrp [--json]\n".into(), 2),
+    };
+    let snap = match snapshot(t, false) {
+        Ok(s) => s,
+        Err(o) => return o,
+    };
+    if json {
+        return Outcome {
+            stdout: serde_json::to_string_pretty(&snap.vrrp).expect("VRRP states serialise") + "\n",
+            ..Default::default()
+        };
+    }
+    Outcome { stdout: format::vrrp(&snap.vrrp), ..Default::default() }
 }
 
 /// Which service a listing of one service asks for (for callers building requests).

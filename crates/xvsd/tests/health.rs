@@ -45,12 +45,19 @@ fn setup() -> Lab {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/keepalived/two-services.conf"),
     )
     .unwrap()
-    .replace("/var/tmp/xvs-drain", &lab.dir.to_string_lossy());
+    .replace("/var/tmp/xvs-drain", &lab.dir.to_string_lossy())
+    // Its VRRP instance runs too, on the director's client-side link.
+    .replace("interface eth0", "interface c0");
     let path = lab.dir.join("keepalived.conf");
     std::fs::write(&path, conf).unwrap();
     let xvsd = Xvsd::start(&lab, Path::new(env!("CARGO_BIN_EXE_xvsd")), &["--config", path.to_str().unwrap()]);
     let l = Lab { xvsd, _aux: aux, lab };
-    // Every server passes its first checks.
+    // Alone on its link, the VRRP instance of the same file becomes master.
+    let start = std::time::Instant::now();
+    while !l.adm(&["vrrp"]).contains(": MASTER for") {
+        assert!(start.elapsed() < Duration::from_secs(5), "{}", l.adm(&["vrrp"]));
+        std::thread::sleep(Duration::from_millis(50));
+    }
     for rs in ["198.18.2.2:80", "198.18.3.2:80"] {
         l.wait(80, rs, true, Duration::from_secs(5));
         l.wait(8080, rs, true, Duration::from_secs(5));

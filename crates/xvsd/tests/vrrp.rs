@@ -261,6 +261,11 @@ fn version_2_with_a_password_elects_both_ways_and_fails_over() {
     lab.client_reaches(&lab.a);
     let s = lab.xvs_state().unwrap();
     assert_eq!((s.version, s.priority, s.adverts_invalid), (2, 150, 0), "{s:?}");
+    // What the operator reads.
+    let mut t = Socket::connect(&lab.socket()).unwrap();
+    let out = xvsadm::run::run(&["xvsadm".into(), "vrrp".into()], &mut t, &mut std::io::empty());
+    assert!(out.stdout.starts_with("VI_1 (e0 vrid 51 v2): MASTER for "), "{}", out.stdout);
+    assert!(out.stdout.contains(&format!("master {A} priority 150; addresses {VIP}/32")), "{}", out.stdout);
     assert!(s.adverts_received > 0, "{s:?}");
     // A clean stop says priority 0: keepalived takes over within its skew time, not 3 s.
     lab.stop_xvsd(false);

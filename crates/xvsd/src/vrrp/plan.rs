@@ -427,6 +427,38 @@ mod tests {
         assert!(vip("198.18.0.1 use_vmac", "eth1").unwrap_err().contains("not supported"));
     }
 
+    fn plan(toml: &str) -> Result<Plan, String> {
+        Plan::from_config(&xvs_api::config::Config::parse(toml).unwrap())
+    }
+
+    #[test]
+    fn what_keepalived_refuses_is_refused_with_the_instance_named() {
+        let base = "[[vrrp_instance]]\nname = \"V\"\ninterface = \"e0\"\nvirtual_router_id = 5\n";
+        let ok = plan(&format!("{base}virtual_ipaddress = [\"198.18.5.100\"]\n")).unwrap();
+        let i = &ok.instances[0].spec;
+        assert_eq!((i.config.version, i.config.priority, i.config.interval_cs), (Version::V2, 100, 100));
+        assert_eq!(i.tracked[0].what, Target::Interface("e0".into()), "its own interface is tracked");
+        for (extra, want) in [
+            ("virtual_ipaddress = [\"198.18.5.100\"]\nversion = 3\nauth_pass = \"x\"", "no authentication"),
+            ("virtual_ipaddress = [\"2001:2::100\"]\nversion = 2", "IPv6 needs VRRP version 3"),
+            ("virtual_ipaddress = [\"198.18.5.100\", \"2001:2::100\"]", "not of the instance's family"),
+            ("virtual_ipaddress = [\"198.18.5.100\"]\nstate = \"MASTER\"\nnopreempt = true", "need state BACKUP"),
+            ("virtual_ipaddress = [\"198.18.5.100\"]\ntrack_script = [{ name = \"nope\" }]", "no vrrp_script"),
+            ("virtual_ipaddress = [\"198.18.5.100\"]\nadvert_int = 0.5", "out of range for version 2"),
+            ("virtual_ipaddress = [\"198.18.5.100\"]\npriority = 300", "not from 1 to 255"),
+            ("", "at least one virtual_ipaddress"),
+        ] {
+            let e = plan(&format!("{base}{extra}\n")).unwrap_err();
+            assert!(e.starts_with("vrrp_instance V: ") && e.contains(want), "{extra}: {e}");
+        }
+        let two = format!("{base}virtual_ipaddress = [\"198.18.5.100\"]\n{}", base.replace("\"V\"", "\"W\""));
+        let e = plan(&format!("{two}virtual_ipaddress = [\"198.18.5.101\"]\n")).unwrap_err();
+        assert!(e.contains("both use virtual_router_id 5 on e0"), "{e}");
+        // state MASTER without a priority is the owner, as keepalived.
+        let m = plan(&format!("{base}virtual_ipaddress = [\"198.18.5.100\"]\nstate = \"MASTER\"\n")).unwrap();
+        assert_eq!(m.instances[0].spec.config.priority, 255);
+    }
+
     #[test]
     fn notify_arguments_as_keepalived_appends_them() {
         let n = Notify { master: Some("/m.sh".into()), any: Some("/n.sh x".into()), ..Default::default() };
