@@ -56,7 +56,8 @@ struct Opts {
     #[arg(long, default_value_t = 262_144)]
     max_dests: u32,
     /// Configuration to apply at start and on SIGHUP (as `xvsadm apply -f`): xvs's TOML or
-    /// YAML, or a keepalived.conf (a name ending in .conf) with its health checks.
+    /// YAML, or a keepalived.conf (a name ending in .conf) with its health checks. Its VRRP
+    /// instances run too (started once; a reload does not change them).
     #[arg(long)]
     config: Option<PathBuf>,
     /// Where the health checkers' states are kept across restarts (default: under
