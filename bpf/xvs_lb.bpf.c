@@ -684,3 +684,177 @@ int xvs_sweep(struct xdp_md *ctx)
 	count(XVS_CNT_SWEEPS);
 	return XDP_PASS;
 }
+
+/* The key of an install record, for connections and templates alike. */
+static __always_inline void install_key(const struct xvs_install_rec *r, union conn_key *k)
+{
+	__builtin_memset(k, 0, sizeof(*k));
+	if (r->af == XVS_AF_INET) {
+		k->k4.caddr = r->caddr[0];
+		k->k4.vaddr = r->vaddr[0];
+		k->k4.cport = r->cport;
+		k->k4.vport = r->vport;
+		k->k4.proto = r->proto;
+	} else {
+		__builtin_memcpy(k->k6.caddr, r->caddr, 16);
+		__builtin_memcpy(k->k6.vaddr, r->vaddr, 16);
+		k->k6.cport = r->cport;
+		k->k6.vport = r->vport;
+		k->k6.proto = r->proto;
+	}
+}
+
+/* A synchronised connection: created with the accounting a packet's would get (the server's
+ * total, its active count, the reply entry, the template's count), or, when present already,
+ * its state and timer refreshed with the active count moved as a transition would. Never marked
+ * half-open: the master assured it before sending it. */
+static __attribute__((noinline)) int install_conn(const struct xvs_install_rec *r)
+{
+	if (!r)
+		return XVS_INSTALLED_BAD;
+	__u8 af = r->af;
+	__u32 dest_id = r->dest_id;
+	struct xvs_dest *dst = bpf_map_lookup_elem(&xvs_dests, &dest_id);
+	if (!dst || !dst->gen)
+		return XVS_INSTALLED_NO_DEST;
+	union conn_key k;
+	install_key(r, &k);
+	__u8 state = r->state;
+	__u8 inactive = state_active(state) ? 0 : XVS_CONN_F_INACTIVE;
+	__u32 now = now_ms();
+	struct xvs_conn *c = conn_lookup(af, &k);
+	if (c && c->dest_id == dest_id && c->gen == dst->gen) {
+		__u32 *word = (__u32 *)&c->state;
+		for (int attempt = 0; attempt < 4; attempt++) {
+			__u32 old = *word;
+			__u8 flags = (old >> 8) & 0xff;
+			if (flags & XVS_CONN_F_DEAD)
+				break;
+			__u8 nflags = (flags & ~(XVS_CONN_F_INACTIVE | XVS_CONN_F_HALF)) | inactive;
+			__u32 neww = (old & 0xffff0000) | state | ((__u32)nflags << 8);
+			if (__sync_val_compare_and_swap(word, old, neww) != old)
+				continue;
+			if ((flags & XVS_CONN_F_INACTIVE) != inactive) {
+				struct xvs_dest_state *st = bpf_map_lookup_elem(&xvs_dest_state, &dest_id);
+				if (st)
+					__sync_fetch_and_add(&st->active, inactive ? -1 : 1);
+			}
+			if (flags & XVS_CONN_F_HALF)
+				half_add(-1);
+			break;
+		}
+		c->seen = now;
+		return XVS_INSTALLED_UPDATED;
+	}
+	if (c && conn_claim(c)) {
+		/* Bound to another server here: this one's copy is older than the master's. */
+		struct xvs_conn old = *c;
+		if (!conn_delete(af, &k))
+			conn_release(af, &k, &old);
+	}
+	struct xvs_conn nc = {
+		.dest_id = dest_id,
+		.seen = now,
+		.svc_id = r->svc_id,
+		.state = state,
+		.flags = (r->flags & (XVS_CONN_F_NOOUTPUT | XVS_CONN_F_KEEPPORT)) | inactive,
+		.method = dst->method,
+		.gen = dst->gen,
+	};
+	struct xvs_tpl *tpl = tpl_of_conn(af, &k, &nc);
+	if (tpl)
+		nc.flags |= XVS_CONN_F_CTL;
+	union nat_key n;
+	if (dst->method == XVS_FWD_MASQ) {
+		nc.flags |= XVS_CONN_F_NAT;
+		nat_key_of(af, &k, dst->addr, conn_rport(af, &k, &nc, dst), &n);
+		if (nat_update(af, &n, &k))
+			return XVS_INSTALLED_FULL;
+	}
+	long err = conn_insert(af, &k, &nc);
+	if (err) {
+		if (nc.flags & XVS_CONN_F_NAT)
+			nat_delete(af, &n);
+		return err == -17 ? XVS_INSTALLED_UPDATED : XVS_INSTALLED_FULL;
+	}
+	if (tpl)
+		__sync_fetch_and_add(&tpl->n_control, 1);
+	count(XVS_CNT_CONN_NEW);
+	dest_bind(dest_id, dst);
+	if (!inactive) {
+		struct xvs_dest_state *st = bpf_map_lookup_elem(&xvs_dest_state, &dest_id);
+		if (st)
+			__sync_fetch_and_add(&st->active, 1);
+	}
+	return XVS_INSTALLED_NEW;
+}
+
+/* A synchronised persistence template: the same server's refreshes its timer; another
+ * server's is replaced (that server stops counting it). */
+static __attribute__((noinline)) int install_tpl(const struct xvs_install_rec *r)
+{
+	if (!r)
+		return XVS_INSTALLED_BAD;
+	__u8 af = r->af;
+	__u32 dest_id = r->dest_id;
+	struct xvs_dest *dst = bpf_map_lookup_elem(&xvs_dests, &dest_id);
+	if (!dst || !dst->gen)
+		return XVS_INSTALLED_NO_DEST;
+	union conn_key t;
+	install_key(r, &t);
+	__u32 now = now_ms();
+	struct xvs_tpl *tpl = tpl_lookup(af, &t);
+	if (tpl && tpl->dest_id == dest_id && tpl->gen == dst->gen) {
+		tpl->since = now;
+		tpl->timeout = r->timeout_s;
+		if (r->state == XVS_TPL_S_ASSURED)
+			tpl->state = XVS_TPL_S_ASSURED;
+		return XVS_INSTALLED_UPDATED;
+	}
+	if (tpl) {
+		struct xvs_tpl old = *tpl;
+		if (!tpl_delete(af, &t)) {
+			struct xvs_dest_state *st = bpf_map_lookup_elem(&xvs_dest_state, &old.dest_id);
+			struct xvs_dest *od = bpf_map_lookup_elem(&xvs_dests, &old.dest_id);
+			if (st && od && od->gen == old.gen)
+				__sync_fetch_and_add(&st->persist, -1);
+		}
+	}
+	struct xvs_tpl nt = {
+		.dest_id = dest_id,
+		.since = now,
+		.timeout = r->timeout_s,
+		.state = r->state == XVS_TPL_S_ASSURED ? XVS_TPL_S_ASSURED : XVS_TPL_S_NONE,
+		.gen = dst->gen,
+	};
+	long err = tpl_insert(af, &t, &nt);
+	if (err)
+		return err == -17 ? XVS_INSTALLED_UPDATED : XVS_INSTALLED_FULL;
+	struct xvs_dest_state *st = bpf_map_lookup_elem(&xvs_dest_state, &dest_id);
+	if (st)
+		__sync_fetch_and_add(&st->persist, 1);
+	return XVS_INSTALLED_NEW;
+}
+
+/* Run by xvsd with BPF_PROG_TEST_RUN for connections and templates another director
+ * synchronised to this one. Its "packet" is an array of struct xvs_install_rec; each record's
+ * result is written back into it. */
+SEC("xdp")
+int xvs_install(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data, *data_end = (void *)(long)ctx->data_end;
+	for (int i = 0; i < XVS_INSTALL_MAX; i++) {
+		struct xvs_install_rec *rp = data;
+		if ((void *)(rp + 1) > data_end)
+			break;
+		struct xvs_install_rec r = *rp;
+		int res = XVS_INSTALLED_BAD;
+		if ((r.af == XVS_AF_INET || r.af == XVS_AF_INET6) && r.kind == XVS_INSTALL_CONN)
+			res = install_conn(&r);
+		else if ((r.af == XVS_AF_INET || r.af == XVS_AF_INET6) && r.kind == XVS_INSTALL_TPL)
+			res = install_tpl(&r);
+		rp->result = res;
+		data = rp + 1;
+	}
+	return XDP_PASS;
+}

@@ -313,6 +313,34 @@ struct xvs_sweep_out {
 	__s64 half;          /* the half-open gauge after the sweep */
 };
 
+/* One connection or template handed to the install program (a synchronised copy of another
+ * director's), in its packet data; up to XVS_INSTALL_MAX per run. 64 bytes. */
+struct xvs_install_rec {
+	__u32 caddr[4]; /* IPv4: word 0 */
+	__u32 vaddr[4];
+	__u16 cport;    /* network order; 0 for a template */
+	__u16 vport;
+	__u8 proto;
+	__u8 af;        /* XVS_AF_INET or XVS_AF_INET6 */
+	__u8 kind;      /* XVS_INSTALL_CONN or XVS_INSTALL_TPL */
+	__u8 state;     /* connection: XVS_TCP_S_* or XVS_UDP_S; template: XVS_TPL_S_* */
+	__u8 flags;     /* connection: XVS_CONN_F_INACTIVE, _NOOUTPUT, _KEEPPORT as the master had them */
+	__u8 result;    /* out: XVS_INSTALLED_* */
+	__u16 pad;
+	__u32 dest_id;  /* the server's slot on this director */
+	__u32 svc_id;   /* the service's slot on this director */
+	__u32 timeout_s; /* template: its timeout */
+	__u32 pad2[2];
+};
+#define XVS_INSTALL_MAX 48
+#define XVS_INSTALL_CONN 1
+#define XVS_INSTALL_TPL 2
+#define XVS_INSTALLED_NEW 1     /* created, with its accounting */
+#define XVS_INSTALLED_UPDATED 2 /* present already: state and timer refreshed */
+#define XVS_INSTALLED_NO_DEST 3 /* no server in that slot */
+#define XVS_INSTALLED_FULL 4    /* the table is full */
+#define XVS_INSTALLED_BAD 5     /* a record that is not a connection or template */
+
 /* Global gauges, changed atomically by the programs. */
 struct xvs_gauges {
 	__s64 half; /* connections with XVS_CONN_F_HALF */

@@ -382,6 +382,44 @@ pub struct AllowKey {
     pub addr: [u32; 4],
 }
 
+/// A synchronised connection or template for the install program (`struct xvs_install_rec`).
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct InstallRec {
+    pub caddr: [u32; 4],
+    pub vaddr: [u32; 4],
+    pub cport: u16,
+    pub vport: u16,
+    pub proto: u8,
+    pub af: u8,
+    pub kind: u8,
+    pub state: u8,
+    pub flags: u8,
+    pub result: u8,
+    pub pad: u16,
+    pub dest_id: u32,
+    pub svc_id: u32,
+    pub timeout_s: u32,
+    pub pad2: [u32; 2],
+}
+
+/// Records per run of the install program.
+pub const INSTALL_MAX: usize = 48;
+/// An install record of a connection.
+pub const INSTALL_CONN: u8 = 1;
+/// An install record of a template.
+pub const INSTALL_TPL: u8 = 2;
+/// Created, with its accounting.
+pub const INSTALLED_NEW: u8 = 1;
+/// Present already: state and timer refreshed.
+pub const INSTALLED_UPDATED: u8 = 2;
+/// No server in that slot.
+pub const INSTALLED_NO_DEST: u8 = 3;
+/// The table is full.
+pub const INSTALLED_FULL: u8 = 4;
+/// Not a connection or template record.
+pub const INSTALLED_BAD: u8 = 5;
+
 /// Global gauges.
 #[repr(C)]
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
@@ -411,6 +449,7 @@ pod! {
     SweepOut = 56,
     Gauges = 64,
     AllowKey = 20,
+    InstallRec = 64,
 }
 
 /// Bytes of key and value one IPv4 connection takes (connection entry only; NAT doubles it).

@@ -176,7 +176,7 @@ impl Director {
             .map_max_entries("xvs_tpl6", (room / 4).max(1024))
             .map_max_entries("xvs_sched_tables", options.table_slots);
         let mut ebpf = loader.load(XVS_LB).ctx(|| "load the director program (bpf/xvs_lb.bpf.c)".into())?;
-        for name in ["xvs_lb", "xvs_sweep"] {
+        for name in ["xvs_lb", "xvs_sweep", "xvs_install"] {
             let prog: Result<&mut Xdp, aya::programs::ProgramError> = ebpf
                 .program_mut(name)
                 .ok_or_else(|| Error::Unsupported(format!("the director object has no program {name}")))?
@@ -344,6 +344,27 @@ impl Director {
             early_dropped: word(5),
             half: word(6) as i64,
         })
+    }
+
+    /// Installs connections and templates synchronised from another director, with their
+    /// accounting done by the kernel program as a packet's would be; returns each record's
+    /// result (`xvs_abi::INSTALLED_*`), in order.
+    pub fn install(&self, recs: &[abi::InstallRec]) -> Result<Vec<u8>, Error> {
+        let prog = self.prog("xvs_install")?;
+        let mut out = Vec::with_capacity(recs.len());
+        for chunk in recs.chunks(abi::INSTALL_MAX) {
+            let n = size_of::<abi::InstallRec>();
+            let mut input = vec![0u8; chunk.len() * n];
+            for (i, r) in chunk.iter().enumerate() {
+                // SAFETY: InstallRec is plain old data (xvs-abi).
+                let b: &[u8] = unsafe { core::slice::from_raw_parts(r as *const abi::InstallRec as *const u8, n) };
+                input[i * n..(i + 1) * n].copy_from_slice(b);
+            }
+            let (r, _) = run(prog, &input, 1, 1)?;
+            let at = core::mem::offset_of!(abi::InstallRec, result);
+            out.extend((0..chunk.len()).map(|i| r.frame.get(i * n + at).copied().unwrap_or(abi::INSTALLED_BAD)));
+        }
+        Ok(out)
     }
 
     /// The pin directory's path for a named map.
