@@ -73,6 +73,9 @@ pub struct Config {
     /// Scripts VRRP instances track.
     #[serde(default, rename = "vrrp_script", skip_serializing_if = "Vec::is_empty")]
     pub vrrp_scripts: Vec<crate::vrrp::VrrpScriptEntry>,
+    /// Connection synchronisation following a VRRP instance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync_daemon: Option<crate::vrrp::SyncDaemonEntry>,
 }
 
 /// One `[[service]]`.

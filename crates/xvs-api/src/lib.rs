@@ -98,10 +98,13 @@ pub enum Request {
         /// Compute the changes without making them.
         dry_run: bool,
     },
-    /// Start a connection-synchronisation daemon (not available yet; answered with an error).
+    /// Start a connection-synchronisation daemon (`--start-daemon`).
     StartDaemon {
         /// `master` or `backup`.
         role: String,
+        /// Where and how it talks.
+        #[serde(default)]
+        options: SyncOptions,
     },
     /// Stop a connection-synchronisation daemon.
     StopDaemon {
@@ -160,6 +163,51 @@ pub struct Snapshot {
     /// VRRP instances xvsd runs.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub vrrp: Vec<vrrp::VrrpStatus>,
+    /// Connection-synchronisation daemons running (`-L --daemon`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub daemons: Vec<DaemonState>,
+}
+
+/// Settings of a connection-synchronisation daemon, as ipvsadm gives them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncOptions {
+    /// `--mcast-interface` (ipvsadm's default: eth0).
+    pub mcast_interface: String,
+    /// `--syncid`: 0–255; a backup with 0 accepts every master.
+    pub syncid: u8,
+    /// `--sync-maxlen`: the largest message (0: the kernel's default).
+    pub maxlen: u16,
+    /// `--mcast-group` (default 224.0.0.81).
+    pub group: Option<IpAddr>,
+    /// `--mcast-port` (default 8848).
+    pub port: u16,
+    /// `--mcast-ttl` (default 1).
+    pub ttl: u8,
+}
+
+impl Default for SyncOptions {
+    fn default() -> Self {
+        SyncOptions { mcast_interface: "eth0".into(), syncid: 0, maxlen: 0, group: None, port: 8848, ttl: 1 }
+    }
+}
+
+/// A running synchronisation daemon.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DaemonState {
+    /// `master` or `backup`.
+    pub role: String,
+    /// Its settings, with the defaults filled in (maxlen as used).
+    pub options: SyncOptions,
+    /// Datagrams sent (master) or received (backup).
+    pub datagrams: u64,
+    /// Entries sent (master) or received (backup).
+    pub entries: u64,
+    /// Backup: entries installed (new or refreshed).
+    pub installed: u64,
+    /// Backup: entries not installed (no such service or server here, or the table full).
+    pub skipped: u64,
+    /// Datagrams refused (malformed, or another sync ID).
+    pub invalid: u64,
 }
 
 /// A service with its counters.

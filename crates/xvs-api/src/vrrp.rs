@@ -189,3 +189,27 @@ pub struct VrrpStatus {
     /// Times it became master.
     pub became_master: u64,
 }
+
+/// `[sync_daemon]`: connection synchronisation that follows a VRRP instance (keepalived's
+/// `lvs_sync_daemon`): the master's daemon sends while the instance is MASTER, and receives
+/// (as a backup) otherwise.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncDaemonEntry {
+    /// The interface the messages go out and come in on.
+    pub interface: String,
+    /// The VRRP instance it follows.
+    pub vrrp_instance: String,
+    /// Sync ID, 0–255 (0: a backup accepts every master).
+    #[serde(default)]
+    pub syncid: u8,
+    /// Largest message (0: the kernel's default).
+    #[serde(default)]
+    pub maxlen: u16,
+    /// UDP port (default 8848).
+    pub port: Option<u16>,
+    /// Multicast TTL (default 1).
+    pub ttl: Option<u8>,
+    /// Multicast group (default 224.0.0.81).
+    pub group: Option<String>,
+}

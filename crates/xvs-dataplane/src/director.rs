@@ -354,7 +354,7 @@ impl Director {
         let mut out = Vec::with_capacity(recs.len());
         for chunk in recs.chunks(abi::INSTALL_MAX) {
             let n = size_of::<abi::InstallRec>();
-            let mut input = vec![0u8; chunk.len() * n];
+            let mut input = vec![0u8; std::mem::size_of_val(chunk)];
             for (i, r) in chunk.iter().enumerate() {
                 // SAFETY: InstallRec is plain old data (xvs-abi).
                 let b: &[u8] = unsafe { core::slice::from_raw_parts(r as *const abi::InstallRec as *const u8, n) };

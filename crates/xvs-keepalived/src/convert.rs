@@ -53,7 +53,7 @@ const VRRP_BLOCKS: &[&str] = &[
 ];
 
 /// Settings of `global_defs` that matter to the health checker or the LVS table.
-const GLOBAL_UNSUPPORTED: &[&str] = &["lvs_flush_on_stop", "lvs_notify_fifo", "notify_fifo", "lvs_sync_daemon"];
+const GLOBAL_UNSUPPORTED: &[&str] = &["lvs_flush_on_stop", "lvs_notify_fifo", "notify_fifo"];
 
 /// keepalived's scheduler names.
 const SCHEDULERS: &[&str] =
@@ -295,6 +295,7 @@ fn global_defs(n: &Node, config: &mut Config, notices: &mut Vec<Notice>) -> R<()
             | "vrrp_garp_master_repeat"
             | "vrrp_garp_master_refresh"
             | "vrrp_skip_check_adv_addr") => crate::vrrp::global(g, k, notices)?,
+            "lvs_sync_daemon" => config.sync_daemon = Some(crate::vrrp::sync_daemon(g)?),
             k if GLOBAL_UNSUPPORTED.contains(&k) || k.starts_with("lvs_sync_daemon") => {
                 return Err(g.error(format!("{k} is not supported by xvs yet")));
             }

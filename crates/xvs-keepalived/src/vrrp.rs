@@ -4,7 +4,7 @@
 //! VMACs) is an error at its line.
 
 use xvs_api::config::Config;
-use xvs_api::vrrp::{TrackEntry, VrrpInstanceEntry, VrrpScriptEntry, VrrpSyncGroupEntry};
+use xvs_api::vrrp::{SyncDaemonEntry, TrackEntry, VrrpInstanceEntry, VrrpScriptEntry, VrrpSyncGroupEntry};
 
 use crate::convert::{block, flag, no_args, no_block, number, one, script as command, timer, Notice, R};
 use crate::syntax::Node;
@@ -245,4 +245,29 @@ pub(crate) fn finish(nodes: &[Node], config: &mut Config) -> R<()> {
         }
     }
     Ok(())
+}
+
+/// `lvs_sync_daemon IF INSTANCE [id N] [maxlen N] [port N] [ttl N] [group ADDR]`.
+pub(crate) fn sync_daemon(g: &Node) -> R<SyncDaemonEntry> {
+    let args = g.args();
+    let (Some(iface), Some(inst)) = (args.first(), args.get(1)) else {
+        return Err(
+            g.error("lvs_sync_daemon takes INTERFACE VRRP_INSTANCE [id N] [maxlen N] [port N] [ttl N] [group ADDR]")
+        );
+    };
+    let mut e = SyncDaemonEntry { interface: iface.clone(), vrrp_instance: inst.clone(), ..Default::default() };
+    let mut rest = args[2..].iter();
+    while let Some(k) = rest.next() {
+        let v = rest.next().ok_or_else(|| g.error(format!("lvs_sync_daemon: {k} needs a value")))?;
+        let bad = || g.error(format!("lvs_sync_daemon: {k} '{v}' is out of range"));
+        match k.as_str() {
+            "id" => e.syncid = v.parse().map_err(|_| bad())?,
+            "maxlen" => e.maxlen = v.parse().ok().filter(|m| *m >= 1).ok_or_else(bad)?,
+            "port" => e.port = Some(v.parse().ok().filter(|p| *p >= 1).ok_or_else(bad)?),
+            "ttl" => e.ttl = Some(v.parse().ok().filter(|t| *t >= 1).ok_or_else(bad)?),
+            "group" => e.group = Some(v.clone()),
+            other => return Err(g.error(format!("lvs_sync_daemon: unknown option '{other}'"))),
+        }
+    }
+    Ok(e)
 }

@@ -200,7 +200,8 @@ fn what_xvs_cannot_honour_is_an_error_at_its_line() {
         ("virtual_server group NOPE {\n}\n", "k.conf:1: virtual_server_group NOPE is not defined"),
         ("virtual_server 198.18.0.1 80 {\n  quorum_up \"/bin/up\" nobody\n}\n", "k.conf:2: quorum_up: a user for one script is not supported"),
         ("bogus_block {\n}\n", "k.conf:1: unknown keyword 'bogus_block'"),
-        ("global_defs {\n  lvs_sync_daemon eth0 VI_1\n}\n", "k.conf:2: lvs_sync_daemon is not supported by xvs yet"),
+        ("global_defs {\n  lvs_sync_daemon eth0\n}\n", "k.conf:2: lvs_sync_daemon takes INTERFACE VRRP_INSTANCE"),
+        ("global_defs {\n  lvs_sync_daemon eth0 VI_1 id 300\n}\n", "k.conf:2: lvs_sync_daemon: id '300' is out of range"),
     ];
     for (text, want) in cases {
         let e = load_str(Path::new("k.conf"), text).unwrap_err().to_string();

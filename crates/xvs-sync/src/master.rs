@@ -63,10 +63,14 @@ use xvs_core::time::Instant;
 pub enum Refresh {
     /// Once half of the entry's timeout has passed since it was last sent, but not sooner
     /// than `min` (the kernel's `sync_refresh_period` code uses the same half-timeout with a
-    /// 10 s floor). The default, with `min` = 10 s.
+    /// 10 s floor) and not later than `max`, so that a backup that joins (or comes back after
+    /// a crash with empty tables) learns every connection within `max`. The default: 10 s and
+    /// 30 s.
     HalfTimeout {
         /// The shortest interval between two sends of an unchanged entry.
         min: Duration,
+        /// The longest.
+        max: Duration,
     },
     /// At this fixed period, whatever the timeout.
     Every(Duration),
@@ -76,7 +80,7 @@ pub enum Refresh {
 
 impl Default for Refresh {
     fn default() -> Self {
-        Refresh::HalfTimeout { min: Duration::from_secs(10) }
+        Refresh::HalfTimeout { min: Duration::from_secs(10), max: Duration::from_secs(30) }
     }
 }
 
@@ -84,7 +88,9 @@ impl Refresh {
     /// How long after being sent an unchanged entry with `timeout_s` is due again.
     fn interval(self, timeout_s: u32) -> Option<Duration> {
         match self {
-            Refresh::HalfTimeout { min } => Some((Duration::from_secs(u64::from(timeout_s)) / 2).max(min)),
+            Refresh::HalfTimeout { min, max } => {
+                Some((Duration::from_secs(u64::from(timeout_s)) / 2).min(max).max(min))
+            }
             Refresh::Every(d) => Some(d),
             Refresh::Never => None,
         }

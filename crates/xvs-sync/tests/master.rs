@@ -56,7 +56,9 @@ fn a_state_or_destination_change_is_sent_at_the_next_snapshot() {
 
 #[test]
 fn unchanged_entries_are_refreshed_before_half_their_timeout_has_passed() {
-    let mut m = master();
+    // Without the 30 s cap of the default, to see the half-timeout rule alone.
+    let refresh = Refresh::HalfTimeout { min: Duration::from_secs(10), max: Duration::from_secs(3600) };
+    let mut m = Master::new(MasterConfig { refresh, ..MasterConfig::default() });
     let t0 = Instant::from_secs(0);
     m.handle_snapshot(t0, [tcp(1)]);
     let _ = drain(&mut m, t0);
@@ -77,6 +79,23 @@ fn unchanged_entries_are_refreshed_before_half_their_timeout_has_passed() {
         assert!(s - last <= 900 / 2 + 30);
         last = *s;
     }
+}
+
+#[test]
+fn by_default_a_joining_backup_learns_every_connection_within_30_s() {
+    let mut m = master();
+    let t0 = Instant::from_secs(0);
+    m.handle_snapshot(t0, [tcp(1)]);
+    let _ = drain(&mut m, t0);
+    let mut sends = Vec::new();
+    for k in 1..=12u64 {
+        let now = t0 + Duration::from_secs(10 * k);
+        m.handle_snapshot(now, [tcp(1)]);
+        if !drain(&mut m, now).is_empty() {
+            sends.push(10 * k);
+        }
+    }
+    assert_eq!(sends, vec![30, 60, 90, 120]);
 }
 
 #[test]

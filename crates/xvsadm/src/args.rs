@@ -214,7 +214,7 @@ pub enum Command {
     /// `-R`.
     Restore,
     /// `--start-daemon`.
-    StartDaemon(String),
+    StartDaemon(String, xvs_api::SyncOptions),
     /// `--stop-daemon`.
     StopDaemon(String),
     /// `-h`.
@@ -666,12 +666,53 @@ impl Command {
                 if role != "master" && role != "backup" {
                     return Err(err("illegal start-daemon parameter specified"));
                 }
-                Ok(Command::StartDaemon(role))
+                Ok(Command::StartDaemon(role, sync_options(&args)?))
             }
             "stop-daemon" => Ok(Command::StopDaemon(args.stop_daemon.clone().unwrap_or_default())),
             _ => Err(try_help(argv0)),
         }
     }
+}
+
+/// The synchronisation daemon's options, checked with ipvsadm's messages.
+fn sync_options(args: &Args) -> Result<xvs_api::SyncOptions, Usage> {
+    let mut o = xvs_api::SyncOptions::default();
+    if let Some(i) = &args.mcast_interface {
+        if i.is_empty() || i.len() > 15 {
+            return Err(err("illegal mcast-interface specified"));
+        }
+        o.mcast_interface = i.clone();
+    }
+    let num = |v: &Option<String>, min: u64, max: u64, what: &str| -> Result<Option<u64>, Usage> {
+        match v {
+            None => Ok(None),
+            Some(s) => s
+                .parse::<u64>()
+                .ok()
+                .filter(|n| (min..=max).contains(n))
+                .map(Some)
+                .ok_or_else(|| err(format!("illegal {what} specified"))),
+        }
+    };
+    if let Some(n) = num(&args.syncid, 0, 255, "syncid")? {
+        o.syncid = n as u8;
+    }
+    if let Some(n) = num(&args.sync_maxlen, 1, 65535 - 28, "sync-maxlen")? {
+        o.maxlen = n as u16;
+    }
+    if let Some(n) = num(&args.mcast_port, 1, 65535, "mcast-port")? {
+        o.port = n as u16;
+    }
+    if let Some(n) = num(&args.mcast_ttl, 1, 255, "mcast-ttl")? {
+        o.ttl = n as u8;
+    }
+    if let Some(g) = &args.mcast_group {
+        match g.parse::<std::net::IpAddr>() {
+            Ok(a) if a.is_multicast() => o.group = Some(a),
+            _ => return Err(err("illegal mcast-group specified")),
+        }
+    }
+    Ok(o)
 }
 
 fn tunnel_spec(args: &Args, method: &str) -> Result<TunnelSpec, Usage> {

@@ -442,6 +442,23 @@ pub fn save(snap: &Snapshot, numeric: bool, services: &dyn Fn(u16, &str) -> Opti
     out
 }
 
+/// `-L --daemon`: one line per running synchronisation daemon, as ipvsadm prints them.
+pub fn daemons(daemons: &[xvs_api::DaemonState]) -> String {
+    let mut out = String::new();
+    for d in daemons {
+        let o = &d.options;
+        let _ = write!(out, "{} sync daemon (mcast={}, syncid={}", d.role, o.mcast_interface, o.syncid);
+        if o.maxlen != 0 {
+            let _ = write!(out, ", maxlen={}", o.maxlen);
+        }
+        if let Some(g) = o.group {
+            let _ = write!(out, ", group={g}");
+        }
+        let _ = writeln!(out, ", port={}, ttl={})", o.port, o.ttl);
+    }
+    out
+}
+
 /// `xvsadm vrrp`: one block per instance.
 pub fn vrrp(instances: &[xvs_api::vrrp::VrrpStatus]) -> String {
     let mut out = String::new();

@@ -38,7 +38,7 @@ pub fn kernel_message(cmd: &Command, errno: &str, detail: &str) -> String {
         ("ESRCH", Command::Server { .. } | Command::DeleteServer { .. }) => "Service not defined",
         ("EEXIST", Command::Server { edit: false, .. }) => "Destination already exists",
         ("ENOENT", Command::Server { .. } | Command::DeleteServer { .. }) => "No such destination",
-        ("EEXIST", Command::StartDaemon(_)) => "Daemon has already run",
+        ("EEXIST", Command::StartDaemon(..)) => "Daemon has already run",
         ("ESRCH", Command::StopDaemon(_)) => "No daemon is running",
         ("EINVAL", _) => "Invalid operation.  Possibly wrong module version, address not unicast, ...",
         ("ERANGE", _) => "Numerical result out of range",
@@ -172,7 +172,7 @@ fn request_of(cmd: &Command) -> Option<Request> {
         Command::DeleteServer { key, addr, port } => Request::DeleteDest { key: *key, addr: *addr, port: *port },
         Command::Zero(key) => Request::Zero { key: *key },
         Command::Set(a, b, c) => Request::SetTimeouts { tcp: *a, tcpfin: *b, udp: *c },
-        Command::StartDaemon(role) => Request::StartDaemon { role: role.clone() },
+        Command::StartDaemon(role, options) => Request::StartDaemon { role: role.clone(), options: options.clone() },
         Command::StopDaemon(role) => Request::StopDaemon { role: role.clone() },
         _ => return None,
     })
@@ -222,7 +222,7 @@ fn execute(cmd: &Command, t: &mut dyn Transport, stdin: &mut dyn BufRead) -> Out
             } else if *timeout {
                 format::timeouts(&snap)
             } else if *daemon {
-                String::new() // no synchronisation daemon runs
+                format::daemons(&snap.daemons)
             } else {
                 format::list(&snap, key.as_ref(), opts, &names)
             };

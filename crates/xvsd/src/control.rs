@@ -242,10 +242,10 @@ impl Control {
             Request::Snapshot { conns } => Response::Snapshot(Box::new(self.snapshot(conns, now))),
             Request::Apply { config, dry_run } => self.apply(&config, dry_run, now),
             Request::Batch { requests } => self.batch(requests, now),
+            // The daemons run beside the control (crate::sync); a control alone has none.
             Request::StartDaemon { .. } => {
-                api_error(&unsupported("connection synchronisation (the IPVS sync daemon) is not available in xvs yet"))
+                api_error(&unsupported("synchronisation daemons run in xvsd (this control has none)"))
             }
-            // None can run: the kernel's answer when none does.
             Request::StopDaemon { .. } => Response::Error(ApiError {
                 errno: "ESRCH".into(),
                 message: "no synchronisation daemon is running".into(),
@@ -403,7 +403,15 @@ impl Control {
         let conn_table_size = self.dp.as_ref().map_or(4096, |d| d.director.options.max_conns);
         let conns = if conns { self.connections(now) } else { Vec::new() };
         let health = self.health.as_ref().map(|m| m.status(std::time::Instant::now())).unwrap_or_default();
-        Snapshot { conn_table_size, timeouts: self.lb.timeouts.shown(), services, conns, health, vrrp: Vec::new() }
+        Snapshot {
+            conn_table_size,
+            timeouts: self.lb.timeouts.shown(),
+            services,
+            conns,
+            health,
+            vrrp: Vec::new(),
+            daemons: Vec::new(),
+        }
     }
 
     fn connections(&self, now: Instant) -> Vec<ConnState> {

@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod refresh;
 pub mod server;
 pub mod state;
+pub mod sync;
 pub mod vrrp;
 
 /// The current time on the monotonic clock, as the core counts it.

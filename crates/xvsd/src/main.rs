@@ -202,13 +202,14 @@ async fn run(o: Opts) -> anyhow::Result<()> {
     // unassured connections is being dropped early); counters every two seconds (the
     // estimator's period), read without the lock so requests never wait for them.
     let control = Arc::new(Mutex::new(control));
+    let sync_daemons = xvsd::sync::Daemons::new(control.clone());
     // VRRP after the services are in place: a director that becomes master serves at once.
     let vrrp_view = xvsd::vrrp::View::default();
     let vrrp = if vrrp_plan.is_empty() {
         None
     } else {
         let n = vrrp_plan.instances.len();
-        let r = xvsd::vrrp::spawn(vrrp_plan, vrrp_view.clone()).context("start VRRP")?;
+        let r = xvsd::vrrp::spawn(vrrp_plan, vrrp_view.clone(), Some(sync_daemons.clone())).context("start VRRP")?;
         tracing::info!(instances = n, "VRRP started");
         Some(r)
     };
@@ -312,7 +313,8 @@ async fn run(o: Opts) -> anyhow::Result<()> {
     let listener =
         xvsd::server::bind(&o.socket).with_context(|| format!("create the socket {}", o.socket.display()))?;
     tracing::info!(socket = %o.socket.display(), "listening for xvsadm");
-    let server = tokio::spawn(xvsd::server::serve_with(listener, control.clone(), Some(vrrp_view.clone())));
+    let extras = xvsd::server::Extras { vrrp: Some(vrrp_view.clone()), sync: Some(sync_daemons.clone()) };
+    let server = tokio::spawn(xvsd::server::serve_with(listener, control.clone(), extras));
     // systemd (Type=notify): the dataplane is attached and the socket answers.
     // Signals are handled before readiness is told: a stop right after it must be a clean one.
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;

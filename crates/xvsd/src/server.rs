@@ -41,11 +41,21 @@ use std::os::unix::fs::DirBuilderExt;
 /// Serves requests on `listener` for the life of the daemon. A failing accept() (out of file
 /// descriptors, say) is logged and retried: the daemon never stops answering over it.
 pub async fn serve(listener: UnixListener, control: Arc<Mutex<Control>>) {
-    serve_with(listener, control, None).await
+    serve_with(listener, control, Extras::default()).await
 }
 
-/// [`serve`], with listings that show the VRRP instances of `vrrp`.
-pub async fn serve_with(listener: UnixListener, control: Arc<Mutex<Control>>, vrrp: Option<crate::vrrp::View>) {
+/// What the daemon runs beside the control: listings show them, and the synchronisation
+/// daemons are started and stopped here.
+#[derive(Clone, Default)]
+pub struct Extras {
+    /// The VRRP instances' states.
+    pub vrrp: Option<crate::vrrp::View>,
+    /// The synchronisation daemons.
+    pub sync: Option<Arc<crate::sync::Daemons>>,
+}
+
+/// [`serve`], with the VRRP instances and synchronisation daemons of `extras`.
+pub async fn serve_with(listener: UnixListener, control: Arc<Mutex<Control>>, extras: Extras) {
     let mut failures = 0u32;
     loop {
         let stream = match listener.accept().await {
@@ -63,20 +73,16 @@ pub async fn serve_with(listener: UnixListener, control: Arc<Mutex<Control>>, vr
             }
         };
         let control = control.clone();
-        let vrrp = vrrp.clone();
+        let extras = extras.clone();
         tokio::spawn(async move {
-            if let Err(e) = client(stream, control, vrrp).await {
+            if let Err(e) = client(stream, control, extras).await {
                 tracing::debug!(error = %e, "client went away");
             }
         });
     }
 }
 
-async fn client(
-    stream: UnixStream,
-    control: Arc<Mutex<Control>>,
-    vrrp: Option<crate::vrrp::View>,
-) -> anyhow::Result<()> {
+async fn client(stream: UnixStream, control: Arc<Mutex<Control>>, extras: Extras) -> anyhow::Result<()> {
     // The socket's mode already keeps others out; the peer's credentials say it again.
     let root = stream.peer_cred().map(|c| c.uid() == 0).unwrap_or(false);
     let (r, mut w) = stream.into_split();
@@ -130,6 +136,19 @@ async fn client(
                         (other, _) => other,
                     }
                 }
+                Ok(Request::StartDaemon { role, options }) => match (&extras.sync, crate::sync::Role::parse(&role)) {
+                    (Some(d), Some(r)) => d.start(r, options),
+                    (_, None) => Response::Error(ApiError {
+                        errno: "EINVAL".into(),
+                        message: format!("'{role}' is not master or backup"),
+                        ..Default::default()
+                    }),
+                    (None, _) => control.lock().await.handle(Request::StartDaemon { role, options }, crate::now()),
+                },
+                Ok(Request::StopDaemon { role }) => match (&extras.sync, crate::sync::Role::parse(&role)) {
+                    (Some(d), Some(r)) => d.stop(r).await,
+                    _ => control.lock().await.handle(Request::StopDaemon { role }, crate::now()),
+                },
                 Ok(req) => {
                     let mut c = control.lock().await;
                     c.handle(req, crate::now())
@@ -137,12 +156,17 @@ async fn client(
                 Err(e) => Response::Error(ApiError { errno: "EINVAL".into(), message: e, ..Default::default() }),
             }
         };
-        let resp = match (resp, &vrrp) {
-            (Response::Snapshot(mut s), Some(v)) => {
-                s.vrrp = v.lock().map(|v| v.clone()).unwrap_or_default();
+        let resp = match resp {
+            Response::Snapshot(mut s) => {
+                if let Some(v) = &extras.vrrp {
+                    s.vrrp = v.lock().map(|v| v.clone()).unwrap_or_default();
+                }
+                if let Some(d) = &extras.sync {
+                    s.daemons = d.states();
+                }
                 Response::Snapshot(s)
             }
-            (r, _) => r,
+            r => r,
         };
         w.write_all(xvs_api::encode(&resp).as_bytes()).await?;
     }

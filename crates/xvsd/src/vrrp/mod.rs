@@ -52,7 +52,7 @@ impl Running {
 
 /// Opens the sockets and starts the instances of `plan`; errors (an interface without an
 /// address, no permission) stop xvsd before anything is claimed.
-pub fn spawn(mut plan: Plan, view: View) -> anyhow::Result<Running> {
+pub fn spawn(mut plan: Plan, view: View, sync: Option<Arc<crate::sync::Daemons>>) -> anyhow::Result<Running> {
     let addresses = net::Addresses::open()?;
     let mut senders = Vec::new();
     let mut listen: HashSet<(String, bool)> = HashSet::new();
@@ -107,7 +107,8 @@ pub fn spawn(mut plan: Plan, view: View) -> anyhow::Result<Running> {
     let (stop, stop_rx) = oneshot::channel();
     let p = plan.clone();
     let task = tokio::spawn(async move {
-        let mut r = Runner { plan: p, router, senders, addresses, view, since: HashMap::new(), groups: HashMap::new() };
+        let mut r =
+            Runner { plan: p, router, senders, addresses, view, since: HashMap::new(), groups: HashMap::new(), sync };
         r.run(pkt_rx, script_rx, stop_rx).await;
         for s in scripts {
             s.abort();
@@ -151,6 +152,8 @@ struct Runner {
     since: HashMap<usize, xvs_core::Instant>,
     /// Each sync group's last notified state.
     groups: HashMap<String, State>,
+    /// The synchronisation daemons, for the instance `plan.sync` names.
+    sync: Option<Arc<crate::sync::Daemons>>,
 }
 
 impl Runner {
@@ -172,6 +175,8 @@ impl Runner {
             }
         }
         self.poll_links(now);
+        // Synchronisation starts as a backup: nobody is master yet.
+        self.follow_sync(State::Backup).await;
         // The first verdict of each script before starting, so a failing one starts in FAULT.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
         let mut pending: HashSet<&str> = self.plan.scripts.iter().map(|s| s.name.as_str()).collect();
@@ -198,6 +203,13 @@ impl Runner {
                 _ = &mut stop => {
                     self.router.stop(crate::now());
                     self.carry_out().await;
+                    if let Some(d) = &self.sync {
+                        for role in [crate::sync::Role::Master, crate::sync::Role::Backup] {
+                            if d.is_running(role) {
+                                let _ = d.stop(role).await;
+                            }
+                        }
+                    }
                     break;
                 }
                 Some((iface, p)) = packets.recv() => {
@@ -301,6 +313,9 @@ impl Runner {
                         }
                     }
                     self.notify(cmds, to == State::Stop).await;
+                    if self.plan.sync.as_ref().is_some_and(|(name, _)| *name == inst.spec.name) && to != State::Stop {
+                        self.follow_sync(to).await;
+                    }
                 }
             }
         }
@@ -308,6 +323,23 @@ impl Runner {
             self.publish(crate::now());
         } else {
             self.publish_counters();
+        }
+    }
+
+    /// keepalived's `lvs_sync_daemon`: the sync master runs while the instance is MASTER, the
+    /// sync backup otherwise (one stops before the other starts).
+    async fn follow_sync(&self, state: State) {
+        let (Some(d), Some((_, o))) = (&self.sync, &self.plan.sync) else { return };
+        use crate::sync::Role;
+        let (stop, start) =
+            if state == State::Master { (Role::Backup, Role::Master) } else { (Role::Master, Role::Backup) };
+        if d.is_running(stop) {
+            let _ = d.stop(stop).await;
+        }
+        if !d.is_running(start) {
+            if let xvs_api::Response::Error(e) = d.start(start, o.clone()) {
+                tracing::error!(role = start.name(), "synchronisation daemon not started: {}", e.message);
+            }
         }
     }
 

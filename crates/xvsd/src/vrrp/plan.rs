@@ -121,6 +121,8 @@ pub struct Plan {
     pub scripts: Vec<Script>,
     /// Who notify commands run as.
     pub policy: Option<ScriptPolicy>,
+    /// Connection synchronisation following an instance: its name and the daemon's settings.
+    pub sync: Option<(String, xvs_api::SyncOptions)>,
 }
 
 impl Plan {
@@ -134,6 +136,9 @@ impl Plan {
         if config.vrrp_instances.is_empty() {
             if !config.vrrp_sync_groups.is_empty() {
                 return Err("vrrp_sync_group without any vrrp_instance".into());
+            }
+            if let Some(s) = &config.sync_daemon {
+                return Err(format!("sync_daemon follows vrrp_instance {}, which is not defined", s.vrrp_instance));
             }
             return Ok(Plan::default());
         }
@@ -187,7 +192,33 @@ impl Plan {
         // The router checks duplicate router ids and group membership.
         let specs = instances.iter().map(|i| i.spec.clone()).collect();
         xvs_vrrp::Router::new(specs, groups.iter().map(|(n, m, _)| (n.clone(), m.clone())).collect())?;
-        Ok(Plan { instances, groups, scripts, policy: Some(policy) })
+        let sync = match &config.sync_daemon {
+            None => None,
+            Some(s) => {
+                if !instances.iter().any(|i| i.spec.name == s.vrrp_instance) {
+                    return Err(format!("sync_daemon follows vrrp_instance {}, which is not defined", s.vrrp_instance));
+                }
+                let group = match &s.group {
+                    None => None,
+                    Some(g) => Some(
+                        g.parse::<IpAddr>()
+                            .ok()
+                            .filter(|a| a.is_multicast() && a.is_ipv4())
+                            .ok_or_else(|| format!("sync_daemon group '{g}' is not an IPv4 multicast address"))?,
+                    ),
+                };
+                let o = xvs_api::SyncOptions {
+                    mcast_interface: s.interface.clone(),
+                    syncid: s.syncid,
+                    maxlen: s.maxlen,
+                    group,
+                    port: s.port.unwrap_or(8848),
+                    ttl: s.ttl.unwrap_or(1),
+                };
+                Some((s.vrrp_instance.clone(), o))
+            }
+        };
+        Ok(Plan { instances, groups, scripts, policy: Some(policy), sync })
     }
 }
 

@@ -1,0 +1,163 @@
+//! Between the dataplane's tables and the sync protocol's entries: what a master sends of its
+//! tables, and the install records a backup makes of what it receives.
+
+use std::net::IpAddr;
+
+use xvs_abi as abi;
+use xvs_core::{Balancer, Protocol, ServiceKey, TcpState, Timeouts};
+use xvs_dataplane::{addr_words, words_addr, ConnTables};
+use xvs_sync::{conn_flags as F, SyncConn};
+
+/// The protocol's forwarding-method bits of a dataplane method.
+fn method_flags(method: u8) -> u32 {
+    match method {
+        abi::FWD_MASQ => F::MASQ,
+        abi::FWD_TUNNEL => F::TUNNEL,
+        abi::FWD_LOCAL => F::LOCALNODE,
+        _ => F::DROUTE,
+    }
+}
+
+/// Every assured connection and every template of the tables, as the kernel's master would
+/// describe them. Unassured connections (half-open, or a flood's) are not sent: the backup
+/// would only have to expire them.
+pub fn collect(t: &ConnTables, timeouts: &Timeouts) -> Vec<SyncConn> {
+    let dest = |id: u32| t.dests.get(&id, 0).ok().filter(|d| d.gen != 0);
+    let timeout = |s: u8| -> u32 {
+        let d = if s == abi::UDP_STATE {
+            timeouts.udp
+        } else {
+            TcpState::from_u8(s).map_or(std::time::Duration::ZERO, |st| timeouts.tcp.get(st))
+        };
+        d.as_secs() as u32
+    };
+    let mut out = Vec::new();
+    let mut conn = |proto: u8, caddr: IpAddr, cport: u16, vaddr: IpAddr, vport: u16, c: &abi::Conn| {
+        if c.flags & (abi::CONN_F_HALF | abi::CONN_F_DEAD) != 0 {
+            return;
+        }
+        let Some(d) = dest(c.dest_id) else { return };
+        if d.gen != c.gen {
+            return;
+        }
+        let dport = if d.port == 0 || c.flags & abi::CONN_F_KEEPPORT != 0 { vport } else { u16::from_be(d.port) };
+        let mut flags = method_flags(c.method);
+        if c.flags & abi::CONN_F_INACTIVE != 0 {
+            flags |= F::INACTIVE;
+        }
+        if c.flags & abi::CONN_F_NOOUTPUT != 0 {
+            flags |= F::NOOUTPUT;
+        }
+        let state = if c.state == abi::UDP_STATE { xvs_sync::udp_state::NORMAL } else { u16::from(c.state) };
+        out.push(SyncConn {
+            protocol: proto,
+            flags,
+            state,
+            caddr,
+            cport,
+            vaddr,
+            vport,
+            daddr: words_addr(d.af, &d.addr),
+            dport,
+            fwmark: 0,
+            timeout_s: timeout(c.state),
+            seq: None,
+            pe: None,
+        });
+    };
+    let v4 = |w: u32| words_addr(abi::AF_INET, &[w, 0, 0, 0]);
+    for (k, c) in t.conn4.iter().flatten() {
+        conn(k.proto, v4(k.caddr), u16::from_be(k.cport), v4(k.vaddr), u16::from_be(k.vport), &c);
+    }
+    for (k, c) in t.conn6.iter().flatten() {
+        let a = |w: &[u32; 4]| words_addr(abi::AF_INET6, w);
+        conn(k.proto, a(&k.caddr), u16::from_be(k.cport), a(&k.vaddr), u16::from_be(k.vport), &c);
+    }
+    let mut tpl = |proto: u8, caddr: IpAddr, vaddr: IpAddr, vport: u16, tp: &abi::Tpl| {
+        let Some(d) = dest(tp.dest_id) else { return };
+        if d.gen != tp.gen {
+            return;
+        }
+        out.push(SyncConn {
+            protocol: proto,
+            flags: F::TEMPLATE | method_flags(d.method),
+            state: u16::from(tp.state),
+            caddr,
+            cport: 0,
+            vaddr,
+            vport,
+            daddr: words_addr(d.af, &d.addr),
+            dport: u16::from_be(d.port),
+            fwmark: 0,
+            timeout_s: tp.timeout,
+            seq: None,
+            pe: None,
+        });
+    };
+    for (k, tp) in t.tpl4.iter().flatten() {
+        tpl(k.proto, v4(k.caddr), v4(k.vaddr), u16::from_be(k.vport), &tp);
+    }
+    for (k, tp) in t.tpl6.iter().flatten() {
+        let a = |w: &[u32; 4]| words_addr(abi::AF_INET6, w);
+        tpl(k.proto, a(&k.caddr), a(&k.vaddr), u16::from_be(k.vport), &tp);
+    }
+    out
+}
+
+/// Why a received entry was not installed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Skip {
+    /// No service of this director matches it.
+    NoService,
+    /// The service has no such real server.
+    NoServer,
+    /// Something xvs does not balance (firewall marks, SCTP, mixed families).
+    Unsupported,
+}
+
+/// The install record of a received entry, against this director's services: the service
+/// by (protocol, VIP, port), or the port-0 service of the VIP (persistent any-port services and
+/// their templates), and its real server by address and port.
+pub fn to_install(lb: &Balancer, c: &SyncConn) -> Result<abi::InstallRec, Skip> {
+    if c.fwmark != 0 || c.caddr.is_ipv4() != c.vaddr.is_ipv4() || c.vaddr.is_ipv4() != c.daddr.is_ipv4() {
+        return Err(Skip::Unsupported);
+    }
+    let proto = Protocol::from_number(c.protocol).ok_or(Skip::Unsupported)?;
+    if proto == Protocol::Sctp {
+        return Err(Skip::Unsupported);
+    }
+    let find = |port: u16| lb.services.find(&ServiceKey::Addr { proto, addr: c.vaddr, port });
+    let sid = find(c.vport).or_else(|| find(0)).ok_or(Skip::NoService)?;
+    let did = lb.services.find_dest(sid, &c.daddr, c.dport).ok_or(Skip::NoServer)?;
+    let keepport = lb.services.get(sid).is_some_and(|s| s.key().port() == 0);
+    let mut flags = 0u8;
+    if c.flags & F::NOOUTPUT != 0 {
+        flags |= abi::CONN_F_NOOUTPUT;
+    }
+    if keepport {
+        flags |= abi::CONN_F_KEEPPORT;
+    }
+    let (kind, state) = if c.is_template() {
+        (abi::INSTALL_TPL, c.state.min(1) as u8)
+    } else if proto == Protocol::Udp {
+        (abi::INSTALL_CONN, abi::UDP_STATE)
+    } else {
+        let s = c.state.min(u16::from(abi::UDP_STATE - 1)) as u8;
+        (abi::INSTALL_CONN, s)
+    };
+    Ok(abi::InstallRec {
+        caddr: addr_words(&c.caddr),
+        vaddr: addr_words(&c.vaddr),
+        cport: c.cport.to_be(),
+        vport: c.vport.to_be(),
+        proto: c.protocol,
+        af: if c.vaddr.is_ipv4() { abi::AF_INET } else { abi::AF_INET6 },
+        kind,
+        state,
+        flags,
+        dest_id: did.index(),
+        svc_id: sid.index(),
+        timeout_s: if c.timeout_s == 0 { 180 } else { c.timeout_s },
+        ..Default::default()
+    })
+}
