@@ -120,7 +120,7 @@ impl Daemons {
     }
 
     fn spawn(&self, role: Role, mut options: SyncOptions) -> anyhow::Result<Running> {
-        let group = options.group.unwrap_or(IpAddr::V4(Ipv4Addr::from(xvs_sync::SYNC_GROUP_V4)));
+        let group = options.group.unwrap_or(IpAddr::V4(xvs_sync::SYNC_GROUP_V4));
         anyhow::ensure!(group.is_multicast(), "--mcast-group {group} is not a multicast address");
         anyhow::ensure!(group.is_ipv4(), "an IPv6 --mcast-group is not supported by xvs yet");
         anyhow::ensure!(options.ttl >= 1, "--mcast-ttl must be 1 to 255");
@@ -199,7 +199,7 @@ async fn run_master(
     mut stop: oneshot::Receiver<()>,
 ) {
     let mut master = xvs_sync::Master::new(xvs_sync::MasterConfig { syncid: o.syncid, maxlen, ..Default::default() });
-    let to = SocketAddr::new(o.group.unwrap_or(IpAddr::V4(Ipv4Addr::from(xvs_sync::SYNC_GROUP_V4))), o.port);
+    let to = SocketAddr::new(o.group.unwrap_or(IpAddr::V4(xvs_sync::SYNC_GROUP_V4)), o.port);
     let mut every = tokio::time::interval(MASTER_PERIOD);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut warned = false;
