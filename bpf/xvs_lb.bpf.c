@@ -132,6 +132,7 @@ __attribute__((noinline)) int forward(struct xdp_md *ctx, struct pkt *p, union c
 	if (rc == BPF_FIB_LKUP_RET_SUCCESS)
 		return xmit(ctx, p, fib);
 	count_reason(XVS_R_NO_NEIGH);
+	neigh_miss(p, fib);
 	/* NAT and tunnel packets are now addressed to the real server: the kernel forwards them
 	 * and resolves the neighbour. A direct-routing packet still carries the VIP and would be
 	 * delivered here; xvsd keeps real servers' neighbour entries warm, so this is a first
@@ -190,7 +191,11 @@ __attribute__((noinline)) int reply(struct xdp_md *ctx, struct pkt *p, union con
 	if (rc == BPF_FIB_LKUP_RET_SUCCESS)
 		return xmit(ctx, p, fib);
 	count_reason(rc == BPF_FIB_LKUP_RET_NO_NEIGH ? XVS_R_NO_NEIGH : XVS_R_NO_ROUTE);
-	return XDP_PASS; /* the rewritten reply is routable by the kernel */
+	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH)
+		neigh_miss(p, fib);
+	/* The rewritten reply is routable by the kernel when the VIP is not one of its addresses;
+	 * when it is (a VRRP master), the kernel drops it and xvsd resolves the neighbour. */
+	return XDP_PASS;
 }
 
 /* Removes a connection that can no longer carry packets (expired, closed and reused, or its

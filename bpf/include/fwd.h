@@ -239,6 +239,29 @@ static __always_inline void nexthop_put(const struct pkt *p, __u32 dest_id, cons
 	nh->stamp = p->now ? p->now : 1;
 }
 
+/* Records a next hop without a neighbour entry (the FIB left it in the lookup's destination)
+ * for xvsd to resolve; at most one write per address per 100 ms. */
+static __always_inline void neigh_miss(const struct pkt *p, const struct bpf_fib_lookup *fib)
+{
+	__u32 a0 = p->af == XVS_AF_INET ? fib->ipv4_dst : fib->ipv6_dst[3];
+	__u32 slot = (a0 ^ (a0 >> 16) ^ (a0 >> 24)) & (XVS_NEIGH_SLOTS - 1);
+	struct xvs_neigh_miss *m = bpf_map_lookup_elem(&xvs_neigh_miss, &slot);
+	if (!m)
+		return;
+	__u32 now = p->now ? p->now : 1;
+	if (m->af == p->af && m->addr[0] == fib->ipv4_dst && (__u32)(now - m->stamp) < 100)
+		return;
+	m->af = p->af;
+	if (p->af == XVS_AF_INET) {
+		m->addr[0] = fib->ipv4_dst;
+		m->addr[1] = m->addr[2] = m->addr[3] = 0;
+	} else {
+		__builtin_memcpy(m->addr, fib->ipv6_dst, 16);
+	}
+	m->ifindex = fib->ifindex;
+	m->stamp = now;
+}
+
 /* Sends the frame to the next hop the FIB found: writes the MACs, then XDP_TX on the ingress
  * interface or XDP_REDIRECT to another. */
 static __always_inline int xmit(struct xdp_md *ctx, const struct pkt *p, const struct bpf_fib_lookup *fib)

@@ -251,6 +251,25 @@ struct {
 	__type(value, struct xvs_nexthop);
 } xvs_nexthop SEC(".maps");
 
+/* Next hops the FIB had no neighbour for, for xvsd to resolve: the kernel resolves a neighbour
+ * only for packets it sends itself, and a NAT reply passed to it from a VIP the host holds is
+ * dropped as a martian. Direct-mapped by address, newest wins. */
+#define XVS_NEIGH_SLOTS 64
+struct xvs_neigh_miss {
+	__u32 addr[4];
+	__u32 ifindex;
+	__u32 stamp; /* ms of CLOCK_MONOTONIC_COARSE; 0: empty */
+	__u8 af;
+	__u8 pad[3];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, XVS_NEIGH_SLOTS);
+	__type(key, __u32);
+	__type(value, struct xvs_neigh_miss);
+} xvs_neigh_miss SEC(".maps");
+
 /* Tunables and the TCP state tables. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

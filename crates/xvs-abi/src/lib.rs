@@ -403,6 +403,20 @@ pub struct InstallRec {
     pub pad2: [u32; 2],
 }
 
+/// A next hop the dataplane found no neighbour for (`struct xvs_neigh_miss`).
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct NeighMiss {
+    pub addr: [u32; 4],
+    pub ifindex: u32,
+    pub stamp: u32,
+    pub af: u8,
+    pub pad: [u8; 3],
+}
+
+/// Slots of the neighbour-miss array.
+pub const NEIGH_SLOTS: u32 = 64;
+
 /// Records per run of the install program.
 pub const INSTALL_MAX: usize = 48;
 /// An install record of a connection.
@@ -450,6 +464,7 @@ pod! {
     Gauges = 64,
     AllowKey = 20,
     InstallRec = 64,
+    NeighMiss = 28,
 }
 
 /// Bytes of key and value one IPv4 connection takes (connection entry only; NAT doubles it).

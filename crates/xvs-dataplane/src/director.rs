@@ -95,6 +95,7 @@ pub struct Maps {
     pub counters: PerCpuArray<MapData, u64>,
     pub gauges: Array<MapData, abi::Gauges>,
     pub allow: aya::maps::LpmTrie<MapData, abi::AllowKey, u32>,
+    pub neigh_miss: Array<MapData, abi::NeighMiss>,
 }
 
 fn take(ebpf: &mut Ebpf, name: &str) -> Result<Map, Error> {
@@ -219,6 +220,7 @@ impl Director {
             counters: typed!(&mut ebpf, "xvs_counters"),
             gauges: typed!(&mut ebpf, "xvs_gauges"),
             allow: typed!(&mut ebpf, "xvs_allow"),
+            neigh_miss: typed!(&mut ebpf, "xvs_neigh_miss"),
         };
         let pin_dir = options.pin_dir.clone();
         Ok(Director { ebpf, maps, pin_dir, options })
@@ -344,6 +346,18 @@ impl Director {
             early_dropped: word(5),
             half: word(6) as i64,
         })
+    }
+
+    /// Next hops the dataplane found no neighbour for, newer than `after` (milliseconds of
+    /// CLOCK_MONOTONIC_COARSE, as the dataplane stamps): (address, interface index, stamp).
+    /// The kernel resolves a neighbour only for what it sends itself, so xvsd makes it send
+    /// something there.
+    pub fn neigh_misses(&self, after: u32) -> Vec<(std::net::IpAddr, u32, u32)> {
+        (0..abi::NEIGH_SLOTS)
+            .filter_map(|i| self.maps.neigh_miss.get(&i, 0).ok())
+            .filter(|m| m.stamp != 0 && (m.stamp.wrapping_sub(after) as i32) > 0)
+            .map(|m| (crate::words_addr(m.af, &m.addr), m.ifindex, m.stamp))
+            .collect()
     }
 
     /// Installs connections and templates synchronised from another director, with their

@@ -238,35 +238,52 @@ async fn run(o: Opts) -> anyhow::Result<()> {
             c.lock().await.timers(xvsd::now());
         }
     });
-    // Real servers' neighbour entries: a direct-routing packet to an unresolved neighbour is
-    // dropped (it cannot be handed to the kernel), so keep them resolved: every 30 s for all
-    // servers, and within a second for servers just added.
+    // Neighbour entries: a direct-routing packet to an unresolved neighbour is dropped (it
+    // cannot be handed to the kernel), and a NAT reply from a VIP this host holds (a VRRP
+    // master) is dropped by the kernel as a martian, so xvsd keeps them resolved: every 30 s
+    // for all real servers, within a second for servers just added, and within 200 ms for any
+    // next hop the dataplane reported missing (a client or router a new master never spoke to).
     let c = control.clone();
     tokio::spawn(async move {
         let v4 = tokio::net::UdpSocket::bind("0.0.0.0:0").await.ok();
         let v6 = tokio::net::UdpSocket::bind("[::]:0").await.ok();
-        let mut round = 0u64;
-        let mut every = tokio::time::interval(Duration::from_secs(1));
+        let mut tick = 0u64;
+        let mut last_miss = xvsd::conns::dataplane_now_ms().wrapping_sub(1000);
+        let mut every = tokio::time::interval(Duration::from_millis(200));
         loop {
             every.tick().await;
-            let targets: std::collections::HashSet<std::net::IpAddr> = {
+            let mut targets: std::collections::HashSet<SocketAddr> = std::collections::HashSet::new();
+            {
                 let mut c = c.lock().await;
-                let mut t = c.take_new_servers();
-                if round % 30 == 0 {
-                    for (id, _) in c.lb.services.iter() {
-                        if let Some(v) = c.lb.services.view(id) {
-                            t.extend(v.iter().map(|(_, d)| d.addr()));
+                if let Some(dp) = c.dp.as_ref() {
+                    for (a, ifindex, stamp) in dp.director.neigh_misses(last_miss) {
+                        if (stamp.wrapping_sub(last_miss) as i32) > 0 {
+                            last_miss = stamp;
                         }
+                        targets.insert(match a {
+                            std::net::IpAddr::V6(v6) => SocketAddr::V6(std::net::SocketAddrV6::new(v6, 9, 0, ifindex)),
+                            v4 => SocketAddr::new(v4, 9),
+                        });
                     }
                 }
-                t
-            };
-            round += 1;
+                if tick % 5 == 0 {
+                    let mut t = c.take_new_servers();
+                    if tick % 150 == 0 {
+                        for (id, _) in c.lb.services.iter() {
+                            if let Some(v) = c.lb.services.view(id) {
+                                t.extend(v.iter().map(|(_, d)| d.addr()));
+                            }
+                        }
+                    }
+                    targets.extend(t.into_iter().map(|a| SocketAddr::new(a, 9)));
+                }
+            }
+            tick += 1;
             for a in targets {
                 // Port 9 (discard): the datagram only makes the kernel resolve the address.
                 let sock = if a.is_ipv4() { &v4 } else { &v6 };
                 if let Some(s) = sock {
-                    let _ = s.send_to(b"", SocketAddr::new(a, 9)).await;
+                    let _ = s.send_to(b"", a).await;
                 }
             }
         }
