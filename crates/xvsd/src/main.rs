@@ -292,15 +292,18 @@ async fn run(o: Opts) -> anyhow::Result<()> {
         let addr: SocketAddr = o.metrics.parse().with_context(|| format!("metrics address '{}'", o.metrics))?;
         let c = control.clone();
         let v = vrrp_view.clone();
+        let sd = sync_daemons.clone();
         let app = axum::Router::new().route(
             "/metrics",
             axum::routing::get(move || {
                 let c = c.clone();
                 let v = v.clone();
+                let sd = sd.clone();
                 async move {
                     xvsd::refresh::refresh_counters(&c).await;
                     let vrrp = v.lock().map(|v| v.clone()).unwrap_or_default();
-                    let input = xvsd::metrics::input(&mut *c.lock().await, xvsd::now()).with_vrrp(vrrp);
+                    let input =
+                        xvsd::metrics::input(&mut *c.lock().await, xvsd::now()).with_vrrp(vrrp).with_sync(sd.states());
                     let body =
                         tokio::task::spawn_blocking(move || xvsd::metrics::render(input)).await.unwrap_or_default();
                     ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)

@@ -62,6 +62,12 @@ impl Input {
         self.snap.vrrp = vrrp;
         self
     }
+
+    /// Adds the synchronisation daemons' counters.
+    pub fn with_sync(mut self, daemons: Vec<xvs_api::DaemonState>) -> Input {
+        self.snap.daemons = daemons;
+        self
+    }
 }
 
 /// The text exposition of every metric (formatted without the daemon's lock: at 100k services
@@ -162,6 +168,24 @@ pub fn render(input: Input) -> String {
             for (k, n) in [("sent", v.adverts_sent), ("received", v.adverts_received), ("invalid", v.adverts_invalid)] {
                 adverts.get_or_create(&l(&[("instance", &v.name), ("outcome", k)])).inc_by(n);
             }
+        }
+    }
+    if !snap.daemons.is_empty() {
+        let up = gauges(&mut r, "sync_daemon_running", "1 while the synchronisation daemon of this role runs");
+        let dgrams = counters(&mut r, "sync_datagrams", "Synchronisation datagrams sent (master) or received (backup)");
+        let entries = counters(&mut r, "sync_entries", "Connections and templates sent (master) or received (backup)");
+        let installed = counters(&mut r, "sync_installed", "Received entries installed in the dataplane");
+        let skipped =
+            counters(&mut r, "sync_skipped", "Received entries not installed (no such service or server, table full)");
+        let invalid = counters(&mut r, "sync_invalid", "Datagrams refused (malformed or another sync ID)");
+        for d in &snap.daemons {
+            let lab = l(&[("role", &d.role)]);
+            up.get_or_create(&lab).set(1);
+            dgrams.get_or_create(&lab).inc_by(d.datagrams);
+            entries.get_or_create(&lab).inc_by(d.entries);
+            installed.get_or_create(&lab).inc_by(d.installed);
+            skipped.get_or_create(&lab).inc_by(d.skipped);
+            invalid.get_or_create(&lab).inc_by(d.invalid);
         }
     }
     if let Some(dp) = &dp {

@@ -46,7 +46,7 @@ impl Director {
             .arg(format!("--net=/run/netns/{}", self.ns.name()))
             .arg("--")
             .arg(env!("CARGO_BIN_EXE_xvsd"))
-            .args(["-i", "e0", "-i", "e1", "--metrics", "off", "--config"])
+            .args(["-i", "e0", "-i", "e1", "--metrics", "127.0.0.1:9642", "--config"])
             .arg(&self.conf)
             .arg("--pin-dir")
             .arg(self.pins.path())
@@ -407,4 +407,21 @@ fn established_nat_and_dr_connections_survive_a_master_crash_and_its_return() {
     );
     let bytes = report["end"]["sum_received"]["bytes"].as_u64().unwrap_or(0);
     eprintln!("iperf3: {bytes} bytes received across both changes");
+    // What b's metrics say of it all: backup again, two transitions through master, and the
+    // connections it installed as a backup.
+    let m = lab.b.ns.exec(&["curl", "-sf", "http://127.0.0.1:9642/metrics"]);
+    let m = String::from_utf8_lossy(&m.stdout).to_string();
+    for want in [
+        "xvs_vrrp_state{instance=\"VI_1\",state=\"BACKUP\"} 1",
+        "xvs_vrrp_became_master_total{instance=\"VI_1\"} 1",
+        "xvs_sync_daemon_running{role=\"backup\"} 1",
+    ] {
+        assert!(m.contains(want), "{want} not in b's metrics:\n{m}");
+    }
+    let installed = m
+        .lines()
+        .find(|l| l.starts_with("xvs_sync_installed_total{role=\"backup\"}"))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .unwrap_or(0);
+    assert!(installed > 0, "{m}");
 }

@@ -323,3 +323,49 @@ fn version_3_elects_both_ways_with_nopreempt_and_a_wrong_password_is_refused() {
     });
     assert!(lab.log("xvsd.log").contains("authentication mismatch"), "{}", lab.log("xvsd.log"));
 }
+
+/// Runs an xvsadm command line against the lab's xvsd.
+fn adm(lab: &Lab, line: &str) -> xvsadm::run::Outcome {
+    let argv: Vec<String> = line.split_whitespace().map(String::from).collect();
+    let mut t = Socket::connect(&lab.socket()).unwrap();
+    xvsadm::run::run(&argv, &mut t, &mut std::io::empty())
+}
+
+#[test]
+fn sync_daemons_start_list_and_stop_as_ipvsadm_does() {
+    if !xvs_lab::require_root() {
+        return;
+    }
+    let mut lab = Lab::new();
+    lab.start_xvsd(&xvs_conf("priority = 100"));
+    let out = adm(&lab, "xvsadm --start-daemon master --mcast-interface e0 --syncid 3");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let out = adm(&lab, "xvsadm --start-daemon backup --mcast-interface e0 --sync-maxlen 2000 --mcast-port 8850");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    // The kernel's -L --daemon lines: the master's maxlen is 1472 whatever the MTU; a backup
+    // takes the one given.
+    assert_eq!(
+        adm(&lab, "xvsadm -L --daemon").stdout,
+        "master sync daemon (mcast=e0, syncid=3, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)\n\
+         backup sync daemon (mcast=e0, syncid=0, maxlen=2000, group=224.0.0.81, port=8850, ttl=1)\n"
+    );
+    let again = adm(&lab, "xvsadm --start-daemon master --mcast-interface e0");
+    assert_eq!((again.code, again.stderr.as_str()), (255, "Daemon has already run\n"));
+    for line in [
+        "xvsadm --start-daemon master --mcast-interface e0 --syncid 256",
+        "xvsadm --start-daemon master --mcast-interface e0 --mcast-ttl 0",
+        "xvsadm --start-daemon master --mcast-interface e0 --mcast-group 198.18.5.1",
+    ] {
+        let out = adm(&lab, line);
+        assert_eq!(out.code, 2, "{line}: {}", out.stderr);
+        assert!(out.stderr.starts_with("illegal "), "{line}: {}", out.stderr);
+    }
+    let out = adm(&lab, "xvsadm --stop-daemon backup");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let out = adm(&lab, "xvsadm --stop-daemon backup");
+    assert_eq!((out.code, out.stderr.as_str()), (255, "No daemon is running\n"));
+    let out = adm(&lab, "xvsadm --start-daemon backup --mcast-interface nosuch0");
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("nosuch0"), "{}", out.stderr);
+    assert!(adm(&lab, "xvsadm -L --daemon").stdout.starts_with("master sync daemon"));
+}
