@@ -14,6 +14,7 @@ use xvs_lab::{sh, veth, Netns, PinDir};
 use xvsadm::client::{Socket, Transport};
 
 const VIP: &str = "198.18.5.100";
+const VIP6: &str = "2001:2:5::100";
 const A: &str = "198.18.5.1"; // xvsd
 const B: &str = "198.18.5.2"; // keepalived
 const CLIENT: &str = "198.18.5.10";
@@ -40,9 +41,14 @@ impl Lab {
         sw.ip(&["link", "set", "br0", "up"]);
         let mk = |n: &str, addr: &str| {
             let ns = Netns::new(&format!("{prefix}{n}"));
+            // Link-local addresses usable at once (VRRP over IPv6 is sent from them).
+            ns.sysctl("net.ipv6.conf.default.accept_dad", "0");
+            ns.sysctl("net.ipv6.conf.all.accept_dad", "0");
             veth(&ns, "e0", &sw, &format!("p{n}"));
             sw.ip(&["link", "set", &format!("p{n}"), "master", "br0"]);
             ns.ip(&["addr", "add", &format!("{addr}/24"), "dev", "e0"]);
+            let last = addr.rsplit('.').next().unwrap();
+            ns.ip(&["addr", "add", &format!("2001:2:5::{last}/64"), "dev", "e0", "nodad"]);
             ns
         };
         let a = mk("a", A);
@@ -100,6 +106,8 @@ impl Lab {
             if kill {
                 // A dead director holds no address: what a crash of the host leaves.
                 let _ = xvs_lab::try_sh(&["ip", "-n", self.a.name(), "addr", "del", &format!("{VIP}/32"), "dev", "e0"]);
+                let _ =
+                    xvs_lab::try_sh(&["ip", "-n", self.a.name(), "addr", "del", &format!("{VIP6}/128"), "dev", "e0"]);
             }
         }
         xvs_lab::daemon::remove_lock_files(self.pins.path());
@@ -116,7 +124,8 @@ impl Lab {
             &conf,
             format!(
                 "global_defs {{\n  script_user root\n}}\nvrrp_instance VI_1 {{\n  interface e0\n  virtual_router_id 51\n  \
-                 virtual_ipaddress {{\n    {VIP}\n  }}\n  notify {}\n{instance_body}\n}}\n",
+                 virtual_ipaddress {{\n    {}\n  }}\n  notify {}\n{instance_body}\n}}\n",
+                if instance_body.contains("# v6") { VIP6 } else { VIP },
                 notify.display()
             ),
         )
@@ -153,6 +162,8 @@ impl Lab {
             let _ = c.wait();
             if kill {
                 let _ = xvs_lab::try_sh(&["ip", "-n", self.b.name(), "addr", "del", &format!("{VIP}/32"), "dev", "e0"]);
+                let _ =
+                    xvs_lab::try_sh(&["ip", "-n", self.b.name(), "addr", "del", &format!("{VIP6}/128"), "dev", "e0"]);
             }
             let deadline = Instant::now() + Duration::from_secs(5);
             while !String::from_utf8_lossy(&sh(&["ip", "netns", "pids", self.b.name()]).stdout).trim().is_empty() {
@@ -163,7 +174,8 @@ impl Lab {
     }
 
     fn has_vip(&self, ns: &Netns) -> bool {
-        String::from_utf8_lossy(&ns.ip(&["-4", "addr", "show", "dev", "e0"]).stdout).contains(&format!("{VIP}/"))
+        let shown = String::from_utf8_lossy(&ns.ip(&["addr", "show", "dev", "e0"]).stdout).to_string();
+        shown.contains(&format!("{VIP}/")) || shown.contains(&format!("{VIP6}/"))
     }
 
     fn xvs_state(&self) -> Option<xvs_api::vrrp::VrrpStatus> {
@@ -214,12 +226,17 @@ impl Lab {
 
     /// The client reaches the VIP, and its ARP entry is `owner`'s MAC.
     fn client_reaches(&self, owner: &Netns) {
+        self.client_reaches_vip(owner, VIP)
+    }
+
+    /// The client reaches `vip`, and its neighbour entry is `owner`'s MAC.
+    fn client_reaches_vip(&self, owner: &Netns, vip: &str) {
         let mac = owner.mac("e0");
         let want: String = mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":");
         let start = Instant::now();
         loop {
-            let ok = xvs_lab::try_sh(&["ip", "netns", "exec", self.client.name(), "ping", "-c1", "-W1", VIP]);
-            let neigh = String::from_utf8_lossy(&self.client.ip(&["neigh", "show", VIP]).stdout).to_string();
+            let ok = xvs_lab::try_sh(&["ip", "netns", "exec", self.client.name(), "ping", "-c1", "-W1", vip]);
+            let neigh = String::from_utf8_lossy(&self.client.ip(&["neigh", "show", vip]).stdout).to_string();
             if ok && neigh.contains(&want) {
                 return;
             }
@@ -322,6 +339,32 @@ fn version_3_elects_both_ways_with_nopreempt_and_a_wrong_password_is_refused() {
         l.xvs_state().is_some_and(|s| s.adverts_invalid > 0 && s.adverts_received == 0)
     });
     assert!(lab.log("xvsd.log").contains("authentication mismatch"), "{}", lab.log("xvsd.log"));
+}
+
+#[test]
+fn ipv6_version_3_elects_with_keepalived_and_announces_by_neighbour_advertisement() {
+    if !xvs_lab::require_root() {
+        return;
+    }
+    let mut lab = Lab::new();
+    lab.start_keepalived("  # v6\n  state BACKUP\n  priority 100\n  advert_int 0.5");
+    lab.wait(4.0, "keepalived alone becomes master over IPv6", |l| l.has_vip(&l.b) && l.ka_state() == "MASTER");
+    let conf = format!(
+        "[[vrrp_instance]]\nname = \"VI_1\"\ninterface = \"e0\"\nvirtual_router_id = 51\n\
+         virtual_ipaddress = [\"{VIP6}\"]\npriority = 150\nadvert_int = 0.5\n"
+    );
+    lab.start_xvsd(&conf);
+    let t = lab.wait(5.0, "xvsd (150) preempts keepalived (100) over IPv6", Lab::xvs_is_master);
+    eprintln!("xvsd preempted keepalived over IPv6 in {t:?}");
+    let s = lab.xvs_state().unwrap();
+    assert_eq!((s.version, s.adverts_invalid), (3, 0), "{s:?}");
+    assert!(s.adverts_received > 0, "{s:?}");
+    // The client follows the unsolicited neighbour advertisements.
+    lab.client_reaches_vip(&lab.a, VIP6);
+    lab.stop_xvsd(false);
+    let t = lab.wait(2.0, "keepalived takes over after xvsd's priority 0 over IPv6", Lab::ka_is_master);
+    eprintln!("keepalived took over in {t:?}");
+    lab.client_reaches_vip(&lab.b, VIP6);
 }
 
 /// Runs an xvsadm command line against the lab's xvsd.

@@ -155,7 +155,8 @@ fn recv4(s: &Socket) -> std::io::Result<Option<Received>> {
 /// messages.
 fn recv6(s: &Socket) -> std::io::Result<Option<Received>> {
     let mut buf = [0u8; 2048];
-    let mut cmsg = [0u8; 128];
+    // u64 words: control messages are aligned like cmsghdr.
+    let mut cmsg = [0u64; 16];
     let mut from: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
     let mut iov = libc::iovec { iov_base: buf.as_mut_ptr() as *mut libc::c_void, iov_len: buf.len() };
     // SAFETY: msghdr points at live buffers of the sizes given.
@@ -165,7 +166,7 @@ fn recv6(s: &Socket) -> std::io::Result<Option<Received>> {
     msg.msg_iov = &mut iov;
     msg.msg_iovlen = 1;
     msg.msg_control = cmsg.as_mut_ptr() as *mut libc::c_void;
-    msg.msg_controllen = cmsg.len();
+    msg.msg_controllen = std::mem::size_of_val(&cmsg);
     // SAFETY: as above.
     let n = unsafe { libc::recvmsg(s.as_raw_fd(), &mut msg, 0) };
     if n < 0 {
@@ -177,7 +178,7 @@ fn recv6(s: &Socket) -> std::io::Result<Option<Received>> {
         let mut c = libc::CMSG_FIRSTHDR(&msg);
         while !c.is_null() {
             if (*c).cmsg_level == libc::IPPROTO_IPV6 && (*c).cmsg_type == libc::IPV6_HOPLIMIT {
-                ttl = (*(libc::CMSG_DATA(c) as *const i32)).clamp(0, 255) as u8;
+                ttl = std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const i32).clamp(0, 255) as u8;
             }
             if (*c).cmsg_level == libc::IPPROTO_IPV6 && (*c).cmsg_type == libc::IPV6_PKTINFO {
                 let info = std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const libc::in6_pktinfo);
