@@ -367,6 +367,65 @@ fn ipv6_version_3_elects_with_keepalived_and_announces_by_neighbour_advertisemen
     lab.client_reaches_vip(&lab.b, VIP6);
 }
 
+#[test]
+fn tracked_scripts_and_interfaces_move_the_master_and_notify_scripts_say_so() {
+    if !xvs_lab::require_root() {
+        return;
+    }
+    let mut lab = Lab::new();
+    // A second link on xvsd's director to track (up while its peer is up).
+    veth(&lab.a, "e9", &lab.client, "e9");
+    let flag = lab.dir.join("healthy");
+    std::fs::write(&flag, "").unwrap();
+    let notes = lab.dir.join("notes");
+    let notify = lab.dir.join("notify.sh");
+    std::fs::write(&notify, format!("#!/bin/sh\necho \"$*\" >> {}\n", notes.display())).unwrap();
+    sh(&["chmod", "755", &notify.to_string_lossy()]);
+    lab.start_keepalived("  state BACKUP\n  priority 100\n  advert_int 0.5\n  version 3");
+    let conf = format!(
+        "[[vrrp_instance]]\nname = \"VI_1\"\ninterface = \"e0\"\nvirtual_router_id = 51\n\
+         virtual_ipaddress = [\"{VIP}\"]\nversion = 3\npriority = 150\nadvert_int = 0.5\n\
+         notify = \"{n}\"\nnotify_master = \"{n} master-only\"\n\
+         track_script = [{{ name = \"chk\" }}]\ntrack_interface = [{{ name = \"e9\" }}]\n\
+         [[vrrp_script]]\nname = \"chk\"\nscript = \"test -e {f}\"\ninterval = 0.2\nweight = -60\nfall = 2\nrise = 2\n",
+        n = notify.display(),
+        f = flag.display()
+    );
+    lab.start_xvsd(&conf);
+    lab.wait(5.0, "xvsd (150) is master", Lab::xvs_is_master);
+    // The check fails: 150 − 60 = 90 < 100, keepalived preempts.
+    std::fs::remove_file(&flag).unwrap();
+    lab.wait(4.0, "keepalived takes over from xvsd at 90", Lab::ka_is_master);
+    assert_eq!(lab.xvs_state().unwrap().priority, 90);
+    // It passes again: 150, xvsd preempts back.
+    std::fs::write(&flag, "").unwrap();
+    lab.wait(4.0, "xvsd back at 150", Lab::xvs_is_master);
+    // The tracked link goes down (weight 0): FAULT, priority 0 sent, keepalived at once.
+    lab.client.ip(&["link", "set", "e9", "down"]);
+    lab.wait(3.0, "xvsd in FAULT, keepalived master", |l| {
+        l.xvs_state().is_some_and(|s| s.state == "FAULT") && l.has_vip(&l.b) && !l.has_vip(&l.a)
+    });
+    lab.client.ip(&["link", "set", "e9", "up"]);
+    lab.wait(5.0, "xvsd master again after its link came back", Lab::xvs_is_master);
+    // The notify scripts ran as keepalived runs them: notify_master with its own words, notify
+    // with INSTANCE name state priority.
+    let start = Instant::now();
+    let want = [
+        "master-only",
+        "INSTANCE VI_1 MASTER 150",
+        "INSTANCE VI_1 BACKUP 90",
+        "INSTANCE VI_1 FAULT 150",
+    ];
+    loop {
+        let got = std::fs::read_to_string(&notes).unwrap_or_default();
+        if want.iter().all(|w| got.lines().any(|l| l == *w)) {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(3), "notify lines:\n{got}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Runs an xvsadm command line against the lab's xvsd.
 fn adm(lab: &Lab, line: &str) -> xvsadm::run::Outcome {
     let argv: Vec<String> = line.split_whitespace().map(String::from).collect();
