@@ -6,9 +6,13 @@
 //! `testdata/sync/xvs-master/datagrams.hex` (`XVS_REGEN=1` rewrites the file, otherwise the
 //! test fails when the code no longer produces it).
 //!
-//! They are meant to be replayed to a kernel sync backup.
+//! `testdata/sync/replay-to-kernel-backup.sh` multicast those datagrams, in the IPVS VM, to a
+//! kernel running `ipvsadm --start-daemon backup --syncid 9` with the matching services, and
+//! recorded its `ipvsadm -Lnc` and `-Ln` (`testdata/sync/kernel-6.1-backup/`,
+//! `kernel-6.12-backup/`). Both kernels installed every connection xvs sent, as sent, and
+//! logged no complaint (`dmesg.txt` there).
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 
 use xvs_sync::*;
@@ -100,6 +104,10 @@ fn to_hex(d: &[u8]) -> String {
     d.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+fn from_hex(line: &str) -> Vec<u8> {
+    (0..line.len()).step_by(2).map(|i| u8::from_str_radix(&line[i..i + 2], 16).expect("hex")).collect()
+}
+
 #[test]
 fn the_recorded_datagrams_are_what_the_master_sends_now() {
     let text: String = datagrams().iter().map(|d| to_hex(d) + "\n").collect();
@@ -120,4 +128,143 @@ fn the_datagrams_carry_every_connection_unchanged() {
     assert_eq!(msg.syncid(), 9);
     let got: Vec<SyncConn> = msg.entries().map(|e| e.expect("entry")).collect();
     assert_eq!(got, sent());
+}
+
+/// One line of `ipvsadm -Lnc`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Listed {
+    protocol: u8,
+    expire_s: u32,
+    state: String,
+    source: SocketAddr,
+    virt: SocketAddr,
+    dest: SocketAddr,
+}
+
+fn listing(text: &str) -> Vec<Listed> {
+    text.lines()
+        .skip(2) // "IPVS connection entries", column titles
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let (m, s) = f[1].split_once(':').expect("mm:ss");
+            Listed {
+                protocol: match f[0] {
+                    "TCP" => proto::TCP,
+                    "UDP" => proto::UDP,
+                    other => panic!("protocol {other}"),
+                },
+                expire_s: m.parse::<u32>().expect("mm") * 60 + s.parse::<u32>().expect("ss"),
+                state: f[2].to_string(),
+                source: f[3].parse().expect("source"),
+                virt: f[4].parse().expect("virtual"),
+                dest: f[5].parse().expect("destination"),
+            }
+        })
+        .collect()
+}
+
+/// The name `ipvsadm -Lnc` prints for an entry's state (`ip_vs_state_name`).
+fn state_name(c: &SyncConn) -> &'static str {
+    if c.is_template() {
+        return ["NONE", "ASSURED"][usize::from(c.state)];
+    }
+    match c.protocol {
+        proto::UDP => "UDP",
+        _ => [
+            "NONE",
+            "ESTABLISHED",
+            "SYN_SENT",
+            "SYN_RECV",
+            "FIN_WAIT",
+            "TIME_WAIT",
+            "CLOSE",
+            "CLOSE_WAIT",
+            "LAST_ACK",
+            "LISTEN",
+            "SYNACK",
+        ][usize::from(c.state)],
+    }
+}
+
+/// The kernel backup's listing has exactly the connections in the recorded datagrams.
+fn check_kernel_backup(dir: &str) {
+    let hex = std::fs::read_to_string(testdata("xvs-master/datagrams.hex")).expect("datagrams.hex");
+    let conns: Vec<SyncConn> = hex
+        .lines()
+        .filter(|l| !l.is_empty())
+        .flat_map(|l| Message::parse(&from_hex(l)).expect("header").entries().collect::<Vec<_>>())
+        .map(|e| e.expect("entry"))
+        .collect();
+    assert_eq!(conns.len(), sent().len());
+    let lnc = std::fs::read_to_string(testdata(&format!("{dir}/lnc.txt"))).expect("the kernel's -Lnc");
+    let listed = listing(&lnc);
+    for c in &conns {
+        let (source, virt) = (SocketAddr::new(c.caddr, c.cport), SocketAddr::new(c.vaddr, c.vport));
+        let l = listed
+            .iter()
+            .find(|l| (l.protocol, l.source, l.virt) == (c.protocol, source, virt))
+            .unwrap_or_else(|| panic!("{dir}: the kernel backup does not list {source} -> {virt}:\n{lnc}"));
+        assert_eq!(l.dest, SocketAddr::new(c.daddr, c.dport), "{dir}: {source} -> {virt}");
+        assert_eq!(l.state, state_name(c), "{dir}: {source} -> {virt}");
+        assert!(l.expire_s <= c.timeout_s, "{dir}: {source} -> {virt}: {} s left of {} s", l.expire_s, c.timeout_s);
+        // The replay took a few seconds at most: the timer was started with the timeout sent.
+        assert!(
+            l.expire_s + 30 >= c.timeout_s,
+            "{dir}: {source} -> {virt}: {} s left of {} s",
+            l.expire_s,
+            c.timeout_s
+        );
+    }
+    assert_eq!(listed.len(), conns.len(), "{dir}: the kernel backup lists more than was sent:\n{lnc}");
+}
+
+/// The kernel backup's `ipvsadm -Ln` counts each synced connection on the real server it was
+/// sent with: in ActiveConn, or in InActConn when it was sent `INACTIVE` (a synced connection
+/// keeps the activity it was sent with; templates count in neither).
+fn check_kernel_backup_counts(dir: &str) {
+    let ln = std::fs::read_to_string(testdata(&format!("{dir}/services.txt"))).expect("the kernel's -Ln");
+    let mut service: Option<(u8, SocketAddr)> = None;
+    let mut servers = 0;
+    for l in ln.lines().skip(3) {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        match f.as_slice() {
+            ["->", dest, _forward, _weight, active, inactive] => {
+                let (protocol, virt) = service.expect("a service before its servers");
+                let dest: SocketAddr = dest.parse().expect("real server");
+                let to_it = sent().into_iter().filter(|c| {
+                    !c.is_template()
+                        && (c.protocol, SocketAddr::new(c.vaddr, c.vport), SocketAddr::new(c.daddr, c.dport))
+                            == (protocol, virt, dest)
+                });
+                let (want_inactive, want_active): (Vec<_>, Vec<_>) =
+                    to_it.partition(|c| c.flags & conn_flags::INACTIVE != 0);
+                let got = (active.parse::<usize>().expect("active"), inactive.parse::<usize>().expect("inactive"));
+                assert_eq!(got, (want_active.len(), want_inactive.len()), "{dir}: {virt} -> {dest}");
+                servers += 1;
+            }
+            [p, virt, ..] => {
+                let protocol = match *p {
+                    "TCP" => proto::TCP,
+                    "UDP" => proto::UDP,
+                    other => panic!("protocol {other}"),
+                };
+                service = Some((protocol, virt.parse().expect("virtual")));
+            }
+            _ => panic!("{dir}: unexpected line {l:?}"),
+        }
+    }
+    assert_eq!(servers, 5, "{dir}: one real server per service");
+}
+
+#[test]
+fn a_linux_6_1_backup_installs_every_connection_xvs_sent() {
+    check_kernel_backup("kernel-6.1-backup");
+    check_kernel_backup_counts("kernel-6.1-backup");
+}
+
+#[test]
+fn a_linux_6_12_backup_installs_every_connection_xvs_sent() {
+    check_kernel_backup("kernel-6.12-backup");
+    check_kernel_backup_counts("kernel-6.12-backup");
 }
