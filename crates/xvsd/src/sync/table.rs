@@ -80,7 +80,8 @@ pub fn collect(t: &ConnTables, timeouts: &Timeouts) -> Vec<SyncConn> {
         }
         out.push(SyncConn {
             protocol: proto,
-            flags: F::TEMPLATE | method_flags(d.method),
+            // As the kernel's master sends them: templates are never active.
+            flags: F::TEMPLATE | F::INACTIVE | method_flags(d.method),
             state: u16::from(tp.state),
             caddr,
             cport: 0,
