@@ -410,12 +410,7 @@ fn tracked_scripts_and_interfaces_move_the_master_and_notify_scripts_say_so() {
     // The notify scripts ran as keepalived runs them: notify_master with its own words, notify
     // with INSTANCE name state priority.
     let start = Instant::now();
-    let want = [
-        "master-only",
-        "INSTANCE VI_1 MASTER 150",
-        "INSTANCE VI_1 BACKUP 90",
-        "INSTANCE VI_1 FAULT 150",
-    ];
+    let want = ["master-only", "INSTANCE VI_1 MASTER 150", "INSTANCE VI_1 BACKUP 90", "INSTANCE VI_1 FAULT 150"];
     loop {
         let got = std::fs::read_to_string(&notes).unwrap_or_default();
         if want.iter().all(|w| got.lines().any(|l| l == *w)) {
