@@ -177,7 +177,17 @@ impl Classic {
                 .expect("start the UDP echo server");
             self.children.push(child);
         }
-        std::thread::sleep(Duration::from_millis(300));
+        // Bound, not just started: a query sent before would be lost.
+        for r in &self.rs {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                let out = sh(&["ip", "netns", "exec", r.name(), "ss", "-Huln", &format!("sport = :{port}")]);
+                if !out.stdout.is_empty() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
     }
 
     /// Starts a web server on `port` in every real server whose behaviour follows the file
