@@ -713,7 +713,7 @@ static __always_inline void install_key(const struct xvs_install_rec *r, union c
  * total, its active count, the reply entry, the template's count), or, when present already,
  * its state and timer refreshed with the active count moved as a transition would. Never marked
  * half-open: the master assured it before sending it. */
-static __attribute__((noinline)) int install_conn(const struct xvs_install_rec *r)
+__attribute__((noinline)) int install_conn(const struct xvs_install_rec *r)
 {
 	if (!r)
 		return XVS_INSTALLED_BAD;
@@ -796,7 +796,7 @@ static __attribute__((noinline)) int install_conn(const struct xvs_install_rec *
 
 /* A synchronised persistence template: the same server's refreshes its timer; another
  * server's is replaced (that server stops counting it). */
-static __attribute__((noinline)) int install_tpl(const struct xvs_install_rec *r)
+__attribute__((noinline)) int install_tpl(const struct xvs_install_rec *r)
 {
 	if (!r)
 		return XVS_INSTALLED_BAD;
