@@ -47,6 +47,23 @@ impl Xvsd {
         x
     }
 
+    /// Starts `bin` (the xvsd executable) in namespace `ns` with `args` as they are (no
+    /// interface or metrics defaults), its socket, log and pins named after `name` in `dir`,
+    /// and waits for its socket. For labs other than [`Classic`] (director pairs, VRRP peers).
+    pub fn start_in(ns: &str, dir: &Path, name: &str, bin: &Path, args: &[&str]) -> Xvsd {
+        let mut x = Xvsd {
+            bin: bin.to_path_buf(),
+            ns: ns.to_string(),
+            args: args.iter().map(|s| s.to_string()).collect(),
+            child: None,
+            socket: dir.join(format!("{name}.sock")),
+            log: dir.join(format!("{name}.log")),
+            pins: PinDir::new(&format!("{ns}{name}")),
+        };
+        x.spawn();
+        x
+    }
+
     fn spawn(&mut self) {
         let _ = std::fs::remove_file(&self.socket);
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("open the xvsd log");
@@ -61,7 +78,7 @@ impl Xvsd {
             .arg("--socket")
             .arg(&self.socket)
             .arg("--state-file")
-            .arg(self.socket.with_file_name("xvsd.health.json"))
+            .arg(self.socket.with_extension("health.json"))
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
@@ -95,6 +112,22 @@ impl Xvsd {
             let _ = c.kill();
             let _ = c.wait();
         }
+        remove_lock_files(self.pins.path());
+    }
+
+    /// Stops it with SIGTERM, as systemd does, and waits for it: a VRRP master steps down.
+    pub fn terminate(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            crate::sh(&["kill", "-TERM", &c.id().to_string()]);
+            let _ = c.wait();
+        }
+        remove_lock_files(self.pins.path());
+    }
+
+    /// Starts it again after [`Xvsd::kill`] or [`Xvsd::terminate`], with the same arguments
+    /// and pins.
+    pub fn start_again(&mut self) {
+        self.spawn();
     }
 
     /// Sends it SIGHUP (reload its --config file).

@@ -12,6 +12,9 @@
 //! `kernel-6.12-backup/`). Both kernels installed every connection xvs sent, as sent, and
 //! logged no complaint (`dmesg.txt` there).
 
+mod lnc;
+use lnc::{listing, state_name};
+
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 
@@ -128,63 +131,6 @@ fn the_datagrams_carry_every_connection_unchanged() {
     assert_eq!(msg.syncid(), 9);
     let got: Vec<SyncConn> = msg.entries().map(|e| e.expect("entry")).collect();
     assert_eq!(got, sent());
-}
-
-/// One line of `ipvsadm -Lnc`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Listed {
-    protocol: u8,
-    expire_s: u32,
-    state: String,
-    source: SocketAddr,
-    virt: SocketAddr,
-    dest: SocketAddr,
-}
-
-fn listing(text: &str) -> Vec<Listed> {
-    text.lines()
-        .skip(2) // "IPVS connection entries", column titles
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            let (m, s) = f[1].split_once(':').expect("mm:ss");
-            Listed {
-                protocol: match f[0] {
-                    "TCP" => proto::TCP,
-                    "UDP" => proto::UDP,
-                    other => panic!("protocol {other}"),
-                },
-                expire_s: m.parse::<u32>().expect("mm") * 60 + s.parse::<u32>().expect("ss"),
-                state: f[2].to_string(),
-                source: f[3].parse().expect("source"),
-                virt: f[4].parse().expect("virtual"),
-                dest: f[5].parse().expect("destination"),
-            }
-        })
-        .collect()
-}
-
-/// The name `ipvsadm -Lnc` prints for an entry's state (`ip_vs_state_name`).
-fn state_name(c: &SyncConn) -> &'static str {
-    if c.is_template() {
-        return ["NONE", "ASSURED"][usize::from(c.state)];
-    }
-    match c.protocol {
-        proto::UDP => "UDP",
-        _ => [
-            "NONE",
-            "ESTABLISHED",
-            "SYN_SENT",
-            "SYN_RECV",
-            "FIN_WAIT",
-            "TIME_WAIT",
-            "CLOSE",
-            "CLOSE_WAIT",
-            "LAST_ACK",
-            "LISTEN",
-            "SYNACK",
-        ][usize::from(c.state)],
-    }
 }
 
 /// The kernel backup's listing has exactly the connections in the recorded datagrams.

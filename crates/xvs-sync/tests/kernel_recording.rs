@@ -5,6 +5,9 @@
 //! with `sync_version` 1, then 0. It recorded every datagram sent to 224.0.0.81:8848 and
 //! `ipvsadm -Lnc` after each phase.
 
+mod lnc;
+use lnc::{listing, state_name, Listed};
+
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 
@@ -22,63 +25,6 @@ fn hex(line: &str) -> Vec<u8> {
 
 fn datagrams(text: &str) -> Vec<Vec<u8>> {
     text.lines().filter(|l| !l.is_empty()).map(hex).collect()
-}
-
-/// One line of `ipvsadm -Lnc`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Listed {
-    protocol: u8,
-    expire_s: u32,
-    state: String,
-    source: SocketAddr,
-    virt: SocketAddr,
-    dest: SocketAddr,
-}
-
-fn listing(text: &str) -> Vec<Listed> {
-    text.lines()
-        .skip(2) // "IPVS connection entries", column titles
-        .map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            let (m, s) = f[1].split_once(':').expect("mm:ss");
-            Listed {
-                protocol: match f[0] {
-                    "TCP" => proto::TCP,
-                    "UDP" => proto::UDP,
-                    other => panic!("protocol {other}"),
-                },
-                expire_s: m.parse::<u32>().expect("mm") * 60 + s.parse::<u32>().expect("ss"),
-                state: f[2].to_string(),
-                source: f[3].parse().expect("source"),
-                virt: f[4].parse().expect("virtual"),
-                dest: f[5].parse().expect("destination"),
-            }
-        })
-        .collect()
-}
-
-/// The name `ipvsadm -Lnc` prints for an entry's state (`ip_vs_state_name`; templates print
-/// their protocol's name for state 0 and "ASSURED" for 1 on 6.1).
-fn state_name(c: &SyncConn) -> &'static str {
-    if c.is_template() {
-        return ["NONE", "ASSURED"][usize::from(c.state)];
-    }
-    match c.protocol {
-        proto::UDP => "UDP",
-        _ => [
-            "NONE",
-            "ESTABLISHED",
-            "SYN_SENT",
-            "SYN_RECV",
-            "FIN_WAIT",
-            "TIME_WAIT",
-            "CLOSE",
-            "CLOSE_WAIT",
-            "LAST_ACK",
-            "LISTEN",
-            "SYNACK",
-        ][usize::from(c.state)],
-    }
 }
 
 type Key = (u8, SocketAddr, SocketAddr);

@@ -22,7 +22,8 @@ use std::path::PathBuf;
 use std::process::{Child, ChildStdin, ChildStdout, Stdio};
 use std::time::{Duration, Instant};
 
-use xvs_lab::{veth, Netns, PinDir};
+use xvs_lab::daemon::Xvsd;
+use xvs_lab::{veth, Netns};
 use xvsadm::client::{Socket, Transport};
 
 const ECHO: &str = include_str!("trust/echo_server.py");
@@ -31,53 +32,28 @@ const VIP: &str = "198.18.5.100";
 
 struct Director {
     ns: Netns,
-    pins: PinDir,
-    child: Option<Child>,
-    socket: PathBuf,
-    log: PathBuf,
+    name: String,
+    dir: PathBuf,
     conf: PathBuf,
+    xvsd: Option<Xvsd>,
 }
 
 impl Director {
     fn start(&mut self) {
-        let _ = std::fs::remove_file(&self.socket);
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
-        let child = std::process::Command::new("nsenter")
-            .arg(format!("--net=/run/netns/{}", self.ns.name()))
-            .arg("--")
-            .arg(env!("CARGO_BIN_EXE_xvsd"))
-            .args(["-i", "e0", "-i", "e1", "--metrics", "127.0.0.1:9642", "--config"])
-            .arg(&self.conf)
-            .arg("--pin-dir")
-            .arg(self.pins.path())
-            .arg("--socket")
-            .arg(&self.socket)
-            .arg("--state-file")
-            .arg(self.socket.with_extension("health.json"))
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !self.socket.exists() {
-            assert!(Instant::now() < deadline, "xvsd did not start:\n{}", self.log_text());
-            if let Some(s) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("xvsd exited ({s}):\n{}", self.log_text());
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        let conf = self.conf.to_string_lossy().to_string();
+        let args = ["-i", "e0", "-i", "e1", "--metrics", "127.0.0.1:9642", "--config", &conf];
+        let bin = std::path::Path::new(env!("CARGO_BIN_EXE_xvsd"));
+        match &mut self.xvsd {
+            Some(x) => x.start_again(),
+            None => self.xvsd = Some(Xvsd::start_in(self.ns.name(), &self.dir, &self.name, bin, &args)),
         }
     }
 
-    /// A crash: SIGKILL, and the host's links go down with it.
+    /// A crash: SIGKILL, and the host's links go down with it (its pinned tables stay).
     fn crash(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
+        if let Some(x) = &mut self.xvsd {
+            x.kill();
         }
-        xvs_lab::daemon::remove_lock_files(self.pins.path());
         for dev in ["e0", "e1"] {
             self.ns.ip(&["link", "set", dev, "down"]);
         }
@@ -95,11 +71,11 @@ impl Director {
     }
 
     fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        self.xvsd.as_ref().map(Xvsd::log_text).unwrap_or_default()
     }
 
     fn snapshot(&self) -> Option<xvs_api::Snapshot> {
-        let mut s = Socket::connect(&self.socket).ok()?;
+        let mut s = Socket::connect(&self.xvsd.as_ref()?.socket).ok()?;
         match s.call(&xvs_api::Request::Snapshot { conns: true }).ok()? {
             xvs_api::Response::Snapshot(s) => Some(*s),
             _ => None,
@@ -108,16 +84,6 @@ impl Director {
 
     fn state(&self) -> String {
         self.snapshot().and_then(|s| s.vrrp.first().map(|v| v.state.clone())).unwrap_or_default()
-    }
-}
-
-impl Drop for Director {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        xvs_lab::daemon::remove_lock_files(self.pins.path());
     }
 }
 
@@ -207,14 +173,7 @@ impl Lab {
             ns.sysctl("net.ipv4.ip_forward", "1");
             let conf_path = dir.join(format!("{n}.toml"));
             std::fs::write(&conf_path, conf(prio)).unwrap();
-            directors.push(Director {
-                pins: PinDir::new(&format!("{prefix}{n}x")),
-                ns,
-                child: None,
-                socket: dir.join(format!("{n}.sock")),
-                log: dir.join(format!("{n}.log")),
-                conf: conf_path,
-            });
+            directors.push(Director { ns, name: n.to_string(), dir: dir.clone(), conf: conf_path, xvsd: None });
         }
         let rt = Netns::new(&format!("{prefix}rt"));
         port(&rt, "e0", "brf", "tf", "198.18.5.253/24");

@@ -10,7 +10,8 @@ use std::path::PathBuf;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use xvs_lab::{sh, veth, Netns, PinDir};
+use xvs_lab::daemon::Xvsd;
+use xvs_lab::{sh, veth, Netns};
 use xvsadm::client::{Socket, Transport};
 
 const VIP: &str = "198.18.5.100";
@@ -26,9 +27,8 @@ struct Lab {
     b: Netns,
     client: Netns,
     _sw: Netns,
-    xvsd: Option<Child>,
+    xvsd: Option<Xvsd>,
     keepalived: Option<Child>,
-    pins: PinDir,
 }
 
 impl Lab {
@@ -54,8 +54,7 @@ impl Lab {
         let a = mk("a", A);
         let b = mk("b", B);
         let client = mk("c", CLIENT);
-        let pins = PinDir::new(&format!("{prefix}xvsd"));
-        Lab { dir, prefix, a, b, client, _sw: sw, xvsd: None, keepalived: None, pins }
+        Lab { dir, prefix, a, b, client, _sw: sw, xvsd: None, keepalived: None }
     }
 
     fn socket(&self) -> PathBuf {
@@ -66,51 +65,25 @@ impl Lab {
     fn start_xvsd(&mut self, toml: &str) {
         let conf = self.dir.join("xvs.toml");
         std::fs::write(&conf, toml).unwrap();
-        let _ = std::fs::remove_file(self.socket());
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("xvsd.log")).unwrap();
-        let child = std::process::Command::new("nsenter")
-            .arg(format!("--net=/run/netns/{}", self.a.name()))
-            .arg("--")
-            .arg(env!("CARGO_BIN_EXE_xvsd"))
-            .args(["--metrics", "off", "--config"])
-            .arg(&conf)
-            .arg("--pin-dir")
-            .arg(self.pins.path())
-            .arg("--socket")
-            .arg(self.socket())
-            .arg("--state-file")
-            .arg(self.dir.join("health.json"))
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        self.xvsd = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !self.socket().exists() {
-            assert!(Instant::now() < deadline, "xvsd did not start:\n{}", self.log("xvsd.log"));
-            if let Some(s) = self.xvsd.as_mut().unwrap().try_wait().unwrap() {
-                panic!("xvsd exited ({s}):\n{}", self.log("xvsd.log"));
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let conf = conf.to_string_lossy().to_string();
+        let bin = std::path::Path::new(env!("CARGO_BIN_EXE_xvsd"));
+        let x = Xvsd::start_in(self.a.name(), &self.dir, "xvsd", bin, &["--metrics", "off", "--config", &conf]);
+        self.xvsd = Some(x);
     }
 
     /// SIGTERM (a clean stop: priority 0) or SIGKILL (a crash: silence).
     fn stop_xvsd(&mut self, kill: bool) {
-        if let Some(mut c) = self.xvsd.take() {
-            let sig = if kill { "-KILL" } else { "-TERM" };
-            sh(&["kill", sig, &c.id().to_string()]);
-            let _ = c.wait();
+        if let Some(mut x) = self.xvsd.take() {
             if kill {
+                x.kill();
                 // A dead director holds no address: what a crash of the host leaves.
                 let _ = xvs_lab::try_sh(&["ip", "-n", self.a.name(), "addr", "del", &format!("{VIP}/32"), "dev", "e0"]);
                 let _ =
                     xvs_lab::try_sh(&["ip", "-n", self.a.name(), "addr", "del", &format!("{VIP6}/128"), "dev", "e0"]);
+            } else {
+                x.terminate();
             }
         }
-        xvs_lab::daemon::remove_lock_files(self.pins.path());
     }
 
     /// Starts keepalived (VRRP only) in `b`; its notify script writes its state to a file.
