@@ -234,3 +234,24 @@ impl Drop for PinDir {
 
 pub mod daemon;
 pub mod topology;
+
+/// Requests done and failed (socket errors and non-2xx/3xx answers) from wrk's report, and the
+/// report; panics when wrk itself failed.
+pub fn wrk_report(out: &Output) -> (u64, u64, String) {
+    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "wrk failed: {text}");
+    let mut done = 0;
+    let mut failed = 0;
+    for line in text.lines().map(str::trim) {
+        if let Some(n) = line.split_whitespace().next().filter(|_| line.contains(" requests in ")) {
+            done = n.parse().unwrap_or(0);
+        }
+        if let Some(rest) = line.strip_prefix("Socket errors:") {
+            failed += rest.split(',').filter_map(|f| f.split_whitespace().last()?.parse::<u64>().ok()).sum::<u64>();
+        }
+        if let Some(rest) = line.strip_prefix("Non-2xx or 3xx responses:") {
+            failed += rest.trim().parse::<u64>().unwrap_or(0);
+        }
+    }
+    (done, failed, text)
+}

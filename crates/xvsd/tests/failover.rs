@@ -15,7 +15,8 @@
 //!
 //! Connections held open through the master (NAT and DR) must keep answering when the master
 //! is killed (SIGKILL and its links down) and again when it comes back and takes over; an
-//! iperf3 stream runs across both changes. Failover times are printed, not asserted.
+//! iperf3 stream and wrk's keep-alive HTTP connections (DR) run across both changes. Failover
+//! times are printed, not asserted.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
@@ -112,6 +113,11 @@ scheduler = "rr"
 real_server = [{{ address = "198.18.6.11:7001", method = "route" }}, {{ address = "198.18.6.12:7001", method = "route" }}]
 
 [[service]]
+address = "{VIP}:80"
+scheduler = "rr"
+real_server = [{{ address = "198.18.6.11:80", method = "route" }}, {{ address = "198.18.6.12:80", method = "route" }}]
+
+[[service]]
 address = "{VIP}:5201"
 scheduler = "rr"
 real_server = [{{ address = "198.18.6.11:5201", method = "masq" }}]
@@ -204,7 +210,33 @@ impl Lab {
                 .spawn()
                 .unwrap();
             children.push(c);
-            for p in [7000, 7001] {
+            // nginx with keep-alive: wrk's connections live across the failover.
+            let d = dir.join(format!("nginx{}", i + 1));
+            std::fs::create_dir_all(&d).unwrap();
+            let nconf = d.join("nginx.conf");
+            std::fs::write(
+                &nconf,
+                format!(
+                    "worker_processes 1;\npid {p}/nginx.pid;\nerror_log {p}/error.log;\ndaemon off;\n\
+                     events {{ worker_connections 512; }}\n\
+                     http {{ access_log off; client_body_temp_path {p}; proxy_temp_path {p}; fastcgi_temp_path {p};\n\
+                     server {{ listen 80; keepalive_timeout 120s; keepalive_requests 1000000;\n\
+                     location / {{ return 200 \"rs{n}\\n\"; }} }} }}\n",
+                    p = d.display(),
+                    n = i + 1
+                ),
+            )
+            .unwrap();
+            let c = ns
+                .command("nginx")
+                .args(["-c", nconf.to_str().unwrap(), "-p", d.to_str().unwrap()])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            children.push(c);
+            for p in [7000, 7001, 80] {
                 xvs_lab::topology::wait_listening(&ns, p);
             }
             rs.push(ns);
@@ -328,14 +360,23 @@ fn established_nat_and_dr_connections_survive_a_master_crash_and_its_return() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // The backup learns every connection (the held ones and iperf3's two).
+    // HTTP through the DR VIP: wrk's 8 keep-alive connections, 10 s of patience per request.
+    let wrk = lab
+        .client
+        .command("wrk")
+        .args(["-t2", "-c8", "-d22s", "--timeout", "10s", &format!("http://{VIP}/")])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The backup learns every connection (the held ones, iperf3's two and wrk's eight).
     lab.wait(5, "b holds the synchronised connections", |l| {
-        l.b.snapshot().is_some_and(|s| s.conns.iter().filter(|c| c.state == "ESTABLISHED").count() >= 16 + 2)
+        l.b.snapshot().is_some_and(|s| s.conns.iter().filter(|c| c.state == "ESTABLISHED").count() >= 16 + 2 + 8)
     });
     let d = lab.b.snapshot().unwrap().daemons;
     assert_eq!(d.len(), 1, "{d:?}");
     assert_eq!(d[0].role, "backup");
-    assert!(d[0].installed >= 18, "{d:?}");
+    assert!(d[0].installed >= 26, "{d:?}");
     // The master crashes.
     let crash = Instant::now();
     lab.a.crash();
@@ -366,6 +407,9 @@ fn established_nat_and_dr_connections_survive_a_master_crash_and_its_return() {
     );
     let bytes = report["end"]["sum_received"]["bytes"].as_u64().unwrap_or(0);
     eprintln!("iperf3: {bytes} bytes received across both changes");
+    let (done, failed, text) = xvs_lab::wrk_report(&wrk.wait_with_output().unwrap());
+    eprintln!("wrk through both changes: {done} requests, {failed} failed");
+    assert!(done > 0 && failed == 0, "HTTP requests failed across the failovers:\n{text}");
     // What b's metrics say of it all: backup again, two transitions through master, and the
     // connections it installed as a backup.
     let m = lab.b.ns.exec(&["curl", "-sf", "http://127.0.0.1:9642/metrics"]);

@@ -97,22 +97,7 @@ fn start_iperf(lab: &Classic, secs: u32) -> Child {
 
 /// Requests done and failed, from wrk's report.
 fn wrk_result(out: Output) -> (u64, u64, String) {
-    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "wrk failed: {text}");
-    let mut done = 0;
-    let mut failed = 0;
-    for line in text.lines().map(str::trim) {
-        if let Some(n) = line.split_whitespace().next().filter(|_| line.contains(" requests in ")) {
-            done = n.parse().unwrap_or(0);
-        }
-        if let Some(rest) = line.strip_prefix("Socket errors:") {
-            failed += rest.split(',').filter_map(|f| f.split_whitespace().last()?.parse::<u64>().ok()).sum::<u64>();
-        }
-        if let Some(rest) = line.strip_prefix("Non-2xx or 3xx responses:") {
-            failed += rest.trim().parse::<u64>().unwrap_or(0);
-        }
-    }
-    (done, failed, text)
+    xvs_lab::wrk_report(&out)
 }
 
 fn iperf_ok(out: Output) -> String {

@@ -394,6 +394,26 @@ fn tracked_scripts_and_interfaces_move_the_master_and_notify_scripts_say_so() {
     }
 }
 
+#[test]
+fn unicast_peers_elect_without_multicast() {
+    if !xvs_lab::require_root() {
+        return;
+    }
+    let mut lab = Lab::new();
+    lab.start_keepalived(&format!(
+        "  state BACKUP\n  priority 100\n  advert_int 1\n  unicast_src_ip {B}\n  unicast_peer {{\n    {A}\n  }}"
+    ));
+    lab.wait(6.0, "keepalived alone becomes master", |l| l.has_vip(&l.b) && l.ka_state() == "MASTER");
+    lab.start_xvsd(&xvs_conf(&format!("priority = 150\nunicast_src_ip = \"{A}\"\nunicast_peer = [\"{B}\"]")));
+    lab.wait(6.0, "xvsd (150) preempts keepalived (100) over unicast", Lab::xvs_is_master);
+    let s = lab.xvs_state().unwrap();
+    assert_eq!(s.adverts_invalid, 0, "{s:?}");
+    assert!(s.adverts_received > 0, "{s:?}");
+    lab.client_reaches(&lab.a);
+    lab.stop_xvsd(false);
+    lab.wait(2.5, "keepalived takes over after xvsd's unicast priority 0", Lab::ka_is_master);
+}
+
 /// Runs an xvsadm command line against the lab's xvsd.
 fn adm(lab: &Lab, line: &str) -> xvsadm::run::Outcome {
     let argv: Vec<String> = line.split_whitespace().map(String::from).collect();
