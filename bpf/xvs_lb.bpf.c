@@ -361,6 +361,11 @@ static __always_inline int handle_l4(struct xdp_md *ctx, struct scratch *sc, con
 		return XDP_PASS;
 	if (p->sport == bpf_htons(20))
 		return XDP_PASS; /* active FTP data is never scheduled from the client side */
+	if (svc->flags & XVS_SVC_F_STANDBY) {
+		/* This director is a VRRP backup for the service: its master schedules. */
+		count_reason(XVS_R_STANDBY);
+		return XDP_PASS;
+	}
 	if (svc->flags & XVS_SVC_F_ALLOWLIST) {
 		/* The firewall never sees VIP traffic (XDP runs first): the service's own list. */
 		struct xvs_allow_key ak = { .prefixlen = 32 + (p->af == XVS_AF_INET ? 32 : 128), .svc_id = svc->id };

@@ -39,6 +39,7 @@ enum xvs_sched_kind {
 #define XVS_SVC_F_SCHED1 0x8  /* sh-fallback / mh-fallback */
 #define XVS_SVC_F_SCHED2 0x10 /* sh-port / mh-port */
 #define XVS_SVC_F_ALLOWLIST 0x100 /* ours: only clients in xvs_allow may open connections */
+#define XVS_SVC_F_STANDBY 0x200   /* ours: a VRRP backup's service: no new connections, established ones kept */
 
 /* Forwarding methods, with the kernel's IP_VS_CONN_F_* values. */
 #define XVS_FWD_MASQ 0
@@ -276,6 +277,7 @@ enum xvs_reason {
 	XVS_R_HALF_FULL = 11,     /* dropped: too many connections not yet assured (a SYN flood) */
 	XVS_R_STALE_DEST = 12,    /* dropped: the connection's server slot now holds another server */
 	XVS_R_NOT_ALLOWED = 13,   /* dropped: the client is not in the service's allowed sources */
+	XVS_R_STANDBY = 14,       /* passed: a new connection to a service on standby (VRRP backup) */
 	XVS_R_MAX = 16,
 };
 

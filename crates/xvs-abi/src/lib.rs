@@ -59,6 +59,8 @@ pub const SVC_F_SCHED2: u32 = 0x10;
 pub const SVC_F_SCHED3: u32 = 0x20;
 /// Ours: only clients in `xvs_allow` may open connections.
 pub const SVC_F_ALLOWLIST: u32 = 0x100;
+/// Ours: a VRRP backup's service takes no new connections (established ones are kept).
+pub const SVC_F_STANDBY: u32 = 0x200;
 
 /// Forwarding methods (the kernel's values).
 pub const FWD_MASQ: u8 = 0;
@@ -126,7 +128,7 @@ pub mod counter {
 }
 
 /// Why a packet left the fast path (`enum xvs_reason`); the names are metrics labels.
-pub const REASONS: [(u32, &str); 14] = [
+pub const REASONS: [(u32, &str); 15] = [
     (0, "fragment"),
     (1, "no_route"),
     (2, "no_neigh"),
@@ -141,6 +143,7 @@ pub const REASONS: [(u32, &str); 14] = [
     (11, "half_open_full"),
     (12, "stale_dest"),
     (13, "not_allowed"),
+    (14, "standby"),
 ];
 /// Size of the reasons array.
 pub const REASON_MAX: u32 = 16;

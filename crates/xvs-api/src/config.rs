@@ -109,6 +109,11 @@ pub struct ServiceEntry {
     /// everyone. XDP runs before the firewall, so this replaces INPUT rules on the VIP.
     #[serde(default)]
     pub allowed_sources: Vec<String>,
+    /// Take new connections only while this director is MASTER of this VRRP instance (of
+    /// xvsd's `--config` file); on a backup, connections synchronised from the master are
+    /// still forwarded. Absent: always.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vrrp_instance: Option<String>,
     /// Real servers.
     #[serde(default, rename = "real_server")]
     pub real_servers: Vec<RealServerEntry>,

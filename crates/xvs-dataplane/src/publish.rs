@@ -132,6 +132,8 @@ pub struct Publisher {
     pub(crate) thresholds: HashMap<DestId, (u32, u32)>,
     /// The slot generation of each real server written (connections carry it).
     pub(crate) gens: HashMap<DestId, u32>,
+    /// Services on standby: this director is a VRRP backup for their VIP.
+    pub(crate) standby: std::collections::HashSet<ServiceKey>,
 }
 
 impl Publisher {
@@ -143,7 +145,27 @@ impl Publisher {
             published: HashMap::new(),
             thresholds: HashMap::new(),
             gens: HashMap::new(),
+            standby: std::collections::HashSet::new(),
         }
+    }
+
+    /// Puts services on standby (no new connections; established and synchronised ones are
+    /// still forwarded) or back in service, republishing those that exist; a service added
+    /// later is published with its standby state.
+    pub fn set_standby(
+        &mut self,
+        dp: &mut Director,
+        services: &Services,
+        keys: &[ServiceKey],
+        standby: bool,
+    ) -> Result<(), Error> {
+        for k in keys {
+            let changed = if standby { self.standby.insert(*k) } else { self.standby.remove(k) };
+            if let (true, Some(id)) = (changed, services.find(k)) {
+                self.publish(dp, services, id)?;
+            }
+        }
+        Ok(())
     }
 
     /// Checks that a service can be carried by the dataplane before the core accepts it.
@@ -384,6 +406,9 @@ impl Publisher {
         }
         if !allowed.is_empty() {
             flags |= abi::SVC_F_ALLOWLIST;
+        }
+        if self.standby.contains(svc.key()) {
+            flags |= abi::SVC_F_STANDBY;
         }
         let rec = abi::Svc {
             id: sid,

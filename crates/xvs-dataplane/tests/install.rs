@@ -109,3 +109,30 @@ fn a_synchronised_template_keeps_a_clients_new_connections_on_its_server() {
     lab.dp.sweep(abi::SWEEP_ALL).unwrap();
     assert_eq!(counters(&lab, &key, RS4[2]), (0, 0, 0));
 }
+
+#[test]
+fn a_service_on_standby_takes_no_new_connection_but_forwards_synchronised_ones() {
+    if require_root().is_none() {
+        return;
+    }
+    let mut lab = Lab::new();
+    let key = lab.service(vip4(80), SchedKind::Rr);
+    lab.dest(&key, RS4[0], 80, method_cfg(ForwardMethod::Masq));
+    lab.publisher.set_standby(&mut lab.dp, &lab.lb.services, &[key], true).unwrap();
+    // A new connection is left to the kernel (the master schedules it), and counted.
+    let syn = frame((ip(CLIENT4), 41000), (key.addr(), 80), Some(TcpFlags::SYN), b"", CLIENT_MAC, lab.mac_d0);
+    assert_eq!(lab.run_client(&syn).action, action::PASS);
+    assert!(lab.dp.reasons().unwrap().contains(&("standby", 1)));
+    // A synchronised connection is forwarded.
+    let r = rec(&lab, &key, (CLIENT4, 40000), RS4[0], abi::INSTALL_CONN, 1);
+    assert_eq!(lab.dp.install(&[r]).unwrap(), [abi::INSTALLED_NEW]);
+    let ack = frame((ip(CLIENT4), 40000), (key.addr(), 80), Some(TcpFlags::ACK), b"x", CLIENT_MAC, lab.mac_d0);
+    assert_eq!(lab.run_client(&ack).action, action::REDIRECT);
+    // Master again: new connections are scheduled; a republish keeps the state it was given.
+    lab.publisher.set_standby(&mut lab.dp, &lab.lb.services, &[key], false).unwrap();
+    assert_eq!(lab.run_client(&syn).action, action::REDIRECT);
+    lab.publisher.set_standby(&mut lab.dp, &lab.lb.services, &[key], true).unwrap();
+    lab.dest(&key, RS4[1], 80, method_cfg(ForwardMethod::Masq));
+    let syn2 = frame((ip(CLIENT4), 41001), (key.addr(), 80), Some(TcpFlags::SYN), b"", CLIENT_MAC, lab.mac_d0);
+    assert_eq!(lab.run_client(&syn2).action, action::PASS);
+}

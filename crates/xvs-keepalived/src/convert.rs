@@ -430,6 +430,7 @@ fn virtual_server(n: &Node, groups: &[Group], config: &mut Config, notices: &mut
         netmask: None,
         ops: false,
         allowed_sources: Vec::new(),
+        vrrp_instance: None,
         real_servers: Vec::new(),
         quorum: None,
         hysteresis: 0,

@@ -14,6 +14,7 @@ use xvs_dataplane::{Director, Publisher, Sweeper};
 use xvs_health::{CheckId, Event, Monitor, Outcome, Plan};
 
 mod apply;
+mod standby;
 
 /// The dataplane side: the loaded director, its publisher and its sweeper.
 pub struct Dp {

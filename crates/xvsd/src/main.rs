@@ -209,7 +209,8 @@ async fn run(o: Opts) -> anyhow::Result<()> {
         None
     } else {
         let n = vrrp_plan.instances.len();
-        let r = xvsd::vrrp::spawn(vrrp_plan, vrrp_view.clone(), Some(sync_daemons.clone())).context("start VRRP")?;
+        let r = xvsd::vrrp::spawn(vrrp_plan, vrrp_view.clone(), Some(sync_daemons.clone()), Some(control.clone()))
+            .context("start VRRP")?;
         tracing::info!(instances = n, "VRRP started");
         Some(r)
     };

@@ -105,11 +105,13 @@ fn conf(priority: u32) -> String {
 [[service]]
 address = "{VIP}:7000"
 scheduler = "rr"
+vrrp_instance = "VI_1"
 real_server = [{{ address = "198.18.6.11:7000", method = "masq" }}, {{ address = "198.18.6.12:7000", method = "masq" }}]
 
 [[service]]
 address = "{VIP}:7001"
 scheduler = "rr"
+vrrp_instance = "VI_1"
 real_server = [{{ address = "198.18.6.11:7001", method = "route" }}, {{ address = "198.18.6.12:7001", method = "route" }}]
 
 [[service]]
@@ -349,6 +351,8 @@ fn established_nat_and_dr_connections_survive_a_master_crash_and_its_return() {
     lab.wait(8, "a (150) becomes master", |l| l.a.state() == "MASTER");
     lab.b.start();
     lab.wait(8, "b (100) becomes backup", |l| l.b.state() == "BACKUP");
+    // On the backup the NAT and DR services are on standby (they follow VI_1).
+    lab.wait(3, "b's services on standby", |l| l.b.log_text().contains("standby=true"));
     // Load: 8 held connections per port (NAT and DR) and a 20 s iperf3 stream through the NAT VIP.
     let mut held = Held::open(&lab, 8);
     assert_eq!(held.ping(), 0);
@@ -386,6 +390,9 @@ fn established_nat_and_dr_connections_survive_a_master_crash_and_its_return() {
     eprintln!("first round trip through b completed {:?} after the crash", crash.elapsed());
     assert_eq!(broken, 0, "connections broken by the failover\n--- b ---\n{}", lab.b.log_text());
     assert_eq!(held.ping(), 0);
+    // New connections are b's to schedule now (its services left standby with the VIP).
+    let fresh = Held::open(&lab, 2);
+    assert_eq!(fresh.close(), 0);
     // b is master now, and its sync daemon with it.
     assert_eq!(lab.b.snapshot().unwrap().daemons[0].role, "master");
     // a comes back (with its pinned tables), learns b's connections, and preempts b.

@@ -52,7 +52,12 @@ impl Running {
 
 /// Opens the sockets and starts the instances of `plan`; errors (an interface without an
 /// address, no permission) stop xvsd before anything is claimed.
-pub fn spawn(mut plan: Plan, view: View, sync: Option<Arc<crate::sync::Daemons>>) -> anyhow::Result<Running> {
+pub fn spawn(
+    mut plan: Plan,
+    view: View,
+    sync: Option<Arc<crate::sync::Daemons>>,
+    control: Option<Arc<tokio::sync::Mutex<crate::control::Control>>>,
+) -> anyhow::Result<Running> {
     let addresses = net::Addresses::open()?;
     let mut senders = Vec::new();
     let mut listen: HashSet<(String, bool)> = HashSet::new();
@@ -107,8 +112,17 @@ pub fn spawn(mut plan: Plan, view: View, sync: Option<Arc<crate::sync::Daemons>>
     let (stop, stop_rx) = oneshot::channel();
     let p = plan.clone();
     let task = tokio::spawn(async move {
-        let mut r =
-            Runner { plan: p, router, senders, addresses, view, since: HashMap::new(), groups: HashMap::new(), sync };
+        let mut r = Runner {
+            plan: p,
+            router,
+            senders,
+            addresses,
+            view,
+            since: HashMap::new(),
+            groups: HashMap::new(),
+            sync,
+            control,
+        };
         r.run(pkt_rx, script_rx, stop_rx).await;
         for s in scripts {
             s.abort();
@@ -154,6 +168,8 @@ struct Runner {
     groups: HashMap<String, State>,
     /// The synchronisation daemons, for the instance `plan.sync` names.
     sync: Option<Arc<crate::sync::Daemons>>,
+    /// The table, for the services that follow an instance (`plan.follow`).
+    control: Option<Arc<tokio::sync::Mutex<crate::control::Control>>>,
 }
 
 impl Runner {
@@ -175,8 +191,12 @@ impl Runner {
             }
         }
         self.poll_links(now);
-        // Synchronisation starts as a backup: nobody is master yet.
+        // Synchronisation starts as a backup, and following services on standby: nobody is
+        // master yet.
         self.follow_sync(State::Backup).await;
+        for (name, _) in self.plan.follow.clone() {
+            self.follow_services(&name, State::Backup).await;
+        }
         // The first verdict of each script before starting, so a failing one starts in FAULT.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
         let mut pending: HashSet<&str> = self.plan.scripts.iter().map(|s| s.name.as_str()).collect();
@@ -316,6 +336,8 @@ impl Runner {
                     if self.plan.sync.as_ref().is_some_and(|(name, _)| *name == inst.spec.name) && to != State::Stop {
                         self.follow_sync(to).await;
                     }
+                    let name = inst.spec.name.clone();
+                    self.follow_services(&name, to).await;
                 }
             }
         }
@@ -340,6 +362,28 @@ impl Runner {
             if let xvs_api::Response::Error(e) = d.start(start, o.clone()) {
                 tracing::error!(role = start.name(), "synchronisation daemon not started: {}", e.message);
             }
+        }
+    }
+
+    /// Services that follow instance `name` take new connections only while it is MASTER.
+    /// When xvsd stops they are left as they are (forwarding continues with the pinned tables;
+    /// the next xvsd starts them on standby until it is master again).
+    async fn follow_services(&self, name: &str, state: State) {
+        let (Some(control), Some((_, keys))) = (&self.control, self.plan.follow.iter().find(|(n, _)| n == name)) else {
+            return;
+        };
+        if state == State::Stop {
+            return;
+        }
+        let standby = state != State::Master;
+        if let Err(e) = control.lock().await.set_standby(keys, standby) {
+            tracing::error!(
+                instance = name,
+                "services not switched to {}: {e}",
+                if standby { "standby" } else { "service" }
+            );
+        } else {
+            tracing::info!(instance = name, services = keys.len(), standby, "services follow the VRRP state");
         }
     }
 

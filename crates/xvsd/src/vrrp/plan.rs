@@ -123,6 +123,8 @@ pub struct Plan {
     pub policy: Option<ScriptPolicy>,
     /// Connection synchronisation following an instance: its name and the daemon's settings.
     pub sync: Option<(String, xvs_api::SyncOptions)>,
+    /// Services that take new connections only while an instance is MASTER, by instance.
+    pub follow: Vec<(String, Vec<xvs_core::ServiceKey>)>,
 }
 
 impl Plan {
@@ -134,6 +136,9 @@ impl Plan {
     /// Checks and resolves `config`'s VRRP entries.
     pub fn from_config(config: &Config) -> Result<Plan, String> {
         if config.vrrp_instances.is_empty() {
+            if let Some(i) = config.services.iter().find_map(|s| s.vrrp_instance.as_ref()) {
+                return Err(format!("a service follows vrrp_instance {i}, which is not defined"));
+            }
             if !config.vrrp_sync_groups.is_empty() {
                 return Err("vrrp_sync_group without any vrrp_instance".into());
             }
@@ -218,7 +223,19 @@ impl Plan {
                 Some((s.vrrp_instance.clone(), o))
             }
         };
-        Ok(Plan { instances, groups, scripts, policy: Some(policy), sync })
+        let mut follow: Vec<(String, Vec<xvs_core::ServiceKey>)> = Vec::new();
+        let specs = config.specs()?;
+        for (entry, (spec, _)) in config.services.iter().zip(&specs) {
+            let Some(name) = &entry.vrrp_instance else { continue };
+            if !instances.iter().any(|i| i.spec.name == *name) {
+                return Err(format!("service {}: vrrp_instance {name} is not defined", spec.core_key()));
+            }
+            match follow.iter_mut().find(|(n, _)| n == name) {
+                Some((_, keys)) => keys.push(spec.core_key()),
+                None => follow.push((name.clone(), vec![spec.core_key()])),
+            }
+        }
+        Ok(Plan { instances, groups, scripts, policy: Some(policy), sync, follow })
     }
 }
 
@@ -485,6 +502,14 @@ mod tests {
         let two = format!("{base}virtual_ipaddress = [\"198.18.5.100\"]\n{}", base.replace("\"V\"", "\"W\""));
         let e = plan(&format!("{two}virtual_ipaddress = [\"198.18.5.101\"]\n")).unwrap_err();
         assert!(e.contains("both use virtual_router_id 5 on e0"), "{e}");
+        // Services may follow an instance of the file, and only that.
+        let svc = "[[service]]\naddress = \"198.18.5.100:80\"\nvrrp_instance = \"V\"\n";
+        let p = plan(&format!("{svc}{base}virtual_ipaddress = [\"198.18.5.100\"]\n")).unwrap();
+        assert_eq!(p.follow, [("V".to_string(), vec![xvs_core::ServiceKey::tcp("198.18.5.100".parse().unwrap(), 80)])]);
+        let e = plan(&format!("{}{base}virtual_ipaddress = [\"198.18.5.100\"]\n", svc.replace("\"V\"", "\"W\"")))
+            .unwrap_err();
+        assert!(e.contains("vrrp_instance W is not defined"), "{e}");
+        assert!(plan(svc).unwrap_err().contains("not defined"));
         // state MASTER without a priority is the owner, as keepalived.
         let m = plan(&format!("{base}virtual_ipaddress = [\"198.18.5.100\"]\nstate = \"MASTER\"\n")).unwrap();
         assert_eq!(m.instances[0].spec.config.priority, 255);
