@@ -76,6 +76,10 @@ pub struct Config {
     /// Connection synchronisation following a VRRP instance.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sync_daemon: Option<crate::vrrp::SyncDaemonEntry>,
+    /// IPVS's `net.ipv4.vs.*` settings by name (`sloppy_tcp = 1`); those not named keep
+    /// their values.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub sysctl: std::collections::BTreeMap<String, u64>,
 }
 
 /// One `[[service]]`.

@@ -106,6 +106,13 @@ pub enum Request {
         #[serde(default)]
         options: SyncOptions,
     },
+    /// Set one of IPVS's `net.ipv4.vs.*` settings (`xvsadm sysctl NAME=VALUE`).
+    SetSysctl {
+        /// Its name (`sloppy_tcp`).
+        name: String,
+        /// Its value.
+        value: u64,
+    },
     /// Stop a connection-synchronisation daemon.
     StopDaemon {
         /// `master` or `backup`.
@@ -166,6 +173,9 @@ pub struct Snapshot {
     /// Connection-synchronisation daemons running (`-L --daemon`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub daemons: Vec<DaemonState>,
+    /// IPVS's `net.ipv4.vs.*` settings by name.
+    #[serde(default)]
+    pub sysctl: std::collections::BTreeMap<String, u64>,
 }
 
 /// Settings of a connection-synchronisation daemon, as ipvsadm gives them.

@@ -46,6 +46,65 @@ impl Default for Sysctl {
     }
 }
 
+impl Sysctl {
+    /// The names `net.ipv4.vs.*` gives them, in the kernel's order.
+    pub const NAMES: [&'static str; 9] = [
+        "conn_reuse_mode",
+        "expire_nodest_conn",
+        "expire_quiescent_template",
+        "lblc_expiration",
+        "lblcr_expiration",
+        "nat_icmp_send",
+        "run_estimation",
+        "secure_tcp",
+        "sloppy_tcp",
+    ];
+
+    /// The value of `name` as `sysctl net.ipv4.vs.NAME` prints it (seconds for expirations).
+    pub fn get(&self, name: &str) -> Option<u64> {
+        Some(match name {
+            "conn_reuse_mode" => u64::from(self.conn_reuse_mode),
+            "expire_nodest_conn" => u64::from(self.expire_nodest_conn),
+            "expire_quiescent_template" => u64::from(self.expire_quiescent_template),
+            "lblc_expiration" => self.lblc_expiration.as_secs(),
+            "lblcr_expiration" => self.lblcr_expiration.as_secs(),
+            "nat_icmp_send" => u64::from(self.nat_icmp_send),
+            "run_estimation" => u64::from(self.run_estimation),
+            // Only levels 2 and 3 change behaviour (the stricter table): read back as 0 or 2.
+            "secure_tcp" => u64::from(self.secure_tcp) * 2,
+            "sloppy_tcp" => u64::from(self.sloppy_tcp),
+            _ => return None,
+        })
+    }
+
+    /// Sets `name` to `value`, with the ranges the kernel takes; an error names what is wrong.
+    pub fn set(&mut self, name: &str, value: u64) -> Result<(), String> {
+        let flag = |v: u64| match v {
+            0 => Ok(false),
+            1 => Ok(true),
+            _ => Err(format!("{name} is 0 or 1, not {v}")),
+        };
+        match name {
+            "conn_reuse_mode" if value <= 3 => self.conn_reuse_mode = value as u32,
+            "conn_reuse_mode" => return Err(format!("conn_reuse_mode is 0 to 3, not {value}")),
+            "expire_nodest_conn" => self.expire_nodest_conn = flag(value)?,
+            "expire_quiescent_template" => self.expire_quiescent_template = flag(value)?,
+            "lblc_expiration" | "lblcr_expiration" if value > u64::from(MAX_SET_TIMEOUT) => {
+                return Err(format!("{name} is at most {MAX_SET_TIMEOUT} seconds"))
+            }
+            "lblc_expiration" => self.lblc_expiration = Duration::from_secs(value),
+            "lblcr_expiration" => self.lblcr_expiration = Duration::from_secs(value),
+            "nat_icmp_send" => self.nat_icmp_send = flag(value)?,
+            "run_estimation" => self.run_estimation = flag(value)?,
+            "secure_tcp" if value <= 3 => self.secure_tcp = value >= 2,
+            "secure_tcp" => return Err(format!("secure_tcp is 0 to 3, not {value}")),
+            "sloppy_tcp" => self.sloppy_tcp = flag(value)?,
+            _ => return Err(format!("unknown setting '{name}' (one of {})", Self::NAMES.join(", "))),
+        }
+        Ok(())
+    }
+}
+
 /// Connection timeouts per protocol state.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct Timeouts {
@@ -87,5 +146,27 @@ impl Timeouts {
     /// The three values `ipvsadm -L --timeout` shows, in seconds.
     pub fn shown(&self) -> (u64, u64, u64) {
         (self.tcp.get(TcpState::Established).as_secs(), self.tcp.get(TcpState::FinWait).as_secs(), self.udp.as_secs())
+    }
+}
+
+#[cfg(test)]
+mod sysctl_tests {
+    use super::*;
+
+    #[test]
+    fn settings_by_name_with_the_kernels_ranges() {
+        let mut s = Sysctl::default();
+        for n in Sysctl::NAMES {
+            assert!(s.get(n).is_some(), "{n}");
+        }
+        s.set("sloppy_tcp", 1).unwrap();
+        assert!(s.sloppy_tcp);
+        assert_eq!(s.get("sloppy_tcp"), Some(1));
+        s.set("lblc_expiration", 60).unwrap();
+        assert_eq!(s.lblc_expiration, Duration::from_secs(60));
+        assert!(s.set("sloppy_tcp", 2).unwrap_err().contains("0 or 1"));
+        assert!(s.set("conn_reuse_mode", 4).is_err());
+        assert!(s.set("sloppy", 1).unwrap_err().contains("unknown setting 'sloppy'"));
+        assert_eq!(s.get("nope"), None);
     }
 }

@@ -90,6 +90,7 @@ Usage:
                                         FILE is TOML, YAML, or a keepalived.conf)
   xvsadm health [--json]               (xvs: health of checked real servers)
   xvsadm vrrp [--json]                 (xvs: VRRP instances, their state and counters)
+  xvsadm sysctl [--json | NAME=VALUE...] (xvs: IPVS's net.ipv4.vs.* settings)
   xvsadm -h
 
 Commands:
@@ -151,6 +152,7 @@ pub fn run(argv: &[String], t: &mut dyn Transport, stdin: &mut dyn BufRead) -> O
         Some("apply") => return apply(&argv[2..], t),
         Some("health") => return health(&argv[2..], t),
         Some("vrrp") => return vrrp(&argv[2..], t),
+        Some("sysctl") => return sysctl(&argv[2..], t),
         _ => {}
     }
     let cmd = match Command::parse(argv) {
@@ -401,6 +403,51 @@ fn vrrp(args: &[String], t: &mut dyn Transport) -> Outcome {
         };
     }
     Outcome { stdout: format::vrrp(&snap.vrrp), ..Default::default() }
+}
+
+/// `xvsadm sysctl`: lists IPVS's settings as `sysctl net.ipv4.vs` prints them; with
+/// `NAME=VALUE` arguments, sets each in order (the `net.ipv4.vs.` prefix is optional).
+fn sysctl(args: &[String], t: &mut dyn Transport) -> Outcome {
+    let usage = || Outcome::fail("usage: xvsadm sysctl [--json | NAME=VALUE...]\n".into(), 2);
+    let list = match args {
+        [] => Some(false),
+        [j] if j == "--json" => Some(true),
+        _ => None,
+    };
+    match list {
+        Some(json) => {
+            let snap = match snapshot(t, false) {
+                Ok(s) => s,
+                Err(o) => return o,
+            };
+            let stdout = if !json {
+                snap.sysctl.iter().map(|(k, v)| format!("net.ipv4.vs.{k} = {v}\n")).collect()
+            } else {
+                serde_json::to_string_pretty(&snap.sysctl).expect("settings serialise") + "\n"
+            };
+            Outcome { stdout, ..Default::default() }
+        }
+        None => {
+            let mut sets = Vec::new();
+            for a in args {
+                let Some((name, value)) = a.split_once('=') else { return usage() };
+                let name = name.trim().trim_start_matches("net.ipv4.vs.").to_string();
+                let Ok(value) = value.trim().parse::<u64>() else {
+                    return Outcome::fail(format!("xvsadm sysctl: {name}: '{value}' is not a number\n"), 2);
+                };
+                sets.push((name, value));
+            }
+            for (name, value) in sets {
+                match t.call(&Request::SetSysctl { name: name.clone(), value }) {
+                    Ok(Response::Ok) => {}
+                    Ok(Response::Error(e)) => return Outcome::fail(format!("xvsadm sysctl: {}\n", e.message), 1),
+                    Ok(other) => return Outcome::fail(format!("xvs: unexpected answer from xvsd: {other:?}\n"), 1),
+                    Err(e) => return Outcome::fail(format!("xvsadm sysctl: {e}\n"), 2),
+                }
+            }
+            Outcome::default()
+        }
+    }
 }
 
 /// Which service a listing of one service asks for (for callers building requests).

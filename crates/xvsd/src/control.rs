@@ -15,6 +15,7 @@ use xvs_health::{CheckId, Event, Monitor, Outcome, Plan};
 
 mod apply;
 mod standby;
+mod sysctl;
 
 /// The dataplane side: the loaded director, its publisher and its sweeper.
 pub struct Dp {
@@ -243,6 +244,7 @@ impl Control {
             Request::Snapshot { conns } => Response::Snapshot(Box::new(self.snapshot(conns, now))),
             Request::Apply { config, dry_run } => self.apply(&config, dry_run, now),
             Request::Batch { requests } => self.batch(requests, now),
+            Request::SetSysctl { name, value } => self.set_sysctl(&name, value),
             // The daemons run beside the control (crate::sync); a control alone has none.
             Request::StartDaemon { .. } => {
                 api_error(&unsupported("synchronisation daemons run in xvsd (this control has none)"))
@@ -412,6 +414,7 @@ impl Control {
             health,
             vrrp: Vec::new(),
             daemons: Vec::new(),
+            sysctl: self.sysctl_values(),
         }
     }
 
@@ -586,6 +589,7 @@ fn request_name(req: &Request) -> &'static str {
         Request::Batch { .. } => "restore",
         Request::StartDaemon { .. } => "start-daemon",
         Request::StopDaemon { .. } => "stop-daemon",
+        Request::SetSysctl { .. } => "sysctl",
     }
 }
 

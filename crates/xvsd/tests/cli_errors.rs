@@ -256,3 +256,35 @@ fn host_masks_in_a_file_are_no_change_and_stop_daemon_answers_as_ipvsadm() {
     assert_eq!(out.code, 255, "{out:?}"); // ipvsadm's exit for a kernel refusal
     assert!(out.stderr.contains("No daemon is running"), "{}", out.stderr);
 }
+
+#[test]
+fn ipvs_settings_are_read_and_set_by_name_and_by_file() {
+    let mut x = InProcess::new();
+    let listed = x.run("xvsadm sysctl").stdout;
+    assert!(listed.contains("net.ipv4.vs.sloppy_tcp = 0\n"), "{listed}");
+    assert!(listed.contains("net.ipv4.vs.conn_reuse_mode = 1\n"), "{listed}");
+    let out = x.run("xvsadm sysctl net.ipv4.vs.sloppy_tcp=1 expire_nodest_conn=1");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let listed = x.run("xvsadm sysctl").stdout;
+    assert!(listed.contains("sloppy_tcp = 1\n") && listed.contains("expire_nodest_conn = 1\n"), "{listed}");
+    // Bad names and values change nothing and say why.
+    let out = x.run("xvsadm sysctl sloppy_tcp=2");
+    assert_eq!((out.code, out.stderr.as_str()), (1, "xvsadm sysctl: sloppy_tcp is 0 or 1, not 2\n"));
+    let out = x.run("xvsadm sysctl sloppy=1");
+    assert!(out.code == 1 && out.stderr.contains("unknown setting 'sloppy'"), "{}", out.stderr);
+    assert_eq!(x.run("xvsadm sysctl sloppy_tcp").code, 2);
+    assert!(x.run("xvsadm sysctl").stdout.contains("sloppy_tcp = 1\n"));
+    // A file's [sysctl] is part of its apply: shown as a change, refused whole when wrong.
+    let out = apply(&mut x, "s.toml", "[sysctl]\nsloppy_tcp = 0\nsecure_tcp = 2\n");
+    assert!(
+        out.stdout.contains("~ sysctl secure_tcp 2") && out.stdout.contains("~ sysctl sloppy_tcp 0"),
+        "{}",
+        out.stdout
+    );
+    let out = apply(&mut x, "s.toml", "[sysctl]\nconn_reuse_mode = 9\n");
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("conn_reuse_mode is 0 to 3"), "{}", out.stderr);
+    assert!(x.run("xvsadm sysctl").stdout.contains("net.ipv4.vs.secure_tcp = 2\n"));
+    let json = x.run("xvsadm sysctl --json").stdout;
+    assert!(json.contains("\"sloppy_tcp\": 0"), "{json}");
+}

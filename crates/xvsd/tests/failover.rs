@@ -115,6 +115,15 @@ vrrp_instance = "VI_1"
 real_server = [{{ address = "198.18.6.11:7001", method = "route" }}, {{ address = "198.18.6.12:7001", method = "route" }}]
 
 [[service]]
+address = "{VIP}:7002"
+scheduler = "sh"
+vrrp_instance = "VI_1"
+real_server = [{{ address = "198.18.6.11:7002", method = "route" }}, {{ address = "198.18.6.12:7002", method = "route" }}]
+
+[sysctl]
+sloppy_tcp = 1
+
+[[service]]
 address = "{VIP}:80"
 scheduler = "rr"
 real_server = [{{ address = "198.18.6.11:80", method = "route" }}, {{ address = "198.18.6.12:80", method = "route" }}]
@@ -207,7 +216,7 @@ impl Lab {
             ns.exec(&["ethtool", "-K", "e0", "tx", "off"]);
             let c = ns
                 .command("python3")
-                .args([echo.to_str().unwrap(), &format!("rs{}", i + 1), "7000", "7001"])
+                .args([echo.to_str().unwrap(), &format!("rs{}", i + 1), "7000", "7001", "7002"])
                 .stdout(Stdio::null())
                 .spawn()
                 .unwrap();
@@ -238,7 +247,7 @@ impl Lab {
                 .spawn()
                 .unwrap();
             children.push(c);
-            for p in [7000, 7001, 80] {
+            for p in [7000, 7001, 7002, 80] {
                 xvs_lab::topology::wait_listening(&ns, p);
             }
             rs.push(ns);
@@ -304,12 +313,17 @@ struct Held {
 
 impl Held {
     fn open(lab: &Lab, n: usize) -> Held {
+        Held::open_on(lab, n, &["7000", "7001"])
+    }
+
+    fn open_on(lab: &Lab, n: usize, ports: &[&str]) -> Held {
         let script = lab.dir.join("hold.py");
         std::fs::write(&script, HOLD).unwrap();
         let mut child = lab
             .client
             .command("python3")
-            .args([script.to_str().unwrap(), VIP, &n.to_string(), "20", "7000", "7001"])
+            .args([script.to_str().unwrap(), VIP, &n.to_string(), "20"])
+            .args(ports)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -349,6 +363,12 @@ fn established_nat_and_dr_connections_survive_a_master_crash_and_its_return() {
     let mut lab = Lab::new();
     lab.a.start();
     lab.wait(8, "a (150) becomes master", |l| l.a.state() == "MASTER");
+    // Connections opened before the backup runs reach it only with the master's next refresh
+    // (within 30 s): if the master dies first, the backup has never heard of them. With
+    // sloppy_tcp and a scheduler every director computes alike (sh), it sends their next
+    // packets to the same server, and direct routing needs nothing more.
+    let mut early = Held::open_on(&lab, 4, &["7002"]);
+    assert_eq!(early.ping(), 0);
     lab.b.start();
     lab.wait(8, "b (100) becomes backup", |l| l.b.state() == "BACKUP");
     // On the backup the NAT and DR services are on standby (they follow VI_1).
@@ -381,6 +401,10 @@ fn established_nat_and_dr_connections_survive_a_master_crash_and_its_return() {
     assert_eq!(d.len(), 1, "{d:?}");
     assert_eq!(d[0].role, "backup");
     assert!(d[0].installed >= 26, "{d:?}");
+    assert!(
+        lab.b.snapshot().unwrap().conns.iter().all(|c| c.vport != 7002),
+        "the early connections must not have reached b for this check to mean anything"
+    );
     // The master crashes.
     let crash = Instant::now();
     lab.a.crash();
@@ -389,6 +413,7 @@ fn established_nat_and_dr_connections_survive_a_master_crash_and_its_return() {
     let broken = held.ping();
     eprintln!("first round trip through b completed {:?} after the crash", crash.elapsed());
     assert_eq!(broken, 0, "connections broken by the failover\n--- b ---\n{}", lab.b.log_text());
+    assert_eq!(early.ping(), 0, "connections the backup never learned (sloppy_tcp, sh)");
     assert_eq!(held.ping(), 0);
     // New connections are b's to schedule now (its services left standby with the VIP).
     let fresh = Held::open(&lab, 2);
@@ -404,6 +429,7 @@ fn established_nat_and_dr_connections_survive_a_master_crash_and_its_return() {
     let broken = held.ping();
     assert_eq!(broken, 0, "connections broken by the return\n--- a ---\n{}", lab.a.log_text());
     assert_eq!(held.close(), 0, "connections that did not close cleanly");
+    assert_eq!(early.close(), 0, "early connections that did not close cleanly");
     let out = iperf.wait_with_output().unwrap();
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
     assert!(

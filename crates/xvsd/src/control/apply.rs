@@ -117,6 +117,16 @@ impl Control {
                 new_timeouts = Some(next);
             }
         }
+        // Settings: those the file names, the rest kept.
+        let old_sysctl = self.lb.sysctl.clone();
+        let new_sysctl = match super::sysctl::planned(&self.lb.sysctl, &config.sysctl) {
+            Ok((next, c)) if !c.is_empty() => {
+                changes.extend(c);
+                Some(next)
+            }
+            Ok(_) => None,
+            Err(e) => return api_error(&Error::Invalid(e)),
+        };
         // Everything must fit in the dataplane's tables before anything changes: a large apply
         // never fails half way for want of room.
         if let Err(e) = self.fits(&scratch, &target, owned.as_ref()) {
@@ -125,11 +135,18 @@ impl Control {
         if dry_run {
             return Response::Applied { changes };
         }
-        // The timeouts first: if the dataplane refuses them, nothing else has changed yet.
-        if let Some(next) = new_timeouts {
-            self.lb.timeouts = next;
+        // The timeouts and settings first: if the dataplane refuses them, nothing else has
+        // changed yet.
+        if new_timeouts.is_some() || new_sysctl.is_some() {
+            if let Some(next) = new_timeouts {
+                self.lb.timeouts = next;
+            }
+            if let Some(next) = new_sysctl {
+                self.lb.sysctl = next;
+            }
             if let Err(e) = self.write_config() {
                 self.lb.timeouts = old_timeouts;
+                self.lb.sysctl = old_sysctl;
                 let _ = self.write_config();
                 return dp_error(&e);
             }
@@ -159,8 +176,9 @@ impl Control {
         if converged.is_err() {
             // Put the previous configuration back (it was valid a moment ago).
             undone = self.converge(&current, None, now);
-            if self.lb.timeouts.shown() != old_timeouts.shown() {
+            if self.lb.timeouts.shown() != old_timeouts.shown() || self.lb.sysctl != old_sysctl {
                 self.lb.timeouts = old_timeouts;
+                self.lb.sysctl = old_sysctl;
                 if let Err(e) = self.write_config() {
                     undone = Err(dp_error(&e));
                 }
@@ -253,12 +271,14 @@ impl Control {
         }
         let before = self.specs();
         let timeouts = self.lb.timeouts;
+        let sysctl = self.lb.sysctl.clone();
         for (i, req) in requests.into_iter().enumerate() {
             if let Response::Error(mut e) = self.handle_inner(req, now) {
                 e.failed_at = Some(i);
                 let mut undone = self.converge(&before, None, now);
-                if self.lb.timeouts.shown() != timeouts.shown() {
+                if self.lb.timeouts.shown() != timeouts.shown() || self.lb.sysctl != sysctl {
                     self.lb.timeouts = timeouts;
+                    self.lb.sysctl = sysctl;
                     if let Err(err) = self.write_config() {
                         undone = Err(dp_error(&err));
                     }
