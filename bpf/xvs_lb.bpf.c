@@ -771,24 +771,36 @@ __attribute__((noinline)) int install_conn(const struct xvs_install_rec *r)
 		.method = dst->method,
 		.gen = dst->gen,
 	};
+	/* The template's count first, given back if the connection is not made: the sweep may
+	 * remove a template that controls nothing at any moment (the packet path does the same). */
 	struct xvs_tpl *tpl = tpl_of_conn(af, &k, &nc);
-	if (tpl)
+	if (tpl) {
 		nc.flags |= XVS_CONN_F_CTL;
+		__sync_fetch_and_add(&tpl->n_control, 1);
+	}
 	union nat_key n;
 	if (dst->method == XVS_FWD_MASQ) {
 		nc.flags |= XVS_CONN_F_NAT;
 		nat_key_of(af, &k, dst->addr, conn_rport(af, &k, &nc, dst), &n);
-		if (nat_update(af, &n, &k))
+		if (nat_update(af, &n, &k)) {
+			if (tpl)
+				__sync_fetch_and_add(&tpl->n_control, -1);
 			return XVS_INSTALLED_FULL;
+		}
 	}
 	long err = conn_insert(af, &k, &nc);
 	if (err) {
-		if (nc.flags & XVS_CONN_F_NAT)
+		if (tpl)
+			__sync_fetch_and_add(&tpl->n_control, -1);
+		/* -EEXIST: a packet made the same connection a moment ago; the reply entry (same
+		 * key) is its own now. Otherwise remove ours, and only ours. */
+		if (err == -17)
+			return XVS_INSTALLED_UPDATED;
+		union conn_key owner;
+		if ((nc.flags & XVS_CONN_F_NAT) && nat_get(af, &n, &owner) && conn_key_eq(af, &owner, &k))
 			nat_delete(af, &n);
-		return err == -17 ? XVS_INSTALLED_UPDATED : XVS_INSTALLED_FULL;
+		return XVS_INSTALLED_FULL;
 	}
-	if (tpl)
-		__sync_fetch_and_add(&tpl->n_control, 1);
 	count(XVS_CNT_CONN_NEW);
 	dest_bind(dest_id, dst);
 	if (!inactive) {

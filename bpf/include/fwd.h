@@ -249,7 +249,10 @@ static __always_inline void neigh_miss(const struct pkt *p, const struct bpf_fib
 	if (!m)
 		return;
 	__u32 now = p->now ? p->now : 1;
-	if (m->af == p->af && m->addr[0] == fib->ipv4_dst && (__u32)(now - m->stamp) < 100)
+	int same = p->af == XVS_AF_INET ? m->addr[0] == fib->ipv4_dst
+					 : m->addr[0] == fib->ipv6_dst[0] && m->addr[1] == fib->ipv6_dst[1] &&
+						   m->addr[2] == fib->ipv6_dst[2] && m->addr[3] == fib->ipv6_dst[3];
+	if (m->af == p->af && same && (__u32)(now - m->stamp) < 100)
 		return;
 	m->af = p->af;
 	if (p->af == XVS_AF_INET) {

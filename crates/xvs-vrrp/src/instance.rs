@@ -282,6 +282,25 @@ impl Instance {
         self.fault
     }
 
+    /// True when its master-down timer has run out (a backup about to claim the addresses).
+    pub fn down_due(&self, now: Instant) -> bool {
+        self.state == State::Backup && self.down_at.is_some_and(|t| t <= now)
+    }
+
+    /// True when, as a backup, it hears a master it would not preempt (its timer is running
+    /// on that master's advertisements).
+    pub fn hears_master(&self, now: Instant) -> bool {
+        self.state == State::Backup && self.master.is_some() && self.down_at.is_some_and(|t| t > now)
+    }
+
+    /// A sync group held it back: wait for another master-down interval, as keepalived does
+    /// when not every member of the group may become master.
+    pub fn restart_down_timer(&mut self, now: Instant) {
+        if self.state == State::Backup {
+            self.down_at = Some(now + self.down_interval());
+        }
+    }
+
     /// Follows its sync group to MASTER or BACKUP (keepalived's sync groups move together):
     /// a backup becomes master at once; a master steps back to backup (without a priority-0
     /// advertisement, as when it yields to a higher priority).
@@ -341,6 +360,11 @@ impl Instance {
                     self.master = None;
                     self.down_at = Some(now + self.skew());
                 } else if !self.cfg.preempt || adv.priority >= self.priority || self.preempt_waits(now) {
+                    if adv.priority >= self.priority {
+                        // keepalived cancels a pending preempt_delay on a master it may not
+                        // preempt; the next lower one starts it again.
+                        self.preempt_after = None;
+                    }
                     self.master = Some((src, adv.priority));
                     if self.cfg.version == Version::V3 {
                         self.master_interval_cs = adv.interval_cs;
@@ -444,8 +468,8 @@ impl Instance {
                 self.stats.became_master += 1;
                 self.master = None;
                 self.master_interval_cs = self.cfg.interval_cs;
-                // A later lower priority master is preempted at once.
-                self.preempt_after = Some(now);
+                // preempt_delay starts again at the next lower priority master.
+                self.preempt_after = None;
                 // The advertisement first, so that an old master releases the addresses
                 // before our announcements reach the link (keepalived's order).
                 self.send(self.priority);
@@ -623,7 +647,8 @@ mod tests {
             i.handle_timeout(at(t + 999));
         }
         assert_eq!(i.state(), State::Backup);
-        // preempt_delay 5 s from start: obeys the lower master until then.
+        // preempt_delay 5 s from start: obeys the lower master until then (and again 5 s from
+        // the next lower master after a higher one cancelled it).
         let mut i = Instance::new(Config { preempt_delay: Duration::from_secs(5), ..cfg(150) });
         i.start(at(0));
         for t in (0..10).map(|k| k * 1000) {

@@ -215,12 +215,23 @@ impl Router {
             .map_err(|reason| Dropped::Refused { instance: spec.name.clone(), reason })
     }
 
-    /// Runs every timer that is due.
+    /// Runs every timer that is due. A member of a sync group claims the addresses only when
+    /// no other member hears a master it would not preempt (keepalived's
+    /// `vrrp_sync_can_goto_master`); otherwise its timer starts again.
     pub fn handle_timeout(&mut self, now: Instant) {
-        for i in &mut self.instances {
-            if i.poll_timeout().is_some_and(|t| t <= now) {
-                i.handle_timeout(now);
+        for k in 0..self.instances.len() {
+            if self.instances[k].poll_timeout().is_none_or(|t| t > now) {
+                continue;
             }
+            if self.instances[k].down_due(now) {
+                if let Some(g) = self.group_of[k] {
+                    let held = self.groups[g].1.iter().any(|&m| m != k && self.instances[m].hears_master(now));
+                    if held {
+                        self.instances[k].restart_down_timer(now);
+                    }
+                }
+            }
+            self.instances[k].handle_timeout(now);
         }
         self.collect(now);
     }
@@ -278,8 +289,12 @@ impl Router {
         while k < self.instances.len() {
             let mut follow = None;
             while let Some(e) = self.instances[k].poll_event() {
-                if let Event::Changed { to: to @ (State::Master | State::Backup), .. } = e {
-                    follow = Some(to);
+                // The group follows a member into MASTER, and out of MASTER into BACKUP; other
+                // changes (a start, the end of a fault) are each member's own.
+                match e {
+                    Event::Changed { to: State::Master, .. } => follow = Some(State::Master),
+                    Event::Changed { from: State::Master, to: State::Backup } => follow = Some(State::Backup),
+                    _ => {}
                 }
                 self.events.push_back((k, e));
             }
@@ -389,9 +404,21 @@ mod tests {
             addrs: vec![ip("198.18.0.2")],
         }
         .emit(src, dst);
-        r.handle_packet(t0, "eth1", src, dst, 255, &b_adv).unwrap();
-        r.handle_timeout(t0 + Duration::from_secs(4));
+        // A's timer runs out while B hears its master every second: the group stays backup
+        // (no flapping).
+        for s in 0..8 {
+            r.handle_packet(t0 + Duration::from_secs(s), "eth1", src, dst, 255, &b_adv).unwrap();
+            r.handle_timeout(t0 + Duration::from_millis(s * 1000 + 500));
+            assert_eq!(states(&r), [State::Backup, State::Backup], "at {s}.5 s");
+        }
+        // B's master falls silent too: both become masters together.
+        for s in [12, 16] {
+            r.handle_timeout(t0 + Duration::from_secs(s));
+        }
         assert_eq!(states(&r), [State::Master, State::Master]);
+        // B hears a higher master again: the whole group steps back.
+        r.handle_packet(t0 + Duration::from_secs(17), "eth1", src, dst, 255, &b_adv).unwrap();
+        assert_eq!(states(&r), [State::Backup, State::Backup]);
         // A fault of one member faults the group; recovery brings both back as backups.
         let mut r2 =
             Router::new(vec![a, spec("B", 2, "198.18.0.2")], vec![("G".into(), vec!["A".into(), "B".into()])]).unwrap();

@@ -343,6 +343,7 @@ async fn run(o: Opts) -> anyhow::Result<()> {
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
 
     let (mut server, mut health, mut timers) = (server, health, timers);
+    let mut vrrp = vrrp;
     // A task that ends has panicked (each runs for the life of the daemon): stop cleanly with
     // an error, so that systemd restarts xvsd, rather than run on without health checks or
     // expiry. The dataplane forwards meanwhile.
@@ -354,6 +355,7 @@ async fn run(o: Opts) -> anyhow::Result<()> {
             _ = &mut server => break Some("the control socket"),
             _ = &mut health => break Some("the health checks"),
             _ = &mut timers => break Some("expiry and counters"),
+            _ = async { vrrp.as_mut().expect("guarded").ended().await }, if vrrp.is_some() => break Some("VRRP"),
         }
     };
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);

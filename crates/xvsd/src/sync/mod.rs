@@ -185,7 +185,22 @@ fn backup_socket(o: &SyncOptions, index: u32, group: IpAddr) -> anyhow::Result<t
     s.bind(&SockAddr::from(SocketAddr::from((g, o.port)))).with_context(|| format!("bind to {g}:{}", o.port))?;
     s.join_multicast_v4_n(&g, &socket2::InterfaceIndexOrAddress::Index(index))
         .with_context(|| format!("join {g} on {}", o.mcast_interface))?;
-    s.set_recv_buffer_size(4 << 20)?;
+    // A master's first walk after a takeover sends every connection at once: room for them
+    // whatever net.core.rmem_max says (root may force it).
+    let size: libc::c_int = 8 << 20;
+    // SAFETY: a valid socket and a pointer to an int of the size given.
+    let forced = unsafe {
+        libc::setsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(&s),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            &size as *const libc::c_int as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if forced != 0 {
+        s.set_recv_buffer_size(size as usize)?;
+    }
     s.set_nonblocking(true)?;
     Ok(tokio::net::UdpSocket::from_std(s.into())?)
 }
@@ -212,7 +227,13 @@ async fn run_master(
         let conns = tokio::task::spawn_blocking(move || table::collect(&tables, &timeouts)).await.unwrap_or_default();
         let now = crate::now();
         master.handle_snapshot(now, conns);
+        let mut sent = 0u32;
         while let Some(d) = master.poll_transmit(now) {
+            // Paced: a burst of thousands of datagrams would overrun the backup's buffer.
+            sent += 1;
+            if sent % 64 == 0 {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
             if let Err(e) = sock.send_to(&d, to).await {
                 if !warned {
                     tracing::warn!(error = %e, "synchronisation message not sent");

@@ -73,12 +73,15 @@ pub fn collect(t: &ConnTables, timeouts: &Timeouts) -> Vec<SyncConn> {
         let a = |w: &[u32; 4]| words_addr(abi::AF_INET6, w);
         conn(k.proto, a(&k.caddr), u16::from_be(k.cport), a(&k.vaddr), u16::from_be(k.vport), &c);
     }
+    // Templates go first: a backup installs them before the connections they control, which
+    // then count against them.
+    let mut templates = Vec::new();
     let mut tpl = |proto: u8, caddr: IpAddr, vaddr: IpAddr, vport: u16, tp: &abi::Tpl| {
         let Some(d) = dest(tp.dest_id) else { return };
         if d.gen != tp.gen {
             return;
         }
-        out.push(SyncConn {
+        templates.push(SyncConn {
             protocol: proto,
             // As the kernel's master sends them: templates are never active.
             flags: F::TEMPLATE | F::INACTIVE | method_flags(d.method),
@@ -102,7 +105,8 @@ pub fn collect(t: &ConnTables, timeouts: &Timeouts) -> Vec<SyncConn> {
         let a = |w: &[u32; 4]| words_addr(abi::AF_INET6, w);
         tpl(k.proto, a(&k.caddr), a(&k.vaddr), u16::from_be(k.vport), &tp);
     }
-    out
+    templates.append(&mut out);
+    templates
 }
 
 /// Why a received entry was not installed.

@@ -44,9 +44,9 @@ impl Running {
         let _ = tokio::time::timeout(Duration::from_secs(3), self.task).await;
     }
 
-    /// True when the task has ended (it only ends on stop, or on a panic).
-    pub fn finished(&self) -> bool {
-        self.task.is_finished()
+    /// Resolves when the task ends: only on stop, or on a panic.
+    pub async fn ended(&mut self) {
+        let _ = (&mut self.task).await;
     }
 }
 
@@ -109,6 +109,14 @@ pub fn spawn(
     for s in &plan.scripts {
         scripts.push(tokio::spawn(track_script(s.clone(), script_tx.clone())));
     }
+    let sync_tx = match (sync, &plan.sync) {
+        (Some(d), Some((_, o))) => {
+            let (tx, rx) = mpsc::unbounded_channel();
+            tokio::spawn(sync_worker(d, o.clone(), rx));
+            Some(tx)
+        }
+        _ => None,
+    };
     let (stop, stop_rx) = oneshot::channel();
     let p = plan.clone();
     let task = tokio::spawn(async move {
@@ -120,7 +128,7 @@ pub fn spawn(
             view,
             since: HashMap::new(),
             groups: HashMap::new(),
-            sync,
+            sync_tx,
             control,
         };
         r.run(pkt_rx, script_rx, stop_rx).await;
@@ -131,10 +139,38 @@ pub fn spawn(
     Ok(Running { stop, task, plan })
 }
 
+/// keepalived's `lvs_sync_daemon`: the sync master runs while the instance is MASTER, the
+/// sync backup otherwise (one stops before the other starts), changes in the order given;
+/// at the end of the VRRP task both stop.
+async fn sync_worker(d: Arc<crate::sync::Daemons>, o: xvs_api::SyncOptions, mut rx: mpsc::UnboundedReceiver<State>) {
+    use crate::sync::Role;
+    while let Some(state) = rx.recv().await {
+        let (stop, start) = match state {
+            State::Master => (Some(Role::Backup), Some(Role::Master)),
+            State::Stop => (None, None),
+            _ => (Some(Role::Master), Some(Role::Backup)),
+        };
+        let stops: Vec<Role> = match stop {
+            Some(r) => vec![r],
+            None => vec![Role::Master, Role::Backup],
+        };
+        for r in stops {
+            if d.is_running(r) {
+                let _ = d.stop(r).await;
+            }
+        }
+        if let Some(r) = start.filter(|r| !d.is_running(*r)) {
+            if let xvs_api::Response::Error(e) = d.start(r, o.clone()) {
+                tracing::error!(role = r.name(), "synchronisation daemon not started: {}", e.message);
+            }
+        }
+    }
+}
+
 /// Runs a `vrrp_script` for ever, sending its verdict when it changes (and once at start).
 async fn track_script(s: plan::Script, tx: mpsc::Sender<(String, bool)>) {
     let mut state = xvs_vrrp::track::ScriptState::new(s.rise, s.fall, s.init_fail);
-    let _ = tx.send((s.name.clone(), state.good())).await;
+    let mut first = true;
     let mut every = tokio::time::interval(s.interval);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -146,8 +182,12 @@ async fn track_script(s: plan::Script, tx: mpsc::Sender<(String, bool)>) {
                 false
             }
         };
-        if state.handle_result(ok) {
-            tracing::info!(script = %s.name, ok = state.good(), "vrrp_script changed");
+        // The first verdict comes from a real run (keepalived holds the instance until then).
+        if state.handle_result(ok) || first {
+            if !first {
+                tracing::info!(script = %s.name, ok = state.good(), "vrrp_script changed");
+            }
+            first = false;
             if tx.send((s.name.clone(), state.good())).await.is_err() {
                 return;
             }
@@ -166,8 +206,8 @@ struct Runner {
     since: HashMap<usize, xvs_core::Instant>,
     /// Each sync group's last notified state.
     groups: HashMap<String, State>,
-    /// The synchronisation daemons, for the instance `plan.sync` names.
-    sync: Option<Arc<crate::sync::Daemons>>,
+    /// Role changes for the synchronisation daemons' worker ([`sync_worker`]).
+    sync_tx: Option<mpsc::UnboundedSender<State>>,
     /// The table, for the services that follow an instance (`plan.follow`).
     control: Option<Arc<tokio::sync::Mutex<crate::control::Control>>>,
 }
@@ -193,12 +233,14 @@ impl Runner {
         self.poll_links(now);
         // Synchronisation starts as a backup, and following services on standby: nobody is
         // master yet.
-        self.follow_sync(State::Backup).await;
+        self.follow_sync(State::Backup);
         for (name, _) in self.plan.follow.clone() {
             self.follow_services(&name, State::Backup).await;
         }
-        // The first verdict of each script before starting, so a failing one starts in FAULT.
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+        // The first verdict of each script before starting, so a failing one starts in FAULT
+        // (a script slower than its timeout, 10 s at most, is taken as it is assumed).
+        let longest = self.plan.scripts.iter().map(|s| s.timeout).max().unwrap_or_default();
+        let deadline = tokio::time::Instant::now() + longest.min(Duration::from_secs(10)) + Duration::from_millis(100);
         let mut pending: HashSet<&str> = self.plan.scripts.iter().map(|s| s.name.as_str()).collect();
         while !pending.is_empty() {
             match tokio::time::timeout_at(deadline, scripts.recv()).await {
@@ -223,13 +265,7 @@ impl Runner {
                 _ = &mut stop => {
                     self.router.stop(crate::now());
                     self.carry_out().await;
-                    if let Some(d) = &self.sync {
-                        for role in [crate::sync::Role::Master, crate::sync::Role::Backup] {
-                            if d.is_running(role) {
-                                let _ = d.stop(role).await;
-                            }
-                        }
-                    }
+                    self.follow_sync(State::Stop);
                     break;
                 }
                 Some((iface, p)) = packets.recv() => {
@@ -272,6 +308,8 @@ impl Runner {
     /// Carries out the router's events in order.
     async fn carry_out(&mut self) {
         let mut changed = false;
+        // Stop scripts run side by side, after every instance has let go of its addresses.
+        let mut waits = Vec::new();
         while let Some((i, e)) = self.router.poll_event() {
             let inst = &self.plan.instances[i];
             match e {
@@ -293,6 +331,11 @@ impl Runner {
                     }
                 }
                 Event::AddAddresses => {
+                    // Services in service before the VIP is answered for: a SYN that reaches
+                    // this director once it holds the VIP must be scheduled, not reset.
+                    let name = inst.spec.name.clone();
+                    self.follow_services(&name, State::Master).await;
+                    let inst = &self.plan.instances[i];
                     for v in inst.vips.iter().chain(&inst.excluded) {
                         if let Err(e) = self.addresses.add(v).await {
                             tracing::error!(instance = %inst.spec.name, "{e:#}");
@@ -305,6 +348,8 @@ impl Runner {
                             tracing::error!(instance = %inst.spec.name, "{e:#}");
                         }
                     }
+                    let name = inst.spec.name.clone();
+                    self.follow_services(&name, State::Backup).await;
                 }
                 Event::Announce(n) => {
                     let mut by_dev: HashMap<&str, Vec<IpAddr>> = HashMap::new();
@@ -332,14 +377,15 @@ impl Runner {
                             }
                         }
                     }
-                    self.notify(cmds, to == State::Stop).await;
+                    waits.extend(self.notify(cmds, to == State::Stop));
                     if self.plan.sync.as_ref().is_some_and(|(name, _)| *name == inst.spec.name) && to != State::Stop {
-                        self.follow_sync(to).await;
+                        self.follow_sync(to);
                     }
-                    let name = inst.spec.name.clone();
-                    self.follow_services(&name, to).await;
                 }
             }
+        }
+        for w in waits {
+            let _ = w.await;
         }
         if changed || self.view.lock().map(|v| v.is_empty()).unwrap_or(true) {
             self.publish(crate::now());
@@ -350,18 +396,11 @@ impl Runner {
 
     /// keepalived's `lvs_sync_daemon`: the sync master runs while the instance is MASTER, the
     /// sync backup otherwise (one stops before the other starts).
-    async fn follow_sync(&self, state: State) {
-        let (Some(d), Some((_, o))) = (&self.sync, &self.plan.sync) else { return };
-        use crate::sync::Role;
-        let (stop, start) =
-            if state == State::Master { (Role::Backup, Role::Master) } else { (Role::Master, Role::Backup) };
-        if d.is_running(stop) {
-            let _ = d.stop(stop).await;
-        }
-        if !d.is_running(start) {
-            if let xvs_api::Response::Error(e) = d.start(start, o.clone()) {
-                tracing::error!(role = start.name(), "synchronisation daemon not started: {}", e.message);
-            }
+    /// Hands the role change to the sync worker: adverts must not wait for a daemon to stop,
+    /// and changes are carried out in order.
+    fn follow_sync(&self, state: State) {
+        if let Some(tx) = &self.sync_tx {
+            let _ = tx.send(state);
         }
     }
 
@@ -387,9 +426,10 @@ impl Runner {
         }
     }
 
-    /// Runs notify commands without waiting (as keepalived), except at stop: 1 s at most.
-    async fn notify(&self, cmds: Vec<String>, wait: bool) {
-        let Some(policy) = &self.plan.policy else { return };
+    /// Runs notify commands without waiting (as keepalived); at stop (1 s at most each) it
+    /// returns them, for the caller to wait for together.
+    fn notify(&self, cmds: Vec<String>, wait: bool) -> Vec<tokio::task::JoinHandle<()>> {
+        let Some(policy) = &self.plan.policy else { return Vec::new() };
         let mut tasks = Vec::new();
         for c in cmds {
             let run_as = policy.run_as.clone();
@@ -403,9 +443,9 @@ impl Runner {
             }));
         }
         if wait {
-            for t in tasks {
-                let _ = t.await;
-            }
+            tasks
+        } else {
+            Vec::new()
         }
     }
 

@@ -365,17 +365,10 @@ impl Addresses {
         }
     }
 
-    /// Removes `v` (absent is fine).
+    /// Removes `v`, with whatever prefix length it was given (absent is fine).
     pub async fn remove(&self, v: &Vip) -> anyhow::Result<()> {
         let index = ifindex(&v.dev)?;
-        let mut found = self
-            .handle
-            .address()
-            .get()
-            .set_link_index_filter(index)
-            .set_address_filter(v.addr)
-            .set_prefix_length_filter(v.prefix)
-            .execute();
+        let mut found = self.handle.address().get().set_link_index_filter(index).set_address_filter(v.addr).execute();
         while let Some(m) = found.try_next().await.with_context(|| format!("list the addresses of {}", v.dev))? {
             match self.handle.address().del(m).execute().await {
                 Ok(()) => {}
