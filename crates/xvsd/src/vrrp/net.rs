@@ -166,7 +166,7 @@ fn recv6(s: &Socket) -> std::io::Result<Option<Received>> {
     msg.msg_iov = &mut iov;
     msg.msg_iovlen = 1;
     msg.msg_control = cmsg.as_mut_ptr() as *mut libc::c_void;
-    msg.msg_controllen = std::mem::size_of_val(&cmsg);
+    msg.msg_controllen = std::mem::size_of_val(&cmsg) as _;
     // SAFETY: as above.
     let n = unsafe { libc::recvmsg(s.as_raw_fd(), &mut msg, 0) };
     if n < 0 {
