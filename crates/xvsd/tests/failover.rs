@@ -120,6 +120,12 @@ scheduler = "sh"
 vrrp_instance = "VI_1"
 real_server = [{{ address = "198.18.6.11:7002", method = "route" }}, {{ address = "198.18.6.12:7002", method = "route" }}]
 
+[[service]]
+address = "{VIP}:7003"
+scheduler = "sh"
+vrrp_instance = "VI_1"
+real_server = [{{ address = "198.18.6.11:7003", method = "masq" }}, {{ address = "198.18.6.12:7003", method = "masq" }}]
+
 [sysctl]
 sloppy_tcp = 1
 
@@ -216,7 +222,7 @@ impl Lab {
             ns.exec(&["ethtool", "-K", "e0", "tx", "off"]);
             let c = ns
                 .command("python3")
-                .args([echo.to_str().unwrap(), &format!("rs{}", i + 1), "7000", "7001", "7002"])
+                .args([echo.to_str().unwrap(), &format!("rs{}", i + 1), "7000", "7001", "7002", "7003"])
                 .stdout(Stdio::null())
                 .spawn()
                 .unwrap();
@@ -247,7 +253,7 @@ impl Lab {
                 .spawn()
                 .unwrap();
             children.push(c);
-            for p in [7000, 7001, 7002, 80] {
+            for p in [7000, 7001, 7002, 7003, 80] {
                 xvs_lab::topology::wait_listening(&ns, p);
             }
             rs.push(ns);
@@ -366,8 +372,9 @@ fn established_nat_and_dr_connections_survive_a_master_crash_and_its_return() {
     // Connections opened before the backup runs reach it only with the master's next refresh
     // (within 30 s): if the master dies first, the backup has never heard of them. With
     // sloppy_tcp and a scheduler every director computes alike (sh), it sends their next
-    // packets to the same server, and direct routing needs nothing more.
-    let mut early = Held::open_on(&lab, 4, &["7002"]);
+    // packets to the same server: direct routing needs nothing more, and NAT has its reply
+    // entry made with the connection (the replies come back through the gateway address).
+    let mut early = Held::open_on(&lab, 4, &["7002", "7003"]);
     assert_eq!(early.ping(), 0);
     lab.b.start();
     lab.wait(8, "b (100) becomes backup", |l| l.b.state() == "BACKUP");
@@ -402,7 +409,7 @@ fn established_nat_and_dr_connections_survive_a_master_crash_and_its_return() {
     assert_eq!(d[0].role, "backup");
     assert!(d[0].installed >= 26, "{d:?}");
     assert!(
-        lab.b.snapshot().unwrap().conns.iter().all(|c| c.vport != 7002),
+        lab.b.snapshot().unwrap().conns.iter().all(|c| c.vport != 7002 && c.vport != 7003),
         "the early connections must not have reached b for this check to mean anything"
     );
     // The master crashes.
@@ -413,7 +420,7 @@ fn established_nat_and_dr_connections_survive_a_master_crash_and_its_return() {
     let broken = held.ping();
     eprintln!("first round trip through b completed {:?} after the crash", crash.elapsed());
     assert_eq!(broken, 0, "connections broken by the failover\n--- b ---\n{}", lab.b.log_text());
-    assert_eq!(early.ping(), 0, "connections the backup never learned (sloppy_tcp, sh)");
+    assert_eq!(early.ping(), 0, "DR and NAT connections the backup never learned (sloppy_tcp, sh)");
     assert_eq!(held.ping(), 0);
     // New connections are b's to schedule now (its services left standby with the VIP).
     let fresh = Held::open(&lab, 2);
