@@ -33,6 +33,10 @@
 //!       - { address: 198.18.2.2:80, method: masq, weight: 1 }
 //! ```
 //!
+//! A file may also hold IPVS's settings (`[sysctl]`, e.g. `sloppy_tcp = 1`) and, for xvsd's
+//! `--config`, VRRP and connection synchronisation (`[[vrrp_instance]]`,
+//! `[[vrrp_sync_group]]`, `[[vrrp_script]]`, `[sync_daemon]`; see [`crate::vrrp`]).
+//!
 //! Unknown keys are errors (with their line), so a typo never silently drops a setting.
 
 use std::net::{IpAddr, SocketAddr};
