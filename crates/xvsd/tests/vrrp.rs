@@ -243,12 +243,15 @@ fn version_2_with_a_password_elects_both_ways_and_fails_over() {
     let mut lab = Lab::new();
     // keepalived alone becomes master.
     lab.start_keepalived("  state BACKUP\n  priority 100\n  advert_int 1\n  authentication {\n    auth_type PASS\n    auth_pass s3cret\n  }");
-    lab.wait(6.0, "keepalived alone becomes master", |l| l.has_vip(&l.b) && l.ka_state() == "MASTER");
+    lab.wait(10.0, "keepalived alone becomes master", |l| l.has_vip(&l.b) && l.ka_state() == "MASTER");
     // xvsd with a higher priority preempts it (after its down timer: 3 s + skew).
     lab.start_xvsd(&xvs_conf("priority = 150\nauth_pass = \"s3cret\""));
     let t = lab.wait(8.0, "xvsd (150) preempts keepalived (100)", Lab::xvs_is_master);
     eprintln!("xvsd preempted keepalived in {t:?}");
     lab.client_reaches(&lab.a);
+    // The VIP removed by hand on the master comes back (checked every 5 s).
+    lab.a.ip(&["addr", "del", &format!("{VIP}/32"), "dev", "e0"]);
+    lab.wait(7.0, "the master puts its VIP back", |l| l.has_vip(&l.a));
     let s = lab.xvs_state().unwrap();
     assert_eq!((s.version, s.priority, s.adverts_invalid), (2, 150, 0), "{s:?}");
     // What the operator reads.
@@ -285,7 +288,7 @@ fn version_3_elects_both_ways_with_nopreempt_and_a_wrong_password_is_refused() {
     let mut lab = Lab::new();
     // xvsd starts as MASTER (one interval of listening) with version 3 and 0.5 s adverts.
     lab.start_xvsd(&xvs_conf("state = \"MASTER\"\npriority = 100\nversion = 3\nadvert_int = 0.5"));
-    lab.wait(3.0, "xvsd alone becomes master", |l| {
+    lab.wait(8.0, "xvsd alone becomes master", |l| {
         l.has_vip(&l.a) && l.xvs_state().is_some_and(|s| s.state == "MASTER")
     });
     // keepalived with a higher priority preempts xvsd: xvsd yields at its first advert.
@@ -321,7 +324,7 @@ fn ipv6_version_3_elects_with_keepalived_and_announces_by_neighbour_advertisemen
     }
     let mut lab = Lab::new();
     lab.start_keepalived("  # v6\n  state BACKUP\n  priority 100\n  advert_int 0.5");
-    lab.wait(4.0, "keepalived alone becomes master over IPv6", |l| l.has_vip(&l.b) && l.ka_state() == "MASTER");
+    lab.wait(10.0, "keepalived alone becomes master over IPv6", |l| l.has_vip(&l.b) && l.ka_state() == "MASTER");
     let conf = format!(
         "[[vrrp_instance]]\nname = \"VI_1\"\ninterface = \"e0\"\nvirtual_router_id = 51\n\
          virtual_ipaddress = [\"{VIP6}\"]\npriority = 150\nadvert_int = 0.5\n"
@@ -403,7 +406,7 @@ fn unicast_peers_elect_without_multicast() {
     lab.start_keepalived(&format!(
         "  state BACKUP\n  priority 100\n  advert_int 1\n  unicast_src_ip {B}\n  unicast_peer {{\n    {A}\n  }}"
     ));
-    lab.wait(6.0, "keepalived alone becomes master", |l| l.has_vip(&l.b) && l.ka_state() == "MASTER");
+    lab.wait(10.0, "keepalived alone becomes master", |l| l.has_vip(&l.b) && l.ka_state() == "MASTER");
     lab.start_xvsd(&xvs_conf(&format!("priority = 150\nunicast_src_ip = \"{A}\"\nunicast_peer = [\"{B}\"]")));
     lab.wait(6.0, "xvsd (150) preempts keepalived (100) over unicast", Lab::xvs_is_master);
     let s = lab.xvs_state().unwrap();

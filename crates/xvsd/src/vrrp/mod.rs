@@ -27,6 +27,9 @@ pub type View = Arc<std::sync::Mutex<Vec<VrrpStatus>>>;
 
 /// How often tracked interfaces are looked at.
 const LINK_POLL: Duration = Duration::from_millis(500);
+/// How often the virtual addresses are checked against the states: a master puts back one
+/// that went missing (removed by hand, refused at takeover), a backup removes one it holds.
+const ADDRESS_CHECK: Duration = Duration::from_secs(5);
 
 /// The running VRRP task.
 pub struct Running {
@@ -254,6 +257,8 @@ impl Runner {
         self.router.start(crate::now());
         self.carry_out().await;
         let mut links = tokio::time::interval(LINK_POLL);
+        let mut addresses = tokio::time::interval(ADDRESS_CHECK);
+        addresses.tick().await;
         loop {
             let wait = self
                 .router
@@ -280,6 +285,7 @@ impl Runner {
                 }
                 Some((name, ok)) = scripts.recv() => self.router.set_tracked(crate::now(), Target::Script(name), ok),
                 _ = links.tick() => self.poll_links(crate::now()),
+                _ = addresses.tick() => self.check_addresses().await,
                 _ = tokio::time::sleep(wait) => self.router.handle_timeout(crate::now()),
             }
             self.carry_out().await;
@@ -302,6 +308,32 @@ impl Runner {
             .collect();
         for n in targets {
             self.router.set_tracked(now, Target::Interface(n.clone()), net::link_up(&n));
+        }
+    }
+
+    /// Puts the addresses back in line with the states (see [`ADDRESS_CHECK`]).
+    async fn check_addresses(&self) {
+        let states: Vec<State> = self.router.instances().map(|(_, i)| i.state()).collect();
+        for (inst, state) in self.plan.instances.iter().zip(states) {
+            for v in inst.vips.iter().chain(&inst.excluded) {
+                let present = self.addresses.present(v).await;
+                if state == State::Master && !present {
+                    tracing::warn!(instance = %inst.spec.name, vip = %v, "virtual address missing on the master; adding it back");
+                    match self.addresses.add(v).await {
+                        Ok(()) => {
+                            if let Err(e) = net::announce(&v.dev, &[v.addr], inst.spec.config.garp_repeat) {
+                                tracing::warn!(instance = %inst.spec.name, "{e:#}");
+                            }
+                        }
+                        Err(e) => tracing::error!(instance = %inst.spec.name, "{e:#}"),
+                    }
+                } else if state != State::Master && present {
+                    tracing::warn!(instance = %inst.spec.name, vip = %v, "virtual address held while not master; removing it");
+                    if let Err(e) = self.addresses.remove(v).await {
+                        tracing::error!(instance = %inst.spec.name, "{e:#}");
+                    }
+                }
+            }
         }
     }
 
