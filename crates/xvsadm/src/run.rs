@@ -86,6 +86,8 @@ Usage:
   xvsadm -L|l [virtual-service] [options]
   xvsadm -Z [virtual-service]
   xvsadm --set tcp tcpfin udp
+  xvsadm --start-daemon {master|backup} [daemon-options]
+  xvsadm --stop-daemon {master|backup}
   xvsadm apply -f FILE [--dry-run]     (xvs: replace the whole configuration at once;
                                         FILE is TOML, YAML, or a keepalived.conf)
   xvsadm health [--json]               (xvs: health of checked real servers)
@@ -106,6 +108,8 @@ Commands:
   --list            -L|-l     list the table
   --zero            -Z        zero counters in a service or all services
   --set tcp tcpfin udp        set connection timeout values
+  --start-daemon              start connection sync daemon
+  --stop-daemon               stop connection sync daemon
   --help            -h        display this help message
 
 virtual-service:
@@ -144,6 +148,14 @@ Options:
   --numeric      -n                   numeric output of addresses and ports
   --sched-flags  -b flags             scheduler flags (comma-separated)
   --json                              (xvs) listings as JSON
+
+Daemon Options:
+  --syncid sid                        syncid for connection sync (default=0: a backup accepts any)
+  --sync-maxlen length                Max sync message length (default=1472)
+  --mcast-interface interface         multicast interface for connection sync (default=eth0)
+  --mcast-group address               IPv4 group (default=224.0.0.81)
+  --mcast-port port                   UDP port (default=8848)
+  --mcast-ttl ttl                     Multicast TTL (default=1)
 ";
 
 /// Runs one command line. `stdin` feeds `-R`.
