@@ -10,6 +10,7 @@ packages=(
   iperf3 haproxy python3 python3-matplotlib  # throughput tests, the HAProxy peer, plotting
   hping3                                 # spoofed SYN floods in the flood lab test
   keepalived                             # the VRRP peer of the failover tests
+  bird2                                  # the BGP speakers of the scale-out lab
 )
 
 missing=()
@@ -24,8 +25,9 @@ if ((${#missing[@]})); then
 fi
 
 # nginx-light starts a service on installation on some systems; the tests run their own.
-# So does keepalived where it finds a configuration; the tests start their own, in namespaces.
-for svc in nginx keepalived; do
+# So do keepalived where it finds a configuration and BIRD; the tests start their own, in
+# namespaces.
+for svc in nginx keepalived bird; do
   if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$svc" 2>/dev/null; then
     systemctl disable --now "$svc" >/dev/null 2>&1 || true
   fi
