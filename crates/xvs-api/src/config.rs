@@ -84,6 +84,9 @@ pub struct Config {
     /// their values.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub sysctl: std::collections::BTreeMap<String, u64>,
+    /// Announcing the VIPs to routers through a routing daemon.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bgp: Option<crate::bgp::BgpEntry>,
 }
 
 /// One `[[service]]`.

@@ -8,6 +8,7 @@
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod bgp;
 pub mod config;
 pub mod health;
 mod spec;
@@ -113,6 +114,15 @@ pub enum Request {
         /// Its value.
         value: u64,
     },
+    /// Drain this director (or one VIP) from the routers: the VIP's route is withdrawn and
+    /// stays withdrawn, across restarts, until undrained (`xvsadm bgp drain|undrain`).
+    Drain {
+        /// true: drain; false: undrain.
+        drain: bool,
+        /// One VIP; none: the whole director (undrain: every drain).
+        #[serde(default)]
+        vip: Option<IpAddr>,
+    },
     /// Stop a connection-synchronisation daemon.
     StopDaemon {
         /// `master` or `backup`.
@@ -176,6 +186,9 @@ pub struct Snapshot {
     /// IPVS's `net.ipv4.vs.*` settings by name.
     #[serde(default)]
     pub sysctl: std::collections::BTreeMap<String, u64>,
+    /// The VIPs announced to routers, when `[bgp]` is configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bgp: Option<bgp::BgpStatus>,
 }
 
 /// Settings of a connection-synchronisation daemon, as ipvsadm gives them.

@@ -149,6 +149,11 @@ impl Publisher {
         }
     }
 
+    /// The service `key` is on standby.
+    pub fn is_standby(&self, key: &ServiceKey) -> bool {
+        self.standby.contains(key)
+    }
+
     /// Puts services on standby (no new connections; established and synchronised ones are
     /// still forwarded) or back in service, republishing those that exist; a service added
     /// later is published with its standby state.

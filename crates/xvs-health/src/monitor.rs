@@ -511,6 +511,11 @@ impl Monitor {
             .collect()
     }
 
+    /// Every checked service and whether its quorum holds.
+    pub fn quorums(&self) -> impl Iterator<Item = (KeySpec, bool)> + '_ {
+        self.plan.services.iter().zip(&self.quorum_up).map(|(s, q)| (s.key(), *q))
+    }
+
     /// Every service's health, for listings and metrics.
     pub fn status(&self, now: Instant) -> Vec<ServiceStatus> {
         let mut users: HashMap<CheckId, usize> = HashMap::new();

@@ -459,6 +459,32 @@ pub fn daemons(daemons: &[xvs_api::DaemonState]) -> String {
     out
 }
 
+/// `xvsadm bgp`: the routing daemon, then one line per VIP.
+pub fn bgp(b: Option<&xvs_api::bgp::BgpStatus>) -> String {
+    let mut out = String::new();
+    let Some(b) = b else {
+        out.push_str("no VIPs announced ([bgp] in xvsd's --config file)\n");
+        return out;
+    };
+    let _ = writeln!(
+        out,
+        "{} at {}; routes through {}{}",
+        b.daemon,
+        b.control_socket,
+        b.interface,
+        if b.drained { "; the director is DRAINED" } else { "" }
+    );
+    if let Some(e) = &b.error {
+        let _ = writeln!(out, "  last update failed (retrying): {e}");
+    }
+    for v in &b.vips {
+        let state = if v.announced { "announced" } else { "withdrawn" };
+        let why = if v.reason == "ready" { String::new() } else { format!(": {}", v.detail) };
+        let _ = writeln!(out, "  {:<40} {state}{why}", v.vip);
+    }
+    out
+}
+
 /// `xvsadm vrrp`: one block per instance.
 pub fn vrrp(instances: &[xvs_api::vrrp::VrrpStatus]) -> String {
     let mut out = String::new();

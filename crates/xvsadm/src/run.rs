@@ -93,6 +93,8 @@ Usage:
   xvsadm health [--json]               (xvs: health of checked real servers)
   xvsadm vrrp [--json]                 (xvs: VRRP instances, their state and counters)
   xvsadm sysctl [--json | NAME=VALUE...] (xvs: IPVS's net.ipv4.vs.* settings)
+  xvsadm bgp [--json]                  (xvs: VIPs announced to routers through BIRD, and why)
+  xvsadm bgp drain|undrain [VIP]       (xvs: withdraw this director, or one VIP, and keep it so)
   xvsadm -h
 
 Commands:
@@ -165,6 +167,7 @@ pub fn run(argv: &[String], t: &mut dyn Transport, stdin: &mut dyn BufRead) -> O
         Some("health") => return health(&argv[2..], t),
         Some("vrrp") => return vrrp(&argv[2..], t),
         Some("sysctl") => return sysctl(&argv[2..], t),
+        Some("bgp") => return bgp(&argv[2..], t),
         _ => {}
     }
     let cmd = match Command::parse(argv) {
@@ -415,6 +418,49 @@ fn vrrp(args: &[String], t: &mut dyn Transport) -> Outcome {
         };
     }
     Outcome { stdout: format::vrrp(&snap.vrrp), ..Default::default() }
+}
+
+/// `xvsadm bgp [--json]`: the VIPs announced to routers and why; `xvsadm bgp drain|undrain
+/// [VIP]` takes this director (or one VIP) out of the routers' paths and back.
+fn bgp(args: &[String], t: &mut dyn Transport) -> Outcome {
+    let usage = || Outcome::fail("usage: xvsadm bgp [--json] | xvsadm bgp drain|undrain [VIP]\n".into(), 2);
+    let (drain, vip) = match args {
+        [] => (None, None),
+        [j] if j == "--json" => {
+            let snap = match snapshot(t, false) {
+                Ok(s) => s,
+                Err(o) => return o,
+            };
+            return Outcome {
+                stdout: serde_json::to_string_pretty(&snap.bgp).expect("BGP state serialises") + "\n",
+                ..Default::default()
+            };
+        }
+        [c, rest @ ..] if (c == "drain" || c == "undrain") && rest.len() <= 1 => {
+            let vip = match rest.first().map(|v| v.parse::<std::net::IpAddr>()) {
+                None => None,
+                Some(Ok(v)) => Some(v),
+                Some(Err(_)) => {
+                    return Outcome::fail(format!("xvsadm bgp {c}: '{}' is not an IP address\n", rest[0]), 2)
+                }
+            };
+            (Some(c == "drain"), vip)
+        }
+        _ => return usage(),
+    };
+    if let Some(drain) = drain {
+        return match t.call(&Request::Drain { drain, vip }) {
+            Ok(Response::Ok) => Outcome::default(),
+            Ok(Response::Error(e)) => Outcome::fail(format!("xvsadm bgp: {}\n", e.message), 1),
+            Ok(other) => Outcome::fail(format!("xvs: unexpected answer from xvsd: {other:?}\n"), 1),
+            Err(e) => Outcome::fail(format!("xvsadm bgp: {e}\n"), 2),
+        };
+    }
+    let snap = match snapshot(t, false) {
+        Ok(s) => s,
+        Err(o) => return o,
+    };
+    Outcome { stdout: format::bgp(snap.bgp.as_ref()), ..Default::default() }
 }
 
 /// `xvsadm sysctl`: lists IPVS's settings as `sysctl net.ipv4.vs` prints them; with

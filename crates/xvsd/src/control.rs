@@ -13,6 +13,7 @@ use xvs_core::{Balancer, DestConfig, Error, ForwardMethod, Instant, ServiceId, S
 use xvs_dataplane::{Director, Publisher, Sweeper};
 use xvs_health::{CheckId, Event, Monitor, Outcome, Plan};
 
+mod announce;
 mod apply;
 mod standby;
 mod sysctl;
@@ -246,6 +247,11 @@ impl Control {
             Request::Batch { requests } => self.batch(requests, now),
             Request::SetSysctl { name, value } => self.set_sysctl(&name, value),
             // The daemons run beside the control (crate::sync); a control alone has none.
+            Request::Drain { .. } => Response::Error(ApiError {
+                errno: "ENOENT".into(),
+                message: "xvsd announces no VIPs: its --config file has no [bgp] section".into(),
+                ..Default::default()
+            }),
             Request::StartDaemon { .. } => {
                 api_error(&unsupported("synchronisation daemons run in xvsd (this control has none)"))
             }
@@ -415,6 +421,7 @@ impl Control {
             vrrp: Vec::new(),
             daemons: Vec::new(),
             sysctl: self.sysctl_values(),
+            bgp: None,
         }
     }
 
@@ -590,6 +597,7 @@ fn request_name(req: &Request) -> &'static str {
         Request::StartDaemon { .. } => "start-daemon",
         Request::StopDaemon { .. } => "stop-daemon",
         Request::SetSysctl { .. } => "sysctl",
+        Request::Drain { .. } => "bgp-drain",
     }
 }
 

@@ -10,6 +10,7 @@
 
 #![warn(missing_docs)]
 
+pub mod bgp;
 pub mod conns;
 pub mod control;
 pub mod delta;

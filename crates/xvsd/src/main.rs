@@ -188,6 +188,10 @@ async fn run(o: Opts) -> anyhow::Result<()> {
         Some(c) => xvsd::vrrp::Plan::from_config(c).map_err(anyhow::Error::msg)?,
         None => xvsd::vrrp::Plan::default(),
     };
+    let bgp_plan = match &config {
+        Some(c) => xvsd::bgp::Plan::from_config(c).map_err(anyhow::Error::msg)?,
+        None => None,
+    };
     if let (Some(path), Some(config)) = (&o.config, config) {
         match control.handle(xvs_api::Request::Apply { config, dry_run: false }, xvsd::now()) {
             xvs_api::Response::Applied { changes } => {
@@ -213,6 +217,17 @@ async fn run(o: Opts) -> anyhow::Result<()> {
             .context("start VRRP")?;
         tracing::info!(instances = n, "VRRP started");
         Some(r)
+    };
+    // Announcing once the services are in place (a VIP is announced when it can be served).
+    let (bgp_handle, bgp) = match bgp_plan {
+        None => (None, None),
+        Some(p) => {
+            let (h, r) = xvsd::bgp::spawn(p, control.clone(), xvsd::bgp::drains_path(&state_file))
+                .await
+                .context("start announcing the VIPs")?;
+            tracing::info!("announcing the VIPs through BIRD");
+            (Some(h), Some(r))
+        }
     };
     let health = tokio::spawn(xvsd::health::run(control.clone(), state_file));
     let c = control.clone();
@@ -294,17 +309,19 @@ async fn run(o: Opts) -> anyhow::Result<()> {
         let c = control.clone();
         let v = vrrp_view.clone();
         let sd = sync_daemons.clone();
+        let bg = bgp_handle.clone();
         let app = axum::Router::new().route(
             "/metrics",
             axum::routing::get(move || {
                 let c = c.clone();
                 let v = v.clone();
                 let sd = sd.clone();
+                let bg = bg.clone();
                 async move {
                     xvsd::refresh::refresh_counters(&c).await;
                     let vrrp = v.lock().map(|v| v.clone()).unwrap_or_default();
                     let input =
-                        xvsd::metrics::input(&mut *c.lock().await, xvsd::now()).with_vrrp(vrrp).with_sync(sd.states());
+                        xvsd::metrics::input(&mut *c.lock().await, xvsd::now()).with_vrrp(vrrp).with_sync(sd.states()).with_bgp(bg.map(|b| b.status()));
                     let body =
                         tokio::task::spawn_blocking(move || xvsd::metrics::render(input)).await.unwrap_or_default();
                     ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
@@ -334,7 +351,8 @@ async fn run(o: Opts) -> anyhow::Result<()> {
     let listener =
         xvsd::server::bind(&o.socket).with_context(|| format!("create the socket {}", o.socket.display()))?;
     tracing::info!(socket = %o.socket.display(), "listening for xvsadm");
-    let extras = xvsd::server::Extras { vrrp: Some(vrrp_view.clone()), sync: Some(sync_daemons.clone()) };
+    let extras = xvsd::server::Extras { vrrp: Some(vrrp_view.clone()), sync: Some(sync_daemons.clone()), bgp: bgp_handle.clone() };
+    let bgp_handle_r = bgp_handle;
     let server = tokio::spawn(xvsd::server::serve_with(listener, control.clone(), extras));
     // systemd (Type=notify): the dataplane is attached and the socket answers.
     // Signals are handled before readiness is told: a stop right after it must be a clean one.
@@ -344,6 +362,7 @@ async fn run(o: Opts) -> anyhow::Result<()> {
 
     let (mut server, mut health, mut timers) = (server, health, timers);
     let mut vrrp = vrrp;
+    let mut bgp = bgp;
     // A task that ends has panicked (each runs for the life of the daemon): stop cleanly with
     // an error, so that systemd restarts xvsd, rather than run on without health checks or
     // expiry. The dataplane forwards meanwhile.
@@ -351,14 +370,20 @@ async fn run(o: Opts) -> anyhow::Result<()> {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break None,
             _ = term.recv() => break None,
-            _ = hup.recv() => reload(&o, &control, vrrp.as_ref()).await,
+            _ = hup.recv() => reload(&o, &control, vrrp.as_ref(), bgp_handle_r.as_ref()).await,
             _ = &mut server => break Some("the control socket"),
             _ = &mut health => break Some("the health checks"),
             _ = &mut timers => break Some("expiry and counters"),
             _ = async { vrrp.as_mut().expect("guarded").ended().await }, if vrrp.is_some() => break Some("VRRP"),
+            _ = async { bgp.as_mut().expect("guarded").ended().await }, if bgp.is_some() => break Some("the VIP announcer"),
         }
     };
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+    // Routers stop sending here first: the withdrawal goes out while this director still
+    // forwards (the routers move the flows to the other directors, which continue them).
+    if let Some(b) = bgp {
+        b.stop().await;
+    }
     // Masters step down at once (priority 0) so that a backup takes over within its skew
     // time, not three intervals.
     if let Some(v) = vrrp {
@@ -388,7 +413,12 @@ async fn run(o: Opts) -> anyhow::Result<()> {
 }
 
 /// SIGHUP: read the configuration file again and apply it (as keepalived reloads on SIGHUP).
-async fn reload(o: &Opts, control: &Arc<Mutex<Control>>, vrrp: Option<&xvsd::vrrp::Running>) {
+async fn reload(
+    o: &Opts,
+    control: &Arc<Mutex<Control>>,
+    vrrp: Option<&xvsd::vrrp::Running>,
+    bgp: Option<&xvsd::bgp::Announce>,
+) {
     let Some(path) = &o.config else {
         tracing::warn!("SIGHUP: no --config file to reload");
         return;
@@ -416,6 +446,14 @@ async fn reload(o: &Opts, control: &Arc<Mutex<Control>>, vrrp: Option<&xvsd::vrr
                 );
             }
         }
+    }
+    // The announcer's settings likewise; the VIPs themselves follow the services at once.
+    match xvsd::bgp::Plan::from_config(&config) {
+        Err(e) => tracing::error!("reload: [bgp] refused, announcements unchanged: {}: {e}", path.display()),
+        Ok(p) if p.as_ref() != bgp.map(|b| b.plan()) => {
+            tracing::warn!("reload: [bgp] changed; it takes effect when xvsd restarts (announcements unchanged)")
+        }
+        Ok(_) => {}
     }
     match control.lock().await.handle(xvs_api::Request::Apply { config, dry_run: false }, xvsd::now()) {
         xvs_api::Response::Applied { changes } => {

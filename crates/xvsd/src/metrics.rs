@@ -63,6 +63,12 @@ impl Input {
         self
     }
 
+    /// Adds the VIP announcer's state.
+    pub fn with_bgp(mut self, bgp: Option<xvs_api::bgp::BgpStatus>) -> Input {
+        self.snap.bgp = bgp;
+        self
+    }
+
     /// Adds the synchronisation daemons' counters.
     pub fn with_sync(mut self, daemons: Vec<xvs_api::DaemonState>) -> Input {
         self.snap.daemons = daemons;
@@ -169,6 +175,28 @@ pub fn render(input: Input) -> String {
                 adverts.get_or_create(&l(&[("instance", &v.name), ("outcome", k)])).inc_by(n);
             }
         }
+    }
+    if let Some(b) = &snap.bgp {
+        let ann = gauges(&mut r, "bgp_announced", "1 while the routing daemon announces the VIP");
+        let why = gauges(
+            &mut r,
+            "bgp_vip_reason",
+            "1 for why the VIP is or is not wanted (ready, no_server, quorum_lost, standby, drained, stopping, no_service)",
+        );
+        for v in &b.vips {
+            let vip = v.vip.to_string();
+            ann.get_or_create(&l(&[("vip", &vip)])).set(i64::from(v.announced));
+            why.get_or_create(&l(&[("vip", &vip), ("reason", &v.reason)])).set(1);
+        }
+        gauges(&mut r, "bgp_drained", "1 while the operator has drained the whole director")
+            .get_or_create(&l(&[]))
+            .set(i64::from(b.drained));
+        gauges(&mut r, "bgp_daemon_error", "1 while the last update of the routing daemon failed (it is retried)")
+            .get_or_create(&l(&[]))
+            .set(i64::from(b.error.is_some()));
+        counters(&mut r, "bgp_pushes", "Updates of the announced routes sent to the routing daemon")
+            .get_or_create(&l(&[]))
+            .inc_by(b.pushes);
     }
     if !snap.daemons.is_empty() {
         let up = gauges(&mut r, "sync_daemon_running", "1 while the synchronisation daemon of this role runs");

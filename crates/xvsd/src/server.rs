@@ -52,6 +52,8 @@ pub struct Extras {
     pub vrrp: Option<crate::vrrp::View>,
     /// The synchronisation daemons.
     pub sync: Option<Arc<crate::sync::Daemons>>,
+    /// The VIP announcer, when `[bgp]` is configured.
+    pub bgp: Option<crate::bgp::Announce>,
 }
 
 /// [`serve`], with the VRRP instances and synchronisation daemons of `extras`.
@@ -149,6 +151,10 @@ async fn client(stream: UnixStream, control: Arc<Mutex<Control>>, extras: Extras
                     (Some(d), Some(r)) => d.stop(r).await,
                     _ => control.lock().await.handle(Request::StopDaemon { role }, crate::now()),
                 },
+                Ok(Request::Drain { drain, vip }) => match &extras.bgp {
+                    Some(b) => b.drain(drain, vip),
+                    None => control.lock().await.handle(Request::Drain { drain, vip }, crate::now()),
+                },
                 Ok(req) => {
                     let mut c = control.lock().await;
                     c.handle(req, crate::now())
@@ -164,6 +170,7 @@ async fn client(stream: UnixStream, control: Arc<Mutex<Control>>, extras: Extras
                 if let Some(d) = &extras.sync {
                     s.daemons = d.states();
                 }
+                s.bgp = extras.bgp.as_ref().map(|b| b.status());
                 Response::Snapshot(s)
             }
             r => r,
