@@ -149,7 +149,8 @@ mod tests {
         assert_eq!(check_greeting(&g).unwrap(), "BIRD 2.0.12 ready.");
         let c = read(&["0002-Reading configuration from /etc/bird/bird.conf", "0003 Reconfigured"]);
         assert!(check_configure(&c).is_ok());
-        let bad = read(&["0002-Reading configuration from /tmp/bird.conf", "8002 /tmp/x.conf:1:54 Invalid prefix length 33"]);
+        let bad =
+            read(&["0002-Reading configuration from /tmp/bird.conf", "8002 /tmp/x.conf:1:54 Invalid prefix length 33"]);
         assert_eq!(
             check_configure(&bad).unwrap_err(),
             "BIRD refused the new configuration: Reading configuration from /tmp/bird.conf; /tmp/x.conf:1:54 Invalid prefix length 33"
@@ -172,8 +173,12 @@ mod tests {
     fn file() {
         let routes: BTreeSet<IpAddr> = ["198.18.0.1", "2001:2::1"].iter().map(|s| s.parse().unwrap()).collect();
         let f = render(&routes, "xvs-vips");
-        assert!(f.contains("protocol static xvs_vips4 {\n\tipv4;\n\tcheck link yes;\n\troute 198.18.0.1/32 via \"xvs-vips\";\n}"));
-        assert!(f.contains("protocol static xvs_vips6 {\n\tipv6;\n\tcheck link yes;\n\troute 2001:2::1/128 via \"xvs-vips\";\n}"));
+        assert!(f.contains(
+            "protocol static xvs_vips4 {\n\tipv4;\n\tcheck link yes;\n\troute 198.18.0.1/32 via \"xvs-vips\";\n}"
+        ));
+        assert!(f.contains(
+            "protocol static xvs_vips6 {\n\tipv6;\n\tcheck link yes;\n\troute 2001:2::1/128 via \"xvs-vips\";\n}"
+        ));
         let empty = render(&BTreeSet::new(), "xvs-vips");
         assert!(empty.contains("protocol static xvs_vips4 {\n\tipv4;\n\tcheck link yes;\n}"));
     }

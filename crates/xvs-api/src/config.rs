@@ -86,7 +86,7 @@ pub struct Config {
     pub sysctl: std::collections::BTreeMap<String, u64>,
     /// Announcing the VIPs to routers through a routing daemon.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bgp: Option<crate::bgp::BgpEntry>,
+    pub bgp: Option<Box<crate::bgp::BgpEntry>>,
 }
 
 /// One `[[service]]`.

@@ -101,6 +101,11 @@ impl Xvsd {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// It was started and not killed or stopped since.
+    pub fn running(&self) -> bool {
+        self.child.is_some()
+    }
+
     /// The pin directory.
     pub fn pins(&self) -> &Path {
         self.pins.path()

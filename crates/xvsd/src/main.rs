@@ -182,6 +182,16 @@ async fn run(o: Opts) -> anyhow::Result<()> {
                     tracing::info!(interface = %ifname, "took over from the previous xvsd without a gap")
                 }
             }
+            // The dataplane asks the kernel's FIB for next hops, which answers only on
+            // interfaces that forward: without it every forwarded packet counts as no_route.
+            let path = format!("/proc/sys/net/ipv4/conf/{ifname}/forwarding");
+            if std::fs::read_to_string(&path).is_ok_and(|v| v.trim() == "0") {
+                tracing::warn!(
+                    interface = %ifname,
+                    "IPv4 forwarding is off here ({path} = 0): packets cannot be forwarded to real servers \
+                     (dataplane reason no_route); set net.ipv4.ip_forward = 1 (and IPv6's forwarding for IPv6 VIPs)"
+                );
+            }
         }
     }
     let vrrp_plan = match &config {
@@ -320,8 +330,10 @@ async fn run(o: Opts) -> anyhow::Result<()> {
                 async move {
                     xvsd::refresh::refresh_counters(&c).await;
                     let vrrp = v.lock().map(|v| v.clone()).unwrap_or_default();
-                    let input =
-                        xvsd::metrics::input(&mut *c.lock().await, xvsd::now()).with_vrrp(vrrp).with_sync(sd.states()).with_bgp(bg.map(|b| b.status()));
+                    let input = xvsd::metrics::input(&mut *c.lock().await, xvsd::now())
+                        .with_vrrp(vrrp)
+                        .with_sync(sd.states())
+                        .with_bgp(bg.map(|b| b.status()));
                     let body =
                         tokio::task::spawn_blocking(move || xvsd::metrics::render(input)).await.unwrap_or_default();
                     ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
@@ -351,7 +363,11 @@ async fn run(o: Opts) -> anyhow::Result<()> {
     let listener =
         xvsd::server::bind(&o.socket).with_context(|| format!("create the socket {}", o.socket.display()))?;
     tracing::info!(socket = %o.socket.display(), "listening for xvsadm");
-    let extras = xvsd::server::Extras { vrrp: Some(vrrp_view.clone()), sync: Some(sync_daemons.clone()), bgp: bgp_handle.clone() };
+    let extras = xvsd::server::Extras {
+        vrrp: Some(vrrp_view.clone()),
+        sync: Some(sync_daemons.clone()),
+        bgp: bgp_handle.clone(),
+    };
     let bgp_handle_r = bgp_handle;
     let server = tokio::spawn(xvsd::server::serve_with(listener, control.clone(), extras));
     // systemd (Type=notify): the dataplane is attached and the socket answers.

@@ -180,7 +180,11 @@ pub fn drains_path(state_file: &std::path::Path) -> PathBuf {
 }
 
 /// Creates the liveness interface and starts announcing.
-pub async fn spawn(plan: Plan, control: Arc<Mutex<Control>>, drains_file: PathBuf) -> anyhow::Result<(Announce, Running)> {
+pub async fn spawn(
+    plan: Plan,
+    control: Arc<Mutex<Control>>,
+    drains_file: PathBuf,
+) -> anyhow::Result<(Announce, Running)> {
     let live = tun::Liveness::create(&plan.interface)
         .await
         .with_context(|| format!("create the liveness interface {}", plan.interface))?;

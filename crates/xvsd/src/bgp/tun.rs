@@ -25,7 +25,8 @@ pub struct Liveness {
 impl Liveness {
     /// Creates the interface `name` and sets it up.
     pub async fn create(name: &str) -> anyhow::Result<Liveness> {
-        let file = std::fs::OpenOptions::new().read(true).write(true).open("/dev/net/tun").context("open /dev/net/tun")?;
+        let file =
+            std::fs::OpenOptions::new().read(true).write(true).open("/dev/net/tun").context("open /dev/net/tun")?;
         let mut req = IfReq { name: [0; libc::IFNAMSIZ], flags: IFF_TUN | IFF_NO_PI, _pad: [0; 22] };
         req.name[..name.len()].copy_from_slice(name.as_bytes());
         // SAFETY: TUNSETIFF reads and writes an ifreq, which `req` is laid out as.
