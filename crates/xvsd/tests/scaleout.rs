@@ -151,6 +151,9 @@ impl Director {
     }
 }
 
+/// Per (client port, VIP port): each director's entry as (director, seconds left, server).
+type Entries = BTreeMap<(u16, u16), Vec<(String, u64, std::net::IpAddr)>>;
+
 struct Lab {
     prefix: String,
     dir: PathBuf,
@@ -341,8 +344,8 @@ impl Lab {
 
     /// Every director's connection entries of client port and VIP port: (director, seconds
     /// to expiry, real server).
-    fn entries(&self) -> BTreeMap<(u16, u16), Vec<(String, u64, std::net::IpAddr)>> {
-        let mut out: BTreeMap<(u16, u16), Vec<(String, u64, std::net::IpAddr)>> = BTreeMap::new();
+    fn entries(&self) -> Entries {
+        let mut out = Entries::new();
         for d in &self.dirs {
             let Some(snap) = d.snapshot_conns() else { continue };
             for c in snap.conns {
