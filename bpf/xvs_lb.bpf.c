@@ -85,20 +85,16 @@ __attribute__((noinline)) int forward(struct xdp_md *ctx, struct pkt *p, union c
 		count_reason(XVS_R_TTL);
 		return icmp_reply(ctx, p, ICMP_TTL, 0);
 	}
-	if (method == XVS_FWD_TUNNEL && dst->af != p->af) {
-		count_reason(XVS_R_UNSUPPORTED);
-		return XDP_DROP;
-	}
 
 	/* The route first: the checks it answers (MTU) come before any rewrite. */
 	struct bpf_fib_lookup *fib = fib_scratch();
 	if (!fib)
 		return XDP_PASS;
-	__u16 hdr = method != XVS_FWD_TUNNEL ? 0 : p->af == XVS_AF_INET ? sizeof(struct iphdr) : sizeof(struct ipv6hdr);
-	long rc = BPF_FIB_LKUP_RET_SUCCESS;
 	__u8 tunnel = method == XVS_FWD_TUNNEL;
+	__u16 hdr = tunnel ? tun_overhead(dst) : 0;
+	long rc = BPF_FIB_LKUP_RET_SUCCESS;
 	if (!nexthop_get(p, dest_id, dst->addr, p->ip_len + hdr, tunnel, fib)) {
-		rc = fib_lookup(ctx, p, dst->addr, p->ip_len + hdr, fib, tunnel ? BPF_FIB_LOOKUP_SRC : 0);
+		rc = fib_lookup(ctx, p, dst->af, dst->addr, p->ip_len + hdr, fib, tunnel ? BPF_FIB_LOOKUP_SRC : 0);
 		if (rc == BPF_FIB_LKUP_RET_SUCCESS)
 			nexthop_put(p, dest_id, dst->addr, tunnel, fib);
 	}
@@ -124,7 +120,7 @@ __attribute__((noinline)) int forward(struct xdp_md *ctx, struct pkt *p, union c
 			return XDP_DROP;
 		}
 	} else if (method == XVS_FWD_TUNNEL) {
-		if (encap(ctx, p, dst->addr, fib)) {
+		if (encap(ctx, p, dst, fib)) {
 			count_reason(XVS_R_BAD_PACKET);
 			return XDP_DROP;
 		}
@@ -132,7 +128,7 @@ __attribute__((noinline)) int forward(struct xdp_md *ctx, struct pkt *p, union c
 	if (rc == BPF_FIB_LKUP_RET_SUCCESS)
 		return xmit(ctx, p, fib);
 	count_reason(XVS_R_NO_NEIGH);
-	neigh_miss(p, fib);
+	neigh_miss(p, dst->af, fib);
 	/* NAT and tunnel packets are now addressed to the real server: the kernel forwards them
 	 * and resolves the neighbour. A direct-routing packet still carries the VIP and would be
 	 * delivered here; xvsd keeps real servers' neighbour entries warm, so this is a first
@@ -181,7 +177,7 @@ __attribute__((noinline)) int reply(struct xdp_md *ctx, struct pkt *p, union con
 	struct bpf_fib_lookup *fib = fib_scratch();
 	if (!fib)
 		return XDP_PASS;
-	long rc = fib_lookup(ctx, p, p->daddr, p->ip_len, fib, 0);
+	long rc = fib_lookup(ctx, p, p->af, p->daddr, p->ip_len, fib, 0);
 	if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED)
 		return too_big(ctx, p, fib->mtu_result);
 	if (dec_ttl(ctx, p) || rewrite_src(ctx, p, vaddr, vport)) {
@@ -192,7 +188,7 @@ __attribute__((noinline)) int reply(struct xdp_md *ctx, struct pkt *p, union con
 		return xmit(ctx, p, fib);
 	count_reason(rc == BPF_FIB_LKUP_RET_NO_NEIGH ? XVS_R_NO_NEIGH : XVS_R_NO_ROUTE);
 	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH)
-		neigh_miss(p, fib);
+		neigh_miss(p, p->af, fib);
 	/* The rewritten reply is routable by the kernel when the VIP is not one of its addresses;
 	 * when it is (a VRRP master), the kernel drops it and xvsd resolves the neighbour. */
 	return XDP_PASS;

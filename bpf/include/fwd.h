@@ -157,14 +157,13 @@ static __always_inline struct bpf_fib_lookup *fib_scratch(void)
 	return bpf_map_lookup_elem(&xvs_fib_scratch, &zero);
 }
 
-/* Looks up the next hop towards `dst` as the kernel would route it.
+/* Looks up the next hop towards `dst` (of family `af`) as the kernel would route it.
  * @tot_len: the length the packet will have (for the MTU check).
  * @flags: BPF_FIB_LOOKUP_* (SRC to learn the source address for an outer header).
  * Returns: bpf_fib_lookup's result code; *fib holds MACs, egress ifindex, MTU or source. */
-static __always_inline long fib_lookup(struct xdp_md *ctx, const struct pkt *p, const __u32 *dst, __u16 tot_len,
-				       struct bpf_fib_lookup *fib, __u32 flags)
+static __always_inline long fib_lookup(struct xdp_md *ctx, const struct pkt *p, __u8 af, const __u32 *dst,
+				       __u16 tot_len, struct bpf_fib_lookup *fib, __u32 flags)
 {
-	__u8 af = p->af;
 	__builtin_memset(fib, 0, sizeof(*fib));
 	fib->ifindex = p->ifindex;
 	fib->tot_len = tot_len;
@@ -176,9 +175,10 @@ static __always_inline long fib_lookup(struct xdp_md *ctx, const struct pkt *p, 
 		__builtin_memcpy(fib->ipv6_dst, dst, 16);
 	}
 	long rc = bpf_fib_lookup(ctx, fib, sizeof(*fib), flags);
-	if (rc < 0 && (flags & BPF_FIB_LOOKUP_SRC)) {
+	if (rc < 0 && (flags & BPF_FIB_LOOKUP_SRC) && af == p->af) {
 		/* Kernels before 6.7 do not report the source address: look up without it and
-		 * use the VIP as the outer source (the real server's decapsulation ignores it). */
+		 * use the VIP as the outer source (the real server's decapsulation ignores it).
+		 * A tunnel of the other family needs the real source: none without it. */
 		__u32 ifindex = fib->ifindex;
 		__builtin_memset(fib, 0, sizeof(*fib));
 		fib->ifindex = p->ifindex;
@@ -241,21 +241,21 @@ static __always_inline void nexthop_put(const struct pkt *p, __u32 dest_id, cons
 
 /* Records a next hop without a neighbour entry (the FIB left it in the lookup's destination)
  * for xvsd to resolve; at most one write per address per 100 ms. */
-static __always_inline void neigh_miss(const struct pkt *p, const struct bpf_fib_lookup *fib)
+static __always_inline void neigh_miss(const struct pkt *p, __u8 af, const struct bpf_fib_lookup *fib)
 {
-	__u32 a0 = p->af == XVS_AF_INET ? fib->ipv4_dst : fib->ipv6_dst[3];
+	__u32 a0 = af == XVS_AF_INET ? fib->ipv4_dst : fib->ipv6_dst[3];
 	__u32 slot = (a0 ^ (a0 >> 16) ^ (a0 >> 24)) & (XVS_NEIGH_SLOTS - 1);
 	struct xvs_neigh_miss *m = bpf_map_lookup_elem(&xvs_neigh_miss, &slot);
 	if (!m)
 		return;
 	__u32 now = p->now ? p->now : 1;
-	int same = p->af == XVS_AF_INET ? m->addr[0] == fib->ipv4_dst
+	int same = af == XVS_AF_INET ? m->addr[0] == fib->ipv4_dst
 					 : m->addr[0] == fib->ipv6_dst[0] && m->addr[1] == fib->ipv6_dst[1] &&
 						   m->addr[2] == fib->ipv6_dst[2] && m->addr[3] == fib->ipv6_dst[3];
-	if (m->af == p->af && same && (__u32)(now - m->stamp) < 100)
+	if (m->af == af && same && (__u32)(now - m->stamp) < 100)
 		return;
-	m->af = p->af;
-	if (p->af == XVS_AF_INET) {
+	m->af = af;
+	if (af == XVS_AF_INET) {
 		m->addr[0] = fib->ipv4_dst;
 		m->addr[1] = m->addr[2] = m->addr[3] = 0;
 	} else {
@@ -280,63 +280,223 @@ static __always_inline int xmit(struct xdp_md *ctx, const struct pkt *p, const s
 	return bpf_redirect(fib->ifindex, 0);
 }
 
-/* Encapsulates the packet for the tunnel method: IPv4 in IPv4 (protocol 4) or IPv6 in IPv6
- * (next header 41), outer source from the route, TTL and DSCP/ECN copied, DF copied.
- * Returns: 0, or -1 if the frame could not grow. */
-static __always_inline int encap(struct xdp_md *ctx, struct pkt *p, const __u32 *dst, const struct bpf_fib_lookup *fib)
+/* The bytes a real server's tunnel adds in front of the packet: the outer IP header, and UDP
+ * with the GUE base header (8 + 4) or the GRE header (4, 8 with the checksum field). */
+static __always_inline __u16 tun_overhead(const struct xvs_dest *dst)
+{
+	__u16 ip = dst->af == XVS_AF_INET ? sizeof(struct iphdr) : sizeof(struct ipv6hdr);
+	if (dst->flags & XVS_DEST_F_TUN_GUE)
+		return ip + sizeof(struct udphdr) + 4;
+	if (dst->flags & XVS_DEST_F_TUN_GRE)
+		return ip + ((dst->flags & XVS_DEST_F_TUN_CSUM) ? 8 : 4);
+	return ip;
+}
+
+/* The outer UDP source port of a GUE packet: a hash of the inner flow in the kernel's
+ * ephemeral range (as udp_flow_src_port), the same for every packet of a connection and
+ * spread over connections, so that real servers' receive-side scaling spreads them too. */
+static __always_inline __u16 flow_port(const struct pkt *p)
+{
+	__u32 h = p->proto;
+#pragma unroll
+	for (int i = 0; i < 4; i++)
+		h = (h ^ p->saddr[i] ^ (p->daddr[i] * 0x9e3779b1)) * 0x85ebca6b;
+	h ^= ((__u32)p->sport << 16) | p->dport;
+	h ^= h >> 16;
+	h *= 0x85ebca6b;
+	h ^= h >> 13;
+	h *= 0xc2b2ae35;
+	h ^= h >> 16;
+	return bpf_htons((__u16)((((__u64)h * (60999 - 32768)) >> 32) + 32768));
+}
+
+/* The one's-complement sum of the whole inner packet, from its headers alone: checksums that
+ * are right make the IPv4 header sum to zero and the transport segment to the complement of
+ * its pseudo-header (the kernel's local checksum offload does the same, lco_csum).
+ * Returns: 0 with *sum set, or -1 when the headers do not tell (an IPv4 UDP datagram sent
+ * without a checksum, IPv6 extension headers): the outer packet then goes without one. */
+static __always_inline int inner_sum(struct xdp_md *ctx, const struct pkt *p, __u32 *sum)
 {
 	void *data = (void *)(long)ctx->data, *data_end = (void *)(long)ctx->data_end;
-	/* The MACs move with the frame's new start: the kernel must still see its own MAC as the
+	__u16 l4 = p->l4_off;
+	if (l4 > XVS_MAX_L4_OFF || p->l3_off != sizeof(struct ethhdr))
+		return -1;
+	__u32 s = 0;
+	__u16 l4len = p->ip_len - (l4 - p->l3_off);
+	if (p->af == XVS_AF_INET6) {
+		struct ipv6hdr *ip6 = data + sizeof(struct ethhdr);
+		if ((void *)(ip6 + 1) > data_end || l4 != sizeof(struct ethhdr) + sizeof(*ip6))
+			return -1;
+		s = (__u32)bpf_csum_diff(NULL, 0, (__be32 *)ip6, sizeof(*ip6), 0);
+	}
+	if (p->proto == IPPROTO_UDP) {
+		struct udphdr *uh = data + l4;
+		if ((void *)(uh + 1) > data_end || (!uh->check && p->af == XVS_AF_INET))
+			return -1;
+	} else if (p->proto == IPPROTO_TCP) {
+		/* nothing to read: the checksum is in the segment's sum */
+	} else if (p->proto == IPPROTO_ICMP) {
+		/* No pseudo-header: a right ICMP checksum makes the message sum to zero. */
+		*sum = s;
+		return 0;
+	} else if (p->proto != IPPROTO_ICMPV6) {
+		return -1; /* ICMPv6 goes on: it has the pseudo-header */
+	}
+	__u32 ph = 0;
+#pragma unroll
+	for (int i = 0; i < 4; i++) {
+		ph = csum_add(ph, p->saddr[i]);
+		ph = csum_add(ph, p->daddr[i]);
+	}
+	ph = csum_add(ph, bpf_htons(p->proto));
+	ph = csum_add(ph, bpf_htons(l4len));
+	/* csum_fold gives the complement of the folded pseudo-header sum: the segment's sum. */
+	*sum = csum_add(s, csum_fold(ph));
+	return 0;
+}
+
+/* Encapsulates the packet for the tunnel method, as kernel IPVS does: IP-in-IP (protocol 4
+ * for IPv4 inside, 41 for IPv6), GUE (UDP to the real server's port, a per-flow source port,
+ * the GUE base header naming the inner protocol) or GRE (protocol 0x0800 / 0x86dd). The
+ * outer header is of the real server's family, which may differ from the packet's (4-in-6,
+ * 6-in-4); its source is the route's, TTL and DSCP/ECN come from the inner header, DF from an
+ * IPv4 inner header (set for IPv6 inside). --tun-csum fills the outer UDP checksum (GUE) or
+ * GRE's checksum field; --tun-remcsum is sent as --tun-csum: remote checksum offload moves a
+ * checksum left partial by the sender, and a forwarded packet's checksums are complete (the
+ * kernel, too, adds the remote-checksum option only to partial ones).
+ * Returns: 0, or -1 if the frame could not grow. */
+static __always_inline int encap(struct xdp_md *ctx, struct pkt *p, const struct xvs_dest *dst,
+				 const struct bpf_fib_lookup *fib)
+{
+	void *data = (void *)(long)ctx->data, *data_end = (void *)(long)ctx->data_end;
+	__u32 flags = dst->flags;
+	__u8 outer6 = dst->af == XVS_AF_INET6;
+	int gue = flags & XVS_DEST_F_TUN_GUE, gre = !gue && (flags & XVS_DEST_F_TUN_GRE);
+	__u32 isum = 0;
+	int csum = (gue || gre) && (flags & (XVS_DEST_F_TUN_CSUM | XVS_DEST_F_TUN_REMCSUM)) && !inner_sum(ctx, p, &isum);
+	__u16 tun = gue ? sizeof(struct udphdr) + 4 : gre ? (csum ? 8 : 4) : 0;
+	__u16 iphl = outer6 ? sizeof(struct ipv6hdr) : sizeof(struct iphdr);
+	__u16 inner_len = p->ip_len;
+	__u8 inner_proto = p->af == XVS_AF_INET ? IPPROTO_IPIP : IPPROTO_IPV6;
+	__u16 gre_proto = p->af == XVS_AF_INET ? bpf_htons(ETH_P_IP) : bpf_htons(ETH_P_IPV6);
+	__u16 fport = flow_port(p);
+	__u16 sport = gue ? fport : 0;
+
+	/* What the outer header copies from the inner one, read before the frame moves. The MACs
+	 * move with the frame's new start: the kernel must still see its own MAC as the
 	 * destination if the packet is handed to it. */
 	struct ethhdr saved;
 	if (data + sizeof(saved) > data_end)
 		return -1;
 	__builtin_memcpy(&saved, data, sizeof(saved));
+	__u8 tos, ttl;
+	__be16 df;
+	__be32 first; /* IPv6 inside: version, traffic class, flow label */
 	if (p->af == XVS_AF_INET) {
-		if (bpf_xdp_adjust_head(ctx, -(int)sizeof(struct iphdr)))
+		struct iphdr *in = data + sizeof(struct ethhdr);
+		if ((void *)(in + 1) > data_end)
 			return -1;
-		data = (void *)(long)ctx->data;
-		data_end = (void *)(long)ctx->data_end;
-		struct ethhdr *eth = data;
-		struct iphdr *outer = data + sizeof(*eth);
-		struct iphdr *inner = (void *)(outer + 1);
-		if ((void *)(inner + 1) > data_end)
+		tos = in->tos;
+		ttl = in->ttl;
+		df = in->frag_off & bpf_htons(IP_DF);
+		/* For an IPv6 outer header: the flow label from the flow's hash, as ECMP keys on it. */
+		first = bpf_htonl(0x60000000 | ((__u32)tos << 20) | bpf_ntohs(fport));
+	} else {
+		struct ipv6hdr *in = data + sizeof(struct ethhdr);
+		if ((void *)(in + 1) > data_end)
 			return -1;
-		__builtin_memcpy(eth, &saved, sizeof(saved));
-		eth->h_proto = bpf_htons(ETH_P_IP);
-		outer->version = 4;
-		outer->ihl = 5;
-		outer->tos = inner->tos;
-		outer->tot_len = bpf_htons(bpf_ntohs(inner->tot_len) + sizeof(struct iphdr));
-		outer->frag_off = inner->frag_off & bpf_htons(IP_DF);
-		/* A fragmentable outer packet needs an ID that does not repeat; with DF, 0 is fine
-		 * (RFC 6864). */
-		outer->id = outer->frag_off ? 0 : (__u16)bpf_get_prandom_u32();
-		outer->ttl = inner->ttl;
-		outer->protocol = IPPROTO_IPIP;
-		outer->saddr = fib->ipv4_src;
-		outer->daddr = dst[0];
-		outer->check = 0;
-		outer->check = ipv4_csum((__u16 *)outer);
-		return 0;
+		first = *(__be32 *)in;
+		tos = (bpf_ntohl(first) >> 20) & 0xff;
+		ttl = in->hop_limit;
+		df = bpf_htons(IP_DF);
 	}
-	if (bpf_xdp_adjust_head(ctx, -(int)sizeof(struct ipv6hdr)))
+
+	if (bpf_xdp_adjust_head(ctx, -(int)(iphl + tun)))
 		return -1;
 	data = (void *)(long)ctx->data;
 	data_end = (void *)(long)ctx->data_end;
 	struct ethhdr *eth = data;
-	struct ipv6hdr *outer = data + sizeof(*eth);
-	struct ipv6hdr *inner = (void *)(outer + 1);
-	if ((void *)(inner + 1) > data_end)
+	if ((void *)(eth + 1) > data_end)
 		return -1;
 	__builtin_memcpy(eth, &saved, sizeof(saved));
-	eth->h_proto = bpf_htons(ETH_P_IPV6);
-	__builtin_memcpy(outer, inner, 4); /* version, traffic class, flow label */
-	outer->payload_len = bpf_htons(bpf_ntohs(inner->payload_len) + sizeof(struct ipv6hdr));
-	outer->nexthdr = IPPROTO_IPV6;
-	outer->hop_limit = inner->hop_limit;
-	__builtin_memcpy(&outer->saddr, fib->ipv6_src, 16);
-	__builtin_memcpy(&outer->daddr, dst, 16);
+	__u8 next = gue ? IPPROTO_UDP : gre ? IPPROTO_GRE : inner_proto;
+	__u16 payload = tun + inner_len;
+	__u32 ph = 0; /* the outer pseudo-header, for GUE's UDP checksum */
+	void *t;
+	if (!outer6) {
+		struct iphdr *outer = data + sizeof(*eth);
+		if ((void *)(outer + 1) > data_end)
+			return -1;
+		eth->h_proto = bpf_htons(ETH_P_IP);
+		outer->version = 4;
+		outer->ihl = 5;
+		outer->tos = tos;
+		outer->tot_len = bpf_htons(sizeof(*outer) + payload);
+		outer->frag_off = df;
+		/* A fragmentable outer packet needs an ID that does not repeat; with DF, 0 is fine
+		 * (RFC 6864). */
+		outer->id = df ? 0 : (__u16)bpf_get_prandom_u32();
+		outer->ttl = ttl;
+		outer->protocol = next;
+		outer->saddr = fib->ipv4_src;
+		outer->daddr = dst->addr[0];
+		outer->check = 0;
+		outer->check = ipv4_csum((__u16 *)outer);
+		ph = csum_add(csum_add(outer->saddr, outer->daddr), bpf_htons(IPPROTO_UDP));
+		t = outer + 1;
+	} else {
+		struct ipv6hdr *outer = data + sizeof(*eth);
+		if ((void *)(outer + 1) > data_end)
+			return -1;
+		eth->h_proto = bpf_htons(ETH_P_IPV6);
+		*(__be32 *)outer = first;
+		outer->payload_len = bpf_htons(payload);
+		outer->nexthdr = next;
+		outer->hop_limit = ttl;
+		__builtin_memcpy(&outer->saddr, fib->ipv6_src, 16);
+		__builtin_memcpy(&outer->daddr, dst->addr, 16);
+#pragma unroll
+		for (int i = 0; i < 4; i++) {
+			ph = csum_add(ph, fib->ipv6_src[i]);
+			ph = csum_add(ph, dst->addr[i]);
+		}
+		ph = csum_add(ph, bpf_htons(IPPROTO_UDP));
+		t = outer + 1;
+	}
+	if (gue) {
+		struct udphdr *uh = t;
+		__u8 *g = (void *)(uh + 1);
+		if ((void *)(g + 4) > data_end)
+			return -1;
+		uh->source = sport;
+		uh->dest = bpf_htons((__u16)(flags >> XVS_DEST_TUN_PORT_SHIFT));
+		uh->len = bpf_htons(payload);
+		uh->check = 0;
+		g[0] = 0; /* version 0, not a control message, no options */
+		g[1] = inner_proto;
+		g[2] = 0;
+		g[3] = 0;
+		if (csum) {
+			__u32 c = csum_add(ph, uh->len);
+			c = csum_add(c, *(__u32 *)uh);       /* ports */
+			c = csum_add(c, uh->len);
+			c = csum_add(c, *(__u32 *)g);
+			c = csum_add(c, isum);
+			__u16 v = csum_fold(c);
+			uh->check = v ? v : 0xffff;
+		}
+	} else if (gre) {
+		__be16 *g = t;
+		if ((void *)(g + 4) > data_end)
+			return -1;
+		g[0] = csum ? bpf_htons(0x8000) : 0;
+		g[1] = gre_proto;
+		if (csum) {
+			g[2] = 0;
+			g[3] = 0;
+			g[2] = csum_fold(csum_add(csum_add(isum, g[0]), g[1]));
+		}
+	}
 	return 0;
 }
 

@@ -48,7 +48,7 @@ static __always_inline int icmp_send(struct xdp_md *ctx, struct pkt *p, const __
 		count_reason(XVS_R_TTL);
 		return XDP_DROP;
 	}
-	long rc = fib_lookup(ctx, p, dst, p->ip_len, fib, 0);
+	long rc = fib_lookup(ctx, p, p->af, dst, p->ip_len, fib, 0);
 	if (rc == BPF_FIB_LKUP_RET_SUCCESS)
 		return xmit(ctx, p, fib);
 	count_reason(rc == BPF_FIB_LKUP_RET_NO_NEIGH ? XVS_R_NO_NEIGH : XVS_R_NO_ROUTE);
@@ -65,13 +65,14 @@ static __always_inline int icmp_to_direct(struct xdp_md *ctx, struct pkt *p, con
 		count_reason(XVS_R_TTL);
 		return XDP_DROP;
 	}
-	__u16 hdr = method == XVS_FWD_TUNNEL ? (p->af == XVS_AF_INET ? 20 : 40) : 0;
-	long rc = fib_lookup(ctx, p, dst->addr, p->ip_len + hdr, fib, method == XVS_FWD_TUNNEL ? BPF_FIB_LOOKUP_SRC : 0);
+	__u16 hdr = method == XVS_FWD_TUNNEL ? tun_overhead(dst) : 0;
+	long rc = fib_lookup(ctx, p, dst->af, dst->addr, p->ip_len + hdr, fib,
+			     method == XVS_FWD_TUNNEL ? BPF_FIB_LOOKUP_SRC : 0);
 	if (rc != BPF_FIB_LKUP_RET_SUCCESS) {
 		count_reason(rc == BPF_FIB_LKUP_RET_NO_NEIGH ? XVS_R_NO_NEIGH : XVS_R_NO_ROUTE);
 		return XDP_DROP;
 	}
-	if (method == XVS_FWD_TUNNEL && encap(ctx, p, dst->addr, fib))
+	if (method == XVS_FWD_TUNNEL && encap(ctx, p, dst, fib))
 		return XDP_DROP;
 	return xmit(ctx, p, fib);
 }

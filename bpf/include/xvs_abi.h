@@ -47,8 +47,15 @@ enum xvs_sched_kind {
 #define XVS_FWD_TUNNEL 2
 #define XVS_FWD_ROUTE 3
 
-/* Real server flags. */
-#define XVS_DEST_F_AVAILABLE 0x1 /* linked into its service (cleared when removed) */
+/* Real server flags. The tunnel's settings live here too, so that the record keeps its layout
+ * (pinned tables of an earlier xvsd are adopted as they are): no tunnel bit is IP-in-IP, and
+ * the high 16 bits hold the GUE destination port (host order). */
+#define XVS_DEST_F_AVAILABLE 0x1    /* linked into its service (cleared when removed) */
+#define XVS_DEST_F_TUN_GUE 0x2      /* tunnel: GUE (outer UDP to the port in the high bits) */
+#define XVS_DEST_F_TUN_GRE 0x4      /* tunnel: GRE */
+#define XVS_DEST_F_TUN_CSUM 0x8     /* --tun-csum: outer UDP checksum (GUE), checksum field (GRE) */
+#define XVS_DEST_F_TUN_REMCSUM 0x10 /* --tun-remcsum (GUE): sent as csum (see fwd.h) */
+#define XVS_DEST_TUN_PORT_SHIFT 16
 
 /* Connection flags (our bits, stored in one byte). */
 #define XVS_CONN_F_INACTIVE 0x1 /* not counted in ActiveConn */

@@ -73,6 +73,16 @@ pub const FWD_ROUTE: u8 = 3;
 
 /// The real server is linked into its service.
 pub const DEST_F_AVAILABLE: u32 = 0x1;
+/// Tunnel: GUE, to the port in the flags' high 16 bits (no tunnel bit: IP-in-IP).
+pub const DEST_F_TUN_GUE: u32 = 0x2;
+/// Tunnel: GRE.
+pub const DEST_F_TUN_GRE: u32 = 0x4;
+/// Tunnel: `--tun-csum`.
+pub const DEST_F_TUN_CSUM: u32 = 0x8;
+/// Tunnel: `--tun-remcsum` (GUE).
+pub const DEST_F_TUN_REMCSUM: u32 = 0x10;
+/// Where the GUE port sits in a real server's flags.
+pub const DEST_TUN_PORT_SHIFT: u32 = 16;
 
 /// Connection flags.
 pub const CONN_F_INACTIVE: u8 = 0x1;

@@ -118,11 +118,6 @@ fn removing_or_reweighting_a_server_moves_few_other_flows() {
     }
     eprintln!("servers sched | removal: its flows  other flows moved | weight 1→2: flows moved");
     for (n, name, own, others, rew) in &table {
-        eprintln!(
-            "{n:>7} {name:>5} | {:>14.2} % {:>17.2} % | {:>20.2} %",
-            pct(*own),
-            pct(*others),
-            pct(*rew)
-        );
+        eprintln!("{n:>7} {name:>5} | {:>14.2} % {:>17.2} % | {:>20.2} %", pct(*own), pct(*others), pct(*rew));
     }
 }

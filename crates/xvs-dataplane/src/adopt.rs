@@ -116,7 +116,8 @@ pub fn read_published(dp: &Director) -> Result<Vec<Adopted>, Error> {
         for i in 0..rec.dests_cnt {
             let r = dp.maps.dest_lists.get(&(rec.dests_off + i), 0).ctx(|| "read xvs_dest_lists".into())?;
             let d = dp.maps.dests.get(&r.id, 0).ctx(|| "read xvs_dests".into())?;
-            let c = DestConfig::new(method(d.method)).weight(r.weight).thresholds(d.u_thresh, d.l_thresh_cfg);
+            let mut c = DestConfig::new(method(d.method)).weight(r.weight).thresholds(d.u_thresh, d.l_thresh_cfg);
+            c.tunnel = crate::publish::tunnel_of(d.flags);
             dests.push((r.id, words_addr(d.af, &d.addr), u16::from_be(d.port), c));
         }
         out.push(Adopted { slot: rec.id, key, config, dests, record: rec });
@@ -207,7 +208,8 @@ pub fn read_busy_removed(dp: &Director, adopted: &[Adopted]) -> Result<Vec<BusyR
     let mut out = Vec::new();
     for (slot, (svc_key, refs)) in found {
         let d = dp.maps.dests.get(&slot, 0).ctx(|| "read xvs_dests".into())?;
-        let config = DestConfig::new(method(d.method)).weight(d.weight).thresholds(d.u_thresh, d.l_thresh_cfg);
+        let mut config = DestConfig::new(method(d.method)).weight(d.weight).thresholds(d.u_thresh, d.l_thresh_cfg);
+        config.tunnel = crate::publish::tunnel_of(d.flags);
         out.push(BusyRemoved {
             slot,
             svc_key,

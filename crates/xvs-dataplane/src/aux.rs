@@ -36,6 +36,7 @@ fn attach(prog: &mut Xdp, ifname: &str, native: bool) -> Result<XdpMode, Error> 
 pub struct Decap {
     ebpf: Ebpf,
     vips: HashMap<MapData, [u32; 4], u8>,
+    ports: HashMap<MapData, u16, u8>,
 }
 
 impl Decap {
@@ -46,7 +47,21 @@ impl Decap {
         let map = ebpf.take_map("xvs_decap_vips").ok_or_else(|| Error::Unsupported("no map xvs_decap_vips".into()))?;
         let vips: Result<HashMap<MapData, [u32; 4], u8>, aya::maps::MapError> = map.try_into();
         let vips = vips.ctx(|| "open xvs_decap_vips".into())?;
-        Ok(Decap { ebpf, vips })
+        let map =
+            ebpf.take_map("xvs_decap_ports").ok_or_else(|| Error::Unsupported("no map xvs_decap_ports".into()))?;
+        let ports: Result<HashMap<MapData, u16, u8>, aya::maps::MapError> = map.try_into();
+        let ports = ports.ctx(|| "open xvs_decap_ports".into())?;
+        Ok(Decap { ebpf, vips, ports })
+    }
+
+    /// Takes GUE on UDP port `port` (the real servers' `--tun-port`).
+    pub fn allow_gue_port(&mut self, port: u16) -> Result<(), Error> {
+        self.ports.insert(port.to_be(), 1, 0).ctx(|| format!("allow GUE port {port}"))
+    }
+
+    /// Runs the program once on `frame` (BPF_PROG_TEST_RUN), for tests.
+    pub fn run(&mut self, frame: &[u8]) -> Result<crate::RunResult, Error> {
+        Ok(crate::director::run(xdp(&mut self.ebpf, "xvs_decap")?, frame, 1, 1)?.0)
     }
 
     /// Lets tunnel packets for `vip` through.

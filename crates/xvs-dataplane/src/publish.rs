@@ -245,12 +245,12 @@ impl Publisher {
                     dp.options.max_dests
                 )));
             }
-            if Family::of(&d.addr()) != svc.key().family() {
+            let c = d.config();
+            if Family::of(&d.addr()) != svc.key().family() && c.method != ForwardMethod::Tunnel {
                 return Err(Error::Unsupported(
-                    "real servers of the other address family need a 4-in-6/6-in-4 tunnel, which the dataplane does not build".into(),
+                    "a real server of the other address family is reached only through a tunnel".into(),
                 ));
             }
-            let c = d.config();
             let fresh = !self.thresholds.contains_key(&did);
             let gen = match self.gens.get(&did) {
                 Some(g) if !fresh => *g,
@@ -264,7 +264,7 @@ impl Publisher {
                 af: if d.addr().is_ipv4() { abi::AF_INET } else { abi::AF_INET6 },
                 method: method_number(c.method),
                 svc_id: sid,
-                flags: abi::DEST_F_AVAILABLE,
+                flags: abi::DEST_F_AVAILABLE | tunnel_flags(&c.tunnel),
                 weight: c.weight,
                 u_thresh: c.u_threshold,
                 l_thresh: d.l_threshold_val(),
@@ -512,6 +512,41 @@ pub(crate) fn allow_key(sid: u32, p: &SourcePrefix) -> aya::maps::lpm_trie::Key<
 
 fn nr_cpus() -> usize {
     aya::util::nr_cpus().map(|n| n.max(1)).unwrap_or(1)
+}
+
+/// A tunnel's settings as the dataplane keeps them in a real server's flags (`xvs_abi.h`).
+pub fn tunnel_flags(t: &xvs_core::Tunnel) -> u32 {
+    use xvs_core::{TunnelCsum, TunnelKind};
+    let kind = match t.kind {
+        TunnelKind::Ipip => return 0,
+        TunnelKind::Gue => abi::DEST_F_TUN_GUE | (u32::from(t.port) << abi::DEST_TUN_PORT_SHIFT),
+        TunnelKind::Gre => abi::DEST_F_TUN_GRE,
+    };
+    kind | match t.csum {
+        TunnelCsum::None => 0,
+        TunnelCsum::Csum => abi::DEST_F_TUN_CSUM,
+        TunnelCsum::Remcsum => abi::DEST_F_TUN_REMCSUM,
+    }
+}
+
+/// The tunnel settings kept in a real server's flags (see [`tunnel_flags`]).
+pub fn tunnel_of(flags: u32) -> xvs_core::Tunnel {
+    use xvs_core::{Tunnel, TunnelCsum, TunnelKind};
+    let (kind, port) = if flags & abi::DEST_F_TUN_GUE != 0 {
+        (TunnelKind::Gue, (flags >> abi::DEST_TUN_PORT_SHIFT) as u16)
+    } else if flags & abi::DEST_F_TUN_GRE != 0 {
+        (TunnelKind::Gre, 0)
+    } else {
+        (TunnelKind::Ipip, 0)
+    };
+    let csum = if flags & abi::DEST_F_TUN_REMCSUM != 0 {
+        TunnelCsum::Remcsum
+    } else if flags & abi::DEST_F_TUN_CSUM != 0 {
+        TunnelCsum::Csum
+    } else {
+        TunnelCsum::None
+    };
+    Tunnel { kind, port, csum }
 }
 
 /// The connection flags the core would give a new connection to a server using `method`, as

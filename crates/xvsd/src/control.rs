@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use xvs_api::{
     ApiError, ConnState, DestSpec, DestState, KeySpec, Request, Response, ServiceSpec, ServiceState, Snapshot,
 };
-use xvs_core::{Balancer, DestConfig, Error, ForwardMethod, Instant, ServiceId, ServiceKey, TunnelKind};
+use xvs_core::{Balancer, Error, Instant, ServiceId, ServiceKey};
 use xvs_dataplane::{Director, Publisher, Sweeper};
 use xvs_health::{CheckId, Event, Monitor, Outcome, Plan};
 
@@ -77,16 +77,6 @@ fn unsupported(msg: &str) -> Error {
 /// What the XDP dataplane cannot carry, refused before anything changes (docs/differences.md).
 fn check_service(key: &ServiceKey) -> Result<(), Error> {
     xvs_dataplane::Publisher::check_service(key).map_err(|e| unsupported(&e.to_string()))
-}
-
-fn check_dest(key: &ServiceKey, addr: &IpAddr, c: &DestConfig) -> Result<(), Error> {
-    if c.method == ForwardMethod::Tunnel && c.tunnel.kind != TunnelKind::Ipip {
-        return Err(unsupported("xvs tunnels with IP-in-IP only (--tun-type ipip); GUE and GRE are not supported"));
-    }
-    if addr.is_ipv4() != key.addr().is_ipv4() && !matches!(key, ServiceKey::Fwmark { .. }) {
-        return Err(unsupported("real servers of the other address family (4-in-6, 6-in-4 tunnels) are not supported"));
-    }
-    Ok(())
 }
 
 impl Control {
@@ -305,9 +295,6 @@ impl Control {
         if self.lb.services.find(key).is_none() {
             return api_error(&Error::NoSuchService);
         }
-        if let Err(e) = check_dest(key, &d.addr, &c) {
-            return api_error(&e);
-        }
         if let Err(e) = self.lb.services.add_dest(key, d.addr, d.port, c) {
             return api_error(&e);
         }
@@ -330,9 +317,6 @@ impl Control {
         };
         let Some(sid) = self.lb.services.find(key) else { return api_error(&Error::NoSuchService) };
         let Some(did) = self.lb.services.find_dest(sid, &d.addr, d.port) else { return api_error(&Error::NoSuchDest) };
-        if let Err(e) = check_dest(key, &d.addr, &c) {
-            return api_error(&e);
-        }
         let old = *self.lb.services.dest(did).expect("found").config();
         if let Err(e) = self.lb.services.edit_dest(key, d.addr, d.port, c) {
             return api_error(&e);

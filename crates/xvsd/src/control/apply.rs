@@ -24,10 +24,7 @@ impl Control {
                 return api_error(&Error::Invalid(format!("service {key}: {e}")));
             }
             for d in dests {
-                let r = d
-                    .core_config()
-                    .and_then(|c| check_dest(&key, &d.addr, &c).map(|()| c))
-                    .and_then(|c| scratch.add_dest(&key, d.addr, d.port, c).map(drop));
+                let r = d.core_config().and_then(|c| scratch.add_dest(&key, d.addr, d.port, c).map(drop));
                 if let Err(e) = r {
                     return api_error(&Error::Invalid(format!(
                         "service {key}, real server {}:{}: {e}",
@@ -43,7 +40,7 @@ impl Control {
         for s in &plan.services {
             if let Some(sorry) = &s.sorry {
                 let key = s.spec.core_key();
-                if let Err(e) = sorry.core_config().and_then(|c| check_dest(&key, &sorry.addr, &c)) {
+                if let Err(e) = sorry.core_config() {
                     return api_error(&Error::Invalid(format!("service {key}, sorry server: {e}")));
                 }
             }
@@ -441,10 +438,7 @@ impl Control {
             Err(e) => return api_error(&e),
         };
         for d in dests {
-            let added = d
-                .core_config()
-                .and_then(|c| check_dest(&key, &d.addr, &c).map(|()| c))
-                .and_then(|c| self.lb.services.add_dest(&key, d.addr, d.port, c).map(drop));
+            let added = d.core_config().and_then(|c| self.lb.services.add_dest(&key, d.addr, d.port, c).map(drop));
             if let Err(e) = added {
                 let _ = self.lb.services.delete_service(&key, now);
                 return api_error(&e);
