@@ -13,6 +13,7 @@
 //!   [[service.real_server]]
 //!   address = "198.18.2.2:80"   # the port defaults to the service's
 //!   method = "masq"             # masq | route | tunnel (default route, as ipvsadm)
+//!   # tunnel = { kind = "gue", port = 6080, csum = "csum" }   # ipip | gue | gre; nocsum | csum | remcsum
 //!   weight = 1
 //!   u_threshold = 0
 //!   l_threshold = 0
@@ -165,6 +166,9 @@ pub struct RealServerEntry {
     /// `masq`, `route` or `tunnel`.
     #[serde(default = "default_method")]
     pub method: String,
+    /// With `method = "tunnel"`: the encapsulation (default IP-in-IP).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tunnel: Option<TunnelSpec>,
     /// Weight.
     #[serde(default = "default_weight")]
     pub weight: i32,
@@ -422,8 +426,11 @@ impl Config {
                     weight: r.weight,
                     u_threshold: r.u_threshold,
                     l_threshold: r.l_threshold,
-                    tunnel: TunnelSpec::default(),
+                    tunnel: r.tunnel.unwrap_or_default(),
                 };
+                if r.tunnel.is_some() && r.method != "tunnel" {
+                    return Err(at(format!("real server {}: tunnel settings need method = \"tunnel\"", r.address)));
+                }
                 d.core_config().map_err(|e| at(e.to_string()))?;
                 if d.weight < 0 {
                     return Err(at(xvs_core::Error::WeightRange(i64::from(d.weight)).to_string()));

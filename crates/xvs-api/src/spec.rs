@@ -173,8 +173,10 @@ impl ServiceSpec {
     }
 }
 
-/// Tunnel options of a real server.
+/// Tunnel options of a real server (in files: `tunnel = { kind = "gue", port = 6080, csum =
+/// "csum" }`; what is left out is ipip, 0, nocsum).
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct TunnelSpec {
     /// `ipip`, `gue` or `gre`.
     pub kind: TunnelKindName,

@@ -8,6 +8,7 @@
 use std::net::IpAddr;
 
 use xvs_api::config::{CheckEntry, Config, RealServerEntry, ServiceEntry, TimeoutsEntry, UrlEntry};
+use xvs_api::{CsumName, TunnelKindName, TunnelSpec};
 
 use crate::syntax::{Node, ParseError, Pos};
 
@@ -185,7 +186,7 @@ pub(crate) fn script(n: &Node) -> R<String> {
 }
 
 /// `NAT`, `DR`, `TUN [type ipip]` into the file's method names.
-fn method(n: &Node) -> R<String> {
+fn method(n: &Node) -> R<(String, Option<TunnelSpec>)> {
     let args = n.args();
     let m = match args.first().map(String::as_str) {
         Some("NAT") => "masq",
@@ -194,17 +195,47 @@ fn method(n: &Node) -> R<String> {
         Some(other) => return Err(n.error(format!("{} '{other}' is not NAT, DR or TUN", n.keyword()))),
         None => return Err(n.error(format!("{} needs NAT, DR or TUN", n.keyword()))),
     };
-    match &args[1..] {
-        [] => {}
-        [t, v, ..] if m == "tunnel" && t == "type" && v == "ipip" && args.len() == 3 => {}
-        _ if m == "tunnel" => {
-            return Err(
-                n.error("xvs tunnels with IP-in-IP only (type ipip); GUE, GRE and checksum options are not supported")
-            )
-        }
-        _ => return Err(n.error(format!("{} {} takes no options", n.keyword(), args[0]))),
+    if args.len() == 1 {
+        return Ok((m.to_string(), None));
     }
-    Ok(m.to_string())
+    if m != "tunnel" {
+        return Err(n.error(format!("{} {} takes no options", n.keyword(), args[0])));
+    }
+    // keepalived: TUN [type ipip|gue port PORT|gre] [nocsum|csum|remcsum]
+    let mut t = TunnelSpec::default();
+    let mut rest = &args[1..];
+    if rest.first().map(String::as_str) == Some("type") {
+        t.kind = match rest.get(1).map(String::as_str) {
+            Some("ipip") => TunnelKindName::Ipip,
+            Some("gue") => TunnelKindName::Gue,
+            Some("gre") => TunnelKindName::Gre,
+            _ => return Err(n.error("TUN type is ipip, gue or gre")),
+        };
+        rest = &rest[2..];
+        if t.kind == TunnelKindName::Gue {
+            match rest {
+                [p, v, ..] if p == "port" => {
+                    t.port =
+                        v.parse().ok().filter(|p| *p != 0).ok_or_else(|| n.error(format!("'{v}' is not a port")))?;
+                    rest = &rest[2..];
+                }
+                _ => return Err(n.error("TUN type gue needs port PORT")),
+            }
+        }
+    }
+    match rest {
+        [] => {}
+        [c] if t.kind != TunnelKindName::Ipip => {
+            t.csum = match c.as_str() {
+                "nocsum" => CsumName::Nocsum,
+                "csum" => CsumName::Csum,
+                "remcsum" if t.kind == TunnelKindName::Gue => CsumName::Remcsum,
+                _ => return Err(n.error(format!("'{c}' is not a checksum option of this tunnel type"))),
+            };
+        }
+        _ => return Err(n.error(format!("unexpected '{}' after the tunnel type", rest.join(" ")))),
+    }
+    Ok((m.to_string(), Some(t)))
 }
 
 /// Reads the statements of a keepalived.conf (see [`crate::syntax`]).
@@ -392,7 +423,7 @@ fn group_members(n: &Node, notices: &mut Vec<Notice>) -> R<Vec<(IpAddr, u16)>> {
 struct VsSettings {
     protocol: Option<String>,
     scheduler: Option<String>,
-    method: Option<String>,
+    method: Option<(String, Option<TunnelSpec>)>,
     flags: Vec<String>,
     persistent: Option<u32>,
     netmask: Option<String>,
@@ -517,7 +548,13 @@ fn virtual_server(n: &Node, groups: &[Group], config: &mut Config, notices: &mut
                 vs.entry.sorry_server = Some(endpoint(a, p));
             }
             "sorry_server_inhibit" => vs.entry.sorry_server_inhibit = flag(s)?,
-            "sorry_server_lvs_method" => vs.entry.sorry_server_method = Some(method(s)?),
+            "sorry_server_lvs_method" => {
+                let (m, t) = method(s)?;
+                if t.is_some() {
+                    return Err(s.error("tunnel options for the sorry server are not supported"));
+                }
+                vs.entry.sorry_server_method = Some(m)
+            }
             "weight" => vs.weight = Some(number(s, 0, i32::MAX as u64)? as i32),
             "inhibit_on_failure" => vs.entry.inhibit_on_failure = flag(s)?,
             "ops" => {
@@ -580,7 +617,7 @@ fn virtual_server(n: &Node, groups: &[Group], config: &mut Config, notices: &mut
         None => {
             notices
                 .push(Notice { pos: n.pos.clone(), message: "no lb_kind given: NAT, as keepalived defaults".into() });
-            "masq".into()
+            ("masq".into(), None)
         }
     };
     // misc_timeout defaults to the virtual server's delay_loop (keepalived's misc_check_thread).
@@ -636,7 +673,7 @@ fn virtual_server(n: &Node, groups: &[Group], config: &mut Config, notices: &mut
 fn real_server(
     n: &Node,
     vs: &Inherit,
-    vs_method: &str,
+    vs_method: &(String, Option<TunnelSpec>),
     vs_weight: i32,
     vs_delay_loop: Option<f64>,
     notices: &mut Vec<Notice>,
@@ -649,7 +686,8 @@ fn real_server(
     let mut own = Inherit::default();
     let mut rs = RealServerEntry {
         address: String::new(),
-        method: vs_method.to_string(),
+        method: vs_method.0.clone(),
+        tunnel: vs_method.1,
         weight: vs_weight,
         u_threshold: 0,
         l_threshold: 0,
@@ -666,7 +704,7 @@ fn real_server(
         }
         match s.keyword() {
             "weight" => rs.weight = number(s, 0, i32::MAX as u64)? as i32,
-            "lvs_method" => rs.method = method(s)?,
+            "lvs_method" => (rs.method, rs.tunnel) = method(s)?,
             "lb_kind" => {
                 return Err(s.error("lb_kind is not accepted inside real_server (keepalived takes lvs_method there)"))
             }

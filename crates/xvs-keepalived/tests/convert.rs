@@ -191,7 +191,9 @@ fn what_xvs_cannot_honour_is_an_error_at_its_line() {
         ("virtual_server fwmark 7 {\n}\n", "k.conf:1: firewall-mark services are not supported"),
         ("virtual_server 198.18.0.1 80 {\n  lb_algo xx\n}\n", "k.conf:2: scheduler 'xx' is not one of"),
         ("virtual_server 198.18.0.1 80 {\n  persistence_engine sip\n}\n", "k.conf:2: persistence engines"),
-        ("virtual_server 198.18.0.1 80 {\n  lb_kind TUN type gue port 6080\n}\n", "k.conf:2: xvs tunnels with IP-in-IP only"),
+        ("virtual_server 198.18.0.1 80 {\n  lb_kind TUN type gue\n}\n", "k.conf:2: TUN type gue needs port PORT"),
+        ("virtual_server 198.18.0.1 80 {\n  lb_kind TUN type gre remcsum\n}\n", "k.conf:2: 'remcsum' is not a checksum option"),
+        ("virtual_server 198.18.0.1 80 {\n  lb_kind DR csum\n}\n", "k.conf:2: lb_kind DR takes no options"),
         ("virtual_server 198.18.0.1 80 {\n  real_server 198.18.2.2 80 {\n    PING_CHECK {\n    }\n  }\n}\n", "k.conf:3: PING_CHECK is not supported"),
         ("virtual_server 198.18.0.1 80 {\n  real_server 198.18.2.2 80 {\n    HTTP_GET {\n      url {\n        path /\n        regex \"ok\"\n      }\n    }\n  }\n}\n", "k.conf:6: regex is not supported"),
         ("virtual_server 198.18.0.1 80 {\n  real_server 198.18.2.2 80 {\n    wieght 3\n  }\n}\n", "k.conf:3: unknown keyword 'wieght' in real_server"),
@@ -208,4 +210,18 @@ fn what_xvs_cannot_honour_is_an_error_at_its_line() {
         assert!(e.starts_with(want), "{text}\n=> {e}\nwanted {want}");
     }
     assert!(err("virtual_server 198.18.0.1 80 {\n").contains("never closed"));
+}
+
+#[test]
+fn tunnel_types_and_checksums_are_read_as_keepalived_writes_them() {
+    let text = "virtual_server 198.18.0.1 80 {\n  lb_kind TUN type gue port 6080 csum\n  \
+                real_server 198.18.2.2 80 {\n  }\n  real_server 198.18.2.3 80 {\n    lvs_method TUN type gre\n  }\n}\n";
+    let loaded = xvs_keepalived::load_str(std::path::Path::new("k.conf"), text).unwrap();
+    let rs = &loaded.config.services[0].real_servers;
+    let t = rs[0].tunnel.expect("inherited from the virtual server");
+    assert_eq!((t.kind, t.port, t.csum), (xvs_api::TunnelKindName::Gue, 6080, xvs_api::CsumName::Csum));
+    let t = rs[1].tunnel.expect("its own");
+    assert_eq!((t.kind, t.csum), (xvs_api::TunnelKindName::Gre, xvs_api::CsumName::Nocsum));
+    let (_, dests) = &loaded.config.specs().unwrap()[0];
+    assert_eq!(dests[0].tunnel.kind, xvs_api::TunnelKindName::Gue);
 }
