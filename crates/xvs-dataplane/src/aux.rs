@@ -59,6 +59,17 @@ impl Decap {
         self.ports.insert(port.to_be(), 1, 0).ctx(|| format!("allow GUE port {port}"))
     }
 
+    /// Packets decapsulated and packets passed untouched, since it was loaded.
+    pub fn counts(&self) -> Result<(u64, u64), Error> {
+        let map =
+            self.ebpf.map("xvs_decap_stats").ok_or_else(|| Error::Unsupported("no map xvs_decap_stats".into()))?;
+        let arr: Result<aya::maps::PerCpuArray<&MapData, u64>, aya::maps::MapError> = map.try_into();
+        let arr = arr.ctx(|| "open xvs_decap_stats".into())?;
+        let sum =
+            |i: u32| -> Result<u64, Error> { Ok(arr.get(&i, 0).ctx(|| "read xvs_decap_stats".into())?.iter().sum()) };
+        Ok((sum(0)?, sum(1)?))
+    }
+
     /// Runs the program once on `frame` (BPF_PROG_TEST_RUN), for tests.
     pub fn run(&mut self, frame: &[u8]) -> Result<crate::RunResult, Error> {
         Ok(crate::director::run(xdp(&mut self.ebpf, "xvs_decap")?, frame, 1, 1)?.0)

@@ -1,12 +1,14 @@
 //! Scale-out as operators build it: directors behind a router's ECMP, each announcing the VIP
 //! over BGP through its own BIRD, the router (BIRD too) installing one multipath route with L4
-//! hashing; direct routing and IP-in-IP tunnels to four real servers; clients behind the router.
+//! hashing; direct routing and tunnels (IP-in-IP, GUE, GRE: xvs-decap on the real servers) to
+//! four real servers; clients behind the router.
 //!
 //! ```text
 //!  client 198.18.41.10 ── rt e1 198.18.41.1 │ rt br0 198.18.40.1 ─┬─ d1..d4 198.18.40.11-14 (xvsd + BIRD, AS 65001)
 //!                         (BIRD, AS 65000,  │                     └─ r1..r4 198.18.40.21-24 (VIP on lo)
 //!                          multipath, L4 hash)
-//!  VIP 198.18.42.100: 80 (nginx, DR), 7001 (echo, DR), 7002 (echo, TUN), 5201 (iperf3, DR), 5202 (iperf3, TUN)
+//!  VIP 198.18.42.100: 80 (nginx, DR), 7001 (echo, DR), 7002 (echo, GUE with checksums),
+//!  7003 (echo, GRE with checksums), 5201 (iperf3, DR), 5202 (iperf3, IP-in-IP)
 //! ```
 //! Every director has the same services with the mh scheduler and `sloppy_tcp`: a director that
 //! receives a packet of a connection it has never seen (the router moved the flow to it) sends
@@ -38,15 +40,25 @@ fn dir_addr(i: usize) -> String {
     format!("198.18.40.{}", 11 + i)
 }
 
+/// Each port's forwarding, as the file says it.
+const METHODS: [(u16, &str); 6] = [
+    (80, "method = \"route\""),
+    (7001, "method = \"route\""),
+    (7002, "method = \"tunnel\", tunnel = { kind = \"gue\", port = 6080, csum = \"csum\" }"),
+    (7003, "method = \"tunnel\", tunnel = { kind = \"gre\", csum = \"csum\" }"),
+    (5201, "method = \"route\""),
+    (5202, "method = \"tunnel\""),
+];
+
 fn services() -> String {
     let mut out = String::from("[sysctl]\nsloppy_tcp = 1\n");
     // iperf3's control and data connections must meet at one server: its services hash the
     // client's address alone (mh), the others its port too (mh-port), so that one client's
     // connections spread over the servers.
-    for (port, method) in [(80, "route"), (7001, "route"), (7002, "tunnel"), (5201, "route"), (5202, "tunnel")] {
+    for (port, method) in METHODS {
         let flags = if port > 5000 && port < 6000 { "" } else { "\"mh-port\"" };
         let servers: Vec<String> =
-            (0..4).map(|i| format!("{{ address = \"{}:{port}\", method = \"{method}\" }}", rs_addr(i))).collect();
+            (0..4).map(|i| format!("{{ address = \"{}:{port}\", {method} }}", rs_addr(i))).collect();
         out += &format!(
             "\n[[service]]\naddress = \"{VIP}:{port}\"\nscheduler = \"mh\"\nflags = [{flags}]\nreal_server = [{}]\n",
             servers.join(", ")
@@ -161,7 +173,6 @@ struct Lab {
     client: Netns,
     dirs: Vec<Director>,
     _rs: Vec<Netns>,
-    _decap: Vec<xvs_dataplane::Decap>,
     children: Vec<Child>,
 }
 
@@ -201,7 +212,6 @@ impl Lab {
         std::fs::write(&echo, ECHO).unwrap();
         let mut children = Vec::new();
         let mut rs = Vec::new();
-        let mut decap = Vec::new();
         for i in 0..4 {
             let ns = Netns::new(&format!("{prefix}r{}", i + 1));
             port(&ns, &format!("r{}", i + 1), &rs_addr(i));
@@ -212,19 +222,25 @@ impl Lab {
                 ns.sysctl(&format!("net.ipv4.conf.{k}.rp_filter"), "0");
             }
             ns.exec(&["ethtool", "-K", "e0", "tx", "off"]);
-            {
-                // IP-in-IP from the directors: this kernel has no ipip module, xvs's program
-                // decapsulates.
-                let _in = ns.enter();
-                let mut d = xvs_dataplane::Decap::load().expect("load the decapsulation program");
-                d.allow(VIP.parse().unwrap()).unwrap();
-                d.attach("e0").unwrap();
-                decap.push(d);
+            // Tunnels from the directors (IP-in-IP, GUE, GRE): this kernel has no ipip, fou or
+            // gre module; xvs-decap strips them, as an operator would run it.
+            let log = dir.join(format!("decap{}.log", i + 1));
+            children.push(
+                ns.command(env!("CARGO_BIN_EXE_xvs-decap"))
+                    .args(["-i", "e0", "--vip", VIP, "--gue-port", "6080"])
+                    .stderr(std::fs::File::create(&log).unwrap())
+                    .spawn()
+                    .unwrap(),
+            );
+            let t = Instant::now();
+            while !std::fs::read_to_string(&log).unwrap_or_default().contains("decapsulating for") {
+                assert!(t.elapsed() < Duration::from_secs(10), "xvs-decap: {}", std::fs::read_to_string(&log).unwrap());
+                std::thread::sleep(Duration::from_millis(20));
             }
             let name = format!("rs{}", i + 1);
             children.push(
                 ns.command("python3")
-                    .args([echo.to_str().unwrap(), &name, "7001", "7002"])
+                    .args([echo.to_str().unwrap(), &name, "7001", "7002", "7003"])
                     .stdout(Stdio::null())
                     .spawn()
                     .unwrap(),
@@ -256,7 +272,7 @@ impl Lab {
             for p in ["5201", "5202"] {
                 children.push(ns.command("iperf3").args(["-s", "-p", p]).stdout(Stdio::null()).spawn().unwrap());
             }
-            for p in [80, 7001, 7002, 5201, 5202] {
+            for p in [80, 7001, 7002, 7003, 5201, 5202] {
                 xvs_lab::topology::wait_listening(&ns, p);
             }
             rs.push(ns);
@@ -281,7 +297,7 @@ impl Lab {
         for i in 0..directors {
             dirs.push(Lab::director(&prefix, &dir, &rt, i));
         }
-        Lab { prefix, dir, rt, client, dirs, _rs: rs, _decap: decap, children }
+        Lab { prefix, dir, rt, client, dirs, _rs: rs, children }
     }
 
     fn director(prefix: &str, dir: &std::path::Path, rt: &Netns, i: usize) -> Director {
@@ -388,7 +404,7 @@ impl Drop for Lab {
     }
 }
 
-/// hold.py in the client: connections held to the VIP's DR and TUN echo ports.
+/// hold.py in the client: connections held to the VIP's DR, GUE and GRE echo ports.
 struct Held {
     child: Child,
     stdin: ChildStdin,
@@ -405,7 +421,7 @@ impl Held {
         let mut child = lab
             .client
             .command("python3")
-            .args([script.to_str().unwrap(), VIP, &n.to_string(), "20", "7001", "7002"])
+            .args([script.to_str().unwrap(), VIP, &n.to_string(), "20", "7001", "7002", "7003"])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -417,7 +433,7 @@ impl Held {
         let v: serde_json::Value =
             serde_json::from_str(&line).unwrap_or_else(|_| panic!("hold.py: {line}\n{}", lab.diagnose()));
         let ports: Vec<u16> = v["ports"].as_array().unwrap().iter().map(|p| p.as_u64().unwrap() as u16).collect();
-        let flows = ports.iter().enumerate().map(|(i, p)| (*p, if i < n { 7001 } else { 7002 })).collect();
+        let flows = ports.iter().enumerate().map(|(i, p)| (*p, 7001 + (i / n) as u16)).collect();
         let servers = v["servers"].as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_string()).collect();
         Held { child, stdin, stdout, flows, servers }
     }
@@ -518,7 +534,7 @@ fn flows_survive_directors_joining_draining_dying_and_crashing_behind_ecmp() {
 
     // Load: 24 held connections per port (DR and TUN), wrk's keep-alive connections (DR), and
     // two iperf3 streams (DR and TUN), all for longer than the changes take.
-    let mut held = Held::open(&lab, 24);
+    let mut held = Held::open(&lab, 16);
     let servers: std::collections::BTreeSet<_> = held.servers.iter().collect();
     assert!(servers.len() >= 3, "mh spreads the connections over the servers: {servers:?}");
     let map0 = held.ping_and_map(&lab, "start");
@@ -614,7 +630,7 @@ fn flows_survive_directors_joining_draining_dying_and_crashing_behind_ecmp() {
     assert!(map4.iter().all(|d| *d == dir_addr(3)), "every flow goes through d4 now: {map4:?}");
 
     assert_eq!(held.close(), 0, "connections that did not close cleanly");
-    for (name, c) in [("DR", ip_dr), ("TUN", ip_tun)] {
+    for (name, c) in [("DR", ip_dr), ("IP-in-IP", ip_tun)] {
         let out = c.wait_with_output().unwrap();
         let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
         assert!(
@@ -641,11 +657,20 @@ fn the_vip_is_announced_only_while_it_can_be_served() {
     lab.wait_hops(&[0], 20, "d1 announces");
     let d = &lab.dirs[0];
     // No real server takes new connections: withdrawn; one does again: announced.
-    for port in [80, 7001, 7002, 5201, 5202] {
+    for (port, method) in METHODS {
+        // -e replaces the whole real server: its tunnel is said again.
+        let tun: &[&str] = match port {
+            7002 => &["-i", "--tun-type", "gue", "--tun-port", "6080", "--tun-csum"],
+            7003 => &["-i", "--tun-type", "gre", "--tun-csum"],
+            _ if method.contains("tunnel") => &["-i"],
+            _ => &["-g"],
+        };
         for i in 0..4 {
             let (svc, rs) = (format!("{VIP}:{port}"), format!("{}:{port}", rs_addr(i)));
-            let out = d.adm(&["-e", "-t", &svc, "-r", &rs, "-w", "0"]);
-            assert_eq!(out.code, 0, "{}", out.stderr);
+            let mut args = vec!["-e", "-t", &svc, "-r", &rs, "-w", "0"];
+            args.extend_from_slice(tun);
+            let out = d.adm(&args);
+            assert_eq!(out.code, 0, "{svc} {rs}: {}\n{}", out.stderr, d.adm(&["-Ln"]).stdout);
         }
     }
     lab.wait_hops(&[], 5, "withdrawn without servers");
