@@ -68,9 +68,14 @@ impl Acceptors {
     /// Listens on `port` (any address, so both the VIP and the server's own address) in every
     /// real server.
     pub fn start(lab: &Classic, port: u16) -> Acceptors {
+        Acceptors::start_in(&lab.rs.iter().collect::<Vec<_>>(), port)
+    }
+
+    /// Listens on `port` in each of `servers`.
+    pub fn start_in(servers: &[&xvs_lab::Netns], port: u16) -> Acceptors {
         let stop = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::new();
-        for r in &lab.rs {
+        for r in servers {
             let name = r.name().to_string();
             let stop = stop.clone();
             let (tx, rx) = std::sync::mpsc::channel();
@@ -107,7 +112,12 @@ impl Drop for Acceptors {
 /// New TCP connections per second to `target` from the client for `dur`: connect, then close
 /// with a reset (no TIME_WAIT), in a loop on one CPU. Failed attempts are counted apart.
 pub fn conn_rate(lab: &Classic, target: SocketAddrV4, dur: Duration) -> (f64, u64, String) {
-    let name = lab.client.name().to_string();
+    conn_rate_in(&lab.client, target, dur)
+}
+
+/// [`conn_rate`] from the namespace `client`.
+pub fn conn_rate_in(client: &xvs_lab::Netns, target: SocketAddrV4, dur: Duration) -> (f64, u64, String) {
+    let name = client.name().to_string();
     let ok = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
     let (ok2, failed2) = (ok.clone(), failed.clone());
@@ -175,11 +185,16 @@ pub struct Sinks(Vec<Aux>);
 impl Sinks {
     /// Attaches a sink to each real server's eth0.
     pub fn attach(lab: &Classic) -> Sinks {
+        Sinks::attach_to(&lab.rs.iter().map(|r| (r, "eth0")).collect::<Vec<_>>())
+    }
+
+    /// Attaches a sink to each of `ifaces`.
+    pub fn attach_to(ifaces: &[(&xvs_lab::Netns, &str)]) -> Sinks {
         let mut v = Vec::new();
-        for r in &lab.rs {
-            let _in = r.enter();
+        for (ns, dev) in ifaces {
+            let _in = ns.enter();
             let mut a = Aux::load().expect("load the sink");
-            a.attach_sink("eth0").expect("attach the sink");
+            a.attach_sink(dev).expect("attach the sink");
             v.push(a);
         }
         Sinks(v)
@@ -193,9 +208,15 @@ impl Sinks {
 /// Packets per second delivered to the real servers while the client's generator sends
 /// `frame` for about `dur`; also the rate it offered. The first half second is not counted.
 pub fn pps(lab: &Classic, sinks: &Sinks, frame: &[u8], dur: Duration) -> (f64, f64) {
-    let name = lab.client.name().to_string();
-    let ifindex = lab.client.ifindex("eth0");
-    let frame = frame.to_vec();
+    pps_in(&lab.client, "eth0", sinks, &[frame.to_vec()], dur)
+}
+
+/// [`pps`] from `dev` in the namespace `client`, taking `frames` in turn (50,000 of each: a
+/// new flow every few tens of milliseconds, for a router to spread).
+pub fn pps_in(client: &xvs_lab::Netns, dev: &str, sinks: &Sinks, frames: &[Vec<u8>], dur: Duration) -> (f64, f64) {
+    let name = client.name().to_string();
+    let ifindex = client.ifindex(dev);
+    let frames = frames.to_vec();
     let stop = Arc::new(AtomicBool::new(false));
     let sent = Arc::new(AtomicU64::new(0));
     let (stop2, sent2) = (stop.clone(), sent.clone());
@@ -203,10 +224,15 @@ pub fn pps(lab: &Classic, sinks: &Sinks, frame: &[u8], dur: Duration) -> (f64, f
         let _in = xvs_lab::enter_named(&name);
         pin_to(0);
         let mut gen = Aux::load().expect("load the generator");
-        gen.set_gen_frame(&frame).expect("the generator's frame");
         const CHUNK: u32 = 50_000;
+        let mut i = 0;
         while !stop2.load(Ordering::Relaxed) {
-            if gen.generate(&frame, ifindex, CHUNK).is_err() {
+            let frame = &frames[i % frames.len()];
+            i += 1;
+            if (frames.len() > 1 || i == 1) && gen.set_gen_frame(frame).is_err() {
+                break;
+            }
+            if gen.generate(frame, ifindex, CHUNK).is_err() {
                 break;
             }
             sent2.fetch_add(u64::from(CHUNK), Ordering::Relaxed);

@@ -12,6 +12,7 @@
 mod lab;
 mod peers;
 mod report;
+mod scaleout;
 mod xvs;
 
 use std::path::{Path, PathBuf};
@@ -58,6 +59,10 @@ struct Opts {
     /// Largest N for HAProxy (one listening socket per service; default 10000).
     #[arg(long, default_value_t = 10_000)]
     haproxy_max: u32,
+    /// Directors behind a router's ECMP, measured 1..=this many side by side (default 3; 2
+    /// in quick mode; 0 leaves the measurement out).
+    #[arg(long)]
+    directors: Option<usize>,
 }
 
 struct Plan {
@@ -183,7 +188,23 @@ fn main() {
         "traffic generator".into(),
         "connections: one client thread doing connect + reset-close on CPU 0, acceptors on the last CPU; packets: live-frames BPF_PROG_RUN of an XDP_TX program on the client's veth (the same TCP SYN), counted by XDP sinks on the real servers".into(),
     );
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&lab, &plan, &mut report)));
+    let mut result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&lab, &plan, &mut report)));
+    let directors = o.directors.unwrap_or(if o.quick { 2 } else { 3 });
+    if result.is_ok() && directors > 0 && plan.peers.iter().any(|p| p == "xvs") {
+        eprintln!("== directors behind a router's ECMP: 1 to {directors}");
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            scaleout::run(&bin("xvsd"), directors, plan.reps, plan.dur, &mut report)
+        }));
+        match r {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                eprintln!("directors behind ECMP: {e}");
+                report.skipped.push(format!("directors behind ECMP: {e}"));
+                result = Err(Box::new(e));
+            }
+            Err(p) => result = Err(p),
+        }
+    }
     report.meta.insert("duration".into(), format!("{:.0} s", start.elapsed().as_secs_f64()));
     if let Err(e) = report.write(&plan.out) {
         eprintln!("cannot write results to {}: {e}", plan.out.display());

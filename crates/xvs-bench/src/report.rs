@@ -79,6 +79,8 @@ pub struct Report {
     pub facts: BTreeMap<String, String>,
     /// Peers or sizes left out, and why.
     pub skipped: Vec<String>,
+    /// Directors behind a router's ECMP: `n` is the number of directors.
+    pub scale_out: Vec<Series>,
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -116,6 +118,16 @@ impl Report {
             max: sorted[sorted.len() - 1],
             values,
         });
+    }
+
+    /// Records the repetitions of one measurement with `directors` directors behind the router.
+    pub fn add_scale_out(&mut self, directors: u32, metric: Metric, values: Vec<f64>) {
+        let before = self.series.len();
+        self.add("xvs-ecmp", directors, metric, values);
+        if self.series.len() > before {
+            let s = self.series.pop().expect("just added");
+            self.scale_out.push(s);
+        }
     }
 
     fn get(&self, peer: &str, n: u32, metric: Metric) -> Option<&Series> {
@@ -201,6 +213,35 @@ impl Report {
                     }
                 }
                 let _ = writeln!(out);
+            }
+        }
+        if !self.scale_out.is_empty() {
+            let _ = writeln!(out, "\n### Directors behind a router's ECMP (direct routing, mh): median (min–max)\n");
+            let _ =
+                writeln!(out, "| directors | conn/s | × 1 director | packets/s | × 1 director | offered packets/s |");
+            let _ = writeln!(out, "|---|---|---|---|---|---|");
+            let get = |k: u32, m: Metric| self.scale_out.iter().find(|s| s.n == k && s.metric == m.name().0);
+            let mut ks: Vec<u32> = self.scale_out.iter().map(|s| s.n).collect();
+            ks.dedup();
+            for k in ks {
+                let cell = |m: Metric| {
+                    get(k, m).map_or("–".to_string(), |s| {
+                        format!("{} ({}–{})", fmt_num(s.median), fmt_num(s.min), fmt_num(s.max))
+                    })
+                };
+                let ratio = |m: Metric| match (get(k, m), get(1, m)) {
+                    (Some(a), Some(b)) if b.median > 0.0 => format!("{:.2}", a.median / b.median),
+                    _ => "–".into(),
+                };
+                let _ = writeln!(
+                    out,
+                    "| {k} | {} | {} | {} | {} | {} |",
+                    cell(Metric::ConnRate),
+                    ratio(Metric::ConnRate),
+                    cell(Metric::Pps),
+                    ratio(Metric::Pps),
+                    cell(Metric::OfferedPps)
+                );
             }
         }
         if !self.facts.is_empty() {
