@@ -18,6 +18,9 @@ pub struct Sysctl {
     pub expire_quiescent_template: bool,
     /// `sloppy_tcp`: any non-RST TCP packet may open a connection.
     pub sloppy_tcp: bool,
+    /// `sloppy_sctp`: any SCTP packet but an ABORT may open a connection. Kept and shown;
+    /// xvs balances no SCTP, so it changes nothing.
+    pub sloppy_sctp: bool,
     /// `secure_tcp` at level ≥ 2: use the stricter state table.
     pub secure_tcp: bool,
     /// `nat_icmp_send`: answer unmatched packets from NAT real servers with ICMP unreachable.
@@ -37,6 +40,7 @@ impl Default for Sysctl {
             expire_nodest_conn: false,
             expire_quiescent_template: false,
             sloppy_tcp: false,
+            sloppy_sctp: false,
             secure_tcp: false,
             nat_icmp_send: false,
             lblc_expiration: Duration::from_secs(24 * 3600),
@@ -48,7 +52,7 @@ impl Default for Sysctl {
 
 impl Sysctl {
     /// The names `net.ipv4.vs.*` gives them, in the kernel's order.
-    pub const NAMES: [&'static str; 9] = [
+    pub const NAMES: [&'static str; 10] = [
         "conn_reuse_mode",
         "expire_nodest_conn",
         "expire_quiescent_template",
@@ -57,6 +61,7 @@ impl Sysctl {
         "nat_icmp_send",
         "run_estimation",
         "secure_tcp",
+        "sloppy_sctp",
         "sloppy_tcp",
     ];
 
@@ -73,6 +78,7 @@ impl Sysctl {
             // Only levels 2 and 3 change behaviour (the stricter table): read back as 0 or 2.
             "secure_tcp" => u64::from(self.secure_tcp) * 2,
             "sloppy_tcp" => u64::from(self.sloppy_tcp),
+            "sloppy_sctp" => u64::from(self.sloppy_sctp),
             _ => return None,
         })
     }
@@ -99,6 +105,7 @@ impl Sysctl {
             "secure_tcp" if value <= 3 => self.secure_tcp = value >= 2,
             "secure_tcp" => return Err(format!("secure_tcp is 0 to 3, not {value}")),
             "sloppy_tcp" => self.sloppy_tcp = flag(value)?,
+            "sloppy_sctp" => self.sloppy_sctp = flag(value)?,
             _ => return Err(format!("unknown setting '{name}' (one of {})", Self::NAMES.join(", "))),
         }
         Ok(())
