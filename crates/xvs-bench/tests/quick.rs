@@ -52,8 +52,16 @@ fn quick_mode_measures_every_peer_and_writes_results() {
     ] {
         assert!(has(peer, metric), "no {peer} {metric} in the results:\n{stderr}");
     }
+    // Directors behind the router's ECMP: 1 and 2 in quick mode.
+    let scale = json["scale_out"].as_array().unwrap();
+    for (n, metric) in [(1, "conn_per_s"), (2, "conn_per_s"), (1, "pps"), (2, "pps")] {
+        assert!(
+            scale.iter().any(|s| s["n"] == n && s["metric"] == metric),
+            "no {metric} with {n} director(s) in the results:\n{stderr}"
+        );
+    }
     let md = std::fs::read_to_string(out_dir.join("results.md")).unwrap();
-    assert!(md.contains("Headline ratios"), "{md}");
+    assert!(md.contains("Headline ratios") && md.contains("Directors behind a router's ECMP"), "{md}");
     // Every namespace of the benchmark's lab is gone.
     let netns =
         String::from_utf8_lossy(&Command::new("ip").args(["netns", "list"]).output().unwrap().stdout).to_string();
