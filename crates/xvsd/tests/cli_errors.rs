@@ -261,7 +261,10 @@ fn host_masks_in_a_file_are_no_change_and_stop_daemon_answers_as_ipvsadm() {
 fn ipvs_settings_are_read_and_set_by_name_and_by_file() {
     let mut x = InProcess::new();
     let listed = x.run("xvsadm sysctl").stdout;
-    assert!(listed.contains("net.ipv4.vs.sloppy_tcp = 0\n") && listed.contains("net.ipv4.vs.sloppy_sctp = 0\n"), "{listed}");
+    assert!(
+        listed.contains("net.ipv4.vs.sloppy_tcp = 0\n") && listed.contains("net.ipv4.vs.sloppy_sctp = 0\n"),
+        "{listed}"
+    );
     assert!(listed.contains("net.ipv4.vs.conn_reuse_mode = 1\n"), "{listed}");
     let out = x.run("xvsadm sysctl net.ipv4.vs.sloppy_tcp=1 expire_nodest_conn=1");
     assert_eq!(out.code, 0, "{}", out.stderr);

@@ -30,6 +30,7 @@ use xvsadm::client::{Socket, Transport};
 const ECHO: &str = include_str!("trust/echo_server.py");
 const HOLD: &str = include_str!("trust/hold.py");
 const VIP: &str = "198.18.42.100";
+const VIP2: &str = "198.18.42.101";
 const HOLD_TIME: u32 = 3;
 
 fn rs_addr(i: usize) -> String {
@@ -327,7 +328,12 @@ impl Lab {
 
     /// The router's next hops for the VIP.
     fn next_hops(&self) -> Vec<String> {
-        let out = self.rt.ip(&["-4", "route", "show", &format!("{VIP}/32")]);
+        self.next_hops_of(VIP)
+    }
+
+    /// The router's next hops for `vip`.
+    fn next_hops_of(&self, vip: &str) -> Vec<String> {
+        let out = self.rt.ip(&["-4", "route", "show", &format!("{vip}/32")]);
         let text = String::from_utf8_lossy(&out.stdout).to_string();
         let mut v: Vec<String> = text
             .split_whitespace()
@@ -341,11 +347,15 @@ impl Lab {
     }
 
     fn wait_hops(&self, want: &[usize], secs: u64, what: &str) -> Duration {
+        self.wait_hops_of(VIP, want, secs, what)
+    }
+
+    fn wait_hops_of(&self, vip: &str, want: &[usize], secs: u64, what: &str) -> Duration {
         let mut want: Vec<String> = want.iter().map(|i| dir_addr(*i)).collect();
         want.sort();
         let t = Instant::now();
         loop {
-            let got = self.next_hops();
+            let got = self.next_hops_of(vip);
             if got == want {
                 return t.elapsed();
             }
@@ -653,8 +663,32 @@ fn the_vip_is_announced_only_while_it_can_be_served() {
         return;
     }
     let mut lab = Lab::new(1);
+    // A second VIP whose one service has a health check and a quorum: nothing listens on the
+    // checked port yet.
+    let mut conf = std::fs::read_to_string(&lab.dirs[0].conf).unwrap();
+    conf += &format!(
+        "\n[[service]]\naddress = \"{VIP2}:7009\"\nscheduler = \"mh\"\nquorum = 1\n  [[service.real_server]]\n  \
+         address = \"{}:7009\"\n  method = \"route\"\n    [[service.real_server.check]]\n    type = \"tcp\"\n    \
+         delay_loop = 1\n    connect_timeout = 1\n    retry = 0\n",
+        rs_addr(0)
+    );
+    std::fs::write(&lab.dirs[0].conf, conf).unwrap();
     lab.dirs[0].start();
     lab.wait_hops(&[0], 20, "d1 announces");
+    // Quorum lost (the check fails): the second VIP is withdrawn, the first stays; the port
+    // opens: announced.
+    lab.wait_hops_of(VIP2, &[], 10, "the second VIP withdrawn while its quorum is lost");
+    let listing = lab.dirs[0].adm(&["bgp"]).stdout;
+    assert!(listing.contains(&format!("TCP {VIP2}:7009: quorum lost")), "{listing}");
+    let listener = lab._rs[0]
+        .command("python3")
+        .args([lab.dir.join("echo_server.py").to_str().unwrap(), "rs1", "7009"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    lab.children.push(listener);
+    lab.wait_hops_of(VIP2, &[0], 10, "the second VIP announced once its quorum holds");
+    assert_eq!(lab.next_hops().len(), 1);
     let d = &lab.dirs[0];
     // No real server takes new connections: withdrawn; one does again: announced.
     for (port, method) in METHODS {

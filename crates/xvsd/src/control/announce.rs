@@ -25,7 +25,8 @@ impl Control {
                     .unwrap_or(0);
                 Some(xvs_announce::ServiceInput {
                     vip: addr,
-                    name: key.to_string(),
+                    // "TCP  198.18.0.1:80" as ipvsadm pads it, with one space.
+                    name: key.to_string().split_whitespace().collect::<Vec<_>>().join(" "),
                     usable,
                     quorum_up: quorum.get(&key).copied(),
                     standby: self.dp.as_ref().is_some_and(|dp| dp.publisher.is_standby(&key)),
