@@ -17,7 +17,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use xvs_lab::daemon::Xvsd;
-use xvs_lab::{veth, Netns};
+use xvs_lab::Netns;
 
 use crate::lab;
 use crate::report::{Metric, Report};
@@ -50,32 +50,8 @@ fn build(xvsd: &Path, directors: usize) -> Lab {
     let prefix = xvs_lab::unique_prefix();
     let dir = std::env::temp_dir().join(format!("{prefix}-bench-ecmp"));
     std::fs::create_dir_all(&dir).expect("scratch directory");
-    let rt = Netns::new(&format!("{prefix}rt"));
-    rt.ip(&["link", "add", "br0", "type", "bridge"]);
-    rt.ip(&["link", "set", "br0", "up"]);
-    rt.ip(&["addr", "add", "198.18.40.1/24", "dev", "br0"]);
-    rt.sysctl("net.ipv4.ip_forward", "1");
-    rt.sysctl("net.ipv4.fib_multipath_hash_policy", "1");
-    let client = Netns::new(&format!("{prefix}c"));
-    veth(&client, "e0", &rt, "e1");
-    client.ip(&["addr", "add", "198.18.41.10/24", "dev", "e0"]);
-    client.ip(&["route", "add", "default", "via", "198.18.41.1"]);
-    // A veth sender leaves partial checksums that XDP passes on as they are (a NIC delivers
-    // full ones); and the socket's hash, which the router would use for the multipath choice,
-    // must not change at each retransmission.
-    client.exec(&["ethtool", "-K", "e0", "tx", "off"]);
-    client.sysctl("net.core.txrehash", "0");
-    rt.ip(&["addr", "add", "198.18.41.1/24", "dev", "e1"]);
-    for k in ["all", "default", "br0", "e1"] {
-        rt.sysctl(&format!("net.ipv4.conf.{k}.rp_filter"), "0");
-    }
-    let port = |ns: &Netns, tag: &str, addr: &str| {
-        let p = format!("p{tag}");
-        veth(ns, "e0", &rt, &p);
-        rt.ip(&["link", "set", &p, "master", "br0"]);
-        ns.ip(&["addr", "add", &format!("{addr}/24"), "dev", "e0"]);
-        ns.ip(&["route", "add", "default", "via", "198.18.40.1"]);
-    };
+    let xvs_lab::ecmp::Router { ns: rt, client } = xvs_lab::ecmp::Router::new(&prefix);
+    let port = |ns: &Netns, tag: &str, addr: &str| xvs_lab::ecmp::attach(&rt, ns, tag, addr);
     let mut rs = Vec::new();
     for i in 0..2 {
         let ns = Netns::new(&format!("{prefix}r{}", i + 1));

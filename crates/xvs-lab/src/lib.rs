@@ -233,7 +233,21 @@ impl Drop for PinDir {
 }
 
 pub mod daemon;
+pub mod ecmp;
 pub mod topology;
+
+/// The bytes an iperf3 client (`-J`) reports received, or why its stream broke.
+pub fn iperf3_received(out: &Output) -> Result<u64, String> {
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    if !out.status.success() || report.get("error").is_some() {
+        return Err(format!(
+            "{} {}",
+            report.get("error").map(|e| e.to_string()).unwrap_or_default(),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(report["end"]["sum_received"]["bytes"].as_u64().unwrap_or(0))
+}
 
 /// Requests done and failed (socket errors and non-2xx/3xx answers) from wrk's report, and the
 /// report; panics when wrk itself failed.

@@ -18,17 +18,18 @@
 //! iperf3 stream and wrk's keep-alive HTTP connections (DR) run across both changes. Failover
 //! times are printed, not asserted.
 
-use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
-use std::process::{Child, ChildStdin, ChildStdout, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::hold::Held;
 use xvs_lab::daemon::Xvsd;
 use xvs_lab::{veth, Netns};
 use xvsadm::client::{Socket, Transport};
 
 const ECHO: &str = include_str!("trust/echo_server.py");
-const HOLD: &str = include_str!("trust/hold.py");
 const VIP: &str = "198.18.5.100";
 
 struct Director {
@@ -228,31 +229,7 @@ impl Lab {
                 .unwrap();
             children.push(c);
             // nginx with keep-alive: wrk's connections live across the failover.
-            let d = dir.join(format!("nginx{}", i + 1));
-            std::fs::create_dir_all(&d).unwrap();
-            let nconf = d.join("nginx.conf");
-            std::fs::write(
-                &nconf,
-                format!(
-                    "worker_processes 1;\npid {p}/nginx.pid;\nerror_log {p}/error.log;\ndaemon off;\n\
-                     events {{ worker_connections 512; }}\n\
-                     http {{ access_log off; client_body_temp_path {p}; proxy_temp_path {p}; fastcgi_temp_path {p};\n\
-                     server {{ listen 80; keepalive_timeout 120s; keepalive_requests 1000000;\n\
-                     location / {{ return 200 \"rs{n}\\n\"; }} }} }}\n",
-                    p = d.display(),
-                    n = i + 1
-                ),
-            )
-            .unwrap();
-            let c = ns
-                .command("nginx")
-                .args(["-c", nconf.to_str().unwrap(), "-p", d.to_str().unwrap()])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap();
-            children.push(c);
+            children.push(common::nginx(&ns, &dir.join(format!("nginx{}", i + 1)), &format!("rs{}", i + 1)));
             for p in [7000, 7001, 7002, 7003, 80] {
                 xvs_lab::topology::wait_listening(&ns, p);
             }
@@ -310,57 +287,6 @@ impl Drop for Lab {
     }
 }
 
-/// hold.py in the client: connections held to the VIP's NAT and DR ports.
-struct Held {
-    child: Child,
-    stdin: ChildStdin,
-    stdout: BufReader<ChildStdout>,
-}
-
-impl Held {
-    fn open(lab: &Lab, n: usize) -> Held {
-        Held::open_on(lab, n, &["7000", "7001"])
-    }
-
-    fn open_on(lab: &Lab, n: usize, ports: &[&str]) -> Held {
-        let script = lab.dir.join("hold.py");
-        std::fs::write(&script, HOLD).unwrap();
-        let mut child = lab
-            .client
-            .command("python3")
-            .args([script.to_str().unwrap(), VIP, &n.to_string(), "20"])
-            .args(ports)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stdin = child.stdin.take().unwrap();
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        stdout.read_line(&mut line).unwrap();
-        assert!(line.contains("servers"), "hold.py: {line}\n{}", lab.diagnose());
-        Held { child, stdin, stdout }
-    }
-
-    /// Every connection sends a line and must get it back; returns how many broke.
-    fn ping(&mut self) -> u64 {
-        writeln!(self.stdin, "ping").unwrap();
-        let mut line = String::new();
-        self.stdout.read_line(&mut line).unwrap();
-        let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("hold.py: {line}"));
-        v["broken"].as_u64().unwrap()
-    }
-
-    fn close(mut self) -> u64 {
-        writeln!(self.stdin, "close").unwrap();
-        let mut line = String::new();
-        self.stdout.read_line(&mut line).unwrap();
-        let _ = self.child.wait();
-        let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("hold.py: {line}"));
-        v["broken"].as_u64().unwrap()
-    }
-}
-
 #[test]
 fn established_nat_and_dr_connections_survive_a_master_crash_and_its_return() {
     if !xvs_lab::require_root() {
@@ -374,14 +300,14 @@ fn established_nat_and_dr_connections_survive_a_master_crash_and_its_return() {
     // sloppy_tcp and a scheduler every director computes alike (sh), it sends their next
     // packets to the same server: direct routing needs nothing more, and NAT has its reply
     // entry made with the connection (the replies come back through the gateway address).
-    let mut early = Held::open_on(&lab, 4, &["7002", "7003"]);
+    let mut early = Held::open(&lab.client, &lab.dir, VIP, 4, &[7002, 7003], || lab.diagnose());
     assert_eq!(early.ping(), 0);
     lab.b.start();
     lab.wait(8, "b (100) becomes backup", |l| l.b.state() == "BACKUP");
     // On the backup the NAT and DR services are on standby (they follow VI_1).
     lab.wait(3, "b's services on standby", |l| l.b.log_text().contains("standby=true"));
     // Load: 8 held connections per port (NAT and DR) and a 20 s iperf3 stream through the NAT VIP.
-    let mut held = Held::open(&lab, 8);
+    let mut held = Held::open(&lab.client, &lab.dir, VIP, 8, &[7000, 7001], || lab.diagnose());
     assert_eq!(held.ping(), 0);
     let iperf = lab
         .client
@@ -423,7 +349,7 @@ fn established_nat_and_dr_connections_survive_a_master_crash_and_its_return() {
     assert_eq!(early.ping(), 0, "DR and NAT connections the backup never learned (sloppy_tcp, sh)");
     assert_eq!(held.ping(), 0);
     // New connections are b's to schedule now (its services left standby with the VIP).
-    let fresh = Held::open(&lab, 2);
+    let fresh = Held::open(&lab.client, &lab.dir, VIP, 2, &[7000, 7001], || lab.diagnose());
     assert_eq!(fresh.close(), 0);
     // b is master now, and its sync daemon with it.
     assert_eq!(lab.b.snapshot().unwrap().daemons[0].role, "master");
@@ -437,15 +363,8 @@ fn established_nat_and_dr_connections_survive_a_master_crash_and_its_return() {
     assert_eq!(broken, 0, "connections broken by the return\n--- a ---\n{}", lab.a.log_text());
     assert_eq!(held.close(), 0, "connections that did not close cleanly");
     assert_eq!(early.close(), 0, "early connections that did not close cleanly");
-    let out = iperf.wait_with_output().unwrap();
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    assert!(
-        out.status.success() && report.get("error").is_none(),
-        "iperf3 stream broke: {}\n{}",
-        report.get("error").map(|e| e.to_string()).unwrap_or_default(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let bytes = report["end"]["sum_received"]["bytes"].as_u64().unwrap_or(0);
+    let bytes = xvs_lab::iperf3_received(&iperf.wait_with_output().unwrap())
+        .unwrap_or_else(|e| panic!("iperf3 stream broke: {e}"));
     eprintln!("iperf3: {bytes} bytes received across both changes");
     let (done, failed, text) = xvs_lab::wrk_report(&wrk.wait_with_output().unwrap());
     eprintln!("wrk through both changes: {done} requests, {failed} failed");

@@ -18,17 +18,18 @@
 //! hold time), under held connections, wrk and two iperf3 streams, and counts what broke.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
-use std::process::{Child, ChildStdin, ChildStdout, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::hold::Held;
 use xvs_lab::daemon::Xvsd;
-use xvs_lab::{veth, Netns};
+use xvs_lab::Netns;
 use xvsadm::client::{Socket, Transport};
 
 const ECHO: &str = include_str!("trust/echo_server.py");
-const HOLD: &str = include_str!("trust/hold.py");
 const VIP: &str = "198.18.42.100";
 const VIP2: &str = "198.18.42.101";
 const HOLD_TIME: u32 = 3;
@@ -182,33 +183,8 @@ impl Lab {
         let prefix = xvs_lab::unique_prefix();
         let dir = std::env::temp_dir().join(format!("{prefix}-scaleout"));
         std::fs::create_dir_all(&dir).unwrap();
-        let rt = Netns::new(&format!("{prefix}rt"));
-        rt.ip(&["link", "add", "br0", "type", "bridge"]);
-        rt.ip(&["link", "set", "br0", "up"]);
-        rt.ip(&["addr", "add", "198.18.40.1/24", "dev", "br0"]);
-        rt.sysctl("net.ipv4.ip_forward", "1");
-        rt.sysctl("net.ipv4.fib_multipath_hash_policy", "1");
-        let client = Netns::new(&format!("{prefix}c"));
-        veth(&client, "e0", &rt, "e1");
-        client.ip(&["addr", "add", "198.18.41.10/24", "dev", "e0"]);
-        client.ip(&["route", "add", "default", "via", "198.18.41.1"]);
-        rt.ip(&["addr", "add", "198.18.41.1/24", "dev", "e1"]);
-        for k in ["all", "default", "br0", "e1"] {
-            rt.sysctl(&format!("net.ipv4.conf.{k}.rp_filter"), "0");
-        }
-        // XDP passes checksums on as they are; a veth sender would leave partial ones.
-        client.exec(&["ethtool", "-K", "e0", "tx", "off"]);
-        // A veth hands the sender socket's hash to the router, which uses it for the multipath
-        // choice, and TCP picks a new one at each retransmission timeout: a flow would change
-        // directors on every retransmission, which a real router hashing headers never does.
-        client.sysctl("net.core.txrehash", "0");
-        let port = |ns: &Netns, tag: &str, addr: &str| {
-            let p = format!("p{tag}");
-            veth(ns, "e0", &rt, &p);
-            rt.ip(&["link", "set", &p, "master", "br0"]);
-            ns.ip(&["addr", "add", &format!("{addr}/24"), "dev", "e0"]);
-            ns.ip(&["route", "add", "default", "via", "198.18.40.1"]);
-        };
+        let xvs_lab::ecmp::Router { ns: rt, client } = xvs_lab::ecmp::Router::new(&prefix);
+        let port = |ns: &Netns, tag: &str, addr: &str| xvs_lab::ecmp::attach(&rt, ns, tag, addr);
         let echo = dir.join("echo_server.py");
         std::fs::write(&echo, ECHO).unwrap();
         let mut children = Vec::new();
@@ -246,30 +222,7 @@ impl Lab {
                     .spawn()
                     .unwrap(),
             );
-            let d = dir.join(format!("nginx{}", i + 1));
-            std::fs::create_dir_all(&d).unwrap();
-            let nconf = d.join("nginx.conf");
-            std::fs::write(
-                &nconf,
-                format!(
-                    "worker_processes 1;\npid {p}/nginx.pid;\nerror_log {p}/error.log;\ndaemon off;\n\
-                     events {{ worker_connections 512; }}\n\
-                     http {{ access_log off; client_body_temp_path {p}; proxy_temp_path {p}; fastcgi_temp_path {p};\n\
-                     server {{ listen 80; keepalive_timeout 120s; keepalive_requests 1000000;\n\
-                     location / {{ return 200 \"{name}\\n\"; }} }} }}\n",
-                    p = d.display(),
-                ),
-            )
-            .unwrap();
-            children.push(
-                ns.command("nginx")
-                    .args(["-c", nconf.to_str().unwrap(), "-p", d.to_str().unwrap()])
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .spawn()
-                    .unwrap(),
-            );
+            children.push(common::nginx(&ns, &dir.join(format!("nginx{}", i + 1)), &name));
             for p in ["5201", "5202"] {
                 children.push(ns.command("iperf3").args(["-s", "-p", p]).stdout(Stdio::null()).spawn().unwrap());
             }
@@ -305,15 +258,12 @@ impl Lab {
         let name = format!("d{}", i + 1);
         let ns = Netns::new(&format!("{prefix}{name}"));
         let addr = dir_addr(i);
-        let p = format!("p{name}");
-        veth(&ns, "e0", rt, &p);
-        rt.ip(&["link", "set", &p, "master", "br0"]);
+        xvs_lab::ecmp::attach(rt, &ns, &name, &addr);
         // No unknown unicast to directors: when a crashed director's address is forgotten, the
         // bridge would flood its frames to the others, whose XDP (generic mode sees frames for
         // other hosts) would forward them and hide the crash.
+        let p = format!("p{name}");
         xvs_lab::sh(&["ip", "netns", "exec", rt.name(), "bridge", "link", "set", "dev", &p, "flood", "off"]);
-        ns.ip(&["addr", "add", &format!("{addr}/24"), "dev", "e0"]);
-        ns.ip(&["route", "add", "default", "via", "198.18.40.1"]);
         ns.sysctl("net.ipv4.ip_forward", "1");
         let conf = dir.join(format!("{name}.toml"));
         let bgp = format!(
@@ -414,62 +364,15 @@ impl Drop for Lab {
     }
 }
 
-/// hold.py in the client: connections held to the VIP's DR, GUE and GRE echo ports.
-struct Held {
-    child: Child,
-    stdin: ChildStdin,
-    stdout: BufReader<ChildStdout>,
-    /// (client port, VIP port) of each connection, in order.
-    flows: Vec<(u16, u16)>,
-    servers: Vec<String>,
-}
-
-impl Held {
-    fn open(lab: &Lab, n: usize) -> Held {
-        let script = lab.dir.join("hold.py");
-        std::fs::write(&script, HOLD).unwrap();
-        let mut child = lab
-            .client
-            .command("python3")
-            .args([script.to_str().unwrap(), VIP, &n.to_string(), "20", "7001", "7002", "7003"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stdin = child.stdin.take().unwrap();
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        stdout.read_line(&mut line).unwrap();
-        let v: serde_json::Value =
-            serde_json::from_str(&line).unwrap_or_else(|_| panic!("hold.py: {line}\n{}", lab.diagnose()));
-        let ports: Vec<u16> = v["ports"].as_array().unwrap().iter().map(|p| p.as_u64().unwrap() as u16).collect();
-        let flows = ports.iter().enumerate().map(|(i, p)| (*p, 7001 + (i / n) as u16)).collect();
-        let servers = v["servers"].as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_string()).collect();
-        Held { child, stdin, stdout, flows, servers }
-    }
-
-    fn command(&mut self, cmd: &str) -> u64 {
-        writeln!(self.stdin, "{cmd}").unwrap();
-        let mut line = String::new();
-        self.stdout.read_line(&mut line).unwrap();
-        let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("hold.py: {line}"));
-        v["broken"].as_u64().unwrap()
-    }
-
-    /// Every connection sends a line and must get it back; returns how many broke.
-    fn ping(&mut self) -> u64 {
-        self.command("ping")
-    }
-
-    fn close(mut self) -> u64 {
-        let n = self.command("close");
-        let _ = self.child.wait();
-        n
-    }
-
+/// Held connections, and which director each goes through.
+trait Mapped {
     /// Pings, then tells which director each held flow went through (the one whose entry
     /// the ping refreshed: the most time left), and checks that every director that has seen a
     /// flow sent it to the same real server (the consistent choice that keeps moved flows).
+    fn ping_and_map(&mut self, lab: &Lab, what: &str) -> Vec<String>;
+}
+
+impl Mapped for Held {
     fn ping_and_map(&mut self, lab: &Lab, what: &str) -> Vec<String> {
         let broken = self.ping();
         assert_eq!(broken, 0, "{what}: held flows broken\n{}", lab.diagnose());
@@ -544,7 +447,7 @@ fn flows_survive_directors_joining_draining_dying_and_crashing_behind_ecmp() {
 
     // Load: 24 held connections per port (DR and TUN), wrk's keep-alive connections (DR), and
     // two iperf3 streams (DR and TUN), all for longer than the changes take.
-    let mut held = Held::open(&lab, 16);
+    let mut held = Held::open(&lab.client, &lab.dir, VIP, 16, &[7001, 7002, 7003], || lab.diagnose());
     let servers: std::collections::BTreeSet<_> = held.servers.iter().collect();
     assert!(servers.len() >= 3, "mh spreads the connections over the servers: {servers:?}");
     let map0 = held.ping_and_map(&lab, "start");
@@ -641,15 +544,8 @@ fn flows_survive_directors_joining_draining_dying_and_crashing_behind_ecmp() {
 
     assert_eq!(held.close(), 0, "connections that did not close cleanly");
     for (name, c) in [("DR", ip_dr), ("IP-in-IP", ip_tun)] {
-        let out = c.wait_with_output().unwrap();
-        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-        assert!(
-            out.status.success() && report.get("error").is_none(),
-            "iperf3 {name} stream broke: {}\n{}",
-            report.get("error").map(|e| e.to_string()).unwrap_or_default(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let bytes = report["end"]["sum_received"]["bytes"].as_u64().unwrap_or(0);
+        let bytes = xvs_lab::iperf3_received(&c.wait_with_output().unwrap())
+            .unwrap_or_else(|e| panic!("iperf3 {name} stream broke: {e}"));
         eprintln!("iperf3 {name}: {bytes} bytes received across every change");
     }
     let (done, failed, text) = xvs_lab::wrk_report(&wrk.wait_with_output().unwrap());
