@@ -468,6 +468,19 @@ out:
 	return forward(ctx, p, kp, c);
 }
 
+/* The frame is unicast to a MAC that is not the ingress interface's (see xvs_if_macs). */
+static __always_inline int for_another_host(struct xdp_md *ctx, void *data, void *data_end)
+{
+	struct ethhdr *eth = data;
+	if ((void *)(eth + 1) > data_end || (eth->h_dest[0] & 1))
+		return 0; /* broadcast and multicast: the kernel decides */
+	__u32 slot = ctx->ingress_ifindex & (XVS_IF_SLOTS - 1);
+	struct xvs_if_mac *m = bpf_map_lookup_elem(&xvs_if_macs, &slot);
+	if (!m || !m->ifindex || m->ifindex != ctx->ingress_ifindex)
+		return 0;
+	return *(__u32 *)eth->h_dest != *(__u32 *)m->mac || *(__u16 *)(eth->h_dest + 4) != *(__u16 *)(m->mac + 4);
+}
+
 SEC("xdp")
 int xvs_lb(struct xdp_md *ctx)
 {
@@ -479,6 +492,10 @@ int xvs_lb(struct xdp_md *ctx)
 	struct pkt *pp = &sc->p;
 	__builtin_memset(pp, 0, sizeof(*pp));
 	int r = parse_packet(data, data_end, pp);
+	if ((r == PARSE_OK || r == PARSE_ICMP) && for_another_host(ctx, data, data_end)) {
+		count_reason(XVS_R_OTHER_HOST);
+		return XDP_PASS;
+	}
 	pp->ifindex = ctx->ingress_ifindex;
 	pp->now = now_ms();
 	switch (r) {

@@ -285,6 +285,7 @@ enum xvs_reason {
 	XVS_R_STALE_DEST = 12,    /* dropped: the connection's server slot now holds another server */
 	XVS_R_NOT_ALLOWED = 13,   /* dropped: the client is not in the service's allowed sources */
 	XVS_R_STANDBY = 14,       /* passed: a new connection to a service on standby (VRRP backup) */
+	XVS_R_OTHER_HOST = 15,    /* passed: a frame addressed to another host's MAC (the kernel drops it) */
 	XVS_R_MAX = 16,
 };
 

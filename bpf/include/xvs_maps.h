@@ -270,6 +270,24 @@ struct {
 	__type(value, struct xvs_neigh_miss);
 } xvs_neigh_miss SEC(".maps");
 
+/* The MAC of each interface the director is attached to, direct-mapped by ifindex, written by
+ * xvsd at attach and refreshed every second: a unicast frame for another MAC (a flooding
+ * switch, a promiscuous interface) is not the director's to forward, as the kernel drops it
+ * (PACKET_OTHERHOST) before IPVS would see it. An empty or foreign slot: no check. */
+#define XVS_IF_SLOTS 256
+struct xvs_if_mac {
+	__u32 ifindex;
+	__u8 mac[6];
+	__u8 pad[2];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, XVS_IF_SLOTS);
+	__type(key, __u32);
+	__type(value, struct xvs_if_mac);
+} xvs_if_macs SEC(".maps");
+
 /* Tunables and the TCP state tables. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

@@ -138,7 +138,7 @@ pub mod counter {
 }
 
 /// Why a packet left the fast path (`enum xvs_reason`); the names are metrics labels.
-pub const REASONS: [(u32, &str); 15] = [
+pub const REASONS: [(u32, &str); 16] = [
     (0, "fragment"),
     (1, "no_route"),
     (2, "no_neigh"),
@@ -154,6 +154,7 @@ pub const REASONS: [(u32, &str); 15] = [
     (12, "stale_dest"),
     (13, "not_allowed"),
     (14, "standby"),
+    (15, "other_host"),
 ];
 /// Size of the reasons array.
 pub const REASON_MAX: u32 = 16;
@@ -427,6 +428,18 @@ pub struct NeighMiss {
     pub pad: [u8; 3],
 }
 
+/// An attached interface's MAC (`struct xvs_if_mac`).
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct IfMac {
+    pub ifindex: u32,
+    pub mac: [u8; 6],
+    pub pad: [u8; 2],
+}
+
+/// Slots of the interface-MAC array (direct-mapped by ifindex).
+pub const IF_SLOTS: u32 = 256;
+
 /// Slots of the neighbour-miss array.
 pub const NEIGH_SLOTS: u32 = 64;
 
@@ -478,6 +491,7 @@ pod! {
     AllowKey = 20,
     InstallRec = 64,
     NeighMiss = 28,
+    IfMac = 12,
 }
 
 /// Bytes of key and value one IPv4 connection takes (connection entry only; NAT doubles it).

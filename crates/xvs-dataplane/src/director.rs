@@ -96,6 +96,7 @@ pub struct Maps {
     pub gauges: Array<MapData, abi::Gauges>,
     pub allow: aya::maps::LpmTrie<MapData, abi::AllowKey, u32>,
     pub neigh_miss: Array<MapData, abi::NeighMiss>,
+    pub if_macs: Array<MapData, abi::IfMac>,
 }
 
 fn take(ebpf: &mut Ebpf, name: &str) -> Result<Map, Error> {
@@ -118,6 +119,8 @@ pub struct Director {
     pub pin_dir: PathBuf,
     /// Table sizes it was loaded with.
     pub options: LoadOptions,
+    /// The interfaces it was attached to.
+    interfaces: Vec<String>,
 }
 
 /// How [`Director::attach_pinned`] attached.
@@ -221,9 +224,10 @@ impl Director {
             gauges: typed!(&mut ebpf, "xvs_gauges"),
             allow: typed!(&mut ebpf, "xvs_allow"),
             neigh_miss: typed!(&mut ebpf, "xvs_neigh_miss"),
+            if_macs: typed!(&mut ebpf, "xvs_if_macs"),
         };
         let pin_dir = options.pin_dir.clone();
-        Ok(Director { ebpf, maps, pin_dir, options })
+        Ok(Director { ebpf, maps, pin_dir, options, interfaces: Vec::new() })
     }
 
     fn prog(&self, name: &str) -> Result<&Xdp, Error> {
@@ -241,6 +245,7 @@ impl Director {
     /// Attaches the director to interface `ifname` in native mode, or generic mode when the
     /// driver has no native XDP (`native` false forces generic). Returns the mode used.
     pub fn attach(&mut self, ifname: &str, native: bool) -> Result<XdpMode, Error> {
+        self.note_interface(ifname)?;
         let prog = self.prog_mut("xvs_lb")?;
         if native {
             match prog.attach(ifname, XdpMode::Driver) {
@@ -262,6 +267,7 @@ impl Director {
     /// swapped into it atomically — no packet goes unhandled during a restart.
     pub fn attach_pinned(&mut self, ifname: &str, native: bool, link_path: &Path) -> Result<Attached, Error> {
         use aya::programs::links::{FdLink, PinnedLink};
+        self.note_interface(ifname)?;
         use aya::programs::xdp::XdpLink;
         let linkerr = |what: String| move |e: &dyn std::fmt::Display| Error::Unsupported(format!("{what}: {e}"));
         let prog = self.prog_mut("xvs_lb")?;
@@ -288,6 +294,45 @@ impl Director {
         }
         fd.pin(link_path).map_err(|e| linkerr(format!("pin the link at {}", link_path.display()))(&e))?;
         Ok(Attached::New(mode))
+    }
+
+    /// Records `ifname`'s MAC for the other-host check (see `xvs_if_macs`), and remembers the
+    /// interface for [`Director::refresh_macs`]. Attaching does it; tests that only run the
+    /// program call it themselves.
+    pub fn note_interface(&mut self, ifname: &str) -> Result<(), Error> {
+        if !self.interfaces.iter().any(|i| i == ifname) {
+            self.interfaces.push(ifname.to_string());
+        }
+        self.write_mac(ifname)
+    }
+
+    fn write_mac(&mut self, ifname: &str) -> Result<(), Error> {
+        // From this network namespace (sysfs would show the one it was mounted in).
+        let Ok(index) = nix::net::if_::if_nametoindex(ifname) else { return Ok(()) };
+        let mac = nix::ifaddrs::getifaddrs().ok().and_then(|mut addrs| {
+            addrs.find_map(|a| {
+                let link = a.address.as_ref()?.as_link_addr()?;
+                (a.interface_name == ifname && link.halen() == 6).then(|| link.addr()).flatten()
+            })
+        });
+        // Not Ethernet (no 6-byte address): no check on it.
+        let rec = match mac {
+            Some(mac) => abi::IfMac { ifindex: index, mac, pad: [0; 2] },
+            None => abi::IfMac::default(),
+        };
+        let slot = index & (abi::IF_SLOTS - 1);
+        if self.maps.if_macs.get(&slot, 0).ok() != Some(rec) {
+            self.maps.if_macs.set(slot, rec, 0).ctx(|| format!("record the MAC of {ifname}"))?;
+        }
+        Ok(())
+    }
+
+    /// Reads the attached interfaces' MACs again (a MAC can change while attached).
+    pub fn refresh_macs(&mut self) -> Result<(), Error> {
+        for i in self.interfaces.clone() {
+            self.write_mac(&i)?;
+        }
+        Ok(())
     }
 
     /// Runs the director once on `frame` as if it arrived on interface `ifindex`.

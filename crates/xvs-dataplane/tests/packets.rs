@@ -242,3 +242,27 @@ fn next_hop_changes_are_followed_within_a_second() {
     let r = send(&lab, 41002);
     assert_ne!(r.action, action::REDIRECT, "no route, no forwarding");
 }
+
+#[test]
+fn frames_for_another_host_are_left_to_the_kernel() {
+    if require_root().is_none() {
+        return;
+    }
+    // A switch flooding a frame for another director, or an interface in promiscuous mode,
+    // brings the director frames that are not its own: the kernel drops them (other host), and
+    // so must the director leave them — forwarding them would duplicate another director's work.
+    let mut lab = Lab::new();
+    lab.dp.note_interface("d0").unwrap(); // as attaching does
+    let key = lab.service(vip(false, false), SchedKind::Rr);
+    lab.dest(&key, rs(false, 0), 80, method_cfg(ForwardMethod::Route));
+    let other_mac = [0x02, 0, 0, 0, 0x99, 0x01];
+    let f = frame((client(false), 40000), (key.addr(), 80), Some(SYN), b"", CLIENT_MAC, other_mac);
+    let r = lab.run_client(&f);
+    assert_eq!(r.action, action::PASS, "left to the kernel");
+    assert_eq!(r.frame, f, "untouched");
+    let reasons = lab.dp.reasons().unwrap();
+    assert!(reasons.iter().any(|(n, v)| *n == "other_host" && *v == 1), "{reasons:?}");
+    // The same frame to the director's own MAC is forwarded.
+    let mine = frame((client(false), 40000), (key.addr(), 80), Some(SYN), b"", CLIENT_MAC, lab.mac_d0);
+    assert_eq!(lab.run_client(&mine).action, action::REDIRECT);
+}

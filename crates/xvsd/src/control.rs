@@ -503,6 +503,12 @@ impl Control {
         while let Some(t) = self.lb.poll_timeout().filter(|t| *t <= now) {
             self.lb.handle_timeout(t);
         }
+        // An interface's MAC may change while attached (the other-host check compares with it).
+        if let Some(dp) = self.dp.as_mut() {
+            if let Err(e) = dp.director.refresh_macs() {
+                tracing::warn!(error = %e, "cannot refresh the interfaces' MACs");
+            }
+        }
     }
 
     /// Copies the dataplane's counters and statistics into the core.

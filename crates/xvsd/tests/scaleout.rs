@@ -259,11 +259,6 @@ impl Lab {
         let ns = Netns::new(&format!("{prefix}{name}"));
         let addr = dir_addr(i);
         xvs_lab::ecmp::attach(rt, &ns, &name, &addr);
-        // No unknown unicast to directors: when a crashed director's address is forgotten, the
-        // bridge would flood its frames to the others, whose XDP (generic mode sees frames for
-        // other hosts) would forward them and hide the crash.
-        let p = format!("p{name}");
-        xvs_lab::sh(&["ip", "netns", "exec", rt.name(), "bridge", "link", "set", "dev", &p, "flood", "off"]);
         ns.sysctl("net.ipv4.ip_forward", "1");
         let conf = dir.join(format!("{name}.toml"));
         let bgp = format!(
