@@ -195,7 +195,7 @@ pub struct RealServerEntry {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CheckEntry {
-    /// `tcp`, `http_get`, `ssl_get`, `udp`, `dns` or `misc`.
+    /// `tcp`, `http_get`, `ssl_get`, `udp`, `dns`, `smtp`, `ping` or `misc`.
     #[serde(rename = "type")]
     pub kind: String,
     /// Seconds between checks (default 60).
@@ -234,6 +234,8 @@ pub struct CheckEntry {
     pub dns_type: Option<String>,
     /// DNS: the query name (default ".").
     pub dns_name: Option<String>,
+    /// SMTP: the name sent with HELO (default `smtpchecker.keepalived.org`, as keepalived).
+    pub helo_name: Option<String>,
     /// MISC: the command line.
     pub misc_path: Option<String>,
     /// MISC: seconds before the script is killed (default: delay_loop).

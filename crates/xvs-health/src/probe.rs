@@ -9,7 +9,7 @@ use md5::{Digest, Md5};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream, UdpSocket};
 
-use crate::spec::{DnsSpec, HttpSpec, MiscSpec, Probe, UdpSpec};
+use crate::spec::{DnsSpec, HttpSpec, MiscSpec, Probe, SmtpSpec, UdpSpec};
 
 /// The result of one attempt.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -42,13 +42,23 @@ pub async fn run(probe: &Probe, timeout: Duration) -> Outcome {
     if let Probe::Misc(m) = probe {
         return misc(m).await;
     }
+    if let Probe::Ping { target } = probe {
+        // Bounded by its own deadline (a blocking socket on a thread of the blocking pool).
+        let t = *target;
+        return match tokio::task::spawn_blocking(move || ping(t, timeout)).await {
+            Ok(Ok(o)) => o,
+            Ok(Err(reason)) => Outcome::fail(reason),
+            Err(e) => Outcome::fail(e.to_string()),
+        };
+    }
     let attempt = async {
         match probe {
             Probe::Tcp { target, bind } => connect(*target, *bind).await.map(|_| Outcome::pass("connected")),
             Probe::Http(h) => http(h).await,
             Probe::Udp(u) => udp(u, timeout).await,
             Probe::Dns(d) => dns(d).await,
-            Probe::Misc(_) => unreachable!("handled above"),
+            Probe::Smtp(s) => smtp(s).await,
+            Probe::Misc(_) | Probe::Ping { .. } => unreachable!("handled above"),
         }
     };
     match tokio::time::timeout(timeout, attempt).await {
@@ -302,6 +312,107 @@ async fn dns(d: &DnsSpec) -> Result<Outcome, String> {
 /// Runs the script through `sh -c` (keepalived splits the line itself; the shell accepts the
 /// same lines). Exit 0 passes, 1 fails; with `misc_dynamic`, 2..=255 pass with weight
 /// `code - 2` (see crate::spec::MiscSpec).
+/// One reply line of an SMTP server: its code. As keepalived's checker: one line of at most 511
+/// bytes, a three-digit code then a space (or the line's end); a continuation (`220-`) is a
+/// failure, not read on.
+async fn smtp_code<R: tokio::io::AsyncBufRead + Unpin>(r: &mut R, step: &str) -> Result<u16, String> {
+    use tokio::io::AsyncBufReadExt;
+    let mut line = Vec::new();
+    let n = r.take(511).read_until(b'\n', &mut line).await.map_err(|e| io_reason(&e))?;
+    if n == 0 {
+        return Err(format!("connection closed before the {step} reply"));
+    }
+    if line.last() != Some(&b'\n') {
+        return Err(format!("{step} reply longer than 511 bytes"));
+    }
+    let text = String::from_utf8_lossy(&line);
+    let text = text.trim_end_matches(['\r', '\n']);
+    let code =
+        text.get(..3).and_then(|c| c.parse::<u16>().ok()).filter(|_| text.as_bytes().get(3).is_none_or(|b| *b == b' '));
+    code.ok_or_else(|| format!("bad {step} reply '{}'", text.chars().take(40).collect::<String>()))
+}
+
+/// SMTP_CHECK: banner 220, `HELO name` answered 250, `QUIT` answered (any line).
+async fn smtp(s: &SmtpSpec) -> Result<Outcome, String> {
+    let stream = connect(s.target, s.bind).await?;
+    let (r, mut w) = stream.into_split();
+    let mut r = tokio::io::BufReader::new(r);
+    let banner = smtp_code(&mut r, "greeting").await?;
+    if banner != 220 {
+        return Ok(Outcome::fail(format!("bad greeting banner ({banner})")));
+    }
+    w.write_all(format!("HELO {}\r\n", s.helo).as_bytes()).await.map_err(|e| io_reason(&e))?;
+    let helo = smtp_code(&mut r, "HELO").await?;
+    if helo != 250 {
+        return Ok(Outcome::fail(format!("bad HELO response ({helo})")));
+    }
+    w.write_all(b"QUIT\r\n").await.map_err(|e| io_reason(&e))?;
+    // keepalived takes any line as the end of the dialogue.
+    let mut line = Vec::new();
+    let n = tokio::io::AsyncBufReadExt::read_until(&mut (&mut r).take(511), b'\n', &mut line)
+        .await
+        .map_err(|e| io_reason(&e))?;
+    if n == 0 || line.last() != Some(&b'\n') {
+        return Err("no reply to QUIT".into());
+    }
+    Ok(Outcome::pass("SMTP 220, HELO 250"))
+}
+
+/// Echo requests' sequence numbers, shared by every ping check (as keepalived's).
+static PING_SEQ: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(1);
+
+/// PING_CHECK: one ICMP or ICMPv6 echo with keepalived's 128-byte payload, answered within
+/// `timeout` by an echo reply from `target` with our identifier and sequence. A raw socket
+/// (xvsd runs as root): keepalived's ping socket needs `ping_group_range` rewritten.
+fn ping(target: std::net::IpAddr, timeout: Duration) -> Result<Outcome, String> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let v4 = target.is_ipv4();
+    let (domain, proto) = if v4 { (Domain::IPV4, Protocol::ICMPV4) } else { (Domain::IPV6, Protocol::ICMPV6) };
+    let sock = Socket::new(domain, Type::RAW, Some(proto)).map_err(|e| format!("ICMP socket: {e}"))?;
+    let id = (std::process::id() as u16) ^ 0x5856;
+    let seq = PING_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut msg = vec![if v4 { 8 } else { 128 }, 0, 0, 0];
+    msg.extend_from_slice(&id.to_be_bytes());
+    msg.extend_from_slice(&seq.to_be_bytes());
+    msg.extend(b"keepalived check - ".iter().cycle().take(128));
+    if v4 {
+        // ICMPv6's checksum is the kernel's (it has the pseudo-header); ICMP's is ours.
+        let mut sum: u32 = msg.chunks(2).map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]))).sum();
+        while sum > 0xffff {
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+        msg[2..4].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+    }
+    // A datagram socket's calls are a raw socket's too (recvfrom gives the sender).
+    let sock = std::net::UdpSocket::from(sock);
+    sock.send_to(&msg, SocketAddr::new(target, 0)).map_err(|e| io_reason(&e))?;
+    let deadline = std::time::Instant::now() + timeout;
+    let mut buf = [0u8; 1500];
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Ok(Outcome::fail(format!("no echo reply within {}", secs(timeout))));
+        }
+        sock.set_read_timeout(Some(left)).map_err(|e| e.to_string())?;
+        let (n, from) = match sock.recv_from(&mut buf) {
+            Ok(r) => r,
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => continue,
+            Err(e) => return Err(io_reason(&e)),
+        };
+        let got = &buf[..n];
+        if from.ip() != target {
+            continue;
+        }
+        // An IPv4 raw socket hands over the IP header too.
+        let icmp =
+            if v4 { got.get(usize::from(got.first().copied().unwrap_or(0) & 0x0f) * 4..).unwrap_or(&[]) } else { got };
+        let reply = if v4 { 0 } else { 129 };
+        if icmp.len() >= 8 && icmp[0] == reply && icmp[4..6] == id.to_be_bytes() && icmp[6..8] == seq.to_be_bytes() {
+            return Ok(Outcome::pass("echo reply"));
+        }
+    }
+}
+
 async fn misc(m: &MiscSpec) -> Outcome {
     let run_as = m.run_as.clone().unwrap_or_else(crate::script::RunAs::root);
     let ran = match crate::script::run(&m.command, &run_as, m.timeout).await {

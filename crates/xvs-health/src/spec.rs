@@ -108,6 +108,21 @@ pub struct DnsSpec {
     pub need_answer: bool,
 }
 
+/// SMTP_CHECK.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct SmtpSpec {
+    /// Where to connect (the real server's port unless `connect_port`: never 25 by default,
+    /// as keepalived).
+    pub target: SocketAddr,
+    /// Source address.
+    pub bind: Option<SocketAddr>,
+    /// The name sent with HELO.
+    pub helo: String,
+}
+
+/// keepalived's HELO name when none is given.
+pub const SMTP_DEFAULT_HELO: &str = "smtpchecker.keepalived.org";
+
 /// MISC_CHECK.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct MiscSpec {
@@ -137,6 +152,13 @@ pub enum Probe {
     Udp(UdpSpec),
     /// DNS_CHECK.
     Dns(DnsSpec),
+    /// SMTP_CHECK: a 220 banner, HELO answered with 250, QUIT answered.
+    Smtp(SmtpSpec),
+    /// PING_CHECK: an ICMP (ICMPv6) echo is answered.
+    Ping {
+        /// The address pinged.
+        target: IpAddr,
+    },
     /// MISC_CHECK.
     Misc(MiscSpec),
 }
@@ -150,6 +172,8 @@ impl Probe {
             Probe::Http(_) => "HTTP_GET",
             Probe::Udp(_) => "UDP_CHECK",
             Probe::Dns(_) => "DNS_CHECK",
+            Probe::Smtp(_) => "SMTP_CHECK",
+            Probe::Ping { .. } => "PING_CHECK",
             Probe::Misc(_) => "MISC_CHECK",
         }
     }
@@ -161,6 +185,8 @@ impl Probe {
             Probe::Http(h) => h.target.to_string(),
             Probe::Udp(u) => u.target.to_string(),
             Probe::Dns(d) => d.target.to_string(),
+            Probe::Smtp(s) => s.target.to_string(),
+            Probe::Ping { target } => target.to_string(),
             Probe::Misc(m) => m.command.clone(),
         }
     }
@@ -331,6 +357,23 @@ impl CheckSpec {
                 name: e.dns_name.clone().unwrap_or_else(|| ".".into()),
                 need_answer: false,
             }),
+            "smtp" | "smtp_check" => Probe::Smtp(SmtpSpec {
+                target,
+                bind,
+                helo: match &e.helo_name {
+                    Some(h) if h.is_empty() || h.contains(['\r', '\n', ' ']) => {
+                        return Err(format!("helo_name '{h}' must be one word"))
+                    }
+                    Some(h) => h.clone(),
+                    None => SMTP_DEFAULT_HELO.to_string(),
+                },
+            }),
+            "ping" | "ping_check" => {
+                if bind.is_some() {
+                    return Err("bindto is not taken by ping checks (keepalived ignores it too)".into());
+                }
+                Probe::Ping { target: target.ip() }
+            }
             "misc" | "misc_check" => {
                 let command = e.misc_path.clone().ok_or("MISC_CHECK needs misc_path")?;
                 if command.trim().is_empty() {
@@ -350,7 +393,7 @@ impl CheckSpec {
             }
             other => {
                 return Err(format!(
-                "check type '{other}' is not one of tcp, http_get, ssl_get, udp, dns, misc (TCP_CHECK, HTTP_GET, ...)"
+                "check type '{other}' is not one of tcp, http_get, ssl_get, udp, dns, smtp, ping, misc (TCP_CHECK, HTTP_GET, ...)"
             ))
             }
         };

@@ -254,7 +254,7 @@ async fn misc_check_exit_codes_dynamic_weights_and_timeouts() {
 fn bad_check_settings_are_named() {
     let rs: SocketAddr = "198.18.2.2:80".parse().unwrap();
     let bad = |e: CheckEntry| CheckSpec::from_entry(&e, rs).unwrap_err();
-    assert!(bad(CheckEntry { kind: "ping".into(), ..CheckEntry::default() }).contains("check type 'ping'"));
+    assert!(bad(CheckEntry { kind: "bfd".into(), ..CheckEntry::default() }).contains("check type 'bfd'"));
     assert!(bad(CheckEntry { kind: "http_get".into(), ..CheckEntry::default() }).contains("needs at least one url"));
     assert!(bad(http_entry("/", Some("700"), None)).contains("bad status_code '700'"));
     assert!(bad(http_entry("/", None, Some("xyz"))).contains("not an MD5"));
@@ -273,4 +273,93 @@ fn bad_check_settings_are_named() {
         (60, 1, 1, 3)
     );
     assert_eq!(s.warmup, s.delay_loop, "warmup defaults to delay_loop");
+}
+
+/// An SMTP server that answers the banner, HELO and QUIT with the given lines, and records the
+/// HELO line it got.
+async fn smtp_server(banner: &'static str, helo_reply: &'static str) -> (SocketAddr, Arc<std::sync::Mutex<String>>) {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let seen = Arc::new(std::sync::Mutex::new(String::new()));
+    let seen2 = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut c, _)) = l.accept().await {
+            let seen = seen2.clone();
+            tokio::spawn(async move {
+                let _ = c.write_all(banner.as_bytes()).await;
+                let mut buf = [0u8; 512];
+                let n = c.read(&mut buf).await.unwrap_or(0);
+                *seen.lock().unwrap() = String::from_utf8_lossy(&buf[..n]).to_string();
+                let _ = c.write_all(helo_reply.as_bytes()).await;
+                let n = c.read(&mut buf).await.unwrap_or(0);
+                if buf[..n].starts_with(b"QUIT") {
+                    let _ = c.write_all(b"221 bye\r\n").await;
+                }
+            });
+        }
+    });
+    (addr, seen)
+}
+
+#[tokio::test]
+async fn smtp_check_wants_220_then_250_as_keepalived() {
+    let smtp = |helo: Option<&str>| CheckEntry {
+        kind: "smtp_check".into(),
+        helo_name: helo.map(String::from),
+        ..CheckEntry::default()
+    };
+    let (ok, seen) = smtp_server("220 mx.example ESMTP\r\n", "250 mx.example\r\n").await;
+    let r = run(&spec(smtp(None), ok).probe, Duration::from_secs(1)).await;
+    assert!(r.ok, "{r:?}");
+    assert_eq!(*seen.lock().unwrap(), "HELO smtpchecker.keepalived.org\r\n", "keepalived's default HELO name");
+    let r = run(&spec(smtp(Some("lb1.example")), ok).probe, Duration::from_secs(1)).await;
+    assert!(r.ok, "{r:?}");
+    assert_eq!(*seen.lock().unwrap(), "HELO lb1.example\r\n");
+    for (banner, helo, why) in [
+        ("554 no service\r\n", "250 ok\r\n", "bad greeting banner (554)"),
+        ("220 ok\r\n", "502 no\r\n", "bad HELO response (502)"),
+        ("220-first line\r\n220 second\r\n", "250 ok\r\n", "bad greeting reply '220-first line'"),
+    ] {
+        let (addr, _) = smtp_server(banner, helo).await;
+        let r = run(&spec(smtp(None), addr).probe, Duration::from_secs(1)).await;
+        assert!(!r.ok && r.reason == why, "{banner:?}: {r:?}");
+    }
+    // Silence is bounded by the timeout.
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mute = l.local_addr().unwrap();
+    let _keep = tokio::spawn(async move {
+        let _c = l.accept().await;
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    });
+    let t = Instant::now();
+    let r = run(&spec(smtp(None), mute).probe, Duration::from_millis(300)).await;
+    assert!(!r.ok && r.reason.starts_with("timed out"), "{r:?}");
+    assert!(t.elapsed() < Duration::from_secs(2));
+    let bad = CheckEntry { helo_name: Some("two words".into()), ..smtp(None) };
+    assert!(CheckSpec::from_entry(&bad, ok).unwrap_err().contains("one word"));
+}
+
+#[test]
+fn ping_check_needs_an_echo_reply() {
+    if !xvs_lab::privileged() {
+        return;
+    }
+    // In a namespace of its own: loopback answers, then is told not to.
+    let ns = xvs_lab::Netns::new(&format!("{}ping", xvs_lab::unique_prefix()));
+    let _in = ns.enter();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let ping = CheckEntry { kind: "ping_check".into(), ..CheckEntry::default() };
+    let targets: [SocketAddr; 2] = ["127.0.0.1:0".parse().unwrap(), "[::1]:0".parse().unwrap()];
+    for target in targets {
+        let r = rt.block_on(run(&spec(ping.clone(), target).probe, Duration::from_millis(500)));
+        assert!(r.ok && r.reason == "echo reply", "{target}: {r:?}");
+    }
+    ns.sysctl("net.ipv4.icmp_echo_ignore_all", "1");
+    ns.sysctl("net.ipv6.icmp.echo_ignore_all", "1");
+    for target in targets {
+        let t = Instant::now();
+        let r = rt.block_on(run(&spec(ping.clone(), target).probe, Duration::from_millis(500)));
+        assert!(!r.ok && r.reason.starts_with("no echo reply"), "{target}: {r:?}");
+        assert!(t.elapsed() < Duration::from_secs(2));
+    }
 }

@@ -718,10 +718,11 @@ fn real_server(
                 pos: s.pos.clone(),
                 message: format!("{}: xvs sends no e-mail or SNMP traps", s.keyword()),
             }),
-            "TCP_CHECK" | "HTTP_GET" | "SSL_GET" | "UDP_CHECK" | "DNS_CHECK" | "MISC_CHECK" => checkers.push(s),
-            k @ ("PING_CHECK" | "SMTP_CHECK" | "FILE_CHECK" | "BFD_CHECK") => {
+            "TCP_CHECK" | "HTTP_GET" | "SSL_GET" | "UDP_CHECK" | "DNS_CHECK" | "MISC_CHECK" | "SMTP_CHECK"
+            | "PING_CHECK" => checkers.push(s),
+            k @ ("FILE_CHECK" | "BFD_CHECK") => {
                 return Err(s.error(format!(
-                "{k} is not supported by xvs (TCP_CHECK, HTTP_GET, SSL_GET, UDP_CHECK, DNS_CHECK and MISC_CHECK are)"
+                "{k} is not supported by xvs (TCP_CHECK, HTTP_GET, SSL_GET, UDP_CHECK, DNS_CHECK, SMTP_CHECK, PING_CHECK and MISC_CHECK are)"
             )))
             }
             other => return Err(s.error(format!("unknown keyword '{other}' in real_server"))),
@@ -741,6 +742,12 @@ fn checker(n: &Node, rs: &Inherit, vs_delay_loop: Option<f64>, notices: &mut Vec
     let mut e = CheckEntry { kind: kind.to_ascii_lowercase(), ..CheckEntry::default() };
     let misc = kind == "MISC_CHECK";
     for s in block(n)? {
+        if kind == "SMTP_CHECK" && s.keyword() == "host" {
+            return Err(s.error(
+                "SMTP_CHECK's host block (deprecated in keepalived) is not supported by xvs: give connect_ip and \
+                 connect_port in SMTP_CHECK itself, one SMTP_CHECK per host",
+            ));
+        }
         if s.keyword() != "url" {
             no_block(s)?;
         }
@@ -752,6 +759,14 @@ fn checker(n: &Node, rs: &Inherit, vs_delay_loop: Option<f64>, notices: &mut Vec
         }
         let net = !misc;
         match (s.keyword(), kind) {
+            ("bindto" | "bind_port", "PING_CHECK") => notices.push(Notice {
+                pos: s.pos.clone(),
+                message: format!(
+                    "{}: PING_CHECK sends from the routed address (keepalived ignores it too)",
+                    s.keyword()
+                ),
+            }),
+            ("helo_name", "SMTP_CHECK") => e.helo_name = Some(one(s)?.to_string()),
             ("connect_ip", _) if net => e.connect_ip = Some(ip(s, one(s)?)?.to_string()),
             ("connect_port", _) if net => e.connect_port = Some(port(s, one(s)?)?),
             ("bindto", _) if net => e.bindto = Some(ip(s, one(s)?)?.to_string()),

@@ -194,7 +194,8 @@ fn what_xvs_cannot_honour_is_an_error_at_its_line() {
         ("virtual_server 198.18.0.1 80 {\n  lb_kind TUN type gue\n}\n", "k.conf:2: TUN type gue needs port PORT"),
         ("virtual_server 198.18.0.1 80 {\n  lb_kind TUN type gre remcsum\n}\n", "k.conf:2: 'remcsum' is not a checksum option"),
         ("virtual_server 198.18.0.1 80 {\n  lb_kind DR csum\n}\n", "k.conf:2: lb_kind DR takes no options"),
-        ("virtual_server 198.18.0.1 80 {\n  real_server 198.18.2.2 80 {\n    PING_CHECK {\n    }\n  }\n}\n", "k.conf:3: PING_CHECK is not supported"),
+        ("virtual_server 198.18.0.1 80 {\n  real_server 198.18.2.2 80 {\n    BFD_CHECK {\n    }\n  }\n}\n", "k.conf:3: BFD_CHECK is not supported"),
+        ("virtual_server 198.18.0.1 25 {\n  real_server 198.18.2.2 25 {\n    SMTP_CHECK {\n      host {\n      }\n    }\n  }\n}\n", "k.conf:4: SMTP_CHECK's host block"),
         ("virtual_server 198.18.0.1 80 {\n  real_server 198.18.2.2 80 {\n    HTTP_GET {\n      url {\n        path /\n        regex \"ok\"\n      }\n    }\n  }\n}\n", "k.conf:6: regex is not supported"),
         ("virtual_server 198.18.0.1 80 {\n  real_server 198.18.2.2 80 {\n    wieght 3\n  }\n}\n", "k.conf:3: unknown keyword 'wieght' in real_server"),
         ("virtual_server 198.18.0.1 80 {\n  delay_loop soon\n}\n", "k.conf:2: delay_loop 'soon' is not a time"),
@@ -224,4 +225,23 @@ fn tunnel_types_and_checksums_are_read_as_keepalived_writes_them() {
     assert_eq!((t.kind, t.csum), (xvs_api::TunnelKindName::Gre, xvs_api::CsumName::Nocsum));
     let (_, dests) = &loaded.config.specs().unwrap()[0];
     assert_eq!(dests[0].tunnel.kind, xvs_api::TunnelKindName::Gue);
+}
+
+#[test]
+fn smtp_and_ping_checks_are_read() {
+    let text = "virtual_server 198.18.0.1 25 {\n  real_server 198.18.2.2 25 {\n    SMTP_CHECK {\n      helo_name lb1.example\n      \
+                connect_timeout 3\n    }\n    PING_CHECK {\n      bindto 198.18.2.1\n      retry 2\n    }\n  }\n}\n";
+    let loaded = xvs_keepalived::load_str(std::path::Path::new("k.conf"), text).unwrap();
+    let checks = &loaded.config.services[0].real_servers[0].checks;
+    assert_eq!(checks[0].kind, "smtp_check");
+    assert_eq!(checks[0].helo_name.as_deref(), Some("lb1.example"));
+    assert_eq!(checks[0].connect_timeout, Some(3.0));
+    assert_eq!(checks[1].kind, "ping_check");
+    assert_eq!(checks[1].bindto, None, "keepalived ignores a ping check's bindto");
+    assert!(loaded.notices.iter().any(|n| n.message.contains("PING_CHECK sends from the routed address")));
+    // And they make checks xvs runs.
+    let rs: std::net::SocketAddr = "198.18.2.2:25".parse().unwrap();
+    for c in checks {
+        xvs_health::CheckSpec::from_entry(c, rs).unwrap();
+    }
 }
