@@ -4,6 +4,8 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use crate::params::Params;
+
 /// Where a word came from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Pos {
@@ -74,29 +76,76 @@ enum Tok {
 /// keepalived nests includes at most this deep (it refuses loops the same way).
 const MAX_INCLUDE_DEPTH: usize = 8;
 
-/// Reads `path` and everything it includes into statements.
-pub fn parse_file(path: &Path) -> Result<Vec<Node>, ParseError> {
+/// Reads `path` and everything it includes into statements, for the host whose configuration
+/// id is `config_id` (see [`crate::params`]).
+pub fn parse_file(path: &Path, config_id: Option<&str>) -> Result<Vec<Node>, ParseError> {
     let mut toks = Vec::new();
-    lex_file(path, &Pos { file: path.to_path_buf(), line: 0 }, 0, &mut toks)?;
+    let mut params = Params::new(config_id.map(String::from));
+    lex_file(path, &Pos { file: path.to_path_buf(), line: 0 }, 0, &mut toks, &mut params)?;
     build(&mut toks.into_iter().peekable(), path, None, 0)
 }
 
 /// Parses text as if it were the file `name` (includes resolve relative to its directory).
-pub fn parse_str(name: &Path, text: &str) -> Result<Vec<Node>, ParseError> {
+pub fn parse_str(name: &Path, text: &str, config_id: Option<&str>) -> Result<Vec<Node>, ParseError> {
     let mut toks = Vec::new();
-    lex(name, text, 0, &mut toks)?;
+    let mut params = Params::new(config_id.map(String::from));
+    lex(name, text, 0, &mut toks, &mut params)?;
     build(&mut toks.into_iter().peekable(), name, None, 0)
 }
 
-fn lex_file(path: &Path, from: &Pos, depth: usize, out: &mut Vec<(Tok, Pos)>) -> Result<(), ParseError> {
+fn lex_file(
+    path: &Path,
+    from: &Pos,
+    depth: usize,
+    out: &mut Vec<(Tok, Pos)>,
+    params: &mut Params,
+) -> Result<(), ParseError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| ParseError { pos: from.clone(), message: format!("cannot read {}: {e}", path.display()) })?;
-    lex(path, &text, depth, out)
+    lex(path, &text, depth, out, params)
 }
 
-fn lex(file: &Path, text: &str, depth: usize, out: &mut Vec<(Tok, Pos)>) -> Result<(), ParseError> {
+fn lex(
+    file: &Path,
+    text: &str,
+    depth: usize,
+    out: &mut Vec<(Tok, Pos)>,
+    params: &mut Params,
+) -> Result<(), ParseError> {
     for (i, raw) in text.lines().enumerate() {
         let pos = Pos { file: file.to_path_buf(), line: i + 1 };
+        // Comments first (a `#` in a definition is a comment, as keepalived strips them first).
+        let uncommented = strip_comment(raw);
+        for line in params.line(&uncommented).map_err(|m| ParseError { pos: pos.clone(), message: m })? {
+            lex_line(file, &line, &pos, depth, out, params)?;
+        }
+    }
+    Ok(())
+}
+
+/// `line` up to a `#` or `!` outside double quotes.
+fn strip_comment(line: &str) -> String {
+    let mut quoted = false;
+    for (i, c) in line.char_indices() {
+        match c {
+            '"' => quoted = !quoted,
+            '#' | '!' if !quoted => return line[..i].to_string(),
+            _ => {}
+        }
+    }
+    line.to_string()
+}
+
+fn lex_line(
+    file: &Path,
+    raw: &str,
+    pos: &Pos,
+    depth: usize,
+    out: &mut Vec<(Tok, Pos)>,
+    params: &mut Params,
+) -> Result<(), ParseError> {
+    let pos = pos.clone();
+    {
         let words = split_line(raw).map_err(|m| ParseError { pos: pos.clone(), message: m })?;
         if words.first().map(String::as_str) == Some("include") {
             if words.len() != 2 {
@@ -106,9 +155,9 @@ fn lex(file: &Path, text: &str, depth: usize, out: &mut Vec<(Tok, Pos)>) -> Resu
                 return Err(ParseError { pos, message: "includes nest too deep (a loop?)".into() });
             }
             for f in expand_include(file, &words[1], &pos)? {
-                lex_file(&f, &pos, depth + 1, out)?;
+                lex_file(&f, &pos, depth + 1, out, params)?;
             }
-            continue;
+            return Ok(());
         }
         for w in words {
             let t = match w.as_str() {
@@ -259,7 +308,7 @@ mod tests {
     use super::*;
 
     fn parse(t: &str) -> Vec<Node> {
-        parse_str(Path::new("/etc/keepalived/keepalived.conf"), t).unwrap()
+        parse_str(Path::new("/etc/keepalived/keepalived.conf"), t, None).unwrap()
     }
 
     #[test]
@@ -282,14 +331,14 @@ mod tests {
 
     #[test]
     fn errors_name_file_and_line() {
-        let e = parse_str(Path::new("k.conf"), "a {\n b 1\n").unwrap_err();
+        let e = parse_str(Path::new("k.conf"), "a {\n b 1\n", None).unwrap_err();
         assert_eq!(e.to_string(), "k.conf:1: this '{' is never closed");
-        let e = parse_str(Path::new("k.conf"), "a 1\n}\n").unwrap_err();
+        let e = parse_str(Path::new("k.conf"), "a 1\n}\n", None).unwrap_err();
         assert_eq!(e.to_string(), "k.conf:2: unmatched '}'");
         let deep = "a {\n".repeat(100);
-        let e = parse_str(Path::new("k.conf"), &deep).unwrap_err();
+        let e = parse_str(Path::new("k.conf"), &deep, None).unwrap_err();
         assert!(e.to_string().contains("nest more than"), "{e}");
-        let e = parse_str(Path::new("/nonexistent/k.conf"), "include other/*.conf\n").unwrap_err();
+        let e = parse_str(Path::new("/nonexistent/k.conf"), "include other/*.conf\n", None).unwrap_err();
         assert!(e.to_string().starts_with("/nonexistent/k.conf:1: include other/*.conf: no such file"), "{e}");
     }
 
@@ -300,7 +349,7 @@ mod tests {
         std::fs::write(dir.join("keepalived.conf"), "include conf.d/*.conf\nlast 1\n").unwrap();
         std::fs::write(dir.join("conf.d/b.conf"), "second 2\n").unwrap();
         std::fs::write(dir.join("conf.d/a.conf"), "first 1 {\n inner 1\n}\n").unwrap();
-        let n = parse_file(&dir.join("keepalived.conf")).unwrap();
+        let n = parse_file(&dir.join("keepalived.conf"), None).unwrap();
         let kws: Vec<&str> = n.iter().map(Node::keyword).collect();
         assert_eq!(kws, ["first", "second", "last"]);
         assert!(n[1].pos.file.ends_with("conf.d/b.conf"));

@@ -245,3 +245,22 @@ fn smtp_and_ping_checks_are_read() {
         xvs_health::CheckSpec::from_entry(c, rs).unwrap();
     }
 }
+
+#[test]
+fn conditional_lines_parameters_and_sequences_as_keepalived_reads_them() {
+    let text = "$VIP=198.18.0.1\n$W=3\nvirtual_server $VIP 80 {\n  lb_kind DR\n  \
+                ~SEQ(i, 2, 3) real_server 198.18.2.$i 80 { weight $W }\n  \
+                @lb1 real_server 198.18.2.9 80 { }\n  @^lb1 real_server 198.18.2.8 80 { }\n}\n";
+    let servers = |id: &str| -> Vec<(String, i32)> {
+        let loaded = xvs_keepalived::load_str_for(std::path::Path::new("k.conf"), text, Some(id)).unwrap();
+        assert_eq!(loaded.config.services[0].address.as_deref(), Some("198.18.0.1:80"));
+        loaded.config.services[0].real_servers.iter().map(|r| (r.address.clone(), r.weight)).collect()
+    };
+    let want =
+        |last: &str| vec![("198.18.2.2:80".to_string(), 3), ("198.18.2.3:80".to_string(), 3), (last.to_string(), 1)];
+    assert_eq!(servers("lb1"), want("198.18.2.9:80"));
+    assert_eq!(servers("lb2"), want("198.18.2.8:80"));
+    // Errors keep their line.
+    let e = xvs_keepalived::load_str_for(std::path::Path::new("k.conf"), "x\n~SEQ(i, 1, 0, 3) y\n", None).unwrap_err();
+    assert_eq!(e.to_string(), "k.conf:2: ~SEQ(i, 1, 0, 3) never reaches its end");
+}

@@ -20,10 +20,11 @@ pub const SCRIPT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Reads a configuration file: keepalived.conf (a `.conf` name) or xvs's own TOML/YAML.
 /// keepalived notices are logged as warnings.
-pub fn load_config(path: &Path) -> anyhow::Result<xvs_api::config::Config> {
+pub fn load_config(path: &Path, config_id: Option<&str>) -> anyhow::Result<xvs_api::config::Config> {
     let name = path.to_string_lossy();
     if xvs_keepalived::is_keepalived_path(&name) {
-        let loaded = xvs_keepalived::load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let id = config_id.map(String::from).or_else(xvs_keepalived::default_config_id);
+        let loaded = xvs_keepalived::load_for(path, id.as_deref()).map_err(|e| anyhow::anyhow!("{e}"))?;
         for n in &loaded.notices {
             tracing::warn!("{n}");
         }

@@ -60,6 +60,10 @@ struct Opts {
     /// instances run too (started once; a reload does not change them).
     #[arg(long)]
     config: Option<PathBuf>,
+    /// keepalived.conf's configuration id (keepalived's -i): `@ID` lines apply only to it
+    /// (default: the host name up to its first dot, as keepalived).
+    #[arg(long = "config-id")]
+    config_id: Option<String>,
     /// Where the health checkers' states are kept across restarts (default: under
     /// /run/xvs/state, named after the pin directory).
     #[arg(long)]
@@ -133,7 +137,7 @@ async fn run(o: Opts) -> anyhow::Result<()> {
     // A bad file stops xvsd before it touches anything.
     let config = match &o.config {
         Some(path) => {
-            let config = xvsd::health::load_config(path)?;
+            let config = xvsd::health::load_config(path, o.config_id.as_deref())?;
             config.specs().map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
             xvs_health::Plan::from_config(&config).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
             xvsd::vrrp::Plan::from_config(&config).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
@@ -439,7 +443,7 @@ async fn reload(
         tracing::warn!("SIGHUP: no --config file to reload");
         return;
     };
-    let config = match xvsd::health::load_config(path) {
+    let config = match xvsd::health::load_config(path, o.config_id.as_deref()) {
         Ok(c) => c,
         Err(e) => {
             tracing::error!("reload refused, nothing changed: {e:#}");
