@@ -731,22 +731,22 @@ fn real_server(
     let inh = own.over(vs);
     rs.alpha = inh.alpha;
     for c in checkers {
-        rs.checks.push(checker(c, &inh, vs_delay_loop, notices)?);
+        rs.checks.extend(checker(c, &inh, vs_delay_loop, notices)?);
     }
     Ok((addr, p, rs))
 }
 
-fn checker(n: &Node, rs: &Inherit, vs_delay_loop: Option<f64>, notices: &mut Vec<Notice>) -> R<CheckEntry> {
+/// One checker block: one check, or for SMTP_CHECK with (deprecated) `host` blocks one per host.
+fn checker(n: &Node, rs: &Inherit, vs_delay_loop: Option<f64>, notices: &mut Vec<Notice>) -> R<Vec<CheckEntry>> {
     let kind = n.keyword();
     let mut own = Inherit::default();
     let mut e = CheckEntry { kind: kind.to_ascii_lowercase(), ..CheckEntry::default() };
     let misc = kind == "MISC_CHECK";
+    let mut hosts: Vec<&Node> = Vec::new();
     for s in block(n)? {
         if kind == "SMTP_CHECK" && s.keyword() == "host" {
-            return Err(s.error(
-                "SMTP_CHECK's host block (deprecated in keepalived) is not supported by xvs: give connect_ip and \
-                 connect_port in SMTP_CHECK itself, one SMTP_CHECK per host",
-            ));
+            hosts.push(s);
+            continue;
         }
         if s.keyword() != "url" {
             no_block(s)?;
@@ -843,7 +843,36 @@ fn checker(n: &Node, rs: &Inherit, vs_delay_loop: Option<f64>, notices: &mut Vec
             e.misc_timeout = Some(vs_delay_loop.unwrap_or(60.0));
         }
     }
-    Ok(e)
+    if hosts.is_empty() {
+        return Ok(vec![e]);
+    }
+    // keepalived (2.2.0-2.2.7): each host is a checker of its own with the host's connection
+    // settings (the real server's address and port otherwise); the first host takes the main
+    // block's place when that names no connection setting of its own.
+    notices.push(Notice {
+        pos: hosts[0].pos.clone(),
+        message: "SMTP_CHECK host blocks (deprecated in keepalived): each host is a check of its own".into(),
+    });
+    let main_has_own =
+        e.connect_ip.is_some() || e.connect_port.is_some() || e.bindto.is_some() || e.bind_port.is_some();
+    let mut out = if main_has_own { vec![e.clone()] } else { Vec::new() };
+    for h in hosts {
+        let mut c = CheckEntry { connect_ip: None, connect_port: None, bindto: None, bind_port: None, ..e.clone() };
+        for s in block(h)? {
+            no_block(s)?;
+            match s.keyword() {
+                "connect_ip" => c.connect_ip = Some(ip(s, one(s)?)?.to_string()),
+                "connect_port" => c.connect_port = Some(port(s, one(s)?)?),
+                "bindto" => c.bindto = Some(ip(s, one(s)?)?.to_string()),
+                "bind_port" => c.bind_port = Some(port(s, one(s)?)?),
+                "connect_timeout" => c.connect_timeout = Some(number(s, 1, 86_400)? as f64),
+                k @ ("bind_if" | "fwmark") => return Err(s.error(format!("{k} is not supported by xvs checks"))),
+                k => return Err(s.error(format!("unknown keyword '{k}' in an SMTP_CHECK host block"))),
+            }
+        }
+        out.push(c);
+    }
+    Ok(out)
 }
 
 fn url(n: &Node) -> R<UrlEntry> {

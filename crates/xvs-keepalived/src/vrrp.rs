@@ -71,6 +71,12 @@ pub(crate) fn instance(n: &Node, notices: &mut Vec<Notice>) -> R<VrrpInstanceEnt
             "use_vmac" | "vmac_xmit_base" => {
                 return Err(s.error(format!("{kw}: virtual MAC interfaces are not supported by xvs")))
             }
+            "virtual_routes" | "virtual_rules" | "static_routes" | "static_rules" => {
+                return Err(s.error(format!(
+                    "{kw}: routes and rules that follow the VRRP state are not supported by xvs (a notify script can \
+                     add and remove them)"
+                )))
+            }
             k if INSTANCE_NOTED.contains(&k) => notices.push(Notice {
                 pos: s.pos.clone(),
                 message: format!("vrrp_instance {}: {k} is not used by xvs", e.name),

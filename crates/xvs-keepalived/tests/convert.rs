@@ -195,7 +195,7 @@ fn what_xvs_cannot_honour_is_an_error_at_its_line() {
         ("virtual_server 198.18.0.1 80 {\n  lb_kind TUN type gre remcsum\n}\n", "k.conf:2: 'remcsum' is not a checksum option"),
         ("virtual_server 198.18.0.1 80 {\n  lb_kind DR csum\n}\n", "k.conf:2: lb_kind DR takes no options"),
         ("virtual_server 198.18.0.1 80 {\n  real_server 198.18.2.2 80 {\n    BFD_CHECK {\n    }\n  }\n}\n", "k.conf:3: BFD_CHECK is not supported"),
-        ("virtual_server 198.18.0.1 25 {\n  real_server 198.18.2.2 25 {\n    SMTP_CHECK {\n      host {\n      }\n    }\n  }\n}\n", "k.conf:4: SMTP_CHECK's host block"),
+        ("virtual_server 198.18.0.1 25 {\n  real_server 198.18.2.2 25 {\n    SMTP_CHECK {\n      host {\n        weight 2\n      }\n    }\n  }\n}\n", "k.conf:5: unknown keyword 'weight' in an SMTP_CHECK host block"),
         ("virtual_server 198.18.0.1 80 {\n  real_server 198.18.2.2 80 {\n    HTTP_GET {\n      url {\n        path /\n        regex \"ok\"\n      }\n    }\n  }\n}\n", "k.conf:6: regex is not supported"),
         ("virtual_server 198.18.0.1 80 {\n  real_server 198.18.2.2 80 {\n    wieght 3\n  }\n}\n", "k.conf:3: unknown keyword 'wieght' in real_server"),
         ("virtual_server 198.18.0.1 80 {\n  delay_loop soon\n}\n", "k.conf:2: delay_loop 'soon' is not a time"),
@@ -239,6 +239,15 @@ fn smtp_and_ping_checks_are_read() {
     assert_eq!(checks[1].kind, "ping_check");
     assert_eq!(checks[1].bindto, None, "keepalived ignores a ping check's bindto");
     assert!(loaded.notices.iter().any(|n| n.message.contains("PING_CHECK sends from the routed address")));
+    // SMTP_CHECK's deprecated host blocks: a check per host.
+    let hosts = "virtual_server 198.18.0.1 25 {\n  real_server 198.18.2.2 25 {\n    SMTP_CHECK {\n      helo_name a\n      \
+                 host {\n        connect_ip 198.18.2.3\n        connect_port 2525\n      }\n      host {\n      }\n    }\n  }\n}\n";
+    let l = xvs_keepalived::load_str(std::path::Path::new("k.conf"), hosts).unwrap();
+    let c = &l.config.services[0].real_servers[0].checks;
+    assert_eq!(c.len(), 2, "{c:?}");
+    assert_eq!((c[0].connect_ip.as_deref(), c[0].connect_port), (Some("198.18.2.3"), Some(2525)));
+    assert_eq!((c[1].connect_ip.as_deref(), c[1].connect_port), (None, None), "the real server itself");
+    assert!(c.iter().all(|x| x.helo_name.as_deref() == Some("a")));
     // And they make checks xvs runs.
     let rs: std::net::SocketAddr = "198.18.2.2:25".parse().unwrap();
     for c in checks {
@@ -263,4 +272,27 @@ fn conditional_lines_parameters_and_sequences_as_keepalived_reads_them() {
     // Errors keep their line.
     let e = xvs_keepalived::load_str_for(std::path::Path::new("k.conf"), "x\n~SEQ(i, 1, 0, 3) y\n", None).unwrap_err();
     assert_eq!(e.to_string(), "k.conf:2: ~SEQ(i, 1, 0, 3) never reaches its end");
+}
+
+/// keepalived's own sample configurations (its repository's doc/samples), read from the folder
+/// `XVS_KEEPALIVED_SAMPLES` names (`XVS_ID`: the configuration id, default lb1): `cargo test -p
+/// xvs-keepalived samples -- --ignored --nocapture` prints what each becomes (docs/health.md
+/// lists the refusals).
+#[test]
+#[ignore]
+fn keepalived_samples() {
+    let Ok(dir) = std::env::var("XVS_KEEPALIVED_SAMPLES") else { return };
+    let mut names: Vec<_> = std::fs::read_dir(dir).unwrap().flatten().map(|e| e.path()).collect();
+    names.sort();
+    for p in names {
+        match xvs_keepalived::load_for(&p, Some(std::env::var("XVS_ID").as_deref().unwrap_or("lb1"))) {
+            Ok(l) => eprintln!(
+                "ACCEPTED {} ({} services, {} notices)",
+                p.display(),
+                l.config.services.len(),
+                l.notices.len()
+            ),
+            Err(e) => eprintln!("REFUSED  {e}"),
+        }
+    }
 }
