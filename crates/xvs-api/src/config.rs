@@ -195,7 +195,7 @@ pub struct RealServerEntry {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CheckEntry {
-    /// `tcp`, `http_get`, `ssl_get`, `udp`, `dns`, `smtp`, `ping` or `misc`.
+    /// `tcp`, `http_get`, `ssl_get`, `udp`, `dns`, `smtp`, `ping`, `file` or `misc`.
     #[serde(rename = "type")]
     pub kind: String,
     /// Seconds between checks (default 60).
@@ -236,6 +236,13 @@ pub struct CheckEntry {
     pub dns_name: Option<String>,
     /// SMTP: the name sent with HELO (default `smtpchecker.keepalived.org`, as keepalived).
     pub helo_name: Option<String>,
+    /// FILE: the file whose number sets the state and weight (keepalived's `track_file`).
+    pub file: Option<String>,
+    /// FILE: the number's multiplier; 0: any number but 0 fails the server (default 1).
+    pub weight: Option<i32>,
+    /// FILE: the number counts the other way.
+    #[serde(default)]
+    pub reverse: bool,
     /// MISC: the command line.
     pub misc_path: Option<String>,
     /// MISC: seconds before the script is killed (default: delay_loop).

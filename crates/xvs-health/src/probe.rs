@@ -9,7 +9,7 @@ use md5::{Digest, Md5};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream, UdpSocket};
 
-use crate::spec::{DnsSpec, HttpSpec, MiscSpec, Probe, SmtpSpec, UdpSpec};
+use crate::spec::{DnsSpec, FileSpec, HttpSpec, MiscSpec, Probe, SmtpSpec, UdpSpec};
 
 /// The result of one attempt.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -58,6 +58,7 @@ pub async fn run(probe: &Probe, timeout: Duration) -> Outcome {
             Probe::Udp(u) => udp(u, timeout).await,
             Probe::Dns(d) => dns(d).await,
             Probe::Smtp(s) => smtp(s).await,
+            Probe::File(f) => Ok(file(f).await),
             Probe::Misc(_) | Probe::Ping { .. } => unreachable!("handled above"),
         }
     };
@@ -356,6 +357,58 @@ async fn smtp(s: &SmtpSpec) -> Result<Outcome, String> {
         return Err("no reply to QUIT".into());
     }
     Ok(Outcome::pass("SMTP 220, HELO 250"))
+}
+
+/// FILE_CHECK, as keepalived's track_file reads the file: at most 127 bytes, a number as
+/// strtol reads it with base 0 after leading space (trailing text ignored, no number or no
+/// file: 0).
+async fn file(f: &FileSpec) -> Outcome {
+    let bytes = match tokio::fs::read(&f.path).await {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Outcome::fail(format!("{}: {e}", f.path)),
+    };
+    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(127)]).to_string();
+    let Some(value) = strtol(text.trim_start()) else {
+        return Outcome::fail(format!("{}: the number is out of range", f.path));
+    };
+    if f.weight == 0 {
+        let bad = (value != 0) != f.reverse;
+        return if bad {
+            Outcome::fail(format!("{} holds {value}", f.path))
+        } else {
+            Outcome::pass(format!("{} holds {value}", f.path))
+        };
+    }
+    let status = (i128::from(value) * i128::from(f.weight) * if f.reverse { -1 } else { 1 })
+        .clamp(i128::from(i32::MIN), i128::from(i32::MAX)) as i32;
+    if status == i32::MIN {
+        return Outcome::fail(format!("{} holds {value}", f.path));
+    }
+    Outcome { ok: true, weight: Some(status), reason: format!("{} holds {value}: weight {status:+}", f.path) }
+}
+
+/// The leading integer of `s` as C's strtol with base 0 reads it (decimal, `0x` hexadecimal,
+/// `0` octal; none: 0); `None` when it is out of keepalived's range.
+fn strtol(s: &str) -> Option<i64> {
+    let (neg, s) = match s.strip_prefix('-') {
+        Some(r) => (true, r),
+        None => (false, s.strip_prefix('+').unwrap_or(s)),
+    };
+    let (radix, digits) = if let Some(h) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        (16, h)
+    } else if s.starts_with('0') {
+        (8, s)
+    } else {
+        (10, s)
+    };
+    let end = digits.find(|c: char| !c.is_digit(radix)).unwrap_or(digits.len());
+    if end == 0 {
+        return Some(0);
+    }
+    let v = i64::from_str_radix(&digits[..end], radix).ok()?;
+    let v = if neg { -v } else { v };
+    (i64::from(i32::MIN)..=i64::from(i32::MAX) + 1).contains(&v).then_some(v)
 }
 
 /// Echo requests' sequence numbers, shared by every ping check (as keepalived's).

@@ -120,6 +120,18 @@ pub struct SmtpSpec {
     pub helo: String,
 }
 
+/// FILE_CHECK (keepalived's `track_file`): the number in a file.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct FileSpec {
+    /// The file.
+    pub path: String,
+    /// Multiplier: with 0, a number other than 0 fails the server; otherwise number × weight
+    /// (negated with `reverse`) is added to its weight, and `i32::MIN` or less fails it.
+    pub weight: i32,
+    /// Counts the other way.
+    pub reverse: bool,
+}
+
 /// keepalived's HELO name when none is given.
 pub const SMTP_DEFAULT_HELO: &str = "smtpchecker.keepalived.org";
 
@@ -154,6 +166,8 @@ pub enum Probe {
     Dns(DnsSpec),
     /// SMTP_CHECK: a 220 banner, HELO answered with 250, QUIT answered.
     Smtp(SmtpSpec),
+    /// FILE_CHECK: the number in a file.
+    File(FileSpec),
     /// PING_CHECK: an ICMP (ICMPv6) echo is answered.
     Ping {
         /// The address pinged.
@@ -174,6 +188,7 @@ impl Probe {
             Probe::Dns(_) => "DNS_CHECK",
             Probe::Smtp(_) => "SMTP_CHECK",
             Probe::Ping { .. } => "PING_CHECK",
+            Probe::File(_) => "FILE_CHECK",
             Probe::Misc(_) => "MISC_CHECK",
         }
     }
@@ -187,6 +202,7 @@ impl Probe {
             Probe::Dns(d) => d.target.to_string(),
             Probe::Smtp(s) => s.target.to_string(),
             Probe::Ping { target } => target.to_string(),
+            Probe::File(f) => f.path.clone(),
             Probe::Misc(m) => m.command.clone(),
         }
     }
@@ -368,6 +384,13 @@ impl CheckSpec {
                     None => SMTP_DEFAULT_HELO.to_string(),
                 },
             }),
+            "file" | "file_check" => {
+                let path = e.file.clone().ok_or("a file check needs file")?;
+                if !path.starts_with('/') {
+                    return Err(format!("file '{path}' must be an absolute path"));
+                }
+                Probe::File(FileSpec { path, weight: e.weight.unwrap_or(1), reverse: e.reverse })
+            }
             "ping" | "ping_check" => {
                 if bind.is_some() {
                     return Err("bindto is not taken by ping checks (keepalived ignores it too)".into());
@@ -393,11 +416,13 @@ impl CheckSpec {
             }
             other => {
                 return Err(format!(
-                "check type '{other}' is not one of tcp, http_get, ssl_get, udp, dns, smtp, ping, misc (TCP_CHECK, HTTP_GET, ...)"
+                "check type '{other}' is not one of tcp, http_get, ssl_get, udp, dns, smtp, ping, file, misc (TCP_CHECK, HTTP_GET, ...)"
             ))
             }
         };
-        let delay_loop = duration("delay_loop", e.delay_loop, defaults::DELAY_LOOP)?;
+        // keepalived watches a tracked file with inotify; xvs reads it every second.
+        let loop_default = if matches!(probe, Probe::File(_)) { Duration::from_secs(1) } else { defaults::DELAY_LOOP };
+        let delay_loop = duration("delay_loop", e.delay_loop, loop_default)?;
         if delay_loop < Duration::from_millis(100) {
             return Err("delay_loop must be at least 0.1 s".into());
         }
@@ -406,18 +431,20 @@ impl CheckSpec {
             return Err("connect_timeout must be more than 0".into());
         }
         let (retry_default, dbr_default) = match &probe {
-            Probe::Misc(_) => (defaults::RETRY_MISC, defaults::DELAY_BEFORE_RETRY),
+            Probe::Misc(_) | Probe::File(_) => (defaults::RETRY_MISC, defaults::DELAY_BEFORE_RETRY),
             Probe::Dns(_) => (defaults::RETRY_DNS, delay_loop),
             Probe::Http(_) => (defaults::RETRY, defaults::DELAY_BEFORE_RETRY_HTTP),
             _ => (defaults::RETRY, defaults::DELAY_BEFORE_RETRY),
         };
+        let warmup =
+            if matches!(probe, Probe::File(_)) { Duration::ZERO } else { duration("warmup", e.warmup, delay_loop)? };
         Ok(CheckSpec {
             probe,
             delay_loop,
             connect_timeout,
             retry: e.retry.unwrap_or(retry_default),
             delay_before_retry: duration("delay_before_retry", e.delay_before_retry, dbr_default)?,
-            warmup: duration("warmup", e.warmup, delay_loop)?,
+            warmup,
         })
     }
 }

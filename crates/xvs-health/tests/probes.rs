@@ -363,3 +363,45 @@ fn ping_check_needs_an_echo_reply() {
         assert!(t.elapsed() < Duration::from_secs(2));
     }
 }
+
+#[tokio::test]
+async fn file_check_reads_a_number_as_keepalived_track_file() {
+    let dir = std::env::temp_dir().join(format!("xvs-file-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("state");
+    let check = |weight: i32, reverse: bool| {
+        let e = CheckEntry {
+            kind: "file".into(),
+            file: Some(path.to_string_lossy().to_string()),
+            weight: Some(weight),
+            reverse,
+            ..CheckEntry::default()
+        };
+        spec(e, "198.18.2.2:80".parse().unwrap())
+    };
+    let rs = |c: &CheckSpec| (c.delay_loop, c.warmup, c.retry);
+    assert_eq!(rs(&check(1, false)), (Duration::from_secs(1), Duration::ZERO, 0), "read every second, no retries");
+    let got = |c: CheckSpec| async move {
+        let o = run(&c.probe, Duration::from_secs(1)).await;
+        (o.ok, o.weight)
+    };
+    // No file reads as 0: up, nothing added.
+    assert_eq!(got(check(0, false)).await, (true, None));
+    assert_eq!(got(check(2, false)).await, (true, Some(0)));
+    for (text, weight, reverse, want) in [
+        ("0\n", 0, false, (true, None)),
+        ("1\n", 0, false, (false, None)),
+        ("1\n", 0, true, (true, None)),
+        ("0\n", 0, true, (false, None)),
+        ("  5 servers\n", 3, false, (true, Some(15))),
+        ("0x10", 1, false, (true, Some(16))),
+        ("010", 1, false, (true, Some(8))),
+        ("4", 2, true, (true, Some(-8))),
+        ("-2147483648", 1, false, (false, None)),
+        ("ready", 1, false, (true, Some(0))),
+    ] {
+        std::fs::write(&path, text).unwrap();
+        assert_eq!(got(check(weight, reverse)).await, want, "{text:?} weight {weight} reverse {reverse}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

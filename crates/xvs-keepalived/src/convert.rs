@@ -41,17 +41,12 @@ pub(crate) type R<T> = Result<T, ParseError>;
 /// A `virtual_server_group`: its name, members and position.
 type Group = (String, Vec<(IpAddr, u16)>, Pos);
 
+/// keepalived's `track_file` blocks by name: the file, its weight and `reverse`.
+type TrackFiles = std::collections::HashMap<String, (String, i32, bool)>;
+
 /// Blocks of keepalived's VRRP side that xvs does not run: reported, not applied.
-const VRRP_BLOCKS: &[&str] = &[
-    "vrrp_track_process",
-    "vrrp_track_file",
-    "track_file",
-    "static_ipaddress",
-    "static_routes",
-    "static_rules",
-    "garp_group",
-    "bfd_instance",
-];
+const VRRP_BLOCKS: &[&str] =
+    &["vrrp_track_process", "static_ipaddress", "static_routes", "static_rules", "garp_group", "bfd_instance"];
 
 /// Settings of `global_defs` that matter to the health checker or the LVS table.
 const GLOBAL_UNSUPPORTED: &[&str] = &["lvs_flush_on_stop", "lvs_notify_fifo", "notify_fifo"];
@@ -253,11 +248,18 @@ pub fn convert(nodes: &[Node]) -> R<Loaded> {
         let members = group_members(n, &mut notices)?;
         groups.push((name, members, n.pos.clone()));
     }
+    let mut files = TrackFiles::new();
+    for n in nodes.iter().filter(|n| matches!(n.keyword(), "track_file" | "vrrp_track_file")) {
+        let (name, f) = track_file(n, &mut notices)?;
+        if files.insert(name.clone(), f).is_some() {
+            return Err(n.error(format!("track_file {name} is defined twice")));
+        }
+    }
     for n in nodes {
         let kw = n.keyword();
         match kw {
-            "virtual_server_group" => {}
-            "virtual_server" => virtual_server(n, &groups, &mut config, &mut notices)?,
+            "virtual_server_group" | "track_file" | "vrrp_track_file" => {}
+            "virtual_server" => virtual_server(n, &groups, &files, &mut config, &mut notices)?,
             "global_defs" => global_defs(n, &mut config, &mut notices)?,
             "vrrp_instance" => config.vrrp_instances.push(crate::vrrp::instance(n, &mut notices)?),
             "vrrp_sync_group" => config.vrrp_sync_groups.push(crate::vrrp::sync_group(n, &mut notices)?),
@@ -432,7 +434,55 @@ struct VsSettings {
     entry: ServiceEntry,
 }
 
-fn virtual_server(n: &Node, groups: &[Group], config: &mut Config, notices: &mut Vec<Notice>) -> R<()> {
+/// `track_file NAME { file PATH; weight N [reverse]; init_file … }`.
+fn track_file(n: &Node, notices: &mut Vec<Notice>) -> R<(String, (String, i32, bool))> {
+    let name = one(n)?.to_string();
+    let (mut file, mut weight, mut reverse) = (None, 1, false);
+    for s in block(n)? {
+        no_block(s)?;
+        match s.keyword() {
+            "file" => file = Some(one(s)?.to_string()),
+            "weight" => {
+                let (w, rev) = file_weight(s, false)?;
+                weight = w;
+                reverse = rev;
+            }
+            "init_file" => notices.push(Notice {
+                pos: s.pos.clone(),
+                message: "init_file: xvs does not create or write the tracked file (a missing file reads as 0)".into(),
+            }),
+            k => return Err(s.error(format!("unknown keyword '{k}' in track_file"))),
+        }
+    }
+    let file = file.ok_or_else(|| n.error(format!("track_file {name} needs file")))?;
+    if !file.starts_with('/') {
+        return Err(n.error(format!("track_file {name}: file '{file}' must be an absolute path")));
+    }
+    Ok((name, (file, weight, reverse)))
+}
+
+/// `weight N [reverse]` (with `noreverse` too in FILE_CHECK).
+fn file_weight(s: &Node, noreverse: bool) -> R<(i32, bool)> {
+    let w = match s.args().first().map(|a| a.parse::<i32>()) {
+        Some(Ok(w)) => w,
+        _ => return Err(s.error("weight takes a number, then reverse if it counts the other way")),
+    };
+    let reverse = match s.args().get(1).map(String::as_str) {
+        None => false,
+        Some("reverse") => true,
+        Some("noreverse") if noreverse => false,
+        Some(other) => return Err(s.error(format!("'{other}' after the weight is not reverse"))),
+    };
+    Ok((w, reverse))
+}
+
+fn virtual_server(
+    n: &Node,
+    groups: &[Group],
+    files: &TrackFiles,
+    config: &mut Config,
+    notices: &mut Vec<Notice>,
+) -> R<()> {
     let targets: Vec<(IpAddr, u16)> = match n.args() {
         [g, name] if g == "group" => match groups.iter().find(|(x, _, _)| x == name) {
             Some((_, members, _)) => members.clone(),
@@ -624,7 +674,7 @@ fn virtual_server(n: &Node, groups: &[Group], config: &mut Config, notices: &mut
     let vs_delay_loop = inherit.delay_loop;
     let mut rss = Vec::new();
     for r in real_servers {
-        rss.push(real_server(r, &inherit, &vs_method, vs.weight.unwrap_or(1), vs_delay_loop, notices)?);
+        rss.push(real_server(r, &inherit, &vs_method, vs.weight.unwrap_or(1), vs_delay_loop, files, notices)?);
     }
     let mut seen = std::collections::HashSet::new();
     for (addr, vport) in targets {
@@ -676,6 +726,7 @@ fn real_server(
     vs_method: &(String, Option<TunnelSpec>),
     vs_weight: i32,
     vs_delay_loop: Option<f64>,
+    files: &TrackFiles,
     notices: &mut Vec<Notice>,
 ) -> R<(IpAddr, u16, RealServerEntry)> {
     let (addr, p) = match n.args() {
@@ -720,10 +771,11 @@ fn real_server(
             }),
             "TCP_CHECK" | "HTTP_GET" | "SSL_GET" | "UDP_CHECK" | "DNS_CHECK" | "MISC_CHECK" | "SMTP_CHECK"
             | "PING_CHECK" => checkers.push(s),
-            k @ ("FILE_CHECK" | "BFD_CHECK") => {
-                return Err(s.error(format!(
-                "{k} is not supported by xvs (TCP_CHECK, HTTP_GET, SSL_GET, UDP_CHECK, DNS_CHECK, SMTP_CHECK, PING_CHECK and MISC_CHECK are)"
-            )))
+            "FILE_CHECK" => rs.checks.push(file_check(s, files)?),
+            "BFD_CHECK" => {
+                return Err(s.error(
+                "BFD_CHECK is not supported by xvs (TCP_CHECK, HTTP_GET, SSL_GET, UDP_CHECK, DNS_CHECK, SMTP_CHECK, PING_CHECK, FILE_CHECK and MISC_CHECK are)"
+            ))
             }
             other => return Err(s.error(format!("unknown keyword '{other}' in real_server"))),
         }
@@ -734,6 +786,35 @@ fn real_server(
         rs.checks.extend(checker(c, &inh, vs_delay_loop, notices)?);
     }
     Ok((addr, p, rs))
+}
+
+/// FILE_CHECK { track_file NAME; weight N [reverse|noreverse] }: the tracked file's number
+/// (keepalived takes no other keyword there: no delay_loop, no retries).
+fn file_check(n: &Node, files: &TrackFiles) -> R<CheckEntry> {
+    let mut name = None;
+    let mut weight = None;
+    for s in block(n)? {
+        no_block(s)?;
+        match s.keyword() {
+            "track_file" => name = Some(one(s)?.to_string()),
+            "weight" => weight = Some(file_weight(s, true)?),
+            k => {
+                return Err(
+                    s.error(format!("unknown keyword '{k}' in FILE_CHECK (track_file and weight are its keywords)"))
+                )
+            }
+        }
+    }
+    let name = name.ok_or_else(|| n.error("FILE_CHECK needs track_file NAME"))?;
+    let (file, w, rev) = files.get(&name).ok_or_else(|| n.error(format!("FILE_CHECK: no track_file {name}")))?;
+    let (weight, reverse) = weight.unwrap_or((*w, *rev));
+    Ok(CheckEntry {
+        kind: "file".into(),
+        file: Some(file.clone()),
+        weight: Some(weight),
+        reverse,
+        ..CheckEntry::default()
+    })
 }
 
 /// One checker block: one check, or for SMTP_CHECK with (deprecated) `host` blocks one per host.

@@ -61,6 +61,11 @@ pub(crate) fn instance(n: &Node, notices: &mut Vec<Notice>) -> R<VrrpInstanceEnt
             "garp_master_refresh" => e.garp_master_refresh = Some(timer(s)?),
             "track_interface" => e.track_interface = tracks(s)?,
             "track_script" => e.track_script = tracks(s)?,
+            k @ ("track_file" | "track_process" | "track_bfd") => {
+                return Err(s.error(format!(
+                    "{k} in vrrp_instance is not supported by xvs (track_script and track_interface are)"
+                )))
+            }
             "dont_track_primary" => e.dont_track_primary = flag(s)?,
             "skip_check_adv_addr" => e.skip_check_adv_addr = flag(s)?,
             "notify_master" => e.notify_master = Some(command(s)?),

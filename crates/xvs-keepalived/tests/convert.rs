@@ -296,3 +296,25 @@ fn keepalived_samples() {
         }
     }
 }
+
+#[test]
+fn file_check_follows_a_track_file() {
+    let text = "track_file maint {\n  file /run/maint\n  weight -5 reverse\n  init_file 0\n}\n\
+                virtual_server 198.18.0.1 80 {\n  real_server 198.18.2.2 80 {\n    FILE_CHECK {\n      track_file maint\n    }\n  }\n  \
+                real_server 198.18.2.3 80 {\n    FILE_CHECK {\n      track_file maint\n      weight 0 noreverse\n    }\n  }\n}\n";
+    let l = xvs_keepalived::load_str(std::path::Path::new("k.conf"), text).unwrap();
+    let rs = &l.config.services[0].real_servers;
+    let c = &rs[0].checks[0];
+    assert_eq!((c.kind.as_str(), c.file.as_deref(), c.weight, c.reverse), ("file", Some("/run/maint"), Some(-5), true));
+    let c = &rs[1].checks[0];
+    assert_eq!((c.weight, c.reverse), (Some(0), false), "FILE_CHECK's own weight");
+    assert!(l.notices.iter().any(|n| n.message.starts_with("init_file")));
+    for (bad, why) in [
+        ("virtual_server 198.18.0.1 80 {\n  real_server 198.18.2.2 80 {\n    FILE_CHECK {\n      track_file none\n    }\n  }\n}\n", "k.conf:3: FILE_CHECK: no track_file none"),
+        ("track_file t {\n  file /x\n}\nvirtual_server 198.18.0.1 80 {\n  real_server 198.18.2.2 80 {\n    FILE_CHECK {\n      track_file t\n      delay_loop 3\n    }\n  }\n}\n", "k.conf:8: unknown keyword 'delay_loop' in FILE_CHECK"),
+        ("track_file t {\n  weight 2\n}\n", "k.conf:1: track_file t needs file"),
+    ] {
+        let e = xvs_keepalived::load_str(std::path::Path::new("k.conf"), bad).unwrap_err().to_string();
+        assert!(e.starts_with(why), "{e}");
+    }
+}
