@@ -358,7 +358,12 @@ impl Args {
             Ok(KeySpec::Addr { proto, addr, port })
         };
         if self.ipv6 && self.fwmark.is_none() {
-            return Err(err("-6 used before -f"));
+            // ipvsadm's fail() ends the line it was given, which already ends in \n.
+            return Err(err("-6 used before -f\n"));
+        }
+        let kinds = [self.tcp.is_some(), self.udp.is_some(), self.sctp.is_some(), self.fwmark.is_some()];
+        if kinds.iter().filter(|k| **k).count() > 1 {
+            return Err(err("multiple 'service-address' options specified"));
         }
         let key = if let Some(s) = &self.tcp {
             Some(addr(s, ProtoName::Tcp)?)
@@ -385,8 +390,9 @@ impl Args {
 /// number or service name. A bare number is refused.
 pub fn parse_host_port(s: &str, proto: ProtoName) -> Option<(IpAddr, u16)> {
     let (host, port) = if let Some(rest) = s.strip_prefix('[') {
+        // ipvsadm takes brackets only with a port after them.
         let (h, after) = rest.split_once(']')?;
-        (h, after.strip_prefix(':'))
+        (h, Some(after.strip_prefix(':')?))
     } else if s.matches(':').count() > 1 {
         (s, None) // an unbracketed IPv6 literal carries no port
     } else {
@@ -468,6 +474,8 @@ impl Command {
         if !is_command(&argv[1]) {
             return Err(try_help(argv0));
         }
+        let argv = popt_quirks(argv)?;
+        let argv = &argv[..];
         let args = match Args::try_parse_from(argv) {
             Ok(a) => a,
             Err(e) => return Err(map_clap(&e, argv)),
@@ -495,23 +503,21 @@ impl Command {
         ];
         let mut chosen = commands.iter().filter(|(on, _)| *on).map(|(_, n)| *n);
         let cmd = chosen.next().ok_or_else(|| try_help(argv0))?;
-        if let Some(second) = chosen.next() {
-            // ipvsadm's popt loop reports the second command letter as an invalid option.
-            let letter = match second {
-                "add-server" => "-a",
-                "list" => "-L",
-                _ => "",
-            };
-            return Err(err(if letter.is_empty() {
-                "multiple commands specified".to_string()
-            } else {
-                format!("invalid option `{letter}'")
+        if chosen.next().is_some() {
+            // ipvsadm's popt loop reports the second command as an invalid option, as typed.
+            let second = argv[1..].iter().filter(|a| is_command(a)).nth(1);
+            return Err(err(match second {
+                Some(s) => format!("invalid option `{s}'"),
+                None => "multiple commands specified".to_string(),
             }));
         }
         match cmd {
             "help" => return Ok(Command::Help),
             "version" => return Ok(Command::Version),
             _ => {}
+        }
+        if [args.gatewaying, args.ipip, args.masquerading].iter().filter(|m| **m).count() > 1 {
+            return Err(err("multiple 'forwarding-method' options specified"));
         }
         args.check_legal(cmd)?;
         let key = args.service(cmd)?;
@@ -759,6 +765,43 @@ fn tunnel_spec(args: &Args, method: &str) -> Result<TunnelSpec, Usage> {
     Ok(TunnelSpec { kind, port, csum })
 }
 
+/// What popt does before clap could: `-6` (which clap would take for a negative number) is
+/// `--ipv6`, valid only after `-f`; a negative number after `-p` (whose argument is optional)
+/// or among `--set`'s values is an unknown option, as popt sees it.
+fn popt_quirks(argv: &[String]) -> Result<Vec<String>, Usage> {
+    // A second command, even the same one again, is an invalid option to popt.
+    if let Some(second) = argv.iter().skip(1).filter(|a| is_command(a)).nth(1) {
+        return Err(err(format!("invalid option `{second}'")));
+    }
+    let mut out = Vec::with_capacity(argv.len());
+    let mut fwmark_seen = false;
+    let mut in_set = false;
+    let numeric = |a: &str| a.len() > 1 && a.starts_with('-') && a[1..].chars().all(|c| c.is_ascii_digit());
+    for (i, a) in argv.iter().enumerate() {
+        if i > 0 && (a == "-6" || a == "--ipv6") {
+            if !fwmark_seen {
+                return Err(err("-6 used before -f\n"));
+            }
+            out.push("--ipv6".to_string());
+            continue;
+        }
+        if a.starts_with("-f") || a.starts_with("--fwmark-service") {
+            fwmark_seen = true;
+        }
+        let prev = if i > 0 { argv[i - 1].as_str() } else { "" };
+        if numeric(a) && (matches!(prev, "-p" | "--persistent") || in_set) {
+            return Err(Usage { message: format!("{a}: unknown option"), code: 255 });
+        }
+        if a == "--set" {
+            in_set = true;
+        } else if a.starts_with('-') && !numeric(a) {
+            in_set = false;
+        }
+        out.push(a.clone());
+    }
+    Ok(out)
+}
+
 /// Turns clap's error into ipvsadm's wording.
 fn map_clap(e: &clap::Error, argv: &[String]) -> Usage {
     use clap::error::{ContextKind, ErrorKind};
@@ -771,7 +814,10 @@ fn map_clap(e: &clap::Error, argv: &[String]) -> Usage {
         }
         ErrorKind::UnknownArgument => Usage { message: format!("{arg}: unknown option"), code: 255 },
         ErrorKind::InvalidValue | ErrorKind::NoEquals | ErrorKind::WrongNumberOfValues | ErrorKind::TooFewValues => {
-            Usage { message: format!("{}: missing argument", arg.split_whitespace().next().unwrap_or("")), code: 255 }
+            // popt names the option as it was typed (`-s`, not `--scheduler`): the last one.
+            let typed = argv.iter().rev().find(|a| a.starts_with('-')).cloned();
+            let named = arg.split_whitespace().next().unwrap_or("").to_string();
+            Usage { message: format!("{}: missing argument", typed.unwrap_or(named)), code: 255 }
         }
         _ => try_help(argv.first().map_or("xvsadm", String::as_str)),
     }

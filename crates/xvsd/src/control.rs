@@ -267,11 +267,12 @@ impl Control {
 
     fn edit_service(&mut self, spec: &ServiceSpec, now: Instant) -> Response {
         let key = spec.core_key();
+        // The kernel finds the service before it looks at the scheduler's name.
+        let Some(id) = self.lb.services.find(&key) else { return api_error(&Error::NoSuchService) };
         let config = match spec.core_config() {
             Ok(c) => c,
             Err(e) => return api_error(&e),
         };
-        let Some(id) = self.lb.services.find(&key) else { return api_error(&Error::NoSuchService) };
         let old = self.lb.services.get(id).expect("found").config().clone();
         if let Err(e) = self.lb.services.edit_service(&key, config, now) {
             return api_error(&e);

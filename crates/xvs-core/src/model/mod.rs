@@ -226,7 +226,7 @@ impl SchedFlags {
                 }
                 "sh-fallback" | "mh-fallback" => SchedFlags::SCHED1,
                 "sh-port" | "mh-port" => SchedFlags::SCHED2,
-                _ => return Err(format!("invalid scheduler flag '{name}'")),
+                _ => return Err(format!("invalid scheduler flag `{name}'")),
             };
             flags = flags.union(bit);
         }

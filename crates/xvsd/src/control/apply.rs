@@ -423,13 +423,14 @@ impl Control {
     /// A new service with its real servers, published once (not once per server).
     pub(super) fn add_service_with_dests(&mut self, spec: &ServiceSpec, dests: &[DestSpec], now: Instant) -> Response {
         let key = spec.core_key();
+        // The kernel finds an existing service before it looks at the scheduler's name.
+        if self.lb.services.find(&key).is_some() {
+            return api_error(&Error::ServiceExists);
+        }
         let config = match spec.core_config() {
             Ok(c) => c,
             Err(e) => return api_error(&e),
         };
-        if self.lb.services.find(&key).is_some() {
-            return api_error(&Error::ServiceExists);
-        }
         if let Err(e) = check_service(&key) {
             return api_error(&e);
         }
