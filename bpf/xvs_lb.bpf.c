@@ -524,6 +524,8 @@ struct sweep_ctx {
 	__u32 now;
 	__u32 flags;
 	__u32 early_ms;
+	__u32 dest_id; /* XVS_SWEEP_DEST */
+	__u32 gen;
 	__u64 seen;
 	__u64 expired;
 	__u64 tpl_seen;
@@ -538,7 +540,10 @@ static __always_inline long sweep_one(__u8 af, union conn_key *k, struct xvs_con
 	if (!cfg)
 		return 1;
 	sc->seen++;
-	if ((sc->flags & XVS_SWEEP_ALL) || conn_expired(c, cfg, sc->now)) {
+	/* A deleted server's connections, with expire_nodest_conn: the kernel (>= 5.9) expires
+	 * them when the server is deleted (testdata/kernel/nodest-flush-6.12.txt). */
+	int of_dest = (sc->flags & XVS_SWEEP_DEST) && c->dest_id == sc->dest_id && c->gen == sc->gen;
+	if ((sc->flags & XVS_SWEEP_ALL) || of_dest || conn_expired(c, cfg, sc->now)) {
 		sc->expired += drop_conn(af, k, c);
 		return 0;
 	}
@@ -681,7 +686,9 @@ int xvs_sweep(struct xdp_md *ctx)
 		rethreshold(args);
 		return XDP_PASS;
 	}
-	struct sweep_ctx sc = { .now = now_ms(), .flags = args->flags, .early_ms = args->early_ms };
+	struct sweep_ctx sc = {
+		.now = now_ms(), .flags = args->flags, .early_ms = args->early_ms, .dest_id = args->dest_id, .gen = args->gen
+	};
 	bpf_for_each_map_elem(&xvs_conn4, sweep_conn4, &sc, 0);
 	bpf_for_each_map_elem(&xvs_conn6, sweep_conn6, &sc, 0);
 	bpf_for_each_map_elem(&xvs_tpl4, sweep_tpl4, &sc, 0);

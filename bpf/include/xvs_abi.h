@@ -301,16 +301,17 @@ struct xvs_allow_key {
 struct xvs_sweep_args {
 	__u32 flags;     /* XVS_SWEEP_* */
 	__u32 early_ms;  /* XVS_SWEEP_EARLY: unassured entries idle this long go */
-	__u32 dest_id;   /* XVS_SWEEP_RETHRESH: the server */
+	__u32 dest_id;   /* XVS_SWEEP_RETHRESH, XVS_SWEEP_DEST: the server */
 	__u32 u_thresh;  /* XVS_SWEEP_RETHRESH: its new thresholds */
 	__u32 l_thresh;
-	__u32 pad;
+	__u32 gen;       /* XVS_SWEEP_DEST: the server slot's generation */
 };
 #define XVS_SWEEP_LBLC_FULL 0x1 /* the 30-minute lblc/lblcr expiry check is due */
 #define XVS_SWEEP_ALL 0x2       /* remove every connection (flush) */
 #define XVS_SWEEP_EARLY 0x8     /* the half-open gauge is high: drop unassured entries early */
 #define XVS_SWEEP_RETHRESH 0x10 /* only apply a threshold edit to one server's overload flag */
 #define XVS_SWEEP_NAT_GC 0x20   /* also remove reply entries whose connection is gone */
+#define XVS_SWEEP_DEST 0x40     /* also remove the connections of one server (expire_nodest_conn) */
 
 /* Output of the sweep program, in its packet data after the args. */
 struct xvs_sweep_out {

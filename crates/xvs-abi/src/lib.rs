@@ -126,6 +126,8 @@ pub const SWEEP_EARLY: u32 = 0x8;
 pub const SWEEP_RETHRESH: u32 = 0x10;
 /// Also remove NAT reply entries whose connection is gone.
 pub const SWEEP_NAT_GC: u32 = 0x20;
+/// Sweep flag: also remove the connections of server `dest_id` of generation `gen`.
+pub const SWEEP_DEST: u32 = 0x40;
 
 /// Global counters (`enum xvs_counter`).
 pub mod counter {
@@ -372,7 +374,7 @@ pub struct SweepArgs {
     pub dest_id: u32,
     pub u_thresh: u32,
     pub l_thresh: u32,
-    pub pad: u32,
+    pub gen: u32,
 }
 
 /// Output of the sweep program.

@@ -149,6 +149,11 @@ impl Publisher {
         }
     }
 
+    /// The dataplane slot and generation of real server `did` while it is published.
+    pub fn dest_slot(&self, did: DestId) -> Option<(u32, u32)> {
+        self.gens.get(&did).map(|g| (did.index(), *g))
+    }
+
     /// The service `key` is on standby.
     pub fn is_standby(&self, key: &ServiceKey) -> bool {
         self.standby.contains(key)

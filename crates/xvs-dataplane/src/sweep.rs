@@ -62,6 +62,15 @@ impl Default for Sweeper {
 }
 
 impl Sweeper {
+    /// Removes the connections of the server that held slot `dest_id` with generation `gen`
+    /// (a deleted server, with `expire_nodest_conn`), with their accounting; returns how many.
+    pub fn flush_dest(&mut self, dp: &Director, dest_id: u32, gen: u32) -> Result<u64, Error> {
+        let args = abi::SweepArgs { flags: abi::SWEEP_DEST, dest_id, gen, ..abi::SweepArgs::default() };
+        let out = dp.sweep_with(args)?;
+        self.live = (out.seen + out.tpl_seen).saturating_sub(out.expired + out.tpl_expired);
+        Ok(out.expired)
+    }
+
     /// Runs one sweep; with the half-open gauge above three quarters of `max_half`, it also
     /// drops unassured entries idle for [`EARLY_IDLE`].
     pub fn run(&mut self, dp: &Director) -> Result<SweepReport, Error> {

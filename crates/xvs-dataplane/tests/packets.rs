@@ -266,3 +266,33 @@ fn frames_for_another_host_are_left_to_the_kernel() {
     let mine = frame((client(false), 40000), (key.addr(), 80), Some(SYN), b"", CLIENT_MAC, lab.mac_d0);
     assert_eq!(lab.run_client(&mine).action, action::REDIRECT);
 }
+
+#[test]
+fn a_deleted_servers_connections_can_be_expired_at_once() {
+    if require_root().is_none() {
+        return;
+    }
+    // expire_nodest_conn: the kernel expires a deleted server's connections when it is
+    // deleted (testdata/kernel/nodest-flush-6.12.txt); xvsd runs this sweep then.
+    let mut lab = Lab::new();
+    let key = lab.service(vip(false, false), SchedKind::Rr);
+    lab.dest(&key, rs(false, 0), 80, method_cfg(ForwardMethod::Route));
+    lab.dest(&key, rs(false, 1), 80, method_cfg(ForwardMethod::Route));
+    for port in 40000..40006 {
+        let f = frame((client(false), port), (key.addr(), 80), Some(SYN), b"", CLIENT_MAC, lab.mac_d0);
+        assert_eq!(lab.run_client(&f).action, action::REDIRECT);
+    }
+    let count = |lab: &Lab| lab.dp.maps.conn4.keys().count();
+    assert_eq!(count(&lab), 6);
+    let sid = lab.lb.services.find(&key).unwrap();
+    let did = lab.lb.services.find_dest(sid, &ip(rs(false, 0)), 80).unwrap();
+    let (slot, gen) = lab.publisher.dest_slot(did).expect("published");
+    lab.lb.services.delete_dest(&key, &ip(rs(false, 0)), 80, lab.now).unwrap();
+    lab.republish(&key);
+    assert_eq!(count(&lab), 6, "deleting alone leaves them (expire_nodest_conn=0)");
+    let mut sweeper = xvs_dataplane::Sweeper::default();
+    assert_eq!(sweeper.flush_dest(&lab.dp, slot, gen).unwrap(), 3);
+    assert_eq!(count(&lab), 3, "the other server's connections stay");
+    // A different generation (the slot's next server) is not touched.
+    assert_eq!(sweeper.flush_dest(&lab.dp, slot, gen.wrapping_add(1)).unwrap(), 0);
+}

@@ -209,13 +209,33 @@ impl Control {
             Request::EditDest { key, dest } => self.edit_dest(&key.into(), &dest),
             Request::DeleteDest { key, addr, port } => {
                 let key: ServiceKey = key.into();
+                let slot = self
+                    .lb
+                    .services
+                    .find(&key)
+                    .and_then(|sid| self.lb.services.find_dest(sid, &addr, port))
+                    .and_then(|did| self.dp.as_ref()?.publisher.dest_slot(did));
                 if let Err(e) = self.lb.services.delete_dest(&key, &addr, port, now) {
                     return api_error(&e);
                 }
                 if !self.bulk {
                     tracing::info!(service = %key, real_server = %addr, port, "real server removed");
                 }
-                self.republish_key(&key).map_or_else(|e| dp_error(&e), |()| Response::Ok)
+                if let Err(e) = self.republish_key(&key) {
+                    return dp_error(&e);
+                }
+                // expire_nodest_conn: the kernel (>= 5.9) expires the server's connections at
+                // once, not at their next packet.
+                if let (true, Some((idx, gen)), Some(dp)) = (self.lb.sysctl.expire_nodest_conn, slot, self.dp.as_mut())
+                {
+                    match dp.sweeper.flush_dest(&dp.director, idx, gen) {
+                        Ok(n) => {
+                            tracing::info!(real_server = %addr, connections = n, "expired its connections (expire_nodest_conn)")
+                        }
+                        Err(e) => tracing::warn!(real_server = %addr, error = %e, "cannot expire its connections"),
+                    }
+                }
+                Response::Ok
             }
             Request::Zero { key } => {
                 let key: Option<ServiceKey> = key.map(Into::into);
