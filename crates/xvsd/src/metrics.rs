@@ -166,13 +166,13 @@ pub fn render(input: Input) -> String {
         let adverts = counters(&mut r, "vrrp_adverts", "VRRP advertisements by outcome (sent, received, invalid)");
         for v in &snap.vrrp {
             for st in ["INIT", "BACKUP", "MASTER", "FAULT", "STOP"] {
-                state.get_or_create(&l(&[("instance", &v.name), ("state", st)])).set(i64::from(v.state == st));
+                state.get_or_create(&l(&[("vrrp_instance", &v.name), ("state", st)])).set(i64::from(v.state == st));
             }
-            prio.get_or_create(&l(&[("instance", &v.name)])).set(i64::from(v.priority));
-            trans.get_or_create(&l(&[("instance", &v.name)])).inc_by(v.transitions);
-            masters.get_or_create(&l(&[("instance", &v.name)])).inc_by(v.became_master);
+            prio.get_or_create(&l(&[("vrrp_instance", &v.name)])).set(i64::from(v.priority));
+            trans.get_or_create(&l(&[("vrrp_instance", &v.name)])).inc_by(v.transitions);
+            masters.get_or_create(&l(&[("vrrp_instance", &v.name)])).inc_by(v.became_master);
             for (k, n) in [("sent", v.adverts_sent), ("received", v.adverts_received), ("invalid", v.adverts_invalid)] {
-                adverts.get_or_create(&l(&[("instance", &v.name), ("outcome", k)])).inc_by(n);
+                adverts.get_or_create(&l(&[("vrrp_instance", &v.name), ("outcome", k)])).inc_by(n);
             }
         }
     }

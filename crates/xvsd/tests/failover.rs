@@ -374,8 +374,8 @@ fn established_nat_and_dr_connections_survive_a_master_crash_and_its_return() {
     let m = lab.b.ns.exec(&["curl", "-sf", "http://127.0.0.1:9642/metrics"]);
     let m = String::from_utf8_lossy(&m.stdout).to_string();
     for want in [
-        "xvs_vrrp_state{instance=\"VI_1\",state=\"BACKUP\"} 1",
-        "xvs_vrrp_became_master_total{instance=\"VI_1\"} 1",
+        "xvs_vrrp_state{vrrp_instance=\"VI_1\",state=\"BACKUP\"} 1",
+        "xvs_vrrp_became_master_total{vrrp_instance=\"VI_1\"} 1",
         "xvs_sync_daemon_running{role=\"backup\"} 1",
     ] {
         assert!(m.contains(want), "{want} not in b's metrics:\n{m}");
