@@ -282,7 +282,7 @@ impl Balancer {
             }
         }
         if let Some(d) = c.dest.and_then(|d| self.services.dest_mut(d)) {
-            d.unbind(c.is_template(), c.is_active(), now);
+            d.unbind(c.is_template(), c.is_active());
         }
     }
 

@@ -181,7 +181,7 @@ impl Dest {
     }
 
     /// A connection (or template) stops referring to this server.
-    pub(crate) fn unbind(&mut self, template: bool, active: bool, now: Instant) {
+    pub(crate) fn unbind(&mut self, template: bool, active: bool) {
         if template {
             self.persistconns -= 1;
         } else {
@@ -192,9 +192,6 @@ impl Dest {
                 self.overload = false;
             }
             self.totalconns -= 1;
-        }
-        if self.svc.is_none() && self.refs() == 0 {
-            self.idle_since = Some(now);
         }
     }
 

@@ -27,9 +27,10 @@ impl ServiceId {
     }
 }
 
-/// How long the trash keeps an idle real server (`IP_VS_DEST_TRASH_PERIOD` × 2).
+/// How long the trash keeps a real server after the check that first found it idle
+/// (`IP_VS_DEST_TRASH_PERIOD`).
 pub(crate) const TRASH_IDLE: Duration = Duration::from_secs(120);
-/// How often the trash is checked.
+/// How often the trash is checked (`IP_VS_DEST_TRASH_PERIOD` / 2).
 pub(crate) const TRASH_PERIOD: Duration = Duration::from_secs(60);
 /// The FTP control port, which IPVS treats specially in service lookup and persistence.
 pub(crate) const FTP_PORT: u16 = 21;
@@ -322,13 +323,17 @@ impl Services {
     }
 
     fn trash_dest(&mut self, id: DestId, now: Instant) {
+        let was_empty = self.trashed.is_empty();
         let d = self.dests.dest_mut(id).expect("listed destinations are live");
         d.svc = None;
         self.trashed.insert((d.svc_key, d.addr(), d.port()), id);
-        if d.refs() == 0 {
-            d.idle_since = Some(now);
+        // As the kernel's trash (ip_vs_trash_put_dest, ip_vs_dest_trash_expire): the first server
+        // into an empty trash (re)arms its timer 60 s ahead; a server's idle time counts from the
+        // first check that finds it idle, and it is freed 120 s after that: about 180 s after
+        // its deletion (testdata/kernel/trash-6.12.txt).
+        if was_empty {
+            self.next_trash_check = Some(now + TRASH_PERIOD);
         }
-        self.next_trash_check.get_or_insert(now + TRASH_PERIOD);
     }
 
     /// Adds a real server (`-a`); a removed server with the same identity comes back from the

@@ -127,12 +127,17 @@ fn a_removed_server_comes_back_from_the_trash_with_its_identity() {
     let mut s = table();
     let id = s.find_dest(s.find(&vip()).unwrap(), &ip("198.18.2.1"), 80).unwrap();
     s.delete_dest(&vip(), &ip("198.18.2.1"), 80, Instant::ZERO).unwrap();
-    // Idle in the trash: freed by the first check at least 120 s later.
+    // Idle in the trash, and added back within its time: the same server.
     s.handle_timeout(Instant::from_secs(60), Default::default(), Default::default());
     let again = s.add_dest(&vip(), ip("198.18.2.1"), 80, DestConfig::new(ForwardMethod::Masq).weight(3)).unwrap();
     assert_eq!(again, id, "revived, not recreated");
+    // As the kernel: the check 60 s after it entered the empty trash finds it idle, and the
+    // check 120 s after that frees it — 180 s after its deletion.
     s.delete_dest(&vip(), &ip("198.18.2.1"), 80, Instant::from_secs(100)).unwrap();
-    s.handle_timeout(Instant::from_secs(160), Default::default(), Default::default());
-    s.handle_timeout(Instant::from_secs(220), Default::default(), Default::default());
-    assert!(s.dest(id).is_none(), "freed after 120 s idle");
+    for t in [120, 160, 220, 270] {
+        s.handle_timeout(Instant::from_secs(t), Default::default(), Default::default());
+        assert!(s.dest(id).is_some(), "still in the trash at {t} s");
+    }
+    s.handle_timeout(Instant::from_secs(280), Default::default(), Default::default());
+    assert!(s.dest(id).is_none(), "freed 180 s after its deletion");
 }
