@@ -4,6 +4,8 @@
 # the wording and quoting of its messages. Each command runs in order (state accumulates) in a
 # director namespace; rc, stdout and stderr are printed. Run:
 #   ../shared/tools/ipvs-vm/run-ipvs-vm -k trixie testdata/ipvsadm/parser-scenario.sh > testdata/ipvsadm/parser-output.txt
+#   ../shared/tools/ipvs-vm/run-ipvs-vm -k bookworm testdata/ipvsadm/parser-scenario.sh > testdata/ipvsadm/parser-output-6.1.txt
+# (6.1 and 6.12 print the same, line for line, but for the kernel's name.)
 set -u
 for m in ip_vs ip_vs_rr ip_vs_wrr ip_vs_wlc ip_vs_sh; do modprobe $m; done
 echo "== kernel $(uname -r): $(head -1 /proc/net/ip_vs)"
