@@ -504,12 +504,8 @@ impl Command {
         let mut chosen = commands.iter().filter(|(on, _)| *on).map(|(_, n)| *n);
         let cmd = chosen.next().ok_or_else(|| try_help(argv0))?;
         if chosen.next().is_some() {
-            // ipvsadm's popt loop reports the second command as an invalid option, as typed.
-            let second = argv[1..].iter().filter(|a| is_command(a)).nth(1);
-            return Err(err(match second {
-                Some(s) => format!("invalid option `{s}'"),
-                None => "multiple commands specified".to_string(),
-            }));
+            // A second command typed as such was refused by popt_quirks already.
+            return Err(err("multiple commands specified"));
         }
         match cmd {
             "help" => return Ok(Command::Help),

@@ -94,12 +94,14 @@ impl Announce {
     pub fn drain(&self, drain: bool, vip: Option<IpAddr>) -> Response {
         let result = {
             let mut a = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+            let before = a.drains();
             let r = if drain { a.drain(vip) } else { a.undrain(vip) };
             r.and_then(|()| {
                 let (all, vips) = a.drains();
                 save_drains(&self.drains_file, &Drains { all, vips }).map_err(|e| {
-                    // Not kept: undo, so that what the operator sees is what a restart keeps.
-                    let _ = if drain { a.undrain(vip) } else { a.drain(vip) };
+                    // Not kept: back as it was, so that what the operator sees is what a
+                    // restart keeps.
+                    a.restore_drains(before.0, before.1.clone());
                     format!("cannot keep the drain in {}: {e}", self.drains_file.display())
                 })
             })
