@@ -81,7 +81,10 @@ __attribute__((noinline)) int forward(struct xdp_md *ctx, struct pkt *p, union c
 	__u8 method = c->method;
 	if (method == XVS_FWD_LOCAL)
 		return XDP_PASS;
-	if (p->ttl <= 1) {
+	/* A packet through the firewall-mark device was forwarded by the kernel already, which
+	 * checked and decremented its TTL. */
+	int fwm = p->fwm;
+	if (!fwm && p->ttl <= 1) {
 		count_reason(XVS_R_TTL);
 		return icmp_reply(ctx, p, ICMP_TTL, 0);
 	}
@@ -110,7 +113,7 @@ __attribute__((noinline)) int forward(struct xdp_md *ctx, struct pkt *p, union c
 		count_reason(XVS_R_NO_ROUTE);
 		return XDP_DROP;
 	}
-	if (dec_ttl(ctx, p)) {
+	if (!fwm && dec_ttl(ctx, p)) {
 		count_reason(XVS_R_BAD_PACKET);
 		return XDP_DROP;
 	}
@@ -210,10 +213,16 @@ static __always_inline int drop_conn(__u8 af, union conn_key *k, struct xvs_conn
 	return 1;
 }
 
-/* The service a new connection to (daddr, dport) belongs to: exact match, then port 0. */
+/* The service a new connection to (daddr, dport) belongs to: exact match, then port 0; for a
+ * packet that came through the firewall-mark device, the service of its mark only. */
 static __always_inline struct xvs_svc *find_service(const struct pkt *p)
 {
 	struct xvs_svc_key sk = {};
+	if (p->fwm) {
+		sk.addr[0] = p->fwmark;
+		sk.af = p->af;
+		return bpf_map_lookup_elem(&xvs_services, &sk);
+	}
 	__builtin_memcpy(sk.addr, p->daddr, 16);
 	sk.port = p->dport;
 	sk.proto = p->proto;
@@ -371,7 +380,8 @@ static __always_inline int handle_l4(struct xdp_md *ctx, struct scratch *sc, con
 			return XDP_DROP;
 		}
 	}
-	if (svc->port != p->dport && !(svc->flags & XVS_SVC_F_PERSISTENT)) {
+	int fwmark = svc->flags & XVS_SVC_F_FWMARK;
+	if (!fwmark && svc->port != p->dport && !(svc->flags & XVS_SVC_F_PERSISTENT)) {
 		/* port 0 without persistence: "port zero only supported in persistent services" */
 		count_reason(XVS_R_NO_DEST);
 		return icmp_reply(ctx, p, ICMP_PORT_UNREACH, 0);
@@ -418,8 +428,10 @@ static __always_inline int handle_l4(struct xdp_md *ctx, struct scratch *sc, con
 		nc.flags |= XVS_CONN_F_CTL;
 	if (dst->method != XVS_FWD_MASQ)
 		nc.flags |= XVS_CONN_F_NOOUTPUT;
-	if (p->dport != svc->port)
-		nc.flags |= XVS_CONN_F_KEEPPORT; /* port-0 service: the packet's port is kept */
+	/* A port-0 service keeps the packet's port; so does a persistent firewall-mark service
+	 * (ip_vs_sched_persist), a plain one only when its server has no port. */
+	if (fwmark ? (svc->flags & XVS_SVC_F_PERSISTENT) : p->dport != svc->port)
+		nc.flags |= XVS_CONN_F_KEEPPORT;
 
 	if ((svc->flags & XVS_SVC_F_ONEPACKET) && p->proto == IPPROTO_UDP) {
 		/* One-packet scheduling: nothing is remembered but the template, if any. */
@@ -516,6 +528,81 @@ int xvs_lb(struct xdp_md *ctx)
 	if (!cfg)
 		return XDP_PASS;
 	return handle_l4(ctx, sc, cfg);
+}
+
+/* ---- firewall-mark services ----
+ *
+ * XDP runs before netfilter, so a packet's mark is unknown here. xvsd routes marked packets
+ * (policy rules "fwmark M", one per firewall-mark service) to a veth device, xvs-fwm: its
+ * egress program writes the mark into the frame's source MAC, and xvs_lb_fwm, attached to the
+ * peer, balances the packet by it. Only a connection's first packet takes this way: the next
+ * ones find the connection in XDP on the interface they arrive on (docs/dataplane.md). */
+
+SEC("classifier")
+int xvs_fwm_stamp(struct __sk_buff *skb)
+{
+	void *data = (void *)(long)skb->data, *data_end = (void *)(long)skb->data_end;
+	struct ethhdr *eth = data;
+	__u32 mark = skb->mark;
+	/* Unmarked: the kernel's own packets on the device (IPv6 router solicitations, say). */
+	if ((void *)(eth + 1) > data_end || !mark)
+		return 2; /* TC_ACT_SHOT */
+	eth->h_source[0] = XVS_FWM_MAC0;
+	eth->h_source[1] = XVS_FWM_MAC1;
+	__u32 m = bpf_htonl(mark);
+	__builtin_memcpy(eth->h_source + 2, &m, 4);
+	return 0; /* TC_ACT_OK */
+}
+
+/* An answer the director built for the client (ICMP unreachable or too big), sent back the way
+ * the client is routed: bouncing it into xvs-fwm would make it a packet from a local address
+ * arriving from outside, which the kernel drops. */
+static __always_inline int fwm_send_back(struct xdp_md *ctx, struct pkt *p)
+{
+	struct bpf_fib_lookup *fib = fib_scratch();
+	if (!fib)
+		return XDP_DROP;
+	void *data = (void *)(long)ctx->data, *data_end = (void *)(long)ctx->data_end;
+	long rc = fib_lookup(ctx, p, p->af, p->saddr, (__u16)(data_end - data - sizeof(struct ethhdr)), fib, 0);
+	if (rc != BPF_FIB_LKUP_RET_SUCCESS)
+		return XDP_DROP;
+	return xmit(ctx, p, fib);
+}
+
+SEC("xdp")
+int xvs_lb_fwm(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data, *data_end = (void *)(long)ctx->data_end;
+	__u32 zero = 0;
+	struct scratch *sc = bpf_map_lookup_elem(&xvs_scratch, &zero);
+	if (!sc)
+		return XDP_DROP;
+	struct ethhdr *eth = data;
+	if ((void *)(eth + 1) > data_end || eth->h_source[0] != XVS_FWM_MAC0 || eth->h_source[1] != XVS_FWM_MAC1)
+		return XDP_DROP;
+	__u32 mark;
+	__builtin_memcpy(&mark, eth->h_source + 2, 4);
+	struct pkt *pp = &sc->p;
+	__builtin_memset(pp, 0, sizeof(*pp));
+	if (parse_packet(data, data_end, pp) != PARSE_OK)
+		return XDP_DROP; /* ICMP, fragments, other protocols: nothing a service balances */
+	pp->ifindex = ctx->ingress_ifindex;
+	pp->now = now_ms();
+	pp->fwm = 1;
+	pp->fwmark = bpf_ntohl(mark);
+	struct xvs_cfg *cfg = config();
+	if (!cfg)
+		return XDP_DROP;
+	int r = handle_l4(ctx, sc, cfg);
+	if (r == XDP_TX)
+		return fwm_send_back(ctx, &sc->p);
+	/* Nothing may go back to the kernel from here: it would route the packet by its mark
+	 * into xvs-fwm again. */
+	if (r == XDP_PASS) {
+		count_reason(XVS_R_UNSUPPORTED);
+		return XDP_DROP;
+	}
+	return r;
 }
 
 /* ---- the sweep ---- */

@@ -172,6 +172,28 @@ static __always_inline void tpl_key(__u8 af, const union conn_key *k, const stru
 				    union conn_key *t)
 {
 	__builtin_memcpy(t, k, sizeof(*t));
+	if (svc->flags & XVS_SVC_F_FWMARK) {
+		/* ip_vs_sched_persist: one template for every port and protocol the mark covers, its
+		 * virtual address the mark (here the service's id, which stands for its mark). */
+		if (af == XVS_AF_INET) {
+			t->k4.caddr &= svc->netmask[0];
+			t->k4.cport = 0;
+			t->k4.vport = 0;
+			t->k4.vaddr = bpf_htonl(svc->id);
+			t->k4.proto = 0;
+		} else {
+#pragma unroll
+			for (int i = 0; i < 4; i++) {
+				t->k6.caddr[i] &= svc->netmask[i];
+				t->k6.vaddr[i] = 0;
+			}
+			t->k6.vaddr[0] = bpf_htonl(svc->id);
+			t->k6.cport = 0;
+			t->k6.vport = 0;
+			t->k6.proto = 0;
+		}
+		return;
+	}
 	if (af == XVS_AF_INET) {
 		t->k4.caddr &= svc->netmask[0];
 		t->k4.cport = 0;

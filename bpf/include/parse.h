@@ -60,8 +60,9 @@ struct pkt {
 	__u8 tcp_flags; /* XVS_TCP_* */
 	__u8 ttl;
 	__u8 icmp_type; /* for ICMP/ICMPv6 */
-	__u8 pad;
+	__u8 fwm;       /* came through the firewall-mark device (xvs_lb_fwm): the kernel routed it */
 	__u32 ifindex;  /* the interface it arrived on */
+	__u32 fwmark;   /* the packet's firewall mark (only with fwm) */
 	__u32 now;      /* ms of CLOCK_MONOTONIC when processing began */
 	__u32 is_new;   /* set when this packet created its connection */
 };

@@ -40,6 +40,13 @@ enum xvs_sched_kind {
 #define XVS_SVC_F_SCHED2 0x10 /* sh-port / mh-port */
 #define XVS_SVC_F_ALLOWLIST 0x100 /* ours: only clients in xvs_allow may open connections */
 #define XVS_SVC_F_STANDBY 0x200   /* ours: a VRRP backup's service: no new connections, established ones kept */
+#define XVS_SVC_F_FWMARK 0x400    /* ours: a firewall-mark service, keyed { addr = { mark }, port 0, proto 0 };
+				   * its templates are keyed { proto 0, vaddr = { service id }, vport 0 } */
+
+/* The source MAC that the firewall-mark device's egress program (xvs_fwm_stamp) writes: these two
+ * bytes, then the packet's mark (network order). Only xvs_lb_fwm reads it, on the peer. */
+#define XVS_FWM_MAC0 0x02
+#define XVS_FWM_MAC1 0x78
 
 /* Forwarding methods, with the kernel's IP_VS_CONN_F_* values. */
 #define XVS_FWD_MASQ 0

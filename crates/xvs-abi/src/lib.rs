@@ -61,6 +61,12 @@ pub const SVC_F_SCHED3: u32 = 0x20;
 pub const SVC_F_ALLOWLIST: u32 = 0x100;
 /// Ours: a VRRP backup's service takes no new connections (established ones are kept).
 pub const SVC_F_STANDBY: u32 = 0x200;
+/// Ours: a firewall-mark service, keyed `{ addr: [mark, 0, 0, 0], port: 0, proto: 0 }`; its
+/// templates are keyed `{ proto: 0, vaddr: [service id (network order), ..], vport: 0 }`.
+pub const SVC_F_FWMARK: u32 = 0x400;
+/// The first two bytes of the source MAC the firewall-mark device's egress program writes
+/// (the mark follows in network order).
+pub const FWM_MAC: [u8; 2] = [0x02, 0x78];
 
 /// Forwarding methods (the kernel's values).
 pub const FWD_MASQ: u8 = 0;

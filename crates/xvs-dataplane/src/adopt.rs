@@ -74,10 +74,15 @@ pub fn read_published(dp: &Director) -> Result<Vec<Adopted>, Error> {
     }
     for item in dp.maps.services.iter() {
         let (k, rec) = item.ctx(|| "read xvs_services".into())?;
-        let addr = words_addr(k.af, &k.addr);
-        let proto = Protocol::from_number(k.proto)
-            .ok_or_else(|| Error::Unsupported(format!("protocol {} in xvs_services", k.proto)))?;
-        let key = ServiceKey::Addr { proto, addr, port: u16::from_be(k.port) };
+        let key = if rec.flags & abi::SVC_F_FWMARK != 0 {
+            let af = if k.af == abi::AF_INET { xvs_core::Family::V4 } else { xvs_core::Family::V6 };
+            ServiceKey::Fwmark { af, mark: k.addr[0] }
+        } else {
+            let addr = words_addr(k.af, &k.addr);
+            let proto = Protocol::from_number(k.proto)
+                .ok_or_else(|| Error::Unsupported(format!("protocol {} in xvs_services", k.proto)))?;
+            ServiceKey::Addr { proto, addr, port: u16::from_be(k.port) }
+        };
         let mut flags = 0u8;
         if rec.flags & abi::SVC_F_SCHED1 != 0 {
             flags |= 1;
@@ -176,7 +181,18 @@ pub fn read_busy_removed(dp: &Director, adopted: &[Adopted]) -> Result<Vec<BusyR
     use std::collections::{BTreeMap, HashSet};
     let listed: HashSet<u32> = adopted.iter().flat_map(|a| a.dests.iter().map(|d| d.0)).collect();
     let mut found: BTreeMap<u32, (ServiceKey, u64)> = BTreeMap::new();
-    let mut note = |dest_id: u32, gen: u32, proto: u8, af: u8, vaddr: &[u32; 4], vport: u16| -> Result<(), Error> {
+    // Firewall-mark services by slot: their connections carry VIPs and ports of their own, and
+    // their templates the service's slot.
+    let fwmarks: std::collections::HashMap<u32, ServiceKey> =
+        adopted.iter().filter(|a| matches!(a.key, ServiceKey::Fwmark { .. })).map(|a| (a.slot, a.key)).collect();
+    let mut note = |dest_id: u32,
+                    gen: u32,
+                    svc_id: Option<u32>,
+                    proto: u8,
+                    af: u8,
+                    vaddr: &[u32; 4],
+                    vport: u16|
+     -> Result<(), Error> {
         if listed.contains(&dest_id) {
             return Ok(());
         }
@@ -184,26 +200,36 @@ pub fn read_busy_removed(dp: &Director, adopted: &[Adopted]) -> Result<Vec<BusyR
         if d.gen != gen || d.gen == 0 {
             return Ok(());
         }
-        let Some(proto) = Protocol::from_number(proto) else { return Ok(()) };
-        let key = ServiceKey::Addr { proto, addr: words_addr(af, vaddr), port: u16::from_be(vport) };
+        let fwmark = match (svc_id, proto) {
+            (Some(id), _) => fwmarks.get(&id),
+            (None, 0) => fwmarks.get(&u32::from_be(vaddr[0])),
+            _ => None,
+        };
+        let key = match fwmark {
+            Some(k) => *k,
+            None => {
+                let Some(proto) = Protocol::from_number(proto) else { return Ok(()) };
+                ServiceKey::Addr { proto, addr: words_addr(af, vaddr), port: u16::from_be(vport) }
+            }
+        };
         found.entry(dest_id).or_insert((key, 0)).1 += 1;
         Ok(())
     };
     for item in dp.maps.conn4.iter() {
         let (k, c) = item.ctx(|| "read xvs_conn4".into())?;
-        note(c.dest_id, c.gen, k.proto, abi::AF_INET, &[k.vaddr, 0, 0, 0], k.vport)?;
+        note(c.dest_id, c.gen, Some(c.svc_id), k.proto, abi::AF_INET, &[k.vaddr, 0, 0, 0], k.vport)?;
     }
     for item in dp.maps.conn6.iter() {
         let (k, c) = item.ctx(|| "read xvs_conn6".into())?;
-        note(c.dest_id, c.gen, k.proto, abi::AF_INET6, &k.vaddr, k.vport)?;
+        note(c.dest_id, c.gen, Some(c.svc_id), k.proto, abi::AF_INET6, &k.vaddr, k.vport)?;
     }
     for item in dp.maps.tpl4.iter() {
         let (k, t) = item.ctx(|| "read xvs_tpl4".into())?;
-        note(t.dest_id, t.gen, k.proto, abi::AF_INET, &[k.vaddr, 0, 0, 0], k.vport)?;
+        note(t.dest_id, t.gen, None, k.proto, abi::AF_INET, &[k.vaddr, 0, 0, 0], k.vport)?;
     }
     for item in dp.maps.tpl6.iter() {
         let (k, t) = item.ctx(|| "read xvs_tpl6".into())?;
-        note(t.dest_id, t.gen, k.proto, abi::AF_INET6, &k.vaddr, k.vport)?;
+        note(t.dest_id, t.gen, None, k.proto, abi::AF_INET6, &k.vaddr, k.vport)?;
     }
     let mut out = Vec::new();
     for (slot, (svc_key, refs)) in found {

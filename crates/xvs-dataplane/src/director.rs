@@ -180,7 +180,7 @@ impl Director {
             .map_max_entries("xvs_tpl6", (room / 4).max(1024))
             .map_max_entries("xvs_sched_tables", options.table_slots);
         let mut ebpf = loader.load(XVS_LB).ctx(|| "load the director program (bpf/xvs_lb.bpf.c)".into())?;
-        for name in ["xvs_lb", "xvs_sweep", "xvs_install"] {
+        for name in ["xvs_lb", "xvs_lb_fwm", "xvs_sweep", "xvs_install"] {
             let prog: Result<&mut Xdp, aya::programs::ProgramError> = ebpf
                 .program_mut(name)
                 .ok_or_else(|| Error::Unsupported(format!("the director object has no program {name}")))?
@@ -200,6 +200,16 @@ impl Director {
                     r => break r.ctx(|| format!("verify {name}"))?,
                 }
             }
+        }
+        {
+            let stamp: Result<&mut aya::programs::SchedClassifier, aya::programs::ProgramError> = ebpf
+                .program_mut("xvs_fwm_stamp")
+                .ok_or_else(|| Error::Unsupported("the director object has no program xvs_fwm_stamp".into()))?
+                .try_into();
+            stamp
+                .ctx(|| "program xvs_fwm_stamp is not a TC classifier".into())?
+                .load()
+                .ctx(|| "verify xvs_fwm_stamp".into())?;
         }
         let maps = Maps {
             services: typed!(&mut ebpf, "xvs_services"),
@@ -294,6 +304,66 @@ impl Director {
         }
         fd.pin(link_path).map_err(|e| linkerr(format!("pin the link at {}", link_path.display()))(&e))?;
         Ok(Attached::New(mode))
+    }
+
+    /// Attaches the firewall-mark path: `xvs_fwm_stamp` on the egress of `dev`, the device
+    /// marked packets are routed to, and `xvs_lb_fwm` (generic XDP) on its veth peer `peer`.
+    /// Both links are pinned under `link_dir`, so they outlive this process; pinned links of an
+    /// earlier xvsd get this process's programs swapped in.
+    pub fn attach_fwmark(&mut self, dev: &str, peer: &str, link_dir: &Path) -> Result<(), Error> {
+        use aya::programs::links::{FdLink, PinnedLink};
+        use aya::programs::tc::{SchedClassifierLink, TcAttachOptions};
+        use aya::programs::xdp::XdpLink;
+        use aya::programs::{LinkOrder, SchedClassifier, TcAttachType};
+        let linkerr = |what: String| move |e: &dyn std::fmt::Display| Error::Unsupported(format!("{what}: {e}"));
+        std::fs::create_dir_all(link_dir).map_err(|e| linkerr(format!("create {}", link_dir.display()))(&e))?;
+
+        let tc_pin = link_dir.join(format!("{dev}.tc"));
+        let prog: Result<&mut SchedClassifier, aya::programs::ProgramError> = self
+            .ebpf
+            .program_mut("xvs_fwm_stamp")
+            .ok_or_else(|| Error::Unsupported("no program xvs_fwm_stamp".into()))?
+            .try_into();
+        let prog = prog.ctx(|| "program xvs_fwm_stamp".into())?;
+        let id = match PinnedLink::from_pin(&tc_pin) {
+            Ok(old) => {
+                let link = SchedClassifierLink::try_from(FdLink::from(old))
+                    .map_err(|e| linkerr(format!("{} is not a TCX link", tc_pin.display()))(&e))?;
+                prog.attach_to_link(link).ctx(|| format!("replace the program on {dev}'s egress"))?
+            }
+            Err(_) => prog
+                .attach_with_options(dev, TcAttachType::Egress, TcAttachOptions::TcxOrder(LinkOrder::default()))
+                .ctx(|| format!("attach to {dev}'s egress (TCX, Linux 6.6 or later)"))?,
+        };
+        let link = prog.take_link(id).ctx(|| "take the link".into())?;
+        let fd = FdLink::try_from(link).map_err(|e| linkerr("the TCX link".into())(&e))?;
+        if !tc_pin.exists() {
+            fd.pin(&tc_pin).map_err(|e| linkerr(format!("pin {}", tc_pin.display()))(&e))?;
+        }
+
+        let xdp_pin = link_dir.join(format!("{peer}.xdp"));
+        let prog = self.prog_mut("xvs_lb_fwm")?;
+        let id = match PinnedLink::from_pin(&xdp_pin) {
+            Ok(old) => {
+                let link = XdpLink::try_from(FdLink::from(old))
+                    .map_err(|e| linkerr(format!("{} is not an XDP link", xdp_pin.display()))(&e))?;
+                prog.attach_to_link(link).ctx(|| format!("replace the program on {peer}"))?
+            }
+            // Generic: what it redirects leaves as an ordinary packet through any driver.
+            Err(_) => prog.attach(peer, XdpMode::Skb).ctx(|| format!("attach to {peer}"))?,
+        };
+        let link = prog.take_link(id).ctx(|| "take the link".into())?;
+        let fd = FdLink::try_from(link).map_err(|e| linkerr("the XDP link".into())(&e))?;
+        if !xdp_pin.exists() {
+            fd.pin(&xdp_pin).map_err(|e| linkerr(format!("pin {}", xdp_pin.display()))(&e))?;
+        }
+        Ok(())
+    }
+
+    /// Runs the firewall-mark entry (`xvs_lb_fwm`) once on `frame`, as if it came from the
+    /// firewall-mark device with the mark stamped in its source MAC, arriving on `ifindex`.
+    pub fn test_run_fwm(&self, frame: &[u8], ifindex: u32) -> Result<RunResult, Error> {
+        run(self.prog("xvs_lb_fwm")?, frame, ifindex, 1).map(|(r, _)| r)
     }
 
     /// Records `ifname`'s MAC for the other-host check (see `xvs_if_macs`), and remembers the

@@ -75,11 +75,12 @@ pub fn svc_key(key: &ServiceKey) -> Result<abi::SvcKey, Error> {
             proto: proto.number(),
             af: if addr.is_ipv4() { abi::AF_INET } else { abi::AF_INET6 },
         }),
-        ServiceKey::Fwmark { .. } => Err(Error::Unsupported(
-            "firewall-mark services need the packet's mark, which XDP runs too early to see; \
-             configure one service per virtual address and port instead"
-                .into(),
-        )),
+        ServiceKey::Fwmark { af, mark } => Ok(abi::SvcKey {
+            addr: [*mark, 0, 0, 0],
+            port: 0,
+            proto: 0,
+            af: if *af == xvs_core::Family::V4 { abi::AF_INET } else { abi::AF_INET6 },
+        }),
     }
 }
 
@@ -389,6 +390,9 @@ impl Publisher {
 
         // 5. The service record: the switch.
         let mut flags = 0;
+        if matches!(svc.key(), ServiceKey::Fwmark { .. }) {
+            flags |= abi::SVC_F_FWMARK;
+        }
         if cfg.persistence.is_some() {
             flags |= abi::SVC_F_PERSISTENT;
         }
