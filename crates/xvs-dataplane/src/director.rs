@@ -308,17 +308,27 @@ impl Director {
 
     /// Attaches the firewall-mark path: `xvs_fwm_stamp` on the egress of `dev`, the device
     /// marked packets are routed to, and `xvs_lb_fwm` (generic XDP) on its veth peer `peer`.
-    /// Both links are pinned under `link_dir`, so they outlive this process; pinned links of an
+    /// Both links are pinned under `link_dir` (bpffs refuses dots in names: `DEV-tc`, `PEER-xdp`), so they outlive this process; pinned links of an
     /// earlier xvsd get this process's programs swapped in.
     pub fn attach_fwmark(&mut self, dev: &str, peer: &str, link_dir: &Path) -> Result<(), Error> {
         use aya::programs::links::{FdLink, PinnedLink};
         use aya::programs::tc::{SchedClassifierLink, TcAttachOptions};
         use aya::programs::xdp::XdpLink;
         use aya::programs::{LinkOrder, SchedClassifier, TcAttachType};
-        let linkerr = |what: String| move |e: &dyn std::fmt::Display| Error::Unsupported(format!("{what}: {e}"));
+        let linkerr = |what: String| {
+            move |e: &dyn std::error::Error| {
+                let mut msg = format!("{what}: {e}");
+                let mut src = e.source();
+                while let Some(s) = src {
+                    msg.push_str(&format!(": {s}"));
+                    src = s.source();
+                }
+                Error::Unsupported(msg)
+            }
+        };
         std::fs::create_dir_all(link_dir).map_err(|e| linkerr(format!("create {}", link_dir.display()))(&e))?;
 
-        let tc_pin = link_dir.join(format!("{dev}.tc"));
+        let tc_pin = link_dir.join(format!("{dev}-tc"));
         let prog: Result<&mut SchedClassifier, aya::programs::ProgramError> = self
             .ebpf
             .program_mut("xvs_fwm_stamp")
@@ -341,7 +351,7 @@ impl Director {
             fd.pin(&tc_pin).map_err(|e| linkerr(format!("pin {}", tc_pin.display()))(&e))?;
         }
 
-        let xdp_pin = link_dir.join(format!("{peer}.xdp"));
+        let xdp_pin = link_dir.join(format!("{peer}-xdp"));
         let prog = self.prog_mut("xvs_lb_fwm")?;
         let id = match PinnedLink::from_pin(&xdp_pin) {
             Ok(old) => {

@@ -101,6 +101,20 @@ pub struct ConnTables {
     pub tpl4: aya::maps::HashMap<aya::maps::MapData, abi::Conn4Key, abi::Tpl>,
     pub tpl6: aya::maps::HashMap<aya::maps::MapData, abi::Conn6Key, abi::Tpl>,
     pub dests: aya::maps::Array<aya::maps::MapData, abi::Dest>,
+    pub services: aya::maps::HashMap<aya::maps::MapData, abi::SvcKey, abi::Svc>,
+}
+
+impl ConnTables {
+    /// Firewall-mark services' marks by service slot: their templates carry the slot where the
+    /// kernel's carry the mark.
+    pub fn fwmarks(&self) -> std::collections::HashMap<u32, u32> {
+        self.services
+            .iter()
+            .flatten()
+            .filter(|(_, s)| s.flags & abi::SVC_F_FWMARK != 0)
+            .map(|(k, s)| (s.id, k.addr[0]))
+            .collect()
+    }
 }
 
 fn open_pinned<T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>>(d: &Director, name: &str) -> Result<T, Error> {
@@ -118,6 +132,7 @@ impl Director {
             tpl4: open_pinned(self, "xvs_tpl4")?,
             tpl6: open_pinned(self, "xvs_tpl6")?,
             dests: open_pinned(self, "xvs_dests")?,
+            services: open_pinned(self, "xvs_services")?,
         })
     }
 

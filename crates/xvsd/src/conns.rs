@@ -89,18 +89,31 @@ pub fn list(dp: &ConnTables, timeouts: &Timeouts, _now: Instant) -> Vec<ConnStat
             dport: if vport == 0 { 0 } else { u16::from_be(d.port) },
         });
     };
+    // A firewall-mark template names its service's slot; the kernel shows the mark as the
+    // virtual address (IPv4: mark 1 is 0.0.0.1; IPv6: the mark in the first four bytes).
+    let marks = if dp.tpl4.iter().next().is_some() || dp.tpl6.iter().next().is_some() {
+        dp.fwmarks()
+    } else {
+        Default::default()
+    };
+    let mark_of = |proto: u8, vaddr: &[u32; 4]| -> Option<u32> {
+        if proto != 0 {
+            return None;
+        }
+        marks.get(&u32::from_be(vaddr[0])).copied()
+    };
     for (k, t) in dp.tpl4.iter().flatten() {
         let a = |w: u32| words_addr(abi::AF_INET, &[w, 0, 0, 0]);
-        tpl(k.proto, a(k.caddr), a(k.vaddr), u16::from_be(k.vport), &t);
+        let vaddr = mark_of(k.proto, &[k.vaddr, 0, 0, 0]).map_or(a(k.vaddr), |m| IpAddr::from(m.to_be_bytes()));
+        tpl(k.proto, a(k.caddr), vaddr, u16::from_be(k.vport), &t);
     }
     for (k, t) in dp.tpl6.iter().flatten() {
-        tpl(
-            k.proto,
-            words_addr(abi::AF_INET6, &k.caddr),
-            words_addr(abi::AF_INET6, &k.vaddr),
-            u16::from_be(k.vport),
-            &t,
-        );
+        let vaddr = mark_of(k.proto, &k.vaddr).map_or(words_addr(abi::AF_INET6, &k.vaddr), |m| {
+            let mut b = [0u8; 16];
+            b[..4].copy_from_slice(&m.to_be_bytes());
+            IpAddr::from(b)
+        });
+        tpl(k.proto, words_addr(abi::AF_INET6, &k.caddr), vaddr, u16::from_be(k.vport), &t);
     }
     out
 }

@@ -14,6 +14,7 @@ pub mod bgp;
 pub mod conns;
 pub mod control;
 pub mod delta;
+pub mod fwmark;
 pub mod health;
 pub mod metrics;
 pub mod refresh;

@@ -126,6 +126,8 @@ async fn run(o: Opts) -> anyhow::Result<()> {
     }
     let _lock = lock_pins(&pins)?;
     if o.purge {
+        // Firewall-mark routing first: its device carries programs whose pins go below.
+        xvsd::fwmark::Plumbing::open(links.clone())?.remove_all().await.context("remove the firewall-mark routing")?;
         if pins.exists() {
             std::fs::remove_dir_all(&pins).with_context(|| format!("remove {}", pins.display()))?;
         }
@@ -216,10 +218,17 @@ async fn run(o: Opts) -> anyhow::Result<()> {
         }
     }
 
+    // Marked packets routed to the dataplane, for the firewall-mark services just applied.
+    let control = Arc::new(Mutex::new(control));
+    let fwmark = xvsd::fwmark::Plumbing::open(links.clone())?;
+    if let Err(e) = fwmark.sync(&control).await {
+        // The other services are served all the same.
+        tracing::error!("marked packets cannot reach the firewall-mark services: {e:#}");
+    }
+
     // Expiry and the core's timers once a second (expiry every 200 ms while a flood of
     // unassured connections is being dropped early); counters every two seconds (the
     // estimator's period), read without the lock so requests never wait for them.
-    let control = Arc::new(Mutex::new(control));
     let sync_daemons = xvsd::sync::Daemons::new(control.clone());
     // VRRP after the services are in place: a director that becomes master serves at once.
     let vrrp_view = xvsd::vrrp::View::default();
@@ -371,6 +380,7 @@ async fn run(o: Opts) -> anyhow::Result<()> {
         vrrp: Some(vrrp_view.clone()),
         sync: Some(sync_daemons.clone()),
         bgp: bgp_handle.clone(),
+        fwmark: Some(fwmark.clone()),
     };
     let bgp_handle_r = bgp_handle;
     let server = tokio::spawn(xvsd::server::serve_with(listener, control.clone(), extras));
@@ -390,7 +400,7 @@ async fn run(o: Opts) -> anyhow::Result<()> {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break None,
             _ = term.recv() => break None,
-            _ = hup.recv() => reload(&o, &control, vrrp.as_ref(), bgp_handle_r.as_ref()).await,
+            _ = hup.recv() => reload(&o, &control, vrrp.as_ref(), bgp_handle_r.as_ref(), &fwmark).await,
             _ = &mut server => break Some("the control socket"),
             _ = &mut health => break Some("the health checks"),
             _ = &mut timers => break Some("expiry and counters"),
@@ -438,6 +448,7 @@ async fn reload(
     control: &Arc<Mutex<Control>>,
     vrrp: Option<&xvsd::vrrp::Running>,
     bgp: Option<&xvsd::bgp::Announce>,
+    fwmark: &xvsd::fwmark::Plumbing,
 ) {
     let Some(path) = &o.config else {
         tracing::warn!("SIGHUP: no --config file to reload");
@@ -477,7 +488,10 @@ async fn reload(
     }
     match control.lock().await.handle(xvs_api::Request::Apply { config, dry_run: false }, xvsd::now()) {
         xvs_api::Response::Applied { changes } => {
-            tracing::info!(changes = changes.len(), file = %path.display(), "configuration reloaded")
+            tracing::info!(changes = changes.len(), file = %path.display(), "configuration reloaded");
+            if let Err(e) = fwmark.sync(control).await {
+                tracing::error!("reload: marked packets cannot reach the firewall-mark services: {e:#}");
+            }
         }
         xvs_api::Response::Error(e) => {
             tracing::error!("reload refused, nothing changed: {}: {}", path.display(), e.message)

@@ -54,6 +54,8 @@ pub struct Extras {
     pub sync: Option<Arc<crate::sync::Daemons>>,
     /// The VIP announcer, when `[bgp]` is configured.
     pub bgp: Option<crate::bgp::Announce>,
+    /// The routing of marked packets to the dataplane, kept in line with the services.
+    pub fwmark: Option<Arc<crate::fwmark::Plumbing>>,
 }
 
 /// [`serve`], with the VRRP instances and synchronisation daemons of `extras`.
@@ -156,8 +158,22 @@ async fn client(stream: UnixStream, control: Arc<Mutex<Control>>, extras: Extras
                     None => control.lock().await.handle(Request::Drain { drain, vip }, crate::now()),
                 },
                 Ok(req) => {
-                    let mut c = control.lock().await;
-                    c.handle(req, crate::now())
+                    let resp = control.lock().await.handle(req, crate::now());
+                    // A firewall-mark service added or deleted: its marked packets are routed
+                    // before the answer, so a client may connect as soon as the command returns.
+                    match (&extras.fwmark, resp) {
+                        (Some(f), resp @ (Response::Ok | Response::Applied { .. })) => match f.sync(&control).await {
+                            Ok(()) => resp,
+                            Err(e) => Response::Error(ApiError {
+                                errno: "EIO".into(),
+                                message: format!(
+                                    "done, but marked packets cannot reach the firewall-mark services: {e:#}"
+                                ),
+                                ..Default::default()
+                            }),
+                        },
+                        (_, resp) => resp,
+                    }
                 }
                 Err(e) => Response::Error(ApiError { errno: "EINVAL".into(), message: e, ..Default::default() }),
             }

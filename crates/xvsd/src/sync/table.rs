@@ -31,6 +31,9 @@ pub fn collect(t: &ConnTables, timeouts: &Timeouts) -> Vec<SyncConn> {
         };
         d.as_secs() as u32
     };
+    // Firewall-mark services' connections carry the mark, and their templates the mark as the
+    // virtual address, as the kernel's do (the dataplane keys templates by service slot).
+    let marks = t.fwmarks();
     let mut out = Vec::new();
     let mut conn = |proto: u8, caddr: IpAddr, cport: u16, vaddr: IpAddr, vport: u16, c: &abi::Conn| {
         if c.flags & (abi::CONN_F_HALF | abi::CONN_F_DEAD) != 0 {
@@ -59,7 +62,7 @@ pub fn collect(t: &ConnTables, timeouts: &Timeouts) -> Vec<SyncConn> {
             vport,
             daddr: words_addr(d.af, &d.addr),
             dport,
-            fwmark: 0,
+            fwmark: marks.get(&c.svc_id).copied().unwrap_or(0),
             timeout_s: timeout(c.state),
             seq: None,
             pe: None,
@@ -81,6 +84,25 @@ pub fn collect(t: &ConnTables, timeouts: &Timeouts) -> Vec<SyncConn> {
         if d.gen != tp.gen {
             return;
         }
+        let mark = if proto == 0 {
+            let slot = match vaddr {
+                IpAddr::V4(a) => u32::from(a),
+                IpAddr::V6(a) => u32::from_be_bytes(a.octets()[..4].try_into().expect("4 bytes")),
+            };
+            let Some(m) = marks.get(&slot).copied() else { return };
+            Some(m)
+        } else {
+            None
+        };
+        let vaddr = match (mark, vaddr) {
+            (Some(m), IpAddr::V4(_)) => IpAddr::from(m.to_be_bytes()),
+            (Some(m), IpAddr::V6(_)) => {
+                let mut b = [0u8; 16];
+                b[..4].copy_from_slice(&m.to_be_bytes());
+                IpAddr::from(b)
+            }
+            (None, v) => v,
+        };
         templates.push(SyncConn {
             protocol: proto,
             // As the kernel's master sends them: templates are never active.
@@ -91,8 +113,8 @@ pub fn collect(t: &ConnTables, timeouts: &Timeouts) -> Vec<SyncConn> {
             vaddr,
             vport,
             daddr: words_addr(d.af, &d.addr),
-            dport: u16::from_be(d.port),
-            fwmark: 0,
+            dport: if mark.is_some() { 0 } else { u16::from_be(d.port) },
+            fwmark: mark.unwrap_or(0),
             timeout_s: tp.timeout,
             seq: None,
             pe: None,

@@ -1,0 +1,355 @@
+//! Firewall-mark services: how marked packets reach the dataplane.
+//!
+//! XDP runs before netfilter, so it cannot see the mark an operator's mangle rule sets. While
+//! firewall-mark services exist, xvsd keeps a veth pair, [`DEV`] and [`PEER`]; one policy rule
+//! per mark (`fwmark M lookup` [`TABLE`], preference 0) routes marked packets into [`DEV`],
+//! whose egress program writes the mark into the frame, and the program on [`PEER`] balances
+//! them. Those rules must come before the `local` rule, or a marked packet to a VIP this host
+//! holds would be delivered locally: the `local` rule is moved from preference 0 to 1 while any
+//! firewall-mark service exists, and put back when the last one goes (or at `xvsd --purge`).
+//! Only a connection's first packet takes this path; the next ones meet the connection in XDP
+//! on the interface they arrive on. docs/dataplane.md has the costs.
+//!
+//! The decisions (which rules to add and remove) are [`plan`], pure; [`Plumbing`] carries them
+//! out with rtnetlink.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use futures::TryStreamExt;
+use netlink_packet_route::rule::{RuleAction, RuleAttribute, RuleMessage};
+use netlink_packet_route::AddressFamily;
+use rtnetlink::IpVersion;
+use tokio::sync::Mutex;
+use xvs_core::{Family, ServiceKey, Services};
+
+use crate::control::Control;
+
+/// The device marked packets are routed to.
+pub const DEV: &str = "xvs-fwm";
+/// Its veth peer, where the dataplane receives them.
+pub const PEER: &str = "xvs-fwm-p";
+/// The routing table the per-mark rules look up ("xv").
+pub const TABLE: u32 = 0x7876;
+/// The kernel's `local` table.
+const LOCAL: u32 = 255;
+
+/// The firewall marks of `services`, by family (`true`: IPv6).
+pub fn wanted(services: &Services) -> BTreeSet<(bool, u32)> {
+    services
+        .iter()
+        .filter_map(|(_, s)| match s.key() {
+            ServiceKey::Fwmark { af, mark } => Some((*af == Family::V6, *mark)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A policy rule of one family, as much of it as the plan needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rule {
+    /// Its preference.
+    pub pref: u32,
+    /// The table it looks up.
+    pub table: u32,
+    /// Its mark selector.
+    pub fwmark: Option<u32>,
+    /// True when it selects by nothing at all (the kernel's own `lookup local`).
+    pub plain: bool,
+}
+
+/// One change to a family's rules.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Op {
+    /// Add `lookup local` at this preference.
+    AddLocal(u32),
+    /// Remove the plain `lookup local` at this preference.
+    DelLocal(u32),
+    /// Add `fwmark M lookup TABLE` at preference 0.
+    AddMark(u32),
+    /// Remove xvs's rule for mark M.
+    DelMark(u32),
+}
+
+/// The changes that make one family's rules carry exactly `marks`, ahead of `local`. The local
+/// rule is never absent in between: its copy at preference 1 is added before the one at 0 goes
+/// (and the other way round when it is put back).
+pub fn plan(rules: &[Rule], marks: &BTreeSet<u32>) -> Vec<Op> {
+    let local_at = |p: u32| rules.iter().any(|r| r.plain && r.table == LOCAL && r.pref == p);
+    let ours: BTreeSet<u32> = rules.iter().filter(|r| r.table == TABLE).filter_map(|r| r.fwmark).collect();
+    let mut ops = Vec::new();
+    if !marks.is_empty() && local_at(0) {
+        if !local_at(1) {
+            ops.push(Op::AddLocal(1));
+        }
+        ops.push(Op::DelLocal(0));
+    }
+    ops.extend(ours.difference(marks).map(|m| Op::DelMark(*m)));
+    ops.extend(marks.difference(&ours).map(|m| Op::AddMark(*m)));
+    if marks.is_empty() && local_at(1) {
+        if !local_at(0) {
+            ops.push(Op::AddLocal(0));
+        }
+        ops.push(Op::DelLocal(1));
+    }
+    ops
+}
+
+fn rule_of(m: &RuleMessage) -> Rule {
+    let mut r = Rule { pref: 0, table: u32::from(m.header.table), fwmark: None, plain: true };
+    for a in &m.attributes {
+        match a {
+            RuleAttribute::Priority(p) => r.pref = *p,
+            RuleAttribute::Table(t) => r.table = *t,
+            RuleAttribute::FwMark(f) => {
+                r.fwmark = Some(*f);
+                r.plain = false;
+            }
+            RuleAttribute::Source(_)
+            | RuleAttribute::Destination(_)
+            | RuleAttribute::Iifname(_)
+            | RuleAttribute::Oifname(_)
+            | RuleAttribute::Goto(_)
+            | RuleAttribute::TunId(_)
+            | RuleAttribute::L3MDev(_)
+            | RuleAttribute::UidRange(_)
+            | RuleAttribute::IpProtocol(_)
+            | RuleAttribute::SourcePortRange(_)
+            | RuleAttribute::DestinationPortRange(_) => r.plain = false,
+            // Protocol, masks, suppressors and attributes newer than this crate select nothing.
+            _ => {}
+        }
+    }
+    if m.header.action != RuleAction::ToTable || m.header.src_len != 0 || m.header.dst_len != 0 || m.header.tos != 0 {
+        r.plain = false;
+    }
+    r
+}
+
+/// Keeps the device, its programs, the routes and the rules in line with the services.
+pub struct Plumbing {
+    handle: rtnetlink::Handle,
+    links: PathBuf,
+    /// The marks last made reachable.
+    done: Mutex<Option<BTreeSet<(bool, u32)>>>,
+}
+
+impl Plumbing {
+    /// Opens rtnetlink; `links` is the directory the dataplane's links are pinned in.
+    pub fn open(links: PathBuf) -> anyhow::Result<Arc<Plumbing>> {
+        let (conn, handle, _) = rtnetlink::new_connection().context("open rtnetlink")?;
+        tokio::spawn(conn);
+        Ok(Arc::new(Plumbing { handle, links, done: Mutex::new(None) }))
+    }
+
+    /// Brings the plumbing in line with `control`'s services; cheap when nothing changed.
+    pub async fn sync(&self, control: &Arc<Mutex<Control>>) -> anyhow::Result<()> {
+        let mut done = self.done.lock().await;
+        let marks = wanted(&control.lock().await.lb.services);
+        if done.as_ref() == Some(&marks) {
+            return Ok(());
+        }
+        if !marks.is_empty() {
+            self.ensure_device().await?;
+            let mut c = control.lock().await;
+            if let Some(dp) = c.dp.as_mut() {
+                dp.director.attach_fwmark(DEV, PEER, &self.links).context("attach the firewall-mark programs")?;
+            }
+        }
+        for v6 in [false, true] {
+            let family: BTreeSet<u32> = marks.iter().filter(|(f, _)| *f == v6).map(|(_, m)| *m).collect();
+            self.rules(v6, &family).await?;
+        }
+        if marks.is_empty() {
+            self.remove_device().await?;
+        }
+        tracing::info!(marks = ?marks, "firewall marks routed to the dataplane");
+        *done = Some(marks);
+        Ok(())
+    }
+
+    /// The interface's index in this network namespace (asked without rtnetlink, whose link
+    /// parser warns about every attribute newer than itself).
+    fn index(name: &str) -> Option<u32> {
+        nix::net::if_::if_nametoindex(name).ok()
+    }
+
+    async fn ensure_device(&self) -> anyhow::Result<()> {
+        let dev = match Self::index(DEV) {
+            Some(i) => i,
+            None => {
+                self.handle
+                    .link()
+                    .add()
+                    .veth(DEV.into(), PEER.into())
+                    .execute()
+                    .await
+                    .with_context(|| format!("create the veth pair {DEV}/{PEER}"))?;
+                Self::index(DEV).with_context(|| format!("{DEV} vanished"))?
+            }
+        };
+        let peer = Self::index(PEER).with_context(|| format!("{PEER} is missing (delete {DEV} and retry)"))?;
+        for name in [DEV, PEER] {
+            // No addresses and no neighbour discovery: nothing but marked packets goes in, and
+            // the peer hands what it balances to the FIB, which needs forwarding on it.
+            for (path, value) in [
+                (format!("/proc/sys/net/ipv6/conf/{name}/addr_gen_mode"), "1"),
+                (format!("/proc/sys/net/ipv6/conf/{name}/accept_ra"), "0"),
+                (format!("/proc/sys/net/ipv4/conf/{name}/forwarding"), "1"),
+                (format!("/proc/sys/net/ipv6/conf/{name}/forwarding"), "1"),
+            ] {
+                std::fs::write(&path, value).with_context(|| format!("write {path}"))?;
+            }
+        }
+        // The peer takes whatever the device sends: one MAC for both, no ARP, room for any packet.
+        let mac = nix::ifaddrs::getifaddrs().ok().and_then(|mut addrs| {
+            addrs.find_map(|a| {
+                let link = a.address.as_ref()?.as_link_addr()?;
+                (a.interface_name == DEV).then(|| link.addr()).flatten()
+            })
+        });
+        for index in [dev, peer] {
+            let mut set = self.handle.link().set(index).arp(false).mtu(65535).up();
+            if let (Some(m), true) = (mac, index == peer) {
+                set = set.address(m.to_vec());
+            }
+            set.execute().await.context("set up the firewall-mark device")?;
+        }
+        for v6 in [false, true] {
+            // (replace() after v4()/v6(), which make a new request without it.)
+            let add = self.handle.route().add().table_id(TABLE).output_interface(dev);
+            let r = if v6 {
+                add.v6().destination_prefix(std::net::Ipv6Addr::UNSPECIFIED, 0).replace().execute().await
+            } else {
+                add.v4().destination_prefix(std::net::Ipv4Addr::UNSPECIFIED, 0).replace().execute().await
+            };
+            r.with_context(|| format!("route table {TABLE} into {DEV}"))?;
+        }
+        Ok(())
+    }
+
+    async fn remove_device(&self) -> anyhow::Result<()> {
+        if let Some(i) = Self::index(DEV) {
+            self.handle.link().del(i).execute().await.with_context(|| format!("delete {DEV}"))?;
+        }
+        for f in [format!("{DEV}-tc"), format!("{PEER}-xdp")] {
+            let _ = std::fs::remove_file(self.links.join(f));
+        }
+        Ok(())
+    }
+
+    async fn rules(&self, v6: bool, marks: &BTreeSet<u32>) -> anyhow::Result<()> {
+        let version = if v6 { IpVersion::V6 } else { IpVersion::V4 };
+        let listed: Vec<RuleMessage> =
+            self.handle.rule().get(version.clone()).execute().try_collect().await.context("list the policy rules")?;
+        let family = if v6 { AddressFamily::Inet6 } else { AddressFamily::Inet };
+        let listed: Vec<RuleMessage> = listed.into_iter().filter(|m| m.header.family == family).collect();
+        let rules: Vec<Rule> = listed.iter().map(rule_of).collect();
+        for op in plan(&rules, marks) {
+            let add = |table: u32, pref: u32, mark: Option<u32>| {
+                let mut r = self.handle.rule().add().table_id(table).priority(pref).action(RuleAction::ToTable);
+                if let Some(m) = mark {
+                    r = r.fw_mark(m);
+                }
+                r
+            };
+            let del = |pick: &dyn Fn(&Rule) -> bool| {
+                listed.iter().zip(&rules).filter(|(_, r)| pick(r)).map(|(m, _)| m.clone()).collect::<Vec<_>>()
+            };
+            let what = format!("{op:?}");
+            let result = match op {
+                Op::AddLocal(p) => exec_add(add(LOCAL, p, None), v6).await,
+                Op::AddMark(m) => exec_add(add(TABLE, 0, Some(m)), v6).await,
+                Op::DelLocal(p) => {
+                    let mut r = Ok(());
+                    for m in del(&|r: &Rule| r.plain && r.table == LOCAL && r.pref == p) {
+                        r = r.and(self.handle.rule().del(m).execute().await);
+                    }
+                    r
+                }
+                Op::DelMark(mark) => {
+                    let mut r = Ok(());
+                    for m in del(&|r: &Rule| r.table == TABLE && r.fwmark == Some(mark)) {
+                        r = r.and(self.handle.rule().del(m).execute().await);
+                    }
+                    r
+                }
+            };
+            result.with_context(|| format!("policy rule change {what} ({})", if v6 { "IPv6" } else { "IPv4" }))?;
+        }
+        Ok(())
+    }
+
+    /// Takes everything away: rules, the moved `local` rule back, the device (`xvsd --purge`).
+    pub async fn remove_all(&self) -> anyhow::Result<()> {
+        for v6 in [false, true] {
+            self.rules(v6, &BTreeSet::new()).await?;
+        }
+        self.remove_device().await
+    }
+}
+
+async fn exec_add(r: rtnetlink::RuleAddRequest, v6: bool) -> Result<(), rtnetlink::Error> {
+    let r = if v6 { r.v6().execute().await } else { r.v4().execute().await };
+    match r {
+        Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::EEXIST => Ok(()),
+        r => r,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kernel_defaults() -> Vec<Rule> {
+        vec![
+            Rule { pref: 0, table: LOCAL, fwmark: None, plain: true },
+            Rule { pref: 32766, table: 254, fwmark: None, plain: true },
+            Rule { pref: 32767, table: 253, fwmark: None, plain: true },
+        ]
+    }
+
+    fn marks(m: &[u32]) -> BTreeSet<u32> {
+        m.iter().copied().collect()
+    }
+
+    #[test]
+    fn the_first_mark_moves_local_after_it_without_a_gap() {
+        let ops = plan(&kernel_defaults(), &marks(&[5, 7]));
+        assert_eq!(ops, vec![Op::AddLocal(1), Op::DelLocal(0), Op::AddMark(5), Op::AddMark(7)]);
+    }
+
+    #[test]
+    fn later_changes_touch_only_the_marks() {
+        let mut rules = kernel_defaults();
+        rules[0].pref = 1;
+        rules.push(Rule { pref: 0, table: TABLE, fwmark: Some(5), plain: false });
+        rules.push(Rule { pref: 0, table: TABLE, fwmark: Some(7), plain: false });
+        assert_eq!(plan(&rules, &marks(&[5, 7])), vec![]);
+        assert_eq!(plan(&rules, &marks(&[7, 9])), vec![Op::DelMark(5), Op::AddMark(9)]);
+        // The last one gone: local goes back to 0, its copy at 1 removed after.
+        assert_eq!(plan(&rules, &marks(&[])), vec![Op::DelMark(5), Op::DelMark(7), Op::AddLocal(0), Op::DelLocal(1)]);
+    }
+
+    #[test]
+    fn an_operator_who_moved_local_elsewhere_is_left_alone() {
+        let mut rules = kernel_defaults();
+        rules[0].pref = 1000;
+        assert_eq!(plan(&rules, &marks(&[5])), vec![Op::AddMark(5)]);
+        assert_eq!(plan(&rules, &marks(&[])), vec![]);
+        // A half-done move (a crash between the two steps) is finished.
+        let mut both = kernel_defaults();
+        both.push(Rule { pref: 1, table: LOCAL, fwmark: None, plain: true });
+        assert_eq!(plan(&both, &marks(&[5])), vec![Op::DelLocal(0), Op::AddMark(5)]);
+        assert_eq!(plan(&both, &marks(&[])), vec![Op::DelLocal(1)]);
+    }
+
+    #[test]
+    fn a_rule_with_selectors_is_not_the_local_rule() {
+        let mut rules = kernel_defaults();
+        rules.push(Rule { pref: 1, table: LOCAL, fwmark: Some(3), plain: false });
+        assert_eq!(plan(&rules, &marks(&[5])), vec![Op::AddLocal(1), Op::DelLocal(0), Op::AddMark(5)]);
+    }
+}
