@@ -38,8 +38,17 @@ pub struct Loaded {
 
 pub(crate) type R<T> = Result<T, ParseError>;
 
+/// What a virtual server (or a group's member) stands for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Target {
+    /// An address and port.
+    Addr(IpAddr, u16),
+    /// A firewall mark, with its family when the group entry names one (`true`: inet6).
+    Fwmark(u32, Option<bool>),
+}
+
 /// A `virtual_server_group`: its name, members and position.
-type Group = (String, Vec<(IpAddr, u16)>, Pos);
+type Group = (String, Vec<Target>, Pos);
 
 /// keepalived's `track_file` blocks by name: the file, its weight and `reverse`.
 type TrackFiles = std::collections::HashMap<String, (String, i32, bool)>;
@@ -339,16 +348,31 @@ fn global_defs(n: &Node, config: &mut Config, notices: &mut Vec<Notice>) -> R<()
 }
 
 /// Members of a `virtual_server_group`: `IP PORT`, `A.B.C.D-E PORT`, `CIDR PORT`.
-fn group_members(n: &Node, notices: &mut Vec<Notice>) -> R<Vec<(IpAddr, u16)>> {
+fn group_members(n: &Node, notices: &mut Vec<Notice>) -> R<Vec<Target>> {
     const MAX_MEMBERS: usize = 4096;
     let mut out = Vec::new();
     for m in block(n)? {
         no_block(m)?;
         let first = m.keyword();
         if first == "fwmark" {
-            return Err(m.error(
-                "firewall-mark services are not supported by xvs (XDP sees packets before netfilter marks them)",
-            ));
+            let (mark, family) = match m.args() {
+                [v] => (v, None),
+                [v, f] => (v, Some(f.as_str())),
+                _ => return Err(m.error("a group's fwmark entry is 'fwmark N [inet|inet6]'")),
+            };
+            let mark: u32 = mark
+                .parse()
+                .ok()
+                .filter(|v| *v > 0)
+                .ok_or_else(|| m.error(format!("fwmark '{mark}' is not a number from 1 to {}", u32::MAX)))?;
+            let family = match family {
+                None => None,
+                Some("inet") => Some(false),
+                Some("inet6") => Some(true),
+                Some(f) => return Err(m.error(format!("fwmark {mark}: family '{f}' is not inet or inet6"))),
+            };
+            out.push(Target::Fwmark(mark, family));
+            continue;
         }
         let port = match m.args() {
             [p] => port(m, p)?,
@@ -411,7 +435,7 @@ fn group_members(n: &Node, notices: &mut Vec<Notice>) -> R<Vec<(IpAddr, u16)>> {
         } else {
             vec![ip(m, first)?]
         };
-        out.extend(addrs.into_iter().map(|a| (a, port)));
+        out.extend(addrs.into_iter().map(|a| Target::Addr(a, port)));
         if out.len() > MAX_MEMBERS {
             return Err(m.error(format!("virtual_server_group holds more than {MAX_MEMBERS} addresses")));
         }
@@ -483,23 +507,24 @@ fn virtual_server(
     config: &mut Config,
     notices: &mut Vec<Notice>,
 ) -> R<()> {
-    let targets: Vec<(IpAddr, u16)> = match n.args() {
+    let targets: Vec<Target> = match n.args() {
         [g, name] if g == "group" => match groups.iter().find(|(x, _, _)| x == name) {
             Some((_, members, _)) => members.clone(),
             None => return Err(n.error(format!("virtual_server_group {name} is not defined"))),
         },
-        [f, _] if f == "fwmark" => {
-            return Err(n.error(
-                "firewall-mark services are not supported by xvs (XDP sees packets before netfilter marks them)",
-            ))
-        }
-        [a, p] => vec![(ip(n, a)?, port(n, p)?)],
-        [a] => vec![(ip(n, a)?, 0)],
+        [f, m] if f == "fwmark" => match m.parse::<u32>() {
+            Ok(mark) if mark > 0 => vec![Target::Fwmark(mark, None)],
+            _ => return Err(n.error(format!("fwmark '{m}' is not a number from 1 to {}", u32::MAX))),
+        },
+        [a, p] => vec![Target::Addr(ip(n, a)?, port(n, p)?)],
+        [a] => vec![Target::Addr(ip(n, a)?, 0)],
         _ => return Err(n.error("virtual_server takes 'IP PORT', 'fwmark N' or 'group NAME'")),
     };
     let body = block(n)?;
     let mut inherit = Inherit::default();
     let mut real_servers: Vec<&Node> = Vec::new();
+    // A firewall-mark service's family: ip_family, else its real servers' (keepalived).
+    let mut family: Option<bool> = None;
     let entry = ServiceEntry {
         protocol: String::new(),
         address: None,
@@ -567,9 +592,11 @@ fn virtual_server(
                     _ => return Err(s.error(format!("protocol '{p}' is not TCP, UDP or SCTP"))),
                 }
             }
-            "ip_family" => {
-                notices.push(Notice { pos: s.pos.clone(), message: "ip_family applies to fwmark services only".into() })
-            }
+            "ip_family" => match one(s)? {
+                "inet" => family = Some(false),
+                "inet6" => family = Some(true),
+                f => return Err(s.error(format!("ip_family '{f}' is not inet or inet6"))),
+            },
             "ha_suspend" => {
                 no_args(s)?;
                 notices.push(Notice {
@@ -643,8 +670,11 @@ fn virtual_server(
         });
         return Ok(());
     }
+    let only_marks = targets.iter().all(|t| matches!(t, Target::Fwmark(..)));
     let protocol = match &vs.protocol {
         Some(p) => p.clone(),
+        // A mark covers whatever the firewall rules mark: no protocol to default.
+        None if only_marks => "tcp".into(),
         None => {
             notices.push(Notice {
                 pos: n.pos.clone(),
@@ -677,29 +707,52 @@ fn virtual_server(
         rss.push(real_server(r, &inherit, &vs_method, vs.weight.unwrap_or(1), vs_delay_loop, files, notices)?);
     }
     let mut seen = std::collections::HashSet::new();
-    for (addr, vport) in targets {
+    // keepalived: ip_family, else the real servers' family when they agree, else IPv4.
+    let rs_family = {
+        let mut f = rss.iter().map(|(a, _, _)| a.is_ipv6());
+        let first = f.next();
+        first.filter(|v6| f.all(|x| x == *v6))
+    };
+    for target in targets {
         let mut entry = vs.entry.clone();
         entry.protocol = protocol.clone();
         entry.scheduler = scheduler.clone();
         entry.flags = vs.flags.clone();
-        entry.ops = vs.ops && protocol == "udp";
         entry.netmask = vs.netmask.clone();
         entry.persistent = vs.persistent;
-        if vport == 0 && entry.persistent.is_none() {
-            notices.push(Notice {
-                pos: n.pos.clone(),
-                message: "virtual_server without a port: persistent 360 s, as keepalived forces".into(),
-            });
-            entry.persistent = Some(360);
-        }
-        entry.address = Some(endpoint(addr, vport));
+        let vport = match target {
+            Target::Addr(addr, vport) => {
+                entry.ops = vs.ops && protocol == "udp";
+                if vport == 0 && entry.persistent.is_none() {
+                    notices.push(Notice {
+                        pos: n.pos.clone(),
+                        message: "virtual_server without a port: persistent 360 s, as keepalived forces".into(),
+                    });
+                    entry.persistent = Some(360);
+                }
+                entry.address = Some(endpoint(addr, vport));
+                vport
+            }
+            Target::Fwmark(mark, group_family) => {
+                entry.ops = vs.ops;
+                entry.fwmark = Some(mark);
+                entry.ipv6 = group_family.or(family).or(rs_family).unwrap_or(false);
+                0
+            }
+        };
         entry.real_servers = Vec::new();
         for (rs_addr, rs_port, rs) in &rss {
+            if entry.fwmark.is_some() && rs_addr.is_ipv6() != entry.ipv6 && rs.method != "tunnel" {
+                return Err(n.error(format!(
+                    "real server {rs_addr} is not of the firewall-mark service's family ({})",
+                    if entry.ipv6 { "inet6" } else { "inet" }
+                )));
+            }
             // A real server without a port takes the service's; DR and TUN always do.
             let p = if *rs_port == 0 || rs.method != "masq" { vport } else { *rs_port };
             let mut rs = rs.clone();
             rs.address = endpoint(*rs_addr, p);
-            if !seen.insert((addr, vport, rs.address.clone())) {
+            if !seen.insert((target, rs.address.clone())) {
                 notices.push(Notice {
                     pos: n.pos.clone(),
                     message: format!("real server {} listed twice: once is kept", rs.address),
@@ -708,12 +761,17 @@ fn virtual_server(
             }
             entry.real_servers.push(rs);
         }
-        if config.services.iter().any(|s| s.address == entry.address && s.protocol == entry.protocol) {
-            return Err(n.error(format!(
-                "{} {} is defined twice",
-                protocol.to_uppercase(),
-                entry.address.as_deref().unwrap_or("")
-            )));
+        let twice = config.services.iter().any(|s| match entry.fwmark {
+            Some(m) => s.fwmark == Some(m) && s.ipv6 == entry.ipv6,
+            None => s.fwmark.is_none() && s.address == entry.address && s.protocol == entry.protocol,
+        });
+        if twice {
+            return Err(n.error(match entry.fwmark {
+                Some(m) => format!("fwmark {m}{} is defined twice", if entry.ipv6 { " (inet6)" } else { "" }),
+                None => {
+                    format!("{} {} is defined twice", protocol.to_uppercase(), entry.address.as_deref().unwrap_or(""))
+                }
+            }));
         }
         config.services.push(entry);
     }

@@ -186,9 +186,41 @@ fn groups_become_one_service_per_member_sharing_checks() {
 }
 
 #[test]
+fn firewall_mark_services_and_groups_as_keepalived_reads_them() {
+    let text = "virtual_server_group MARKS {\n  fwmark 3\n  fwmark 4 inet\n  198.18.0.30 80\n}\n\
+                virtual_server fwmark 7 {\n  lb_algo sh\n  lb_kind DR\n  persistence_timeout 600\n  \
+                real_server 198.18.2.2 {\n    TCP_CHECK {\n      connect_port 443\n    }\n  }\n}\n\
+                virtual_server fwmark 8 {\n  ip_family inet6\n  lb_kind NAT\n  real_server 2001:2:0:2::2 8080 {\n  }\n}\n\
+                virtual_server group MARKS {\n  protocol TCP\n  lb_kind DR\n  real_server 198.18.2.3 {\n  }\n}\n";
+    let l = load_str(Path::new("k.conf"), text).unwrap();
+    let got: Vec<(Option<u32>, bool, Option<&str>, &str)> = l
+        .config
+        .services
+        .iter()
+        .map(|s| (s.fwmark, s.ipv6, s.address.as_deref(), s.real_servers[0].address.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (Some(7), false, None, "198.18.2.2:0"),
+            (Some(8), true, None, "[2001:2:0:2::2]:8080"),
+            (Some(3), false, None, "198.18.2.3:0"),
+            (Some(4), false, None, "198.18.2.3:0"),
+            (None, false, Some("198.18.0.30:80"), "198.18.2.3:80"),
+        ]
+    );
+    assert_eq!(l.config.services[0].persistent, Some(600));
+    assert!(!l.notices.iter().any(|n| n.message.contains("no protocol")), "a mark needs no protocol: {:?}", l.notices);
+    let specs = l.config.specs().unwrap();
+    assert!(matches!(specs[1].0.key, xvs_api::KeySpec::Fwmark { mark: 8, ipv6: true }));
+}
+
+#[test]
 fn what_xvs_cannot_honour_is_an_error_at_its_line() {
     let cases = [
-        ("virtual_server fwmark 7 {\n}\n", "k.conf:1: firewall-mark services are not supported"),
+        ("virtual_server fwmark 0 {\n}\n", "k.conf:1: fwmark '0' is not a number from 1"),
+        ("virtual_server_group G {\n  fwmark 3 inet4\n}\n", "k.conf:2: fwmark 3: family 'inet4' is not inet or inet6"),
+        ("virtual_server fwmark 3 {\n  ip_family inet6\n  real_server 198.18.2.2 {\n  }\n}\n", "k.conf:1: real server 198.18.2.2 is not of the firewall-mark service's family (inet6)"),
         ("virtual_server 198.18.0.1 80 {\n  lb_algo xx\n}\n", "k.conf:2: scheduler 'xx' is not one of"),
         ("virtual_server 198.18.0.1 80 {\n  persistence_engine sip\n}\n", "k.conf:2: persistence engines"),
         ("virtual_server 198.18.0.1 80 {\n  lb_kind TUN type gue\n}\n", "k.conf:2: TUN type gue needs port PORT"),
@@ -305,9 +337,7 @@ fn keepalived_samples() {
         let listed = [
             "SSL_GET",
             "conditional_conf",
-            "fwmark",
             "track_interface",
-            "virtual_server_group",
             "vrrp.lvs_syncd",
             "vrrp.routes",
             "vrrp.rules",

@@ -138,25 +138,48 @@ pub enum Skip {
     NoService,
     /// The service has no such real server.
     NoServer,
-    /// Something xvs does not balance (firewall marks, SCTP, mixed families).
+    /// Something xvs does not balance (SCTP, mixed families).
     Unsupported,
 }
 
 /// The install record of a received entry, against this director's services: the service
 /// by (protocol, VIP, port), or the port-0 service of the VIP (persistent any-port services and
-/// their templates), and its real server by address and port.
+/// their templates), or by its firewall mark; and its real server by address and port (for a
+/// firewall-mark service, whose connections keep the packet's port, by address).
 pub fn to_install(lb: &Balancer, c: &SyncConn) -> Result<abi::InstallRec, Skip> {
-    if c.fwmark != 0 || c.caddr.is_ipv4() != c.vaddr.is_ipv4() || c.vaddr.is_ipv4() != c.daddr.is_ipv4() {
+    if c.caddr.is_ipv4() != c.vaddr.is_ipv4() || c.vaddr.is_ipv4() != c.daddr.is_ipv4() {
         return Err(Skip::Unsupported);
     }
-    let proto = Protocol::from_number(c.protocol).ok_or(Skip::Unsupported)?;
+    let proto = if c.fwmark != 0 && c.is_template() {
+        Protocol::Tcp // an "IP" template: its protocol is none
+    } else {
+        Protocol::from_number(c.protocol).ok_or(Skip::Unsupported)?
+    };
     if proto == Protocol::Sctp {
         return Err(Skip::Unsupported);
     }
-    let find = |port: u16| lb.services.find(&ServiceKey::Addr { proto, addr: c.vaddr, port });
-    let sid = find(c.vport).or_else(|| find(0)).ok_or(Skip::NoService)?;
-    let did = lb.services.find_dest(sid, &c.daddr, c.dport).ok_or(Skip::NoServer)?;
-    let keepport = lb.services.get(sid).is_some_and(|s| s.key().port() == 0);
+    let af = if c.vaddr.is_ipv4() { xvs_core::Family::V4 } else { xvs_core::Family::V6 };
+    let (sid, fwmark) = if c.fwmark != 0 {
+        let sid = lb.services.find(&ServiceKey::Fwmark { af, mark: c.fwmark }).ok_or(Skip::NoService)?;
+        (sid, true)
+    } else {
+        let find = |port: u16| lb.services.find(&ServiceKey::Addr { proto, addr: c.vaddr, port });
+        (find(c.vport).or_else(|| find(0)).ok_or(Skip::NoService)?, false)
+    };
+    let did = match lb.services.find_dest(sid, &c.daddr, c.dport) {
+        Some(d) => d,
+        None if fwmark => lb
+            .services
+            .get(sid)
+            .and_then(|s| {
+                s.dest_ids().iter().copied().find(|d| lb.services.dest(*d).is_some_and(|d| d.addr() == c.daddr))
+            })
+            .ok_or(Skip::NoServer)?,
+        None => return Err(Skip::NoServer),
+    };
+    let svc = lb.services.get(sid);
+    let keepport =
+        if fwmark { svc.is_some_and(|s| s.persistence().is_some()) } else { svc.is_some_and(|s| s.key().port() == 0) };
     let mut flags = 0u8;
     if c.flags & F::NOOUTPUT != 0 {
         flags |= abi::CONN_F_NOOUTPUT;
@@ -172,12 +195,18 @@ pub fn to_install(lb: &Balancer, c: &SyncConn) -> Result<abi::InstallRec, Skip> 
         let s = c.state.min(u16::from(abi::UDP_STATE - 1)) as u8;
         (abi::INSTALL_CONN, s)
     };
+    // A firewall-mark template is keyed by its service's slot here (see xvs_abi::SVC_F_FWMARK).
+    let (vaddr, vport, proto) = if fwmark && c.is_template() {
+        ([sid.index().to_be(), 0, 0, 0], 0, 0)
+    } else {
+        (addr_words(&c.vaddr), c.vport.to_be(), c.protocol)
+    };
     Ok(abi::InstallRec {
         caddr: addr_words(&c.caddr),
-        vaddr: addr_words(&c.vaddr),
+        vaddr,
         cport: c.cport.to_be(),
-        vport: c.vport.to_be(),
-        proto: c.protocol,
+        vport,
+        proto,
         af: if c.vaddr.is_ipv4() { abi::AF_INET } else { abi::AF_INET6 },
         kind,
         state,
@@ -187,4 +216,46 @@ pub fn to_install(lb: &Balancer, c: &SyncConn) -> Result<abi::InstallRec, Skip> 
         timeout_s: if c.timeout_s == 0 { 180 } else { c.timeout_s },
         ..Default::default()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use xvs_core::{DestConfig, Family, ForwardMethod, Instant, SchedKind, ServiceConfig};
+
+    fn conn(fwmark: u32, template: bool) -> SyncConn {
+        SyncConn {
+            protocol: if template { 0 } else { 6 },
+            flags: F::DROUTE | if template { F::TEMPLATE } else { 0 },
+            state: 1,
+            caddr: "198.18.1.100".parse().unwrap(),
+            cport: if template { 0 } else { 40000 },
+            vaddr: if template { "0.0.0.7".parse().unwrap() } else { "198.18.0.100".parse().unwrap() },
+            vport: if template { 0 } else { 8443 },
+            daddr: "198.18.2.2".parse().unwrap(),
+            dport: if template { 0 } else { 8443 },
+            fwmark,
+            timeout_s: 300,
+            seq: None,
+            pe: None,
+        }
+    }
+
+    #[test]
+    fn firewall_mark_entries_find_their_service_by_mark() {
+        let mut lb = Balancer::default();
+        let key = ServiceKey::Fwmark { af: Family::V4, mark: 7 };
+        let mut cfg = ServiceConfig::new(Family::V4, SchedKind::Rr);
+        cfg.persistence = Some(300);
+        let sid = lb.add_service(key, cfg, Instant::ZERO).unwrap();
+        lb.services.add_dest(&key, "198.18.2.2".parse().unwrap(), 0, DestConfig::new(ForwardMethod::Route)).unwrap();
+
+        let c = to_install(&lb, &conn(7, false)).unwrap();
+        assert_eq!((c.svc_id, c.kind, c.proto), (sid.index(), abi::INSTALL_CONN, 6));
+        assert_eq!((u16::from_be(c.vport), c.flags & abi::CONN_F_KEEPPORT), (8443, abi::CONN_F_KEEPPORT));
+        let t = to_install(&lb, &conn(7, true)).unwrap();
+        assert_eq!((t.kind, t.proto, t.vport), (abi::INSTALL_TPL, 0, 0));
+        assert_eq!(t.vaddr, [sid.index().to_be(), 0, 0, 0], "keyed by the service's slot, as the dataplane keys it");
+        assert_eq!(to_install(&lb, &conn(8, false)), Err(Skip::NoService));
+    }
 }
