@@ -318,6 +318,11 @@ static __always_inline int handle_l4(struct xdp_md *ctx, struct scratch *sc, con
 	__u32 now = p->now;
 	int is_syn = p->proto == IPPROTO_TCP && (p->tcp_flags & XVS_TCP_SYN);
 	int is_new = 0;
+	/* A closed connection a new SYN replaces. The kernel expires it from its timer, after the
+	 * packet: it still counts against its server while the new SYN is scheduled
+	 * (testdata/kernel/reuse-6.12.txt). Removed right after the pick, before the new entry
+	 * takes its key, and on every way out before that. */
+	struct xvs_conn *old = NULL;
 
 	struct xvs_conn *c = conn_lookup(p->af, kp);
 	if (c) {
@@ -340,7 +345,7 @@ static __always_inline int handle_l4(struct xdp_md *ctx, struct scratch *sc, con
 			       (c->flags & XVS_CONN_F_NOOUTPUT)))))) {
 			/* A new connection on the 4-tuple of a closed one (conn_reuse_mode), or on one
 			 * whose server was quiesced (expire_nodest_conn). */
-			drop_conn(p->af, kp, c);
+			old = c;
 			c = NULL;
 		} else if (!dst || !(dst->flags & XVS_DEST_F_AVAILABLE)) {
 			if (!(cfg->flags & XVS_CFG_EXPIRE_NODEST)) {
@@ -354,20 +359,29 @@ static __always_inline int handle_l4(struct xdp_md *ctx, struct scratch *sc, con
 			goto out;
 	}
 
-	nat_key_out(p, &sc->n);
-	if (nat_get(p->af, &sc->n, &sc->fk))
-		return reply(ctx, p, &sc->fk);
+	if (!old) {
+		nat_key_out(p, &sc->n);
+		if (nat_get(p->af, &sc->n, &sc->fk))
+			return reply(ctx, p, &sc->fk);
+	}
 
 	if (p->proto == IPPROTO_TCP &&
-	    !((is_syn || (cfg->flags & XVS_CFG_SLOPPY_TCP)) && !(p->tcp_flags & XVS_TCP_RST)))
+	    !((is_syn || (cfg->flags & XVS_CFG_SLOPPY_TCP)) && !(p->tcp_flags & XVS_TCP_RST))) {
+		if (old)
+			drop_conn(p->af, kp, old); /* a SYN with RST: replaces, opens nothing */
 		return XDP_PASS;
+	}
 	struct xvs_svc *svc = find_service(p);
-	if (!svc)
+	if (!svc || p->sport == bpf_htons(20)) {
+		/* No service (any more), or active FTP data, never scheduled from the client side */
+		if (old)
+			drop_conn(p->af, kp, old);
 		return XDP_PASS;
-	if (p->sport == bpf_htons(20))
-		return XDP_PASS; /* active FTP data is never scheduled from the client side */
+	}
 	if (svc->flags & XVS_SVC_F_STANDBY) {
 		/* This director is a VRRP backup for the service: its master schedules. */
+		if (old)
+			drop_conn(p->af, kp, old);
 		count_reason(XVS_R_STANDBY);
 		return XDP_PASS;
 	}
@@ -376,6 +390,8 @@ static __always_inline int handle_l4(struct xdp_md *ctx, struct scratch *sc, con
 		struct xvs_allow_key ak = { .prefixlen = 32 + (p->af == XVS_AF_INET ? 32 : 128), .svc_id = svc->id };
 		__builtin_memcpy(ak.addr, p->saddr, 16);
 		if (!bpf_map_lookup_elem(&xvs_allow, &ak)) {
+			if (old)
+				drop_conn(p->af, kp, old);
 			count_reason(XVS_R_NOT_ALLOWED);
 			return XDP_DROP;
 		}
@@ -383,6 +399,8 @@ static __always_inline int handle_l4(struct xdp_md *ctx, struct scratch *sc, con
 	int fwmark = svc->flags & XVS_SVC_F_FWMARK;
 	if (!fwmark && svc->port != p->dport && !(svc->flags & XVS_SVC_F_PERSISTENT)) {
 		/* port 0 without persistence: "port zero only supported in persistent services" */
+		if (old)
+			drop_conn(p->af, kp, old);
 		count_reason(XVS_R_NO_DEST);
 		return icmp_reply(ctx, p, ICMP_PORT_UNREACH, 0);
 	}
@@ -392,12 +410,16 @@ static __always_inline int handle_l4(struct xdp_md *ctx, struct scratch *sc, con
 	struct xvs_gauges *g = gauges();
 	int one_packet = (svc->flags & XVS_SVC_F_ONEPACKET) && p->proto == IPPROTO_UDP;
 	if (g && !one_packet && g->half >= (__s64)cfg->max_half) {
+		if (old)
+			drop_conn(p->af, kp, old);
 		count_reason(XVS_R_HALF_FULL);
 		return XDP_DROP;
 	}
 
 	int ctl;
 	__u32 dest_id = pick(svc, p, kp, &ctl);
+	if (old)
+		drop_conn(p->af, kp, old);
 	if (dest_id == XVS_EMPTY) {
 		count_reason(XVS_R_TABLE_FULL);
 		return XDP_DROP;

@@ -300,6 +300,10 @@ impl Balancer {
         let key =
             InKey { proto: pkt.proto.number(), caddr: pkt.src, cport: pkt.sport, vaddr: pkt.dst, vport: pkt.dport };
         let mut cp = self.conns.lookup_in(&key);
+        // A closed connection a new SYN replaces: ip_vs_conn_expire_now only re-arms its timer,
+        // which fires after this packet, so it still counts against its server while the new one
+        // is scheduled (testdata/kernel/reuse-6.12.txt).
+        let mut replaced = None;
 
         if let Some(id) = cp {
             if pkt.proto == Protocol::Tcp && pkt.tcp.syn() {
@@ -310,7 +314,7 @@ impl Balancer {
                     || (self.sysctl.conn_reuse_mode != 0 && self.new_conn_expected(c));
                 if resched {
                     if c.n_control == 0 {
-                        self.expire_now(id, now);
+                        replaced = Some(id);
                     }
                     cp = None;
                 }
@@ -331,30 +335,13 @@ impl Balancer {
         let id = match cp {
             Some(id) => id,
             None => {
-                let may_open = match pkt.proto {
-                    Protocol::Tcp => (pkt.tcp.syn() || self.sysctl.sloppy_tcp) && !pkt.tcp.rst(),
-                    _ => true,
-                };
-                if !may_open {
-                    return Verdict::Pass;
+                let opened = self.open(now, pkt);
+                if let Some(old) = replaced {
+                    self.expire_now(old, now);
                 }
-                let Some(svc) = self.services.lookup(pkt.family(), pkt.proto, &pkt.dst, pkt.dport, pkt.fwmark) else {
-                    return Verdict::Pass;
-                };
-                let allowed = &self.services.get(svc).expect("found").config().allowed_sources;
-                if !allowed.is_empty() && !allowed.iter().any(|p| p.contains(&pkt.src)) {
-                    return Verdict::Drop(DropReason::NotAllowed);
-                }
-                match self.schedule(svc, pkt, now) {
-                    Scheduled::Conn(id) => id,
-                    Scheduled::Ignored => return Verdict::Pass,
-                    Scheduled::NoDest => {
-                        let svc_port = self.services.get(svc).map_or(0, |s| s.key().port());
-                        if svc_port == FTP_PORT && pkt.dport != FTP_PORT {
-                            return Verdict::Pass;
-                        }
-                        return Verdict::Unreachable;
-                    }
+                match opened {
+                    Ok(id) => id,
+                    Err(v) => return v,
                 }
             }
         };
@@ -367,6 +354,35 @@ impl Balancer {
         let fwd = Forward { conn: id, dest, method: c.flags.method(), daddr: c.daddr, dport: c.dport, new };
         self.release(id, now);
         Verdict::Forward(fwd)
+    }
+
+    /// A new connection for `pkt` (no connection matched it), or the verdict without one.
+    fn open(&mut self, now: Instant, pkt: &Packet) -> Result<ConnId, Verdict> {
+        let may_open = match pkt.proto {
+            Protocol::Tcp => (pkt.tcp.syn() || self.sysctl.sloppy_tcp) && !pkt.tcp.rst(),
+            _ => true,
+        };
+        if !may_open {
+            return Err(Verdict::Pass);
+        }
+        let Some(svc) = self.services.lookup(pkt.family(), pkt.proto, &pkt.dst, pkt.dport, pkt.fwmark) else {
+            return Err(Verdict::Pass);
+        };
+        let allowed = &self.services.get(svc).expect("found").config().allowed_sources;
+        if !allowed.is_empty() && !allowed.iter().any(|p| p.contains(&pkt.src)) {
+            return Err(Verdict::Drop(DropReason::NotAllowed));
+        }
+        match self.schedule(svc, pkt, now) {
+            Scheduled::Conn(id) => Ok(id),
+            Scheduled::Ignored => Err(Verdict::Pass),
+            Scheduled::NoDest => {
+                let svc_port = self.services.get(svc).map_or(0, |s| s.key().port());
+                if svc_port == FTP_PORT && pkt.dport != FTP_PORT {
+                    return Err(Verdict::Pass);
+                }
+                Err(Verdict::Unreachable)
+            }
+        }
     }
 
     /// A packet from a real server routed through the director (the out-hook, §1.2).

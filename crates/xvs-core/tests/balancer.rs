@@ -152,6 +152,28 @@ fn a_syn_on_a_closed_connection_is_rescheduled() {
     assert_eq!(lab.lb.conns.len(), 1);
 }
 
+/// testdata/kernel/reuse-6.12.txt (and 6.1): the replaced connection still counts while the new
+/// SYN is scheduled, so lc avoids its server; with conn_reuse_mode 0 the SYN takes the old one.
+#[test]
+fn a_replaced_connection_counts_while_its_successor_is_scheduled() {
+    let mut lab = Lab::new(SchedKind::Lc, ForwardMethod::Masq, None);
+    let c = ("198.18.1.2", 40000);
+    // Both idle: lc takes the first in the list, the server added last.
+    assert_eq!(Lab::dest_of(lab.send(c, SYN)), ip("198.18.2.2"));
+    let _ = lab.send(c, ACK);
+    let _ = lab.send(c, RST);
+    assert_eq!(lab.counts("198.18.2.2"), (0, 1, 0));
+    assert_eq!(Lab::dest_of(lab.send(c, SYN)), ip("198.18.2.1"), "the closed connection still counted");
+    assert_eq!(lab.counts("198.18.2.2"), (0, 0, 0), "and gone after");
+    assert_eq!(lab.lb.conns.len(), 1);
+
+    lab.lb.sysctl.conn_reuse_mode = 0;
+    let c = ("198.18.1.2", 40001);
+    let first = Lab::dest_of(lab.send(c, SYN));
+    let _ = lab.send(c, RST);
+    assert_eq!(Lab::dest_of(lab.send(c, SYN)), first, "mode 0: the closed connection is taken up again");
+}
+
 #[test]
 fn connections_to_a_removed_server_are_dropped_or_expired() {
     let mut lab = Lab::new(SchedKind::Rr, ForwardMethod::Masq, None);

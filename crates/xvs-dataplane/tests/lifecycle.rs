@@ -125,6 +125,34 @@ fn a_closed_tuple_is_rescheduled_and_expired_entries_are_replaced() {
     assert_eq!(total, 1, "only the live connection is counted");
 }
 
+/// testdata/kernel/reuse-6.12.txt: lc sees the replaced connection on its server while the new
+/// SYN is scheduled, as the kernel does and the core says.
+#[test]
+fn a_replaced_connection_counts_while_its_successor_is_scheduled() {
+    if require_root().is_none() {
+        return;
+    }
+    let mut lab = Lab::new();
+    let key = lab.service(vip4(80), SchedKind::Lc);
+    lab.dest(&key, RS4[1], 80, method_cfg(ForwardMethod::Masq));
+    lab.dest(&key, RS4[0], 80, method_cfg(ForwardMethod::Masq));
+    let core_dest = |lab: &mut Lab, flags: u8| match send(lab, &key, CLIENT4, 40000, Some(flags)).1 {
+        Verdict::Forward(f) => Some(f.daddr),
+        _ => None,
+    };
+    let first = conn_dest(&mut lab, &key, TcpFlags::SYN);
+    assert_eq!(Some(first), core_dest(&mut lab, TcpFlags::SYN));
+    assert_eq!(first, ip(RS4[0]), "both idle: the first in the list");
+    let _ = send(&mut lab, &key, CLIENT4, 40000, Some(TcpFlags::ACK));
+    let _ = send(&mut lab, &key, CLIENT4, 40000, Some(TcpFlags::RST));
+    let second = conn_dest(&mut lab, &key, TcpFlags::SYN);
+    assert_eq!(Some(second), core_dest(&mut lab, TcpFlags::SYN), "the core agrees");
+    assert_eq!(second, ip(RS4[1]), "the closed connection still counted on its server");
+    let svc = lab.lb.services.find(&key).unwrap();
+    let c = lab.dp.dest_counters(lab.lb.services.find_dest(svc, &ip(RS4[0]), 80).unwrap()).unwrap();
+    assert_eq!((c.active, c.inactive), (0, 0), "and released after");
+}
+
 fn conn_dest(lab: &mut Lab, key: &ServiceKey, flags: u8) -> std::net::IpAddr {
     let f = frame((ip(CLIENT4), 40000), (key.addr(), key.port()), Some(flags), b"", CLIENT_MAC, lab.mac_d0);
     let r = lab.run_client(&f);
