@@ -341,7 +341,7 @@ async fn run(o: Opts) -> anyhow::Result<()> {
                 let sd = sd.clone();
                 let bg = bg.clone();
                 async move {
-                    xvsd::refresh::refresh_counters(&c).await;
+                    // The counters of the last 2-second tick, the same the listings show.
                     let vrrp = v.lock().map(|v| v.clone()).unwrap_or_default();
                     let input = xvsd::metrics::input(&mut *c.lock().await, xvsd::now())
                         .with_vrrp(vrrp)

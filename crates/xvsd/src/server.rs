@@ -114,11 +114,9 @@ async fn client(stream: UnixStream, control: Arc<Mutex<Control>>, extras: Extras
                 ..Default::default()
             })
         } else {
+            // Listings show the counters of the last 2-second tick, as the kernel shows its
+            // estimator's snapshot (testdata/kernel/zero-6.12.txt): not read afresh here.
             let request = xvs_api::decode::<Request>(line.trim_end());
-            if let Ok(Request::Snapshot { .. }) = &request {
-                // Fresh counters for the listing, read without the lock.
-                crate::refresh::refresh_counters(&control).await;
-            }
             match request {
                 Ok(Request::Snapshot { conns: true }) => {
                     // The connection tables are walked without the lock: a million entries

@@ -191,6 +191,8 @@ fn killing_and_restarting_xvsd_keeps_forwarding() {
     assert!(rs3 > 0, "the server added after the restart got no requests");
     assert!(done > 100, "too little load to mean anything:\n{text}");
     assert_eq!(failed, 0, "requests failed across the restart:\n{text}\n{}", xvsd.log_text());
+    // Counters are those of the last 2-second tick, as the kernel's.
+    std::thread::sleep(Duration::from_millis(2500));
     // The metrics endpoint (in the director's namespace) tells the same story.
     let m = lab.director.exec(&["curl", "-sf", "http://127.0.0.1:9642/metrics"]);
     let metrics = String::from_utf8_lossy(&m.stdout).to_string();
