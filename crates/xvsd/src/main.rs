@@ -486,7 +486,9 @@ async fn reload(
         }
         Ok(_) => {}
     }
-    match control.lock().await.handle(xvs_api::Request::Apply { config, dry_run: false }, xvsd::now()) {
+    // The lock is let go before the firewall-mark routing takes it again.
+    let applied = control.lock().await.handle(xvs_api::Request::Apply { config, dry_run: false }, xvsd::now());
+    match applied {
         xvs_api::Response::Applied { changes } => {
             tracing::info!(changes = changes.len(), file = %path.display(), "configuration reloaded");
             if let Err(e) = fwmark.sync(control).await {
