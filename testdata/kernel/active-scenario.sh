@@ -31,7 +31,7 @@ time.sleep(600)" & done
 sleep 0.5
 vip=100
 run() {
-  echo "#### $*"
+  echo "#### $* ${X:+(rs1: $X)}"
   v=198.18.0.$vip; vip=$((vip + 1))
   ns director ip addr add $v/32 dev lo
   ns director ipvsadm -A -t $v:80 "$@"
