@@ -48,6 +48,9 @@ pub struct Packet {
     pub len: u32,
     /// The firewall mark (0 without one).
     pub fwmark: u32,
+    /// The SIP Call-ID of a UDP datagram's payload ([`crate::pe_sip::call_id`]), for services
+    /// with the sip persistence engine.
+    pub callid: Option<crate::pe_sip::CallId>,
 }
 
 impl Packet {
@@ -62,6 +65,7 @@ impl Packet {
             tcp: TcpFlags(flags),
             len: 60,
             fwmark: 0,
+            callid: None,
         }
     }
 
@@ -76,6 +80,7 @@ impl Packet {
             tcp: TcpFlags(0),
             len: 60,
             fwmark: 0,
+            callid: None,
         }
     }
 
@@ -111,6 +116,9 @@ pub enum DropReason {
     UnknownReply,
     /// The client is not in the service's allowed sources.
     NotAllowed,
+    /// A service with the sip persistence engine got a packet without a Call-ID (or not UDP):
+    /// the kernel drops it without an ICMP error.
+    NoCallId,
 }
 
 /// What to do with a packet.
@@ -175,6 +183,8 @@ enum Scheduled {
     NoDest,
     /// The packet is not to be scheduled (FTP data from the server side, port mismatch).
     Ignored,
+    /// Dropped without an answer (the sip engine found no Call-ID).
+    Drop(DropReason),
 }
 
 impl Balancer {
@@ -375,6 +385,7 @@ impl Balancer {
         match self.schedule(svc, pkt, now) {
             Scheduled::Conn(id) => Ok(id),
             Scheduled::Ignored => Err(Verdict::Pass),
+            Scheduled::Drop(r) => Err(Verdict::Drop(r)),
             Scheduled::NoDest => {
                 let svc_port = self.services.get(svc).map_or(0, |s| s.key().port());
                 if svc_port == FTP_PORT && pkt.dport != FTP_PORT {
@@ -560,6 +571,14 @@ impl Balancer {
         let netmask = svc.config().netmask;
         let mut flags = if one_packet { ConnFlags::ONE_PACKET } else { 0 };
 
+        // ip_vs_conn_fill_param_persist: the engine's data, or the packet is dropped.
+        let pe_data = match (persistent, svc.config().pe.as_deref()) {
+            (Some(_), Some("sip")) => match (pkt.proto, pkt.callid) {
+                (Protocol::Udp, Some(id)) => Some(id),
+                _ => return Scheduled::Drop(DropReason::NoCallId),
+            },
+            _ => None,
+        };
         let (dest, dport, control) = if let Some(ptimeout) = persistent {
             // ip_vs_sched_persist: the template key.
             let snet = mask_addr(&pkt.src, &netmask);
@@ -579,11 +598,11 @@ impl Balancer {
                 (pkt.proto.number(), pkt.dst, 0)
             };
             let tkey = InKey { proto, caddr: snet, cport: 0, vaddr, vport };
-            let valid = self.conns.lookup_template(&tkey).filter(|t| {
+            let valid = self.conns.lookup_template_pe(&tkey, pe_data.as_ref()).filter(|t| {
                 let dest = self.conns.get(*t).and_then(|c| c.dest).and_then(|d| self.services.dest(d));
                 dest.is_some_and(|d| d.is_available() && !(self.sysctl.expire_quiescent_template && d.weight() == 0))
             });
-            if let Some(t) = self.conns.lookup_template(&tkey) {
+            if let Some(t) = self.conns.lookup_template_pe(&tkey, pe_data.as_ref()) {
                 if valid.is_none() {
                     self.conns.unhash_template(t);
                 }
@@ -611,6 +630,7 @@ impl Balancer {
                         fwmark: pkt.fwmark,
                         in_pkts: 0,
                         hashed: true,
+                        pe_data,
                     };
                     self.services.dest_mut(dest).expect("live").bind(true, false);
                     (self.conns.insert(conn), dest)
@@ -660,6 +680,7 @@ impl Balancer {
             fwmark: pkt.fwmark,
             in_pkts: 0,
             hashed: true,
+            pe_data: None,
         };
         let id = self.conns.insert(conn);
         let d = self.services.dest_mut(dest).expect("live");

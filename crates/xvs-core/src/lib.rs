@@ -28,6 +28,7 @@ mod balancer;
 pub mod conn;
 mod dest;
 pub mod model;
+pub mod pe_sip;
 pub mod sched;
 mod service;
 pub mod stats;

@@ -142,12 +142,9 @@ fn check_service(key: &ServiceKey, config: &ServiceConfig) -> Result<(), Error> 
             return Err(Error::Invalid(format!("persistence timeout {t} is outside 1..{MAX_PERSISTENCE_TIMEOUT}")));
         }
     }
-    if let Some(pe) = &config.pe {
-        return Err(if pe == "sip" {
-            Error::Unsupported("the sip persistence engine is not supported by xvs".into())
-        } else {
-            Error::PeNotFound(pe.clone())
-        });
+    match config.pe.as_deref() {
+        None | Some("sip") => {}
+        Some(pe) => return Err(Error::PeNotFound(pe.to_string())),
     }
     Ok(())
 }

@@ -67,3 +67,27 @@ fn half_open_connections_count_and_schedule_as_the_kernel_says() {
         }
     }
 }
+
+/// `sip-scenario.sh`: the Call-ID the kernel's sip engine keeps for each datagram of
+/// `sip-payloads.txt` (or none: dropped), the same on 6.1 and 6.12.
+#[test]
+fn the_sip_engine_finds_the_call_ids_the_kernel_finds() {
+    let payloads: Vec<Vec<u8>> = recording("sip-payloads.txt").lines().map(|l| hex(l.trim())).collect();
+    for file in ["sip-6.12.txt", "sip-6.1.txt"] {
+        let text = recording(file);
+        let mut n = 0;
+        for line in text.lines() {
+            let mut f = line.split_whitespace();
+            let (Some(i), Some(id)) = (f.next().and_then(|i| i.parse::<usize>().ok()), f.next()) else { continue };
+            let got = xvs_core::pe_sip::call_id(&payloads[i - 1]).map(|c| c.as_bytes().to_vec());
+            let want = (id != "-").then(|| hex(id));
+            assert_eq!(got, want, "{file}, payload {i}: {:?}", String::from_utf8_lossy(&payloads[i - 1]));
+            n += 1;
+        }
+        assert_eq!(n, payloads.len(), "{file}: every payload recorded");
+    }
+}
+
+fn hex(s: &str) -> Vec<u8> {
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+}

@@ -154,6 +154,8 @@ pub struct Conn {
     pub in_pkts: u64,
     /// True while findable (killed templates are not).
     pub(crate) hashed: bool,
+    /// A template's persistence-engine data (the sip engine's Call-ID), part of its key.
+    pub pe_data: Option<crate::pe_sip::CallId>,
 }
 
 impl Conn {
@@ -183,7 +185,7 @@ impl Conn {
 pub struct ConnTable {
     conns: Arena<Conn>,
     by_in: HashMap<InKey, ConnId>,
-    templates: HashMap<InKey, ConnId>,
+    templates: HashMap<(InKey, Option<crate::pe_sip::CallId>), ConnId>,
     by_out: HashMap<OutKey, ConnId>,
     timers: BTreeSet<(Instant, ConnId)>,
 }
@@ -225,7 +227,12 @@ impl ConnTable {
 
     /// The template with this key.
     pub fn lookup_template(&self, key: &InKey) -> Option<ConnId> {
-        self.templates.get(key).copied()
+        self.lookup_template_pe(key, None)
+    }
+
+    /// The template with this key and persistence-engine data (the sip engine's Call-ID).
+    pub fn lookup_template_pe(&self, key: &InKey, pe: Option<&crate::pe_sip::CallId>) -> Option<ConnId> {
+        self.templates.get(&(*key, pe.copied())).copied()
     }
 
     /// Inserts an entry (hashed unless it is a one-packet connection) with its timer at
@@ -235,12 +242,13 @@ impl ConnTable {
         conn.hashed = !one_packet;
         let template = conn.is_template();
         let key = conn.key;
+        let pe = conn.pe_data;
         let out = conn.out_key();
         let expires = conn.expires;
         let id = ConnId(self.conns.insert(conn));
         if !one_packet {
             if template {
-                self.templates.insert(key, id);
+                self.templates.insert((key, pe), id);
             } else {
                 self.by_in.insert(key, id);
                 self.by_out.insert(out, id);
@@ -263,8 +271,8 @@ impl ConnTable {
         let c = self.conns.get_mut(id.0).expect("a live template");
         if c.hashed {
             c.hashed = false;
-            if self.templates.get(&c.key) == Some(&id) {
-                self.templates.remove(&c.key);
+            if self.templates.get(&(c.key, c.pe_data)) == Some(&id) {
+                self.templates.remove(&(c.key, c.pe_data));
             }
             c.key.vport = 0xffff;
             c.key.cport = 0;
@@ -277,9 +285,12 @@ impl ConnTable {
         let c = self.conns.remove(id.0)?;
         self.timers.remove(&(c.expires, id));
         if c.hashed {
-            let map = if c.is_template() { &mut self.templates } else { &mut self.by_in };
-            if map.get(&c.key) == Some(&id) {
-                map.remove(&c.key);
+            if c.is_template() {
+                if self.templates.get(&(c.key, c.pe_data)) == Some(&id) {
+                    self.templates.remove(&(c.key, c.pe_data));
+                }
+            } else if self.by_in.get(&c.key) == Some(&id) {
+                self.by_in.remove(&c.key);
             }
             let out = c.out_key();
             if !c.is_template() && self.by_out.get(&out) == Some(&id) {
