@@ -12,6 +12,7 @@
 #include "include/sched.h"
 #include "include/fwd.h"
 #include "include/icmp.h"
+#include "include/sip.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -297,6 +298,60 @@ __attribute__((noinline)) __u32 pick(const struct xvs_svc *svc, struct pkt *p, u
 	return dest_id;
 }
 
+/* pick() for a service with the sip persistence engine: the template is keyed by the Call-ID
+ * sip_call_id found as well (xvs_tpl_sip). Connections are not counted against it (a
+ * connection cannot name its template: the key holds the Call-ID); each one scheduled through
+ * it restarts its window, which one-packet scheduling, the usual way with SIP, does for every
+ * datagram. */
+__attribute__((noinline)) __u32 pick_sip(const struct xvs_svc *svc, struct pkt *p, union conn_key *k, int *ctl)
+{
+	struct xvs_cfg *cfg = config();
+	if (!svc || !p || !k || !ctl || !cfg)
+		return XVS_EMPTY;
+	*ctl = 0;
+	__u32 now = p->now;
+	struct xvs_sip_key *sk = sip_key(p->af, k, svc);
+	if (!sk)
+		return XVS_EMPTY;
+	struct xvs_tpl *tpl = bpf_map_lookup_elem(&xvs_tpl_sip, sk);
+	if (tpl && (__u64)age_ms(now, tpl->since) < (__u64)tpl->timeout * 1000) {
+		__u32 id = tpl->dest_id;
+		struct xvs_dest *d = bpf_map_lookup_elem(&xvs_dests, &id);
+		if (d && d->gen == tpl->gen && (d->flags & XVS_DEST_F_AVAILABLE) &&
+		    !((cfg->flags & XVS_CFG_EXPIRE_QUIESCENT) && d->weight == 0)) {
+			tpl->since = now;
+			return id;
+		}
+	}
+	__u32 dest_id = schedule(svc, p, cfg);
+	if (dest_id == XVS_NO_DEST)
+		return dest_id;
+	if (tpl) {
+		struct xvs_tpl old = *tpl;
+		if (!bpf_map_delete_elem(&xvs_tpl_sip, sk)) {
+			struct xvs_dest_state *st = bpf_map_lookup_elem(&xvs_dest_state, &old.dest_id);
+			struct xvs_dest *od = bpf_map_lookup_elem(&xvs_dests, &old.dest_id);
+			if (st && od && od->gen == old.gen)
+				__sync_fetch_and_add(&st->persist, -1);
+		}
+	}
+	struct xvs_dest *nd = bpf_map_lookup_elem(&xvs_dests, &dest_id);
+	if (!nd)
+		return XVS_EMPTY;
+	struct xvs_tpl nt = { .dest_id = dest_id, .since = now, .timeout = svc->timeout, .gen = nd->gen };
+	long err = bpf_map_update_elem(&xvs_tpl_sip, sk, &nt, BPF_NOEXIST);
+	if (!err) {
+		struct xvs_dest_state *st = bpf_map_lookup_elem(&xvs_dest_state, &dest_id);
+		if (st)
+			__sync_fetch_and_add(&st->persist, 1);
+		return dest_id;
+	}
+	if (err != -17 /* EEXIST: another CPU made it; use theirs */)
+		return XVS_EMPTY;
+	tpl = bpf_map_lookup_elem(&xvs_tpl_sip, sk);
+	return tpl ? tpl->dest_id : XVS_EMPTY;
+}
+
 /* Gives back the n_control that pick() took, when the connection is not created after all. */
 __attribute__((noinline)) int unpick(const struct xvs_svc *svc, __u8 af, union conn_key *k, __u32 dest_id)
 {
@@ -416,8 +471,20 @@ static __always_inline int handle_l4(struct xdp_md *ctx, struct scratch *sc, con
 		return XDP_DROP;
 	}
 
+	int sip = (svc->flags & (XVS_SVC_F_SIP | XVS_SVC_F_PERSISTENT)) == (XVS_SVC_F_SIP | XVS_SVC_F_PERSISTENT);
+	if (sip) {
+		/* ip_vs_sip_fill_param: a UDP datagram with a Call-ID, or it is dropped, unanswered. */
+		__u32 start = p->l4_off + 8, end = p->l3_off + p->ip_len;
+		if (p->proto != IPPROTO_UDP || end <= start || !sip_call_id(ctx, start, end - start)) {
+			if (old)
+				drop_conn(p->af, kp, old);
+			count(XVS_CNT_SIP_NO_CALLID);
+			return XDP_DROP;
+		}
+	}
+
 	int ctl;
-	__u32 dest_id = pick(svc, p, kp, &ctl);
+	__u32 dest_id = sip ? pick_sip(svc, p, kp, &ctl) : pick(svc, p, kp, &ctl);
 	if (old)
 		drop_conn(p->af, kp, old);
 	if (dest_id == XVS_EMPTY) {
@@ -729,6 +796,14 @@ static long sweep_tpl6(struct bpf_map *map, struct xvs_conn6_key *key, struct xv
 	return 0;
 }
 
+static long sweep_tpl_sip(struct bpf_map *map, struct xvs_sip_key *key, struct xvs_tpl *t, struct sweep_ctx *sc)
+{
+	__u32 id = t->dest_id, gen = t->gen;
+	if (sweep_tpl(t, sc) && !bpf_map_delete_elem(map, key))
+		tpl_released(id, gen, sc);
+	return 0;
+}
+
 /* Reply entries whose connection is gone (its server's slot was taken by another server before
  * it was removed, so its removal could not name the entry). */
 static long sweep_nat4(struct bpf_map *map, struct xvs_nat4_key *key, struct xvs_conn4_key *owner, struct sweep_ctx *sc)
@@ -802,6 +877,7 @@ int xvs_sweep(struct xdp_md *ctx)
 	bpf_for_each_map_elem(&xvs_conn6, sweep_conn6, &sc, 0);
 	bpf_for_each_map_elem(&xvs_tpl4, sweep_tpl4, &sc, 0);
 	bpf_for_each_map_elem(&xvs_tpl6, sweep_tpl6, &sc, 0);
+	bpf_for_each_map_elem(&xvs_tpl_sip, sweep_tpl_sip, &sc, 0);
 	if (sc.flags & (XVS_SWEEP_NAT_GC | XVS_SWEEP_ALL)) {
 		bpf_for_each_map_elem(&xvs_nat4, sweep_nat4, &sc, 0);
 		bpf_for_each_map_elem(&xvs_nat6, sweep_nat6, &sc, 0);

@@ -40,6 +40,8 @@ enum xvs_sched_kind {
 #define XVS_SVC_F_SCHED2 0x10 /* sh-port / mh-port */
 #define XVS_SVC_F_ALLOWLIST 0x100 /* ours: only clients in xvs_allow may open connections */
 #define XVS_SVC_F_STANDBY 0x200   /* ours: a VRRP backup's service: no new connections, established ones kept */
+#define XVS_SVC_F_SIP 0x800       /* ours: the sip persistence engine (templates keyed by Call-ID) */
+#define XVS_PEDATA_MAX 255        /* IP_VS_PEDATA_MAXLEN: the longest Call-ID */
 #define XVS_SVC_F_FWMARK 0x400    /* ours: a firewall-mark service, keyed { addr = { mark }, port 0, proto 0 };
 				   * its templates are keyed { proto 0, vaddr = { service id }, vport 0 } */
 
@@ -232,6 +234,18 @@ struct xvs_tpl {
 	__u32 gen;       /* the server slot's generation (xvs_dest.gen) */
 };
 
+/* A template of a service with the sip persistence engine: the masked client, the virtual
+ * address and port (as tpl_key), and the Call-ID. 296 bytes. */
+struct xvs_sip_key {
+	__u32 caddr[4];
+	__u32 vaddr[4];
+	__u16 vport;
+	__u8 proto;
+	__u8 af;
+	__u32 len;
+	__u8 callid[256];
+};
+
 /* lblc/lblcr: which servers took a destination address. Key: service id + address. */
 #define XVS_LBLCR_SET 4
 struct xvs_lblc_key {
@@ -271,6 +285,7 @@ enum xvs_counter {
 	XVS_CNT_SWEEPS = 2,
 	XVS_CNT_EARLY_DROP = 3,  /* unassured connections removed early because the gauge was high */
 	XVS_CNT_ICMP_LIMITED = 4, /* ICMP errors of the director's own not sent (rate limit) */
+	XVS_CNT_SIP_NO_CALLID = 5, /* datagrams to a sip service without a Call-ID (dropped, as the kernel) */
 	XVS_CNT_MAX = 8,
 };
 

@@ -170,6 +170,16 @@ struct {
 	XVS_PIN;
 } xvs_tpl6 SEC(".maps");
 
+/* Templates of services with the sip persistence engine (both families). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, XVS_MAX_CONNS / 4);
+	__type(key, struct xvs_sip_key);
+	__type(value, struct xvs_tpl);
+	XVS_PIN;
+} xvs_tpl_sip SEC(".maps");
+
 /* lblc/lblcr: destination address → server(s). */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);

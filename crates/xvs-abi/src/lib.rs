@@ -64,6 +64,8 @@ pub const SVC_F_STANDBY: u32 = 0x200;
 /// Ours: a firewall-mark service, keyed `{ addr: [mark, 0, 0, 0], port: 0, proto: 0 }`; its
 /// templates are keyed `{ proto: 0, vaddr: [service id (network order), ..], vport: 0 }`.
 pub const SVC_F_FWMARK: u32 = 0x400;
+/// Ours: the sip persistence engine (templates in `xvs_tpl_sip`, keyed by the Call-ID too).
+pub const SVC_F_SIP: u32 = 0x800;
 /// The first two bytes of the source MAC the firewall-mark device's egress program writes
 /// (the mark follows in network order).
 pub const FWM_MAC: [u8; 2] = [0x02, 0x78];
@@ -143,6 +145,7 @@ pub mod counter {
     pub const SWEEPS: u32 = 2;
     pub const EARLY_DROP: u32 = 3;
     pub const ICMP_LIMITED: u32 = 4;
+    pub const SIP_NO_CALLID: u32 = 5;
 }
 
 /// Why a packet left the fast path (`enum xvs_reason`); the names are metrics labels.

@@ -117,6 +117,10 @@ pub struct ServiceEntry {
     /// One-packet scheduling.
     #[serde(default)]
     pub ops: bool,
+    /// Persistence engine: `"sip"` keys a persistent UDP service's templates by each
+    /// datagram's SIP Call-ID too (`ipvsadm --pe sip`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub persistence_engine: Option<String>,
     /// Clients allowed to connect (prefixes such as `198.18.1.0/24`); absent or empty:
     /// everyone. XDP runs before the firewall, so this replaces INPUT rules on the VIP.
     #[serde(default)]
@@ -405,7 +409,7 @@ impl Config {
                 persistence: s.persistent,
                 netmask: s.netmask.clone(),
                 one_packet: s.ops,
-                pe: None,
+                pe: s.persistence_engine.clone(),
                 allowed_sources: s.allowed_sources.clone(),
             };
             let mut spec = spec;

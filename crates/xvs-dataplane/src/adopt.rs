@@ -105,7 +105,7 @@ pub fn read_published(dp: &Director) -> Result<Vec<Adopted>, Error> {
             persistence: (rec.flags & abi::SVC_F_PERSISTENT != 0).then_some(rec.timeout),
             netmask,
             one_packet: rec.flags & abi::SVC_F_ONEPACKET != 0,
-            pe: None,
+            pe: (rec.flags & abi::SVC_F_SIP != 0).then(|| "sip".to_string()),
             allowed_sources: {
                 let mut v: Vec<xvs_core::SourcePrefix> = allowed
                     .remove(&rec.id)

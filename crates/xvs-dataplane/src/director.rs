@@ -178,6 +178,7 @@ impl Director {
             .map_max_entries("xvs_nat6", room)
             .map_max_entries("xvs_tpl4", (room / 4).max(1024))
             .map_max_entries("xvs_tpl6", (room / 4).max(1024))
+            .map_max_entries("xvs_tpl_sip", (room / 4).max(1024))
             .map_max_entries("xvs_sched_tables", options.table_slots);
         let mut ebpf = loader.load(XVS_LB).ctx(|| "load the director program (bpf/xvs_lb.bpf.c)".into())?;
         for name in ["xvs_lb", "xvs_lb_fwm", "xvs_sweep", "xvs_install"] {

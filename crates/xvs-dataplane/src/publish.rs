@@ -393,6 +393,9 @@ impl Publisher {
         if matches!(svc.key(), ServiceKey::Fwmark { .. }) {
             flags |= abi::SVC_F_FWMARK;
         }
+        if cfg.pe.as_deref() == Some("sip") {
+            flags |= abi::SVC_F_SIP;
+        }
         if cfg.persistence.is_some() {
             flags |= abi::SVC_F_PERSISTENT;
         }

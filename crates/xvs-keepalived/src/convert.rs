@@ -535,6 +535,7 @@ fn virtual_server(
         persistent: None,
         netmask: None,
         ops: false,
+        persistence_engine: None,
         allowed_sources: Vec::new(),
         vrrp_instance: None,
         real_servers: Vec::new(),
@@ -583,7 +584,10 @@ fn virtual_server(
                 vs.netmask = Some(one(s)?.to_string());
                 vs.persistent.get_or_insert(360);
             }
-            "persistence_engine" => return Err(s.error("persistence engines (sip) are not supported by xvs")),
+            "persistence_engine" => match one(s)? {
+                "sip" => vs.entry.persistence_engine = Some("sip".into()),
+                pe => return Err(s.error(format!("persistence engine '{pe}' is not one of sip"))),
+            },
             "protocol" => {
                 let p = one(s)?.to_ascii_lowercase();
                 match p.as_str() {

@@ -213,6 +213,12 @@ fn firewall_mark_services_and_groups_as_keepalived_reads_them() {
     assert!(!l.notices.iter().any(|n| n.message.contains("no protocol")), "a mark needs no protocol: {:?}", l.notices);
     let specs = l.config.specs().unwrap();
     assert!(matches!(specs[1].0.key, xvs_api::KeySpec::Fwmark { mark: 8, ipv6: true }));
+    // And the sip engine, as keepalived writes it.
+    let sip =
+        "virtual_server 198.18.0.1 5060 {\n  protocol UDP\n  persistence_timeout 300\n  persistence_engine sip\n  \
+               real_server 198.18.2.2 5060 {\n  }\n}\n";
+    let l = load_str(Path::new("k.conf"), sip).unwrap();
+    assert_eq!(l.config.specs().unwrap()[0].0.pe.as_deref(), Some("sip"));
 }
 
 #[test]
@@ -222,7 +228,7 @@ fn what_xvs_cannot_honour_is_an_error_at_its_line() {
         ("virtual_server_group G {\n  fwmark 3 inet4\n}\n", "k.conf:2: fwmark 3: family 'inet4' is not inet or inet6"),
         ("virtual_server fwmark 3 {\n  ip_family inet6\n  real_server 198.18.2.2 {\n  }\n}\n", "k.conf:1: real server 198.18.2.2 is not of the firewall-mark service's family (inet6)"),
         ("virtual_server 198.18.0.1 80 {\n  lb_algo xx\n}\n", "k.conf:2: scheduler 'xx' is not one of"),
-        ("virtual_server 198.18.0.1 80 {\n  persistence_engine sip\n}\n", "k.conf:2: persistence engines"),
+        ("virtual_server 198.18.0.1 80 {\n  persistence_engine h323\n}\n", "k.conf:2: persistence engine 'h323' is not one of sip"),
         ("virtual_server 198.18.0.1 80 {\n  lb_kind TUN type gue\n}\n", "k.conf:2: TUN type gue needs port PORT"),
         ("virtual_server 198.18.0.1 80 {\n  lb_kind TUN type gre remcsum\n}\n", "k.conf:2: 'remcsum' is not a checksum option"),
         ("virtual_server 198.18.0.1 80 {\n  lb_kind DR csum\n}\n", "k.conf:2: lb_kind DR takes no options"),

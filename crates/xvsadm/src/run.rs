@@ -124,7 +124,8 @@ Options:
   --ipv6         -6                   fwmark entry uses IPv6
   --scheduler    -s scheduler         one of rr|wrr|lc|wlc|lblc|lblcr|dh|sh|sed|nq|fo|ovf|mh|twos,
                                       the default scheduler is wlc.
-  --pe            engine              alternate persistence engine may be sip (not supported by xvs)
+  --pe            engine              alternate persistence engine may be sip,
+                                      not set by default.
   --persistent   -p [timeout]         persistent service (default 360 seconds)
   --netmask      -M netmask           persistent granularity mask
   --real-server  -r server-address    server-address is host (and port)

@@ -75,11 +75,7 @@ fn unsupported(msg: &str) -> Error {
 }
 
 /// What the XDP dataplane cannot carry, refused before anything changes (docs/differences.md).
-fn check_service(key: &ServiceKey, config: &xvs_core::ServiceConfig) -> Result<(), Error> {
-    // The core models the sip engine (xvs_core::pe_sip); the dataplane does not parse Call-IDs.
-    if config.pe.as_deref() == Some("sip") {
-        return Err(unsupported("the sip persistence engine is not supported by the xvs dataplane yet"));
-    }
+fn check_service(key: &ServiceKey) -> Result<(), Error> {
     xvs_dataplane::Publisher::check_service(key).map_err(|e| unsupported(&e.to_string()))
 }
 
@@ -297,9 +293,6 @@ impl Control {
             Ok(c) => c,
             Err(e) => return api_error(&e),
         };
-        if let Err(e) = check_service(&key, &config) {
-            return api_error(&e);
-        }
         let old = self.lb.services.get(id).expect("found").config().clone();
         if let Err(e) = self.lb.services.edit_service(&key, config, now) {
             return api_error(&e);

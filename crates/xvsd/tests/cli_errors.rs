@@ -336,15 +336,10 @@ fn the_parser_recording_replays_identically() {
     assert!(rows.len() > 60, "the recording was read");
     let mut x = InProcess::new();
     let mut diffs = Vec::new();
-    let mut deliberate = 0;
     for row in &rows {
         let out = x.run(&row.command);
-        // Differences on purpose (docs/differences.md): the sip engine is refused.
-        let sip = row.command.contains("--pe sip") && out.stderr.contains("sip persistence engine");
         let same = (out.code, out.stderr.as_str()) == (row.code, row.stderr.as_str());
-        if !same && sip {
-            deliberate += 1;
-        } else if !same {
+        if !same {
             diffs.push(format!(
                 "{}\n  kernel: rc={} {:?}\n  xvs:    rc={} {:?}",
                 row.command, row.code, row.stderr, out.code, out.stderr
@@ -352,5 +347,4 @@ fn the_parser_recording_replays_identically() {
         }
     }
     assert!(diffs.is_empty(), "{} of {} differ:\n{}", diffs.len(), rows.len(), diffs.join("\n"));
-    assert_eq!(deliberate, 2, "rows that differ on purpose (sip)");
 }

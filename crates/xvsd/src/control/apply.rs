@@ -18,7 +18,7 @@ impl Control {
             let key = s.core_key();
             let checked = s
                 .core_config()
-                .and_then(|c| check_service(&key, &c).map(|()| c))
+                .and_then(|c| check_service(&key).map(|()| c))
                 .and_then(|c| scratch.add_service(key, c, now).map(drop));
             if let Err(e) = checked {
                 return api_error(&Error::Invalid(format!("service {key}: {e}")));
@@ -431,7 +431,7 @@ impl Control {
             Ok(c) => c,
             Err(e) => return api_error(&e),
         };
-        if let Err(e) = check_service(&key, &config) {
+        if let Err(e) = check_service(&key) {
             return api_error(&e);
         }
         let id = match self.lb.add_service(key, config, now) {
