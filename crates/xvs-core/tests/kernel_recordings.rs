@@ -91,3 +91,35 @@ fn the_sip_engine_finds_the_call_ids_the_kernel_finds() {
 fn hex(s: &str) -> Vec<u8> {
     (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
 }
+
+/// `lblc-cap-scenario.sh` (6.12): beyond the table's 16384 entries a new destination still gets
+/// its entry, so after the weights turn it keeps going to the server that first took it.
+#[test]
+fn an_lblc_entry_beyond_16384_is_stored() {
+    let text = recording("lblc-cap-6.12.txt");
+    assert!(text.contains("16400 destinations scheduled") && text.contains("(its entry was stored)"), "{text}");
+    let mut lb = Balancer::default();
+    let key = ServiceKey::Fwmark { af: Family::V4, mark: 1 };
+    lb.add_service(key, ServiceConfig::new(Family::V4, SchedKind::Lblc), Instant::ZERO).unwrap();
+    for a in ["198.18.2.2", "198.18.3.2"] {
+        lb.services.add_dest(&key, ip(a), 80, DestConfig::new(ForwardMethod::Masq).weight(100)).unwrap();
+    }
+    let syn = |lb: &mut Balancer, dst: IpAddr, sport: u16| {
+        let mut p = Packet::tcp((ip("198.18.1.1"), sport), (dst, 80), TcpFlags::SYN);
+        p.fwmark = 1;
+        match lb.handle_inbound(Instant::ZERO, &p) {
+            Verdict::Forward(f) => f.daddr,
+            v => panic!("{v:?}"),
+        }
+    };
+    for n in 0..16400u32 {
+        let dst = IpAddr::from([10, 0, (n / 252) as u8, (n % 252 + 1) as u8]);
+        let _ = syn(&mut lb, dst, 1024 + (n % 60000) as u16);
+    }
+    let target = ip("10.255.0.1");
+    let first = syn(&mut lb, target, 61001);
+    let other = if first == ip("198.18.2.2") { ip("198.18.3.2") } else { ip("198.18.2.2") };
+    lb.services.edit_dest(&key, first, 80, DestConfig::new(ForwardMethod::Masq).weight(1)).unwrap();
+    lb.services.edit_dest(&key, other, 80, DestConfig::new(ForwardMethod::Masq).weight(1000)).unwrap();
+    assert_eq!(syn(&mut lb, target, 61002), first, "the 16401st entry was stored");
+}

@@ -7,9 +7,10 @@
 //! is below half its weight. Otherwise a server is picked by wlc and the entry is replaced.
 //!
 //! The table is the kernel's: 1024 buckets by `hash_32(addr, 10)`, new entries at the bucket
-//! head, at most 16384 entries (a new one is refused beyond that, the server still used), and a
-//! collector every 60 s that either drops entries idle for 6 min until enough are gone (when the
-//! table is over its size) or, every 30th quiet run, drops entries idle for `lblc_expiration`.
+//! head, no limit on new entries (16384 is only the size the collector trims to: recorded in
+//! `testdata/kernel/lblc-cap-6.12.txt`), and a collector every 60 s that either drops entries
+//! idle for 6 min until enough are gone (when the table is over that size) or, every 30th quiet
+//! run, drops entries idle for `lblc_expiration`.
 
 use core::net::IpAddr;
 use core::time::Duration;
@@ -22,7 +23,7 @@ use crate::time::Instant;
 /// Buckets in an lblc/lblcr table (`IP_VS_LBLC_TAB_BITS` = 10).
 pub(crate) const TAB_BITS: u32 = 10;
 pub(crate) const TAB_SIZE: usize = 1 << TAB_BITS;
-/// Entries beyond which new ones are refused and the collector trims (`TAB_SIZE * 16`).
+/// Entries beyond which the collector trims (`TAB_SIZE * 16`); new entries are never refused.
 pub const LBLC_TABLE_MAX: usize = TAB_SIZE * 16;
 /// The collector's period (`CHECK_EXPIRE_INTERVAL`).
 pub(crate) const CHECK_EXPIRE_INTERVAL: Duration = Duration::from_secs(60);
@@ -113,10 +114,6 @@ impl Lblc {
     pub(crate) fn new(now: Instant) -> Self {
         Lblc { buckets: (0..TAB_SIZE).map(|_| Vec::new()).collect(), gc: Collector::new(now) }
     }
-
-    fn entries(&self) -> usize {
-        self.buckets.iter().map(Vec::len).sum()
-    }
 }
 
 impl Scheduler for Lblc {
@@ -135,16 +132,15 @@ impl Scheduler for Lblc {
             }
         }
         let dest = weighted_least(dests.iter(), crate::Dest::overhead)?;
-        // ip_vs_lblc_new: keep a matching entry, else replace it, subject to the size cap.
+        // ip_vs_lblc_new: keep a matching entry, else replace it; the table's size does not
+        // refuse one (only the collector looks at it).
         if let Some(pos) = self.buckets[b].iter().position(|e| e.addr == input.daddr) {
             if self.buckets[b][pos].dest == dest {
                 return Some(dest);
             }
             self.buckets[b].remove(pos);
         }
-        if self.entries() <= LBLC_TABLE_MAX {
-            self.buckets[b].insert(0, Entry { addr: input.daddr, dest, lastuse: env.now });
-        }
+        self.buckets[b].insert(0, Entry { addr: input.daddr, dest, lastuse: env.now });
         Some(dest)
     }
 

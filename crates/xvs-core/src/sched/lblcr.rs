@@ -9,7 +9,7 @@
 use core::net::IpAddr;
 use core::time::Duration;
 
-use super::lblc::{bucket_of, is_overloaded, Collector, LBLC_TABLE_MAX, TAB_SIZE};
+use super::lblc::{bucket_of, is_overloaded, Collector, TAB_SIZE};
 use super::{weighted_least, SchedEnv, SchedInput, SchedKind, Scheduler};
 use crate::dest::{DestId, DestView};
 use crate::time::Instant;
@@ -113,10 +113,8 @@ impl Scheduler for Lblcr {
             return Some(dest);
         }
         let dest = weighted_least(dests.iter(), crate::Dest::overhead)?;
-        let entries: usize = self.buckets.iter().map(Vec::len).sum();
-        if entries <= LBLC_TABLE_MAX {
-            self.buckets[b].insert(0, Entry { addr: input.daddr, set: vec![dest], lastmod: now, lastuse: now });
-        }
+        // ip_vs_lblcr_new, like lblc's: no size limit on a new entry.
+        self.buckets[b].insert(0, Entry { addr: input.daddr, set: vec![dest], lastmod: now, lastuse: now });
         Some(dest)
     }
 
