@@ -198,6 +198,48 @@ __attribute__((noinline)) int reply(struct xdp_md *ctx, struct pkt *p, union con
 	return XDP_PASS;
 }
 
+/* A reply of a direct-routing or tunnel connection that passes back through the director (the
+ * real server routes through it): its source is the VIP, and the kernel's out lookup finds the
+ * connection by it, counts the packet and moves the state with the full table (so a connection
+ * the client closes reaches TIME_WAIT: testdata/kernel/dr-replies-6.12.txt). The packet goes on
+ * to the kernel, which forwards it, as before.
+ * Returns: 1 when it was such a reply. */
+__attribute__((noinline)) int observe_reply(struct pkt *p, union conn_key *rk)
+{
+	if (!p || !rk)
+		return 0;
+	__builtin_memset(rk, 0, sizeof(*rk));
+	if (p->af == XVS_AF_INET) {
+		rk->k4.caddr = p->daddr[0];
+		rk->k4.vaddr = p->saddr[0];
+		rk->k4.cport = p->dport;
+		rk->k4.vport = p->sport;
+		rk->k4.proto = p->proto;
+	} else {
+		__builtin_memcpy(rk->k6.caddr, p->daddr, 16);
+		__builtin_memcpy(rk->k6.vaddr, p->saddr, 16);
+		rk->k6.cport = p->dport;
+		rk->k6.vport = p->sport;
+		rk->k6.proto = p->proto;
+	}
+	struct xvs_conn *c = conn_lookup(p->af, rk);
+	if (!c || (c->flags & XVS_CONN_F_NAT))
+		return 0;
+	__u32 dest_id = c->dest_id;
+	struct xvs_dest *dst = bpf_map_lookup_elem(&xvs_dests, &dest_id);
+	if (!dst || dst->gen != c->gen)
+		return 0;
+	__u8 old_state = c->state;
+	conn_transition(p->af, rk, c, DIR_OUTPUT, p->tcp_flags);
+	if (old_state == XVS_UDP_S)
+		conn_assure(c);
+	if (c->state != old_state || (__s32)(p->now - c->seen) >= 1000)
+		c->seen = p->now;
+	if (dst->flags & XVS_DEST_F_AVAILABLE)
+		count_stats(dest_id, dst->svc_id, p->ip_len, 1, 0);
+	return 1;
+}
+
 /* Removes a connection that can no longer carry packets (expired, closed and reused, or its
  * server gone), with its accounting. The packet path and the sweep may race for the same
  * entry: only the one whose delete succeeds does the accounting, from a copy taken before
@@ -424,9 +466,13 @@ static __always_inline int handle_l4(struct xdp_md *ctx, struct scratch *sc, con
 	    !((is_syn || (cfg->flags & XVS_CFG_SLOPPY_TCP)) && !(p->tcp_flags & XVS_TCP_RST))) {
 		if (old)
 			drop_conn(p->af, kp, old); /* a SYN with RST: replaces, opens nothing */
+		else if (!p->fwm)
+			observe_reply(p, &sc->fk);
 		return XDP_PASS;
 	}
 	struct xvs_svc *svc = find_service(p);
+	if (!svc && !old && !p->fwm && observe_reply(p, &sc->fk))
+		return XDP_PASS;
 	if (!svc || p->sport == bpf_htons(20)) {
 		/* No service (any more), or active FTP data, never scheduled from the client side */
 		if (old)
