@@ -51,7 +51,12 @@ pub fn input(control: &mut Control, now: Instant) -> Input {
         half: dp.sweeper.half,
         max_half: dp.director.options.max_half,
         early_total: dp.sweeper.early_total,
-        reasons: dp.director.reasons().unwrap_or_default(),
+        reasons: {
+            let mut r = dp.director.reasons().unwrap_or_default();
+            // Kept as a counter (the reasons' map has no room left in this layout).
+            r.push(("sip_no_call_id", dp.director.counter(xvs_abi::counter::SIP_NO_CALLID).unwrap_or(0)));
+            r
+        },
     });
     Input { snap, dp }
 }
