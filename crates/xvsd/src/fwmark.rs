@@ -165,6 +165,19 @@ impl Plumbing {
         if marks.is_empty() {
             self.remove_device().await?;
         }
+        // The kernel forwards each connection's first packet into the device: without
+        // forwarding it drops them, and the service would never see a client.
+        for (v6, path) in
+            [(false, "/proc/sys/net/ipv4/ip_forward"), (true, "/proc/sys/net/ipv6/conf/all/forwarding")]
+        {
+            if marks.iter().any(|(f, _)| *f == v6) && std::fs::read_to_string(path).is_ok_and(|v| v.trim() == "0") {
+                tracing::warn!(
+                    "{} forwarding is off ({path} = 0): the first packet of each connection to a firewall-mark \
+                     service is forwarded by the kernel, so none will be balanced",
+                    if v6 { "IPv6" } else { "IPv4" }
+                );
+            }
+        }
         tracing::info!(marks = ?marks, "firewall marks routed to the dataplane");
         *done = Some(marks);
         Ok(())
