@@ -223,7 +223,8 @@ __attribute__((noinline)) int observe_reply(struct pkt *p, union conn_key *rk)
 		rk->k6.proto = p->proto;
 	}
 	struct xvs_conn *c = conn_lookup(p->af, rk);
-	if (!c || (c->flags & XVS_CONN_F_NAT))
+	struct xvs_cfg *cfg = config();
+	if (!c || !cfg || (c->flags & XVS_CONN_F_NAT) || conn_expired(c, cfg, p->now))
 		return 0;
 	__u32 dest_id = c->dest_id;
 	struct xvs_dest *dst = bpf_map_lookup_elem(&xvs_dests, &dest_id);
@@ -361,6 +362,8 @@ __attribute__((noinline)) __u32 pick_sip(const struct xvs_svc *svc, struct pkt *
 		struct xvs_dest *d = bpf_map_lookup_elem(&xvs_dests, &id);
 		if (d && d->gen == tpl->gen && (d->flags & XVS_DEST_F_AVAILABLE) &&
 		    !((cfg->flags & XVS_CFG_EXPIRE_QUIESCENT) && d->weight == 0)) {
+			/* A call that came back: never taken by early drop under a flood. */
+			tpl->state = XVS_TPL_S_ASSURED;
 			tpl->since = now;
 			return id;
 		}

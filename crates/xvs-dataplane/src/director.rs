@@ -336,13 +336,18 @@ impl Director {
             .ok_or_else(|| Error::Unsupported("no program xvs_fwm_stamp".into()))?
             .try_into();
         let prog = prog.ctx(|| "program xvs_fwm_stamp".into())?;
-        let id = match PinnedLink::from_pin(&tc_pin) {
-            Ok(old) => {
-                let link = SchedClassifierLink::try_from(FdLink::from(old))
-                    .map_err(|e| linkerr(format!("{} is not a TCX link", tc_pin.display()))(&e))?;
-                prog.attach_to_link(link).ctx(|| format!("replace the program on {dev}'s egress"))?
-            }
-            Err(_) => prog
+        // A pinned link whose device was deleted meanwhile cannot take the program: unpinned,
+        // and attached afresh.
+        let replaced = PinnedLink::from_pin(&tc_pin).ok().and_then(|old| {
+            let link = SchedClassifierLink::try_from(FdLink::from(old)).ok()?;
+            prog.attach_to_link(link).ok()
+        });
+        if replaced.is_none() {
+            let _ = std::fs::remove_file(&tc_pin);
+        }
+        let id = match replaced {
+            Some(id) => id,
+            None => prog
                 .attach_with_options(dev, TcAttachType::Egress, TcAttachOptions::TcxOrder(LinkOrder::default()))
                 .ctx(|| format!("attach to {dev}'s egress (TCX, Linux 6.6 or later)"))?,
         };
@@ -354,14 +359,17 @@ impl Director {
 
         let xdp_pin = link_dir.join(format!("{peer}-xdp"));
         let prog = self.prog_mut("xvs_lb_fwm")?;
-        let id = match PinnedLink::from_pin(&xdp_pin) {
-            Ok(old) => {
-                let link = XdpLink::try_from(FdLink::from(old))
-                    .map_err(|e| linkerr(format!("{} is not an XDP link", xdp_pin.display()))(&e))?;
-                prog.attach_to_link(link).ctx(|| format!("replace the program on {peer}"))?
-            }
+        let replaced = PinnedLink::from_pin(&xdp_pin).ok().and_then(|old| {
+            let link = XdpLink::try_from(FdLink::from(old)).ok()?;
+            prog.attach_to_link(link).ok()
+        });
+        if replaced.is_none() {
+            let _ = std::fs::remove_file(&xdp_pin);
+        }
+        let id = match replaced {
+            Some(id) => id,
             // Generic: what it redirects leaves as an ordinary packet through any driver.
-            Err(_) => prog.attach(peer, XdpMode::Skb).ctx(|| format!("attach to {peer}"))?,
+            None => prog.attach(peer, XdpMode::Skb).ctx(|| format!("attach to {peer}"))?,
         };
         let link = prog.take_link(id).ctx(|| "take the link".into())?;
         let fd = FdLink::try_from(link).map_err(|e| linkerr("the XDP link".into())(&e))?;

@@ -1,8 +1,9 @@
 //! Firewall-mark services: how marked packets reach the dataplane.
 //!
 //! XDP runs before netfilter, so it cannot see the mark an operator's mangle rule sets. While
-//! firewall-mark services exist, xvsd keeps a veth pair, [`DEV`] and [`PEER`]; one policy rule
-//! per mark (`fwmark M lookup` [`TABLE`], preference 0) routes marked packets into [`DEV`],
+//! firewall-mark services exist, xvsd keeps a veth pair, [`DEV`] and [`PEER`]; two policy rules
+//! per mark (`fwmark M ipproto tcp|udp lookup` [`TABLE`], preference 0) route marked packets
+//! into [`DEV`],
 //! whose egress program writes the mark into the frame, and the program on [`PEER`] balances
 //! them. Those rules must come before the `local` rule, or a marked packet to a VIP this host
 //! holds would be delivered locally: the `local` rule is moved from preference 0 to 1 while any
@@ -35,6 +36,8 @@ pub const PEER: &str = "xvs-fwm-p";
 pub const TABLE: u32 = 0x7876;
 /// The kernel's `local` table.
 const LOCAL: u32 = 255;
+/// The protocols a firewall-mark service balances (TCP, UDP).
+const PROTOCOLS: [u8; 2] = [6, 17];
 
 /// The firewall marks of `services`, by family (`true`: IPv6).
 pub fn wanted(services: &Services) -> BTreeSet<(bool, u32)> {
@@ -56,6 +59,8 @@ pub struct Rule {
     pub table: u32,
     /// Its mark selector.
     pub fwmark: Option<u32>,
+    /// Its protocol selector (`ipproto`).
+    pub ipproto: Option<u8>,
     /// True when it selects by nothing at all (the kernel's own `lookup local`).
     pub plain: bool,
 }
@@ -67,10 +72,10 @@ pub enum Op {
     AddLocal(u32),
     /// Remove the plain `lookup local` at this preference.
     DelLocal(u32),
-    /// Add `fwmark M lookup TABLE` at preference 0.
-    AddMark(u32),
-    /// Remove xvs's rule for mark M.
-    DelMark(u32),
+    /// Add `fwmark M ipproto P lookup TABLE` at preference 0.
+    AddMark(u32, u8),
+    /// Remove xvs's rule for mark M (and protocol P, or none).
+    DelMark(u32, Option<u8>),
 }
 
 /// The changes that make one family's rules carry exactly `marks`, ahead of `local`. The local
@@ -78,7 +83,12 @@ pub enum Op {
 /// (and the other way round when it is put back).
 pub fn plan(rules: &[Rule], marks: &BTreeSet<u32>) -> Vec<Op> {
     let local_at = |p: u32| rules.iter().any(|r| r.plain && r.table == LOCAL && r.pref == p);
-    let ours: BTreeSet<u32> = rules.iter().filter(|r| r.table == TABLE).filter_map(|r| r.fwmark).collect();
+    // TCP and UDP only: whatever else the operator marks (a ping to a VIP the director holds)
+    // still reaches the host, as with IPVS.
+    let wanted: BTreeSet<(u32, Option<u8>)> =
+        marks.iter().flat_map(|m| PROTOCOLS.iter().map(move |p| (*m, Some(*p)))).collect();
+    let ours: BTreeSet<(u32, Option<u8>)> =
+        rules.iter().filter(|r| r.table == TABLE).filter_map(|r| r.fwmark.map(|m| (m, r.ipproto))).collect();
     let mut ops = Vec::new();
     if !marks.is_empty() && local_at(0) {
         if !local_at(1) {
@@ -86,8 +96,8 @@ pub fn plan(rules: &[Rule], marks: &BTreeSet<u32>) -> Vec<Op> {
         }
         ops.push(Op::DelLocal(0));
     }
-    ops.extend(ours.difference(marks).map(|m| Op::DelMark(*m)));
-    ops.extend(marks.difference(&ours).map(|m| Op::AddMark(*m)));
+    ops.extend(ours.difference(&wanted).map(|(m, p)| Op::DelMark(*m, *p)));
+    ops.extend(wanted.difference(&ours).map(|(m, p)| Op::AddMark(*m, p.expect("wanted rules name a protocol"))));
     if marks.is_empty() && local_at(1) {
         if !local_at(0) {
             ops.push(Op::AddLocal(0));
@@ -98,13 +108,17 @@ pub fn plan(rules: &[Rule], marks: &BTreeSet<u32>) -> Vec<Op> {
 }
 
 fn rule_of(m: &RuleMessage) -> Rule {
-    let mut r = Rule { pref: 0, table: u32::from(m.header.table), fwmark: None, plain: true };
+    let mut r = Rule { pref: 0, table: u32::from(m.header.table), fwmark: None, ipproto: None, plain: true };
     for a in &m.attributes {
         match a {
             RuleAttribute::Priority(p) => r.pref = *p,
             RuleAttribute::Table(t) => r.table = *t,
             RuleAttribute::FwMark(f) => {
                 r.fwmark = Some(*f);
+                r.plain = false;
+            }
+            RuleAttribute::IpProtocol(p) => {
+                r.ipproto = u8::try_from(i32::from(*p)).ok();
                 r.plain = false;
             }
             RuleAttribute::Source(_)
@@ -115,7 +129,6 @@ fn rule_of(m: &RuleMessage) -> Rule {
             | RuleAttribute::TunId(_)
             | RuleAttribute::L3MDev(_)
             | RuleAttribute::UidRange(_)
-            | RuleAttribute::IpProtocol(_)
             | RuleAttribute::SourcePortRange(_)
             | RuleAttribute::DestinationPortRange(_) => r.plain = false,
             // Protocol, masks, suppressors and attributes newer than this crate select nothing.
@@ -151,8 +164,9 @@ impl Plumbing {
         if done.as_ref() == Some(&marks) {
             return Ok(());
         }
+        let v6_marks = marks.iter().any(|(v6, _)| *v6);
         if !marks.is_empty() {
-            self.ensure_device().await?;
+            self.ensure_device(v6_marks).await?;
             let mut c = control.lock().await;
             if let Some(dp) = c.dp.as_mut() {
                 dp.director.attach_fwmark(DEV, PEER, &self.links).context("attach the firewall-mark programs")?;
@@ -160,16 +174,18 @@ impl Plumbing {
         }
         for v6 in [false, true] {
             let family: BTreeSet<u32> = marks.iter().filter(|(f, _)| *f == v6).map(|(_, m)| *m).collect();
-            self.rules(v6, &family).await?;
+            match self.rules(v6, &family).await {
+                // A host without IPv6 (ipv6.disable=1) has no IPv6 rules to keep.
+                Err(e) if v6 && !v6_marks => tracing::debug!("IPv6 policy rules not read: {e:#}"),
+                r => r?,
+            }
         }
         if marks.is_empty() {
             self.remove_device().await?;
         }
         // The kernel forwards each connection's first packet into the device: without
         // forwarding it drops them, and the service would never see a client.
-        for (v6, path) in
-            [(false, "/proc/sys/net/ipv4/ip_forward"), (true, "/proc/sys/net/ipv6/conf/all/forwarding")]
-        {
+        for (v6, path) in [(false, "/proc/sys/net/ipv4/ip_forward"), (true, "/proc/sys/net/ipv6/conf/all/forwarding")] {
             if marks.iter().any(|(f, _)| *f == v6) && std::fs::read_to_string(path).is_ok_and(|v| v.trim() == "0") {
                 tracing::warn!(
                     "{} forwarding is off ({path} = 0): the first packet of each connection to a firewall-mark \
@@ -189,7 +205,7 @@ impl Plumbing {
         nix::net::if_::if_nametoindex(name).ok()
     }
 
-    async fn ensure_device(&self) -> anyhow::Result<()> {
+    async fn ensure_device(&self, v6_marks: bool) -> anyhow::Result<()> {
         let dev = match Self::index(DEV) {
             Some(i) => i,
             None => {
@@ -213,7 +229,12 @@ impl Plumbing {
                 (format!("/proc/sys/net/ipv4/conf/{name}/forwarding"), "1"),
                 (format!("/proc/sys/net/ipv6/conf/{name}/forwarding"), "1"),
             ] {
-                std::fs::write(&path, value).with_context(|| format!("write {path}"))?;
+                match std::fs::write(&path, value) {
+                    Ok(()) => {}
+                    // IPv6 may be off on this host; it matters only for IPv6 marks.
+                    Err(_) if path.contains("/ipv6/") && !v6_marks => {}
+                    Err(e) => return Err(e).with_context(|| format!("write {path}")),
+                }
             }
         }
         // The peer takes whatever the device sends: one MAC for both, no ARP, room for any packet.
@@ -238,7 +259,12 @@ impl Plumbing {
             } else {
                 add.v4().destination_prefix(std::net::Ipv4Addr::UNSPECIFIED, 0).replace().execute().await
             };
-            r.with_context(|| format!("route table {TABLE} into {DEV}"))?;
+            if let Err(e) = r {
+                if v6 && !v6_marks {
+                    continue;
+                }
+                return Err(e).with_context(|| format!("route table {TABLE} into {DEV}"));
+            }
         }
         Ok(())
     }
@@ -261,10 +287,13 @@ impl Plumbing {
         let listed: Vec<RuleMessage> = listed.into_iter().filter(|m| m.header.family == family).collect();
         let rules: Vec<Rule> = listed.iter().map(rule_of).collect();
         for op in plan(&rules, marks) {
-            let add = |table: u32, pref: u32, mark: Option<u32>| {
+            let add = |table: u32, pref: u32, mark: Option<(u32, u8)>| {
                 let mut r = self.handle.rule().add().table_id(table).priority(pref).action(RuleAction::ToTable);
-                if let Some(m) = mark {
+                if let Some((m, p)) = mark {
                     r = r.fw_mark(m);
+                    r.message_mut()
+                        .attributes
+                        .push(RuleAttribute::IpProtocol(netlink_packet_route::IpProtocol::from(i32::from(p))));
                 }
                 r
             };
@@ -274,7 +303,7 @@ impl Plumbing {
             let what = format!("{op:?}");
             let result = match op {
                 Op::AddLocal(p) => exec_add(add(LOCAL, p, None), v6).await,
-                Op::AddMark(m) => exec_add(add(TABLE, 0, Some(m)), v6).await,
+                Op::AddMark(m, p) => exec_add(add(TABLE, 0, Some((m, p))), v6).await,
                 Op::DelLocal(p) => {
                     let mut r = Ok(());
                     for m in del(&|r: &Rule| r.plain && r.table == LOCAL && r.pref == p) {
@@ -282,9 +311,9 @@ impl Plumbing {
                     }
                     r
                 }
-                Op::DelMark(mark) => {
+                Op::DelMark(mark, proto) => {
                     let mut r = Ok(());
-                    for m in del(&|r: &Rule| r.table == TABLE && r.fwmark == Some(mark)) {
+                    for m in del(&|r: &Rule| r.table == TABLE && r.fwmark == Some(mark) && r.ipproto == proto) {
                         r = r.and(self.handle.rule().del(m).execute().await);
                     }
                     r
@@ -297,8 +326,9 @@ impl Plumbing {
 
     /// Takes everything away: rules, the moved `local` rule back, the device (`xvsd --purge`).
     pub async fn remove_all(&self) -> anyhow::Result<()> {
-        for v6 in [false, true] {
-            self.rules(v6, &BTreeSet::new()).await?;
+        self.rules(false, &BTreeSet::new()).await?;
+        if let Err(e) = self.rules(true, &BTreeSet::new()).await {
+            tracing::debug!("IPv6 policy rules not read: {e:#}");
         }
         self.remove_device().await
     }
@@ -317,11 +347,12 @@ mod tests {
     use super::*;
 
     fn kernel_defaults() -> Vec<Rule> {
-        vec![
-            Rule { pref: 0, table: LOCAL, fwmark: None, plain: true },
-            Rule { pref: 32766, table: 254, fwmark: None, plain: true },
-            Rule { pref: 32767, table: 253, fwmark: None, plain: true },
-        ]
+        let plain = |pref, table| Rule { pref, table, fwmark: None, ipproto: None, plain: true };
+        vec![plain(0, LOCAL), plain(32766, 254), plain(32767, 253)]
+    }
+
+    fn ours(mark: u32, proto: u8) -> Rule {
+        Rule { pref: 0, table: TABLE, fwmark: Some(mark), ipproto: Some(proto), plain: false }
     }
 
     fn marks(m: &[u32]) -> BTreeSet<u32> {
@@ -331,38 +362,57 @@ mod tests {
     #[test]
     fn the_first_mark_moves_local_after_it_without_a_gap() {
         let ops = plan(&kernel_defaults(), &marks(&[5, 7]));
-        assert_eq!(ops, vec![Op::AddLocal(1), Op::DelLocal(0), Op::AddMark(5), Op::AddMark(7)]);
+        assert_eq!(
+            ops,
+            vec![
+                Op::AddLocal(1),
+                Op::DelLocal(0),
+                Op::AddMark(5, 6),
+                Op::AddMark(5, 17),
+                Op::AddMark(7, 6),
+                Op::AddMark(7, 17)
+            ]
+        );
     }
 
     #[test]
     fn later_changes_touch_only_the_marks() {
         let mut rules = kernel_defaults();
         rules[0].pref = 1;
-        rules.push(Rule { pref: 0, table: TABLE, fwmark: Some(5), plain: false });
-        rules.push(Rule { pref: 0, table: TABLE, fwmark: Some(7), plain: false });
+        rules.extend([ours(5, 6), ours(5, 17), ours(7, 6), ours(7, 17)]);
         assert_eq!(plan(&rules, &marks(&[5, 7])), vec![]);
-        assert_eq!(plan(&rules, &marks(&[7, 9])), vec![Op::DelMark(5), Op::AddMark(9)]);
+        assert_eq!(
+            plan(&rules, &marks(&[7, 9])),
+            vec![Op::DelMark(5, Some(6)), Op::DelMark(5, Some(17)), Op::AddMark(9, 6), Op::AddMark(9, 17)]
+        );
         // The last one gone: local goes back to 0, its copy at 1 removed after.
-        assert_eq!(plan(&rules, &marks(&[])), vec![Op::DelMark(5), Op::DelMark(7), Op::AddLocal(0), Op::DelLocal(1)]);
+        let ops = plan(&rules, &marks(&[]));
+        assert_eq!(&ops[4..], &[Op::AddLocal(0), Op::DelLocal(1)]);
+        // A rule without a protocol (an earlier xvsd's) is replaced.
+        let mut old = kernel_defaults();
+        old[0].pref = 1;
+        old.push(Rule { pref: 0, table: TABLE, fwmark: Some(5), ipproto: None, plain: false });
+        assert_eq!(plan(&old, &marks(&[5])), vec![Op::DelMark(5, None), Op::AddMark(5, 6), Op::AddMark(5, 17)]);
     }
 
     #[test]
     fn an_operator_who_moved_local_elsewhere_is_left_alone() {
         let mut rules = kernel_defaults();
         rules[0].pref = 1000;
-        assert_eq!(plan(&rules, &marks(&[5])), vec![Op::AddMark(5)]);
+        assert_eq!(plan(&rules, &marks(&[5])), vec![Op::AddMark(5, 6), Op::AddMark(5, 17)]);
         assert_eq!(plan(&rules, &marks(&[])), vec![]);
         // A half-done move (a crash between the two steps) is finished.
         let mut both = kernel_defaults();
-        both.push(Rule { pref: 1, table: LOCAL, fwmark: None, plain: true });
-        assert_eq!(plan(&both, &marks(&[5])), vec![Op::DelLocal(0), Op::AddMark(5)]);
+        both.push(Rule { pref: 1, table: LOCAL, fwmark: None, ipproto: None, plain: true });
+        assert_eq!(plan(&both, &marks(&[5])), vec![Op::DelLocal(0), Op::AddMark(5, 6), Op::AddMark(5, 17)]);
         assert_eq!(plan(&both, &marks(&[])), vec![Op::DelLocal(1)]);
     }
 
     #[test]
     fn a_rule_with_selectors_is_not_the_local_rule() {
         let mut rules = kernel_defaults();
-        rules.push(Rule { pref: 1, table: LOCAL, fwmark: Some(3), plain: false });
-        assert_eq!(plan(&rules, &marks(&[5])), vec![Op::AddLocal(1), Op::DelLocal(0), Op::AddMark(5)]);
+        rules.push(Rule { pref: 1, table: LOCAL, fwmark: Some(3), ipproto: None, plain: false });
+        let ops = plan(&rules, &marks(&[5]));
+        assert_eq!(&ops[..2], &[Op::AddLocal(1), Op::DelLocal(0)]);
     }
 }

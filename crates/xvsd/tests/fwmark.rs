@@ -125,9 +125,14 @@ fn marked_connections_are_balanced_by_their_mark() {
     let listing = adm(s, "-Ln");
     assert!(listing.contains("FWM  1 rr persistent 300") && listing.contains("FWM  2 IPv6 rr"), "{listing}");
     let r4 = rules(d, false);
-    assert!(r4.contains("0:\tfrom all fwmark 0x1 lookup 30838") && r4.contains("1:\tfrom all lookup local"), "{r4}");
+    assert!(
+        r4.contains("0:\tfrom all fwmark 0x1 ipproto tcp lookup 30838")
+            && r4.contains("0:\tfrom all fwmark 0x1 ipproto udp lookup 30838")
+            && r4.contains("1:\tfrom all lookup local"),
+        "{r4}"
+    );
     assert!(!r4.contains("0:\tfrom all lookup local"), "local moved behind the marks: {r4}");
-    assert!(rules(d, true).contains("fwmark 0x2 lookup 30838"), "{}", rules(d, true));
+    assert!(rules(d, true).contains("fwmark 0x2 ipproto tcp lookup 30838"), "{}", rules(d, true));
 
     // Persistence across the marked ports: one server for both, every time.
     let first = who(&lab.client, VIP4, 8080, None).unwrap_or_else(|e| panic!("{e}\n{}", diagnose()));
@@ -233,6 +238,27 @@ fn a_vip_on_the_director_and_the_cost_of_the_first_packet() {
         seen.insert(who(&lab.client, VIP4, 8080, None).unwrap_or_else(|e| panic!("{e}\n{}", xvsd.log_text())));
     }
     assert_eq!(seen.len(), 2, "both servers behind the local VIP: {seen:?}");
+    // Marked traffic the service does not balance (a ping) still reaches the director, as with IPVS.
+    ok(
+        d.exec(&[
+            "iptables",
+            "-t",
+            "mangle",
+            "-A",
+            "PREROUTING",
+            "-d",
+            VIP4,
+            "-p",
+            "icmp",
+            "-j",
+            "MARK",
+            "--set-mark",
+            "0x10",
+        ]),
+        "iptables",
+    );
+    let ping = lab.client.command("ping").args(["-c1", "-W2", VIP4]).output().unwrap();
+    assert!(ping.status.success(), "a marked ping to the director's VIP is answered by the director");
 
     // The price of the kernel's part (mangle, routing, the veth) on each first packet: the
     // connection rate of the firewall-mark service beside the address service's, side by side.
