@@ -37,6 +37,11 @@ struct Setup {
     lab: Classic,
 }
 
+/// The two load labs one after the other: on a two-core machine, wrk, iperf3 and two generic-XDP
+/// directors at once starve each other until requests time out (seen once in a fresh-clone CI
+/// run: 4 of 21,929 requests past wrk's 5 s), which says nothing about the balancer.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn setup(xvsd_args: &[&str]) -> Setup {
     let mut lab = Classic::new(3, Mode::Nat);
     lab.start_web_servers();
@@ -111,6 +116,7 @@ fn hundreds_of_changes_under_load_fail_nothing() {
     if !xvs_lab::require_root() {
         return;
     }
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let Setup { xvsd, lab, _aux } = setup(&[]);
     let s = xvsd.socket.clone();
     let wrk = start_wrk(&lab, 12);
@@ -160,6 +166,7 @@ fn killing_and_restarting_xvsd_keeps_forwarding() {
     if !xvs_lab::require_root() {
         return;
     }
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let Setup { mut xvsd, lab, _aux } = setup(&["--metrics", "127.0.0.1:9642"]);
     let s = xvsd.socket.clone();
     adm(&s, &format!("-e -t {VIP4}:80 -r {}:80 -m -w 3 -x 5000 -y 1000", rs4(1)));
