@@ -13,7 +13,10 @@ use core::time::Duration;
 
 use crate::addr::{mask_addr, Family};
 use crate::conn::tcp::{next_state, TCP_STATES_NORMAL, TCP_STATES_SECURE};
-use crate::conn::{Conn, ConnFlags, ConnId, ConnState, ConnTable, Direction, InKey, OutKey, TcpFlags, TcpState};
+use crate::conn::{
+    sctp, Conn, ConnFlags, ConnId, ConnState, ConnTable, Direction, InKey, OutKey, SctpChunks, SctpState, TcpFlags,
+    TcpState,
+};
 use crate::dest::DestId;
 use crate::model::{ForwardMethod, Protocol, ServiceKey};
 use crate::sched::{RandomSource, SchedEnv, SchedInput, SplitMix64};
@@ -42,8 +45,10 @@ pub struct Packet {
     pub sport: u16,
     /// Destination port.
     pub dport: u16,
-    /// TCP flags (ignored for UDP).
+    /// TCP flags (ignored for UDP and SCTP).
     pub tcp: TcpFlags,
+    /// The SCTP chunks the state machine reads (ignored for TCP and UDP).
+    pub sctp: SctpChunks,
     /// Length of the IP packet, header included (what the byte counters add).
     pub len: u32,
     /// The firewall mark (0 without one).
@@ -66,6 +71,7 @@ impl Packet {
             len: 60,
             fwmark: 0,
             callid: None,
+            sctp: SctpChunks::default(),
         }
     }
 
@@ -81,12 +87,27 @@ impl Packet {
             len: 60,
             fwmark: 0,
             callid: None,
+            sctp: SctpChunks::default(),
         }
+    }
+
+    /// An SCTP packet carrying `chunks`, with a 60-byte length.
+    pub fn sctp(src: (IpAddr, u16), dst: (IpAddr, u16), chunks: SctpChunks) -> Packet {
+        Packet { proto: Protocol::Sctp, sctp: chunks, ..Packet::udp(src, dst) }
     }
 
     /// The address family.
     pub fn family(&self) -> Family {
         Family::of(&self.src)
+    }
+
+    /// A TCP SYN or an SCTP INIT: what may replace a closed connection (`is_new_conn`).
+    fn opens_anew(&self) -> bool {
+        match self.proto {
+            Protocol::Tcp => self.tcp.syn(),
+            Protocol::Sctp => self.sctp.is_init(),
+            Protocol::Udp => false,
+        }
     }
 }
 
@@ -303,10 +324,6 @@ impl Balancer {
 
     /// A packet from a client (the in-hook, reference §1.1).
     pub fn handle_inbound(&mut self, now: Instant, pkt: &Packet) -> Verdict {
-        if pkt.proto == Protocol::Sctp {
-            // Neither the model nor the dataplane balance SCTP; the packet goes on unchanged.
-            return Verdict::Pass;
-        }
         let key =
             InKey { proto: pkt.proto.number(), caddr: pkt.src, cport: pkt.sport, vaddr: pkt.dst, vport: pkt.dport };
         let mut cp = self.conns.lookup_in(&key);
@@ -316,7 +333,7 @@ impl Balancer {
         let mut replaced = None;
 
         if let Some(id) = cp {
-            if pkt.proto == Protocol::Tcp && pkt.tcp.syn() {
+            if pkt.opens_anew() {
                 let c = self.conns.get(id).expect("looked up");
                 let dest_weight0 = c.dest.and_then(|d| self.services.dest(d)).is_some_and(|d| d.weight() == 0);
                 // Since Linux 5.14 the quiesced-server case does not depend on conn_reuse_mode.
@@ -370,7 +387,10 @@ impl Balancer {
     fn open(&mut self, now: Instant, pkt: &Packet) -> Result<ConnId, Verdict> {
         let may_open = match pkt.proto {
             Protocol::Tcp => (pkt.tcp.syn() || self.sysctl.sloppy_tcp) && !pkt.tcp.rst(),
-            _ => true,
+            // sctp_conn_schedule: an INIT, or any first chunk but an ABORT with sloppy_sctp
+            // (recorded: testdata/kernel/sctp-6.*.txt, "which first chunk opens a connection").
+            Protocol::Sctp => (pkt.sctp.is_init() || self.sysctl.sloppy_sctp) && !pkt.sctp.is_abort(),
+            Protocol::Udp => true,
         };
         if !may_open {
             return Err(Verdict::Pass);
@@ -398,9 +418,6 @@ impl Balancer {
 
     /// A packet from a real server routed through the director (the out-hook, §1.2).
     pub fn handle_outbound(&mut self, now: Instant, pkt: &Packet) -> Verdict {
-        if pkt.proto == Protocol::Sctp {
-            return Verdict::Pass;
-        }
         let key =
             OutKey { proto: pkt.proto.number(), caddr: pkt.dst, cport: pkt.dport, raddr: pkt.src, rport: pkt.sport };
         let Some(id) = self.conns.lookup_out(&key) else {
@@ -439,6 +456,7 @@ impl Balancer {
             ConnState::Tcp(TcpState::FinWait) => {
                 self.sysctl.conn_reuse_mode & 2 != 0 && c.flags.has(ConnFlags::NOOUTPUT)
             }
+            ConnState::Sctp(SctpState::Closed) => true,
             _ => false,
         }
     }
@@ -517,6 +535,35 @@ impl Balancer {
                 let c = self.conns.get_mut(id).expect("live connection");
                 c.state = ConnState::Tcp(new);
                 c.timeout = self.timeouts.tcp.get(new);
+            }
+            ConnState::Sctp(state) => {
+                let mut dir = dir;
+                if c.flags.has(ConnFlags::NOOUTPUT) {
+                    if dir == Direction::Output {
+                        c.flags.0 &= !ConnFlags::NOOUTPUT;
+                    } else {
+                        dir = Direction::InputOnly;
+                    }
+                }
+                let new = sctp::next_state(dir, pkt.sctp, state);
+                if new != state {
+                    if c.is_active() != new.is_active() {
+                        if new.is_active() {
+                            c.flags.0 &= !ConnFlags::INACTIVE;
+                        } else {
+                            c.flags.0 |= ConnFlags::INACTIVE;
+                        }
+                        if let Some(d) = c.dest.and_then(|d| self.services.dest_mut(d)) {
+                            d.set_active(new.is_active());
+                        }
+                    }
+                    if new == SctpState::Established {
+                        self.assure_template(id);
+                    }
+                }
+                let c = self.conns.get_mut(id).expect("live connection");
+                c.state = ConnState::Sctp(new);
+                c.timeout = new.timeout();
             }
             ConnState::Udp => {
                 c.timeout = self.timeouts.udp;
@@ -657,7 +704,8 @@ impl Balancer {
         flags |= ConnFlags::for_method(d.method()).0;
         let state = match pkt.proto {
             Protocol::Udp => ConnState::Udp,
-            _ => ConnState::Tcp(TcpState::None),
+            Protocol::Sctp => ConnState::Sctp(SctpState::None),
+            Protocol::Tcp => ConnState::Tcp(TcpState::None),
         };
         let conn = Conn {
             key: InKey {

@@ -37,7 +37,7 @@ pub mod time;
 
 pub use addr::Family;
 pub use balancer::{Balancer, DropReason, Forward, Packet, Verdict};
-pub use conn::{Conn, ConnFlags, ConnId, ConnState, ConnTable, TcpFlags, TcpState};
+pub use conn::{Conn, ConnFlags, ConnId, ConnState, ConnTable, SctpChunks, SctpState, TcpFlags, TcpState};
 pub use dest::{Dest, DestId, DestView};
 pub use model::{
     DestConfig, Errno, Error, ForwardMethod, Netmask, Protocol, SchedFlags, ServiceConfig, ServiceKey, SourcePrefix,

@@ -123,3 +123,189 @@ fn an_lblc_entry_beyond_16384_is_stored() {
     lb.services.edit_dest(&key, other, 80, DestConfig::new(ForwardMethod::Masq).weight(1000)).unwrap();
     assert_eq!(syn(&mut lb, target, 61002), first, "the 16401st entry was stored");
 }
+
+/// The recorded SCTP scenario (`sctp-scenario.sh`), parsed.
+mod sctp_recording {
+    use std::collections::HashMap;
+
+    /// A packet of a path: `in` (client → VIP) or `out` (NAT server → client), and the event.
+    pub type Step = (String, String);
+
+    /// The chunk type that stands for an event name of the recording.
+    pub fn chunk(ev: &str) -> u8 {
+        use xvs_core::conn::sctp::chunk as c;
+        match ev {
+            "DATA" => c::DATA,
+            "INIT" => c::INIT,
+            "INIT_ACK" => c::INIT_ACK,
+            "COOKIE_ECHO" => c::COOKIE_ECHO,
+            "COOKIE_ACK" => c::COOKIE_ACK,
+            "SHUTDOWN" => c::SHUTDOWN,
+            "SHUTDOWN_ACK" => c::SHUTDOWN_ACK,
+            "SHUTDOWN_COMPLETE" => c::SHUTDOWN_COMPLETE,
+            "ERROR" => c::ERROR,
+            "ABORT" => c::ABORT,
+            "UNKNOWN_0x40" => 0x40,
+            _ => panic!("event {ev}"),
+        }
+    }
+
+    /// Every recorded cell: (service kind "dr"/"nat", path to the cell's state, the last step,
+    /// the state the kernel showed after it).
+    pub fn cells(text: &str) -> Vec<(String, Vec<Step>, Step, String)> {
+        let mut paths: HashMap<(String, String), Vec<Step>> = HashMap::new();
+        let mut section = "";
+        for line in text.lines() {
+            if line.starts_with("== ") {
+                section = line;
+                continue;
+            }
+            if section.starts_with("== paths") {
+                let mut f = line.split_whitespace();
+                let (kind, state) = (f.next().unwrap().to_string(), f.next().unwrap().to_string());
+                let steps = f
+                    .map(|s| {
+                        let (d, e) = s.split_once(':').unwrap();
+                        (d.to_string(), e.to_string())
+                    })
+                    .collect();
+                paths.insert((kind, state), steps);
+            }
+        }
+        let mut out = Vec::new();
+        for line in text.lines() {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() == 6 && (f[0] == "dr" || f[0] == "nat") && f[4] == "->" {
+                let path = paths[&(f[0].to_string(), f[3].to_string())].clone();
+                out.push((f[0].to_string(), path, (f[1].to_string(), f[2].to_string()), f[5].to_string()));
+            }
+        }
+        out
+    }
+
+    /// The lines of one section (after the line starting with `head`, up to the next section).
+    pub fn section<'a>(text: &'a str, head: &str) -> Vec<&'a str> {
+        text.lines().skip_while(|l| !l.starts_with(head)).skip(1).take_while(|l| !l.starts_with("== ")).collect()
+    }
+}
+
+/// `sctp-scenario.sh`: every cell of the SCTP state table a client (direct routing: the
+/// input-only direction) or a client and a NAT server (input and output) can reach, driven
+/// packet by packet through the balancer — identical on 6.1 and 6.12. Also the chunks that open
+/// a connection, bundled ABORTs, ActiveConn and timeouts by state, and an INIT on a CLOSED
+/// association.
+#[test]
+fn sctp_associations_move_through_the_states_the_kernel_records() {
+    use sctp_recording::{cells, chunk, section};
+    use xvs_core::conn::{InKey, SctpChunks};
+
+    let client = ip("198.18.1.2");
+    let vip = ip("198.18.0.100");
+    let new_lb = || {
+        let mut lb = Balancer::default();
+        for (port, method, servers) in [
+            (5000, ForwardMethod::Route, ["198.18.2.2", "198.18.2.3"]),
+            (6000, ForwardMethod::Masq, ["198.18.2.4", "198.18.2.5"]),
+        ] {
+            let key = ServiceKey::sctp(vip, port);
+            lb.add_service(key, ServiceConfig::new(Family::V4, SchedKind::Rr), Instant::ZERO).unwrap();
+            for s in servers {
+                lb.services.add_dest(&key, ip(s), port, DestConfig::new(method)).unwrap();
+            }
+        }
+        lb
+    };
+    let state = |lb: &Balancer, cport: u16, vport: u16| {
+        let key = InKey { proto: 132, caddr: client, cport, vaddr: vip, vport };
+        lb.conns.lookup_in(&key).map(|id| lb.conns.get(id).unwrap().clone())
+    };
+    let send_in = |lb: &mut Balancer, cport: u16, vport: u16, chunks: SctpChunks| {
+        let _ = lb.handle_inbound(Instant::ZERO, &Packet::sctp((client, cport), (vip, vport), chunks));
+    };
+
+    for file in ["sctp-6.12.txt", "sctp-6.1.txt"] {
+        let text = recording(file);
+        let all = cells(&text);
+        assert_eq!(all.iter().filter(|c| c.0 == "dr").count(), 60, "{file}: six states reached by a DR client");
+        assert_eq!(all.iter().filter(|c| c.0 == "nat").count(), 260, "{file}: 13 states, two directions");
+        let mut lb = new_lb();
+        let mut cport = 30000u16;
+        for (kind, path, last, want) in &all {
+            cport += 1;
+            let vport = if kind == "dr" { 5000 } else { 6000 };
+            for (dir, ev) in path.iter().chain(std::iter::once(last)) {
+                let chunks = SctpChunks::one(chunk(ev));
+                if dir == "in" {
+                    send_in(&mut lb, cport, vport, chunks);
+                } else {
+                    let c = state(&lb, cport, vport).expect("a connection to reply on");
+                    let p = Packet::sctp((c.daddr, vport), (client, cport), chunks);
+                    let _ = lb.handle_outbound(Instant::ZERO, &p);
+                }
+            }
+            let got = state(&lb, cport, vport).map(|c| c.state.name().to_string());
+            let path: Vec<String> = path.iter().map(|(d, e)| format!("{d}:{e}")).collect();
+            assert_eq!(got.as_deref(), Some(want.as_str()), "{file}: {kind} {} then {last:?}", path.join(" "));
+        }
+
+        for line in section(&text, "== which first chunk") {
+            // "sloppy_sctp=0 first chunk DATA: no connection"
+            let (head, want) = line.split_once(": ").unwrap();
+            let f: Vec<&str> = head.split_whitespace().collect();
+            let mut lb = new_lb();
+            lb.sysctl.sloppy_sctp = f[0].ends_with('1');
+            send_in(&mut lb, 40000, 5000, SctpChunks::one(chunk(f[3])));
+            let got = state(&lb, 40000, 5000).map_or("no connection".to_string(), |c| c.state.name().to_string());
+            assert_eq!(got, want, "{file}: {line}");
+        }
+
+        for line in section(&text, "== bundles") {
+            // "COOKIE_ECHO+ABORT: CLOSED"
+            let (pair, want) = line.split_once(": ").unwrap();
+            let (a, b) = pair.split_once('+').unwrap();
+            let mut lb = new_lb();
+            send_in(&mut lb, 40000, 5000, SctpChunks::one(chunk("INIT")));
+            send_in(&mut lb, 40000, 5000, SctpChunks { first: chunk(a), second: Some(chunk(b)) });
+            assert_eq!(state(&lb, 40000, 5000).unwrap().state.name(), want, "{file}: {line}");
+        }
+
+        for line in section(&text, "== ActiveConn") {
+            // "INIT COOKIE_ECHO: ESTABLISHED expires 899 s, ActiveConn 1"
+            let (path, rest) = line.split_once(": ").unwrap();
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let mut lb = new_lb();
+            for ev in path.split_whitespace() {
+                send_in(&mut lb, 40000, 5000, SctpChunks::one(chunk(ev)));
+            }
+            let c = state(&lb, 40000, 5000).unwrap();
+            assert_eq!(c.state.name(), f[0], "{file}: {line}");
+            // The kernel shows whole seconds left, a moment after the packet.
+            let left: u64 = f[2].parse().unwrap();
+            assert_eq!(c.timeout.as_secs(), left + 1, "{file}: {line}");
+            let svc = lb.services.find(&ServiceKey::sctp(vip, 5000)).unwrap();
+            let active: u32 = ["198.18.2.2", "198.18.2.3"]
+                .iter()
+                .map(|a| lb.services.dest(lb.services.find_dest(svc, &ip(a), 5000).unwrap()).unwrap().active_conns())
+                .sum();
+            assert_eq!(active.to_string(), f[5], "{file}: {line}");
+        }
+
+        for line in section(&text, "== INIT on a CLOSED").into_iter().filter(|l| l.starts_with("conn_reuse_mode=")) {
+            // "conn_reuse_mode=1: before CLOSED on 198.18.2.2, after INIT INIT1 on 198.18.2.3"
+            let mode: u32 = line[16..17].parse().unwrap();
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let mut lb = new_lb();
+            lb.sysctl.conn_reuse_mode = mode;
+            for ev in ["INIT", "COOKIE_ECHO", "ABORT"] {
+                send_in(&mut lb, 40000, 5000, SctpChunks::one(chunk(ev)));
+            }
+            let before = state(&lb, 40000, 5000).unwrap();
+            send_in(&mut lb, 40000, 5000, SctpChunks::one(chunk("INIT")));
+            let after = state(&lb, 40000, 5000).unwrap();
+            // Where rr stands differs from the VM's service; whether the server changed does not.
+            let moved = f[4].trim_end_matches(',') != f[9];
+            assert_eq!(before.state.name(), f[2], "{file}: {line}");
+            assert_eq!((after.state.name(), after.daddr != before.daddr), (f[7], moved), "{file}: {line}");
+        }
+    }
+}

@@ -1,6 +1,7 @@
 //! Connections and persistence templates (reference §3): the entries, their indexes for the two
 //! directions, their expiry timers, and the state machines that set their timeouts.
 
+pub mod sctp;
 pub mod tcp;
 
 use core::net::IpAddr;
@@ -13,6 +14,7 @@ use crate::dest::DestId;
 use crate::model::ForwardMethod;
 use crate::time::Instant;
 
+pub use sctp::{SctpChunks, SctpState};
 pub use tcp::{Direction, TcpFlags, TcpState, TcpTimeouts};
 
 /// The identity of a connection or template.
@@ -68,6 +70,8 @@ pub enum ConnState {
     Tcp(TcpState),
     /// A UDP connection (one state, "UDP").
     Udp,
+    /// An SCTP association.
+    Sctp(SctpState),
     /// A template before any of its connections reached ESTABLISHED (or saw a UDP reply).
     TemplateNone,
     /// A template whose connections were confirmed.
@@ -80,6 +84,7 @@ impl ConnState {
         match self {
             ConnState::Tcp(s) => s.name(),
             ConnState::Udp => "UDP",
+            ConnState::Sctp(s) => s.name(),
             ConnState::TemplateNone => "NONE",
             ConnState::TemplateAssured => "ASSURED",
         }
@@ -87,7 +92,11 @@ impl ConnState {
 
     /// True for states counted in ActiveConn.
     pub fn is_active(self) -> bool {
-        matches!(self, ConnState::Tcp(s) if s.is_active())
+        match self {
+            ConnState::Tcp(s) => s.is_active(),
+            ConnState::Sctp(s) => s.is_active(),
+            _ => false,
+        }
     }
 }
 

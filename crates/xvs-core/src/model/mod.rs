@@ -96,6 +96,11 @@ impl ServiceKey {
         ServiceKey::Addr { proto: Protocol::Udp, addr, port }
     }
 
+    /// An SCTP service.
+    pub fn sctp(addr: IpAddr, port: u16) -> Self {
+        ServiceKey::Addr { proto: Protocol::Sctp, addr, port }
+    }
+
     /// The address family of the service.
     pub fn family(&self) -> Family {
         match self {
