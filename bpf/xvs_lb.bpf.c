@@ -416,7 +416,10 @@ static __always_inline int handle_l4(struct xdp_md *ctx, struct scratch *sc, con
 	union conn_key *kp = &sc->k;
 	conn_key_in(p, kp);
 	__u32 now = p->now;
-	int is_syn = p->proto == IPPROTO_TCP && (p->tcp_flags & XVS_TCP_SYN);
+	/* A TCP SYN or an SCTP INIT: may open a connection, or replace a closed one (is_new_conn). */
+	int is_syn = p->proto == IPPROTO_TCP ? (p->tcp_flags & XVS_TCP_SYN)
+		     : p->proto == IPPROTO_SCTP ? (p->tcp_flags & XVS_SCTP_EV_MASK) == XVS_SCTP_EV_INIT
+						 : 0;
 	int is_new = 0;
 	/* A closed connection a new SYN replaces. The kernel expires it from its timer, after the
 	 * packet: it still counts against its server while the new SYN is scheduled
@@ -441,6 +444,7 @@ static __always_inline int handle_l4(struct xdp_md *ctx, struct scratch *sc, con
 			   (((cfg->flags & XVS_CFG_EXPIRE_NODEST) && dst->weight == 0) ||
 			    (reuse && !(c->flags & XVS_CONN_F_CTL) &&
 			     (c->state == 5 /* TIME_WAIT */ || c->state == XVS_TCP_S_CLOSE ||
+			      c->state == XVS_SCTP_S_CLOSED ||
 			      ((cfg->flags & XVS_CFG_REUSE_2) && c->state == 4 /* FIN_WAIT */ &&
 			       (c->flags & XVS_CONN_F_NOOUTPUT)))))) {
 			/* A new connection on the 4-tuple of a closed one (conn_reuse_mode), or on one
@@ -470,6 +474,14 @@ static __always_inline int handle_l4(struct xdp_md *ctx, struct scratch *sc, con
 		if (old)
 			drop_conn(p->af, kp, old); /* a SYN with RST: replaces, opens nothing */
 		else if (!p->fwm)
+			observe_reply(p, &sc->fk);
+		return XDP_PASS;
+	}
+	/* sctp_conn_schedule: an INIT, or with sloppy_sctp any first chunk but an ABORT
+	 * (testdata/kernel/sctp-6.12.txt, "which first chunk opens a connection"). */
+	if (p->proto == IPPROTO_SCTP && ((p->tcp_flags & XVS_SCTP_FIRST_ABORT) ||
+					 !(is_syn || (cfg->flags & XVS_CFG_SLOPPY_SCTP)))) {
+		if (!p->fwm)
 			observe_reply(p, &sc->fk);
 		return XDP_PASS;
 	}
@@ -557,7 +569,7 @@ static __always_inline int handle_l4(struct xdp_md *ctx, struct scratch *sc, con
 		.dest_id = dest_id,
 		.seen = now,
 		.svc_id = svc->id,
-		.state = p->proto == IPPROTO_UDP ? XVS_UDP_S : XVS_TCP_S_NONE,
+		.state = p->proto == IPPROTO_UDP ? XVS_UDP_S : p->proto == IPPROTO_SCTP ? XVS_SCTP_S_BASE : XVS_TCP_S_NONE,
 		.flags = XVS_CONN_F_INACTIVE | XVS_CONN_F_HALF,
 		.method = dst->method,
 		.gen = dst->gen,

@@ -1,5 +1,6 @@
-/* This file contains the connection table: keys for both families, the TCP/UDP state
- * transitions with IPVS's tables (copied into xvs_config by xvsd from xvs-core), persistence
+/* This file contains the connection table: keys for both families, the TCP/UDP/SCTP state
+ * transitions with IPVS's tables (TCP's copied into xvs_config by xvsd from xvs-core, SCTP's
+ * rendered from it into sctp_states.h), persistence
  * templates, and the accounting that binds and unbinds connections to real servers.
  *
  * Accounting is done only here, with atomic operations, by whoever creates or removes an entry
@@ -11,6 +12,7 @@
 
 #include "common.h"
 #include "parse.h"
+#include "sctp_states.h"
 
 /* Directions of the state tables. */
 #define DIR_INPUT 0
@@ -306,16 +308,26 @@ static __always_inline int conn_claim(struct xvs_conn *c)
 	return 0;
 }
 
+/* ActiveConn counts TCP ESTABLISHED, SYN_SENT, SYN_RECV, SYNACK and SCTP ESTABLISHED. */
 static __always_inline int state_active(__u8 s)
 {
 	return s == XVS_TCP_S_ESTABLISHED || s == XVS_TCP_S_SYN_SENT || s == XVS_TCP_S_SYN_RECV ||
-	       s == XVS_TCP_S_SYNACK;
+	       s == XVS_TCP_S_SYNACK || s == XVS_SCTP_S_ESTABLISHED;
 }
 
-/* The timeout of a connection in state `s`, in ms. */
+/* The handshake completed (conntrack's ASSURED): TCP or SCTP ESTABLISHED. */
+static __always_inline int state_established(__u8 s)
+{
+	return s == XVS_TCP_S_ESTABLISHED || s == XVS_SCTP_S_ESTABLISHED;
+}
+
+/* The timeout of a connection in state `s`, in ms (SCTP's are the kernel's fixed ones). */
 static __always_inline __u32 state_timeout(const struct xvs_cfg *cfg, __u8 s)
 {
-	return s < 16 ? cfg->timeout_ms[s & 15] : 0;
+	if (s < 16)
+		return cfg->timeout_ms[s & 15];
+	__u32 i = s - XVS_SCTP_S_BASE;
+	return i < XVS_SCTP_STATES ? xvs_sctp_timeout_ms[i] : 0;
 }
 
 /* The next state and flags of a connection for one packet (set_tcp_state); returns the
@@ -332,6 +344,16 @@ static __always_inline __u32 next_word(__u32 word, const struct xvs_cfg *cfg, in
 			dir = DIR_INPUT_ONLY;
 	}
 	__u8 next = XVS_TCP_S_CLOSE;
+	if (state >= XVS_SCTP_S_BASE) {
+		/* set_sctp_state: the event parse_packet found, the kernel's table. */
+		__u32 cur = state - XVS_SCTP_S_BASE, sev = tcp_flags & XVS_SCTP_EV_MASK;
+		if (cur >= XVS_SCTP_STATES || dir < 0 || dir > 2)
+			return word;
+		if (sev >= XVS_SCTP_EVENTS)
+			sev = 0;
+		next = XVS_SCTP_S_BASE + xvs_sctp_next[dir][sev][cur];
+		goto moved;
+	}
 	int ev = -1;
 	if (tcp_flags & XVS_TCP_RST)
 		ev = 3;
@@ -346,6 +368,7 @@ static __always_inline __u32 next_word(__u32 word, const struct xvs_cfg *cfg, in
 		int secure = (cfg->flags & XVS_CFG_SECURE_TCP) ? 1 : 0;
 		next = cfg->tcp_next[secure][dir][ev][cur];
 	}
+moved:
 	if (next != state) {
 		if (state_active(next))
 			flags &= ~XVS_CONN_F_INACTIVE;
@@ -353,7 +376,7 @@ static __always_inline __u32 next_word(__u32 word, const struct xvs_cfg *cfg, in
 			flags |= XVS_CONN_F_INACTIVE;
 	}
 	/* The handshake completed: the connection is assured (conntrack's ASSURED). */
-	if (next == XVS_TCP_S_ESTABLISHED)
+	if (state_established(next))
 		flags &= ~XVS_CONN_F_HALF;
 	return (word & 0xffff0000) | next | ((__u32)flags << 8);
 }
@@ -395,7 +418,7 @@ __attribute__((noinline)) int conn_transition(__u8 af, const union conn_key *k, 
 		}
 		if (((old >> 8) & XVS_CONN_F_HALF) && !((neww >> 8) & XVS_CONN_F_HALF))
 			half_add(-1);
-		if ((neww & 0xff) == XVS_TCP_S_ESTABLISHED && (old & 0xff) != XVS_TCP_S_ESTABLISHED &&
+		if (state_established(neww & 0xff) && (neww & 0xff) != (old & 0xff) &&
 		    (c->flags & XVS_CONN_F_CTL)) {
 			struct xvs_tpl *t = tpl_of_conn(af, k, c);
 			if (t)

@@ -40,6 +40,13 @@ static __always_inline int rewrite_dst(struct xdp_md *ctx, struct pkt *p, const 
 			return -1;
 		l4sum = &th->check;
 		dport = &th->dest;
+	} else if (p->proto == IPPROTO_SCTP) {
+		/* SCTP's CRC32c covers no IP address, and xvsd only takes NAT servers on the service's
+		 * port: nothing to update (sctp_dnat_handler neither, for an unchanged port). */
+		__u16 *ports = data + l4;
+		if ((void *)(ports + 2) > data_end)
+			return -1;
+		dport = &ports[1];
 	} else {
 		struct udphdr *uh = data + l4;
 		if ((void *)(uh + 1) > data_end)
@@ -93,6 +100,11 @@ static __always_inline int rewrite_src(struct xdp_md *ctx, struct pkt *p, const 
 			return -1;
 		l4sum = &th->check;
 		sport = &th->source;
+	} else if (p->proto == IPPROTO_SCTP) {
+		__u16 *ports = data + l4;
+		if ((void *)(ports + 2) > data_end)
+			return -1;
+		sport = &ports[0];
 	} else {
 		struct udphdr *uh = data + l4;
 		if ((void *)(uh + 1) > data_end)

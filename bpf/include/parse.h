@@ -1,5 +1,6 @@
 /* This file contains the packet parser: Ethernet, IPv4 (with options) or IPv6 (with up to four
- * extension headers), and the TCP or UDP ports. Everything the rest of the program needs is
+ * extension headers), the TCP, UDP or SCTP ports, and what IPVS's state machines read: TCP's
+ * flags, SCTP's first chunks. Everything the rest of the program needs is
  * copied into struct pkt, so later stages never re-read headers they have not bounds-checked.
  */
 #ifndef XVS_PARSE_H
@@ -24,6 +25,38 @@
 #define XVS_TCP_SYN 0x02
 #define XVS_TCP_RST 0x04
 #define XVS_TCP_ACK 0x10
+
+#ifndef IPPROTO_SCTP
+#define IPPROTO_SCTP 132
+#endif
+/* For SCTP, tcp_flags holds the state table's event (low four bits, XVS_SCTP_EV_*) and this bit
+ * when the first chunk is an ABORT (which never opens a connection, even with sloppy_sctp). */
+#define XVS_SCTP_FIRST_ABORT 0x80
+#define XVS_SCTP_EV_INIT 1
+#define XVS_SCTP_EV_MASK 0x0f
+#define XVS_SCTP_CID_INIT 1
+#define XVS_SCTP_CID_ABORT 6
+#define XVS_SCTP_CID_COOKIE_ECHO 10
+#define XVS_SCTP_CID_COOKIE_ACK 11
+/* How far the chunk after a COOKIE_ECHO or COOKIE_ACK is looked for (a bundled ABORT). */
+#define XVS_SCTP_MAX_SECOND 0x3ff0
+
+/* The event a chunk type stands for (the kernel's sctp_events; unknown types are DATA). */
+static __always_inline __u8 sctp_event(__u8 type)
+{
+	switch (type) {
+	case 1: return 1;  /* INIT */
+	case 2: return 2;  /* INIT_ACK */
+	case 10: return 3; /* COOKIE_ECHO */
+	case 11: return 4; /* COOKIE_ACK */
+	case 7: return 5;  /* SHUTDOWN */
+	case 8: return 6;  /* SHUTDOWN_ACK */
+	case 14: return 7; /* SHUTDOWN_COMPLETE */
+	case 9: return 8;  /* ERROR */
+	case 6: return 9;  /* ABORT */
+	default: return 0; /* DATA, SACK, HEARTBEAT(_ACK), ECNE, CWR, others */
+	}
+}
 
 /* ICMP and ICMPv6 headers: <linux/icmp.h> drags in libc socket headers, so these are ours. */
 struct xvs_icmphdr {
@@ -57,7 +90,7 @@ struct pkt {
 	__u16 ip_len;   /* IP packet length, header included (what statistics count) */
 	__u8 af;        /* XVS_AF_INET or XVS_AF_INET6 */
 	__u8 proto;     /* transport protocol */
-	__u8 tcp_flags; /* XVS_TCP_* */
+	__u8 tcp_flags; /* XVS_TCP_*; for SCTP the event and XVS_SCTP_FIRST_ABORT */
 	__u8 ttl;
 	__u8 icmp_type; /* for ICMP/ICMPv6 */
 	__u8 fwm;       /* came through the firewall-mark device (xvs_lb_fwm): the kernel routed it */
@@ -68,7 +101,7 @@ struct pkt {
 };
 
 enum parse_result {
-	PARSE_OK = 0,      /* TCP or UDP with ports */
+	PARSE_OK = 0,      /* TCP, UDP or SCTP with ports */
 	PARSE_ICMP,        /* an ICMP or ICMPv6 message */
 	PARSE_OTHER,       /* not IP, or another protocol: not ours */
 	PARSE_FRAGMENT,    /* a fragment */
@@ -185,6 +218,28 @@ static __always_inline int parse_packet(void *data, void *data_end, struct pkt *
 			return PARSE_BAD;
 		p->sport = uh->source;
 		p->dport = uh->dest;
+		return PARSE_OK;
+	}
+	if (proto == IPPROTO_SCTP) {
+		/* The common header (ports, tag, checksum), then at least one chunk header: the
+		 * kernel drops an SCTP packet without one. */
+		__u8 *sh = data + off;
+		if ((void *)(sh + 16) > data_end || l4_room < 16)
+			return PARSE_BAD;
+		p->sport = *(__u16 *)sh;
+		p->dport = *(__u16 *)(sh + 2);
+		__u8 first = sh[12], type = first;
+		/* An ABORT bundled after a COOKIE_ECHO or COOKIE_ACK is the event (set_sctp_state). */
+		if (first == XVS_SCTP_CID_COOKIE_ECHO || first == XVS_SCTP_CID_COOKIE_ACK) {
+			__u32 clen = bpf_ntohs(*(__u16 *)(sh + 14));
+			__u32 next = 12 + ((clen + 3) & ~3u);
+			if (clen >= 4 && next <= XVS_SCTP_MAX_SECOND && next + 4 <= l4_room) {
+				__u8 *second = sh + next;
+				if ((void *)(second + 4) <= data_end && second[0] == XVS_SCTP_CID_ABORT)
+					type = XVS_SCTP_CID_ABORT;
+			}
+		}
+		p->tcp_flags = sctp_event(type) | (first == XVS_SCTP_CID_ABORT ? XVS_SCTP_FIRST_ABORT : 0);
 		return PARSE_OK;
 	}
 	if ((proto == IPPROTO_ICMP && p->af == XVS_AF_INET) || (proto == IPPROTO_ICMPV6 && p->af == XVS_AF_INET6)) {

@@ -86,6 +86,10 @@ enum xvs_sched_kind {
 #define XVS_TCP_S_LAST 11
 #define XVS_UDP_S 11
 #define XVS_STATES 12
+/* SCTP states: the kernel's numbers (0..13) from here on (bpf/include/sctp_states.h). */
+#define XVS_SCTP_S_BASE 16
+#define XVS_SCTP_S_ESTABLISHED (XVS_SCTP_S_BASE + 8)
+#define XVS_SCTP_S_CLOSED (XVS_SCTP_S_BASE + 13)
 
 /* Template states. */
 #define XVS_TPL_S_NONE 0
@@ -196,7 +200,7 @@ struct xvs_conn {
 	__u32 dest_id;
 	__u32 seen;   /* last packet, milliseconds of CLOCK_MONOTONIC (coarse), wraps after 49 days */
 	__u32 svc_id;
-	__u8 state;   /* XVS_TCP_S_* or XVS_UDP_S */
+	__u8 state;   /* XVS_TCP_S_*, XVS_UDP_S or XVS_SCTP_S_BASE + the SCTP state */
 	__u8 flags;   /* XVS_CONN_F_* */
 	__u8 method;  /* forwarding method, fixed when the connection is created */
 	__u8 pad;
@@ -266,6 +270,7 @@ struct xvs_lblc {
 #define XVS_CFG_SECURE_TCP 0x8
 #define XVS_CFG_REUSE_1 0x10 /* conn_reuse_mode bit 0 */
 #define XVS_CFG_REUSE_2 0x20 /* conn_reuse_mode bit 1 */
+#define XVS_CFG_SLOPPY_SCTP 0x40
 
 struct xvs_cfg {
 	__u32 timeout_ms[16];   /* by state: TCP 0..10, UDP 11 */

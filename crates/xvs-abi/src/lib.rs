@@ -110,6 +110,8 @@ pub const CONN_F_DEAD: u8 = 0x40;
 
 /// The UDP state number (after the 11 TCP states).
 pub const UDP_STATE: u8 = 11;
+/// SCTP states are this plus the kernel's SCTP state number (0..13).
+pub const SCTP_STATE_BASE: u8 = 16;
 /// Template states.
 pub const TPL_S_ASSURED: u8 = 1;
 
@@ -122,6 +124,7 @@ pub mod cfg {
     pub const SECURE_TCP: u32 = 0x8;
     pub const REUSE_1: u32 = 0x10;
     pub const REUSE_2: u32 = 0x20;
+    pub const SLOPPY_SCTP: u32 = 0x40;
 }
 
 /// Sweep flags.

@@ -148,6 +148,7 @@ pub fn read_config(dp: &Director) -> Result<Option<(Timeouts, Sysctl)>, Error> {
         expire_nodest_conn: f & abi::cfg::EXPIRE_NODEST != 0,
         expire_quiescent_template: f & abi::cfg::EXPIRE_QUIESCENT != 0,
         sloppy_tcp: f & abi::cfg::SLOPPY_TCP != 0,
+        sloppy_sctp: f & abi::cfg::SLOPPY_SCTP != 0,
         secure_tcp: f & abi::cfg::SECURE_TCP != 0,
         lblc_expiration: Duration::from_secs(u64::from(cfg.lblc_expire_s)),
         lblcr_expiration: Duration::from_secs(u64::from(cfg.lblcr_expire_s)),

@@ -181,11 +181,24 @@ impl Publisher {
 
     /// Checks that a service can be carried by the dataplane before the core accepts it.
     pub fn check_service(key: &ServiceKey) -> Result<(), Error> {
-        svc_key(key)?;
-        if key.protocol() == xvs_core::Protocol::Sctp {
-            return Err(Error::Unsupported(
-                "SCTP services are not balanced by the xvs dataplane (TCP and UDP are)".into(),
-            ));
+        svc_key(key).map(|_| ())
+    }
+
+    /// Checks that a real server can be carried by the dataplane before the core accepts it:
+    /// an SCTP packet's CRC32c covers its ports, and the dataplane does not recompute it, so a
+    /// NAT server of an SCTP service listens on the service's port (or has none).
+    pub fn check_dest(key: &ServiceKey, port: u16, method: xvs_core::ForwardMethod) -> Result<(), Error> {
+        let svc_port = key.port();
+        if key.protocol() == xvs_core::Protocol::Sctp
+            && method == xvs_core::ForwardMethod::Masq
+            && port != 0
+            && svc_port != 0
+            && port != svc_port
+        {
+            return Err(Error::Unsupported(format!(
+                "an SCTP NAT real server must use the service's port {svc_port}, not {port}: the dataplane \
+                 does not recompute SCTP's checksum (direct routing and tunnels take any port)"
+            )));
         }
         Ok(())
     }
@@ -216,6 +229,7 @@ impl Publisher {
         set(f, sysctl.expire_nodest_conn, abi::cfg::EXPIRE_NODEST);
         set(f, sysctl.expire_quiescent_template, abi::cfg::EXPIRE_QUIESCENT);
         set(f, sysctl.sloppy_tcp, abi::cfg::SLOPPY_TCP);
+        set(f, sysctl.sloppy_sctp, abi::cfg::SLOPPY_SCTP);
         set(f, sysctl.secure_tcp, abi::cfg::SECURE_TCP);
         set(f, sysctl.conn_reuse_mode & 1 != 0, abi::cfg::REUSE_1);
         set(f, sysctl.conn_reuse_mode & 2 != 0, abi::cfg::REUSE_2);

@@ -591,8 +591,7 @@ fn virtual_server(
             "protocol" => {
                 let p = one(s)?.to_ascii_lowercase();
                 match p.as_str() {
-                    "tcp" | "udp" => vs.protocol = Some(p),
-                    "sctp" => return Err(s.error("SCTP services are not balanced by the xvs dataplane")),
+                    "tcp" | "udp" | "sctp" => vs.protocol = Some(p),
                     _ => return Err(s.error(format!("protocol '{p}' is not TCP, UDP or SCTP"))),
                 }
             }

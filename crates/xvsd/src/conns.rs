@@ -4,7 +4,7 @@ use std::net::IpAddr;
 
 use xvs_abi as abi;
 use xvs_api::ConnState;
-use xvs_core::{Instant, TcpState, Timeouts};
+use xvs_core::{Instant, SctpState, TcpState, Timeouts};
 use xvs_dataplane::{words_addr, ConnTables};
 
 /// Milliseconds of CLOCK_MONOTONIC_COARSE, the clock the dataplane stamps entries with.
@@ -16,9 +16,16 @@ pub fn dataplane_now_ms() -> u32 {
 fn state_name(s: u8) -> &'static str {
     if s == abi::UDP_STATE {
         "UDP"
+    } else if let Some(st) = sctp_state(s) {
+        st.name()
     } else {
         TcpState::from_u8(s).map_or("NONE", TcpState::name)
     }
+}
+
+/// The SCTP state a dataplane state byte stands for (`xvs_abi::SCTP_STATE_BASE` onwards).
+pub fn sctp_state(s: u8) -> Option<SctpState> {
+    s.checked_sub(abi::SCTP_STATE_BASE).and_then(SctpState::from_u8)
 }
 
 fn proto_name(p: u8) -> &'static str {
@@ -41,6 +48,8 @@ pub fn list(dp: &ConnTables, timeouts: &Timeouts, _now: Instant) -> Vec<ConnStat
     let timeout = |s: u8| -> u64 {
         if s == abi::UDP_STATE {
             timeouts.udp.as_millis() as u64
+        } else if let Some(st) = sctp_state(s) {
+            st.timeout().as_millis() as u64
         } else {
             TcpState::from_u8(s).map_or(0, |st| timeouts.tcp.get(st).as_millis() as u64)
         }

@@ -79,6 +79,13 @@ fn check_service(key: &ServiceKey) -> Result<(), Error> {
     xvs_dataplane::Publisher::check_service(key).map_err(|e| unsupported(&e.to_string()))
 }
 
+/// A real server's core configuration, if the XDP dataplane can carry it.
+fn dest_config(key: &ServiceKey, d: &DestSpec) -> Result<xvs_core::DestConfig, Error> {
+    let c = d.core_config()?;
+    xvs_dataplane::Publisher::check_dest(key, d.port, c.method).map_err(|e| unsupported(&e.to_string()))?;
+    Ok(c)
+}
+
 impl Control {
     /// A control with an empty configuration.
     pub fn new(dp: Option<Dp>) -> Control {
@@ -309,7 +316,7 @@ impl Control {
     }
 
     fn add_dest(&mut self, key: &ServiceKey, d: &DestSpec) -> Response {
-        let c = match d.core_config() {
+        let c = match dest_config(key, d) {
             Ok(c) => c,
             Err(e) => return api_error(&e),
         };
@@ -332,7 +339,7 @@ impl Control {
     }
 
     fn edit_dest(&mut self, key: &ServiceKey, d: &DestSpec) -> Response {
-        let c = match d.core_config() {
+        let c = match dest_config(key, d) {
             Ok(c) => c,
             Err(e) => return api_error(&e),
         };

@@ -104,13 +104,19 @@ fn bad_input_is_named_and_changes_nothing() {
 #[test]
 fn xvs_refusals_are_clear_and_change_nothing() {
     let mut x = InProcess::new();
+    // What the XDP dataplane cannot carry is refused with a reason, not half-applied: an SCTP
+    // NAT server on another port than the service's (its checksum covers the ports).
+    assert_eq!(x.run("ipvsadm --add-service --sctp-service 198.18.0.1:80 -s rr").code, 0);
     let before = x.state();
-    // What the XDP dataplane cannot carry is refused with a reason, not half-applied.
-    let cmd = "ipvsadm --add-service --sctp-service 198.18.0.1:80";
+    let cmd = "ipvsadm -a --sctp-service 198.18.0.1:80 -r 198.18.2.2:8080 -m";
     let out = x.run(cmd);
     assert_eq!(out.code, 255, "{cmd}");
-    assert!(out.stderr.contains("not supported") || out.stderr.contains("Operation not supported"), "{}", out.stderr);
+    assert!(out.stderr.contains("must use the service's port 80"), "{}", out.stderr);
     assert_eq!(x.state(), before);
+    for ok in ["-a --sctp-service 198.18.0.1:80 -r 198.18.2.2:80 -m", "-a --sctp-service 198.18.0.1:80 -r 198.18.2.3:8080 -g"] {
+        assert_eq!(x.run(&format!("ipvsadm {ok}")).code, 0, "{ok}");
+    }
+    assert_eq!(x.run("ipvsadm -D --sctp-service 198.18.0.1:80").code, 0);
     // Firewall-mark services are carried (docs/dataplane.md).
     assert_eq!(x.run("ipvsadm -A -f 7 -s rr").code, 0);
     assert!(x.state().contains("-A -f 7 -s rr"), "{}", x.state());

@@ -24,7 +24,7 @@ impl Control {
                 return api_error(&Error::Invalid(format!("service {key}: {e}")));
             }
             for d in dests {
-                let r = d.core_config().and_then(|c| scratch.add_dest(&key, d.addr, d.port, c).map(drop));
+                let r = dest_config(&key, d).and_then(|c| scratch.add_dest(&key, d.addr, d.port, c).map(drop));
                 if let Err(e) = r {
                     return api_error(&Error::Invalid(format!(
                         "service {key}, real server {}:{}: {e}",
@@ -439,7 +439,7 @@ impl Control {
             Err(e) => return api_error(&e),
         };
         for d in dests {
-            let added = d.core_config().and_then(|c| self.lb.services.add_dest(&key, d.addr, d.port, c).map(drop));
+            let added = dest_config(&key, d).and_then(|c| self.lb.services.add_dest(&key, d.addr, d.port, c).map(drop));
             if let Err(e) = added {
                 let _ = self.lb.services.delete_service(&key, now);
                 return api_error(&e);

@@ -26,6 +26,8 @@ pub fn collect(t: &ConnTables, timeouts: &Timeouts) -> Vec<SyncConn> {
     let timeout = |s: u8| -> u32 {
         let d = if s == abi::UDP_STATE {
             timeouts.udp
+        } else if let Some(st) = crate::conns::sctp_state(s) {
+            st.timeout()
         } else {
             TcpState::from_u8(s).map_or(std::time::Duration::ZERO, |st| timeouts.tcp.get(st))
         };
@@ -51,7 +53,12 @@ pub fn collect(t: &ConnTables, timeouts: &Timeouts) -> Vec<SyncConn> {
         if c.flags & abi::CONN_F_NOOUTPUT != 0 {
             flags |= F::NOOUTPUT;
         }
-        let state = if c.state == abi::UDP_STATE { xvs_sync::udp_state::NORMAL } else { u16::from(c.state) };
+        // The kernel's numbering: SCTP states from 0, not from the dataplane's base.
+        let state = match crate::conns::sctp_state(c.state) {
+            _ if c.state == abi::UDP_STATE => xvs_sync::udp_state::NORMAL,
+            Some(st) => u16::from(st as u8),
+            None => u16::from(c.state),
+        };
         out.push(SyncConn {
             protocol: proto,
             flags,
@@ -138,7 +145,7 @@ pub enum Skip {
     NoService,
     /// The service has no such real server.
     NoServer,
-    /// Something xvs does not balance (SCTP, mixed families).
+    /// Something xvs does not balance (mixed families, an unknown protocol).
     Unsupported,
 }
 
@@ -155,9 +162,6 @@ pub fn to_install(lb: &Balancer, c: &SyncConn) -> Result<abi::InstallRec, Skip> 
     } else {
         Protocol::from_number(c.protocol).ok_or(Skip::Unsupported)?
     };
-    if proto == Protocol::Sctp {
-        return Err(Skip::Unsupported);
-    }
     let af = if c.vaddr.is_ipv4() { xvs_core::Family::V4 } else { xvs_core::Family::V6 };
     let (sid, fwmark) = if c.fwmark != 0 {
         let sid = lb.services.find(&ServiceKey::Fwmark { af, mark: c.fwmark }).ok_or(Skip::NoService)?;
@@ -191,6 +195,9 @@ pub fn to_install(lb: &Balancer, c: &SyncConn) -> Result<abi::InstallRec, Skip> 
         (abi::INSTALL_TPL, c.state.min(1) as u8)
     } else if proto == Protocol::Udp {
         (abi::INSTALL_CONN, abi::UDP_STATE)
+    } else if proto == Protocol::Sctp {
+        let s = xvs_core::SctpState::from_u8(u8::try_from(c.state).unwrap_or(u8::MAX)).ok_or(Skip::Unsupported)?;
+        (abi::INSTALL_CONN, abi::SCTP_STATE_BASE + s as u8)
     } else {
         let s = c.state.min(u16::from(abi::UDP_STATE - 1)) as u8;
         (abi::INSTALL_CONN, s)
