@@ -86,7 +86,8 @@ static __always_inline int handle_icmp4(struct xdp_md *ctx, struct pkt *p)
 	__u16 *ports = data + EMB4_L4;
 	if ((void *)(ports + 2) > data_end)
 		return XDP_PASS;
-	if (ip->ihl != 5 || emb->ihl != 5 || (emb->protocol != IPPROTO_TCP && emb->protocol != IPPROTO_UDP))
+	if (ip->ihl != 5 || emb->ihl != 5 || (emb->protocol != IPPROTO_TCP && emb->protocol != IPPROTO_UDP &&
+						      emb->protocol != IPPROTO_SCTP))
 		return XDP_PASS;
 
 	/* Towards a real server: the quoted packet went VIP → client. */
@@ -155,7 +156,8 @@ static __always_inline int handle_icmp6(struct xdp_md *ctx, struct pkt *p)
 	__u16 *ports = data + EMB6_L4;
 	if ((void *)(ports + 2) > data_end)
 		return XDP_PASS;
-	if (ip6->nexthdr != IPPROTO_ICMPV6 || (emb->nexthdr != IPPROTO_TCP && emb->nexthdr != IPPROTO_UDP))
+	if (ip6->nexthdr != IPPROTO_ICMPV6 || (emb->nexthdr != IPPROTO_TCP && emb->nexthdr != IPPROTO_UDP &&
+								emb->nexthdr != IPPROTO_SCTP))
 		return XDP_PASS;
 	__u32 old[4], new[4];
 

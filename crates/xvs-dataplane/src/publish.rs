@@ -184,17 +184,25 @@ impl Publisher {
         svc_key(key).map(|_| ())
     }
 
-    /// Checks that a real server can be carried by the dataplane before the core accepts it:
-    /// an SCTP packet's CRC32c covers its ports, and the dataplane does not recompute it, so a
-    /// NAT server of an SCTP service listens on the service's port (or has none).
-    pub fn check_dest(key: &ServiceKey, port: u16, method: xvs_core::ForwardMethod) -> Result<(), Error> {
+    /// Checks that a real server can be carried by the dataplane before the core accepts it.
+    /// The dataplane never sums a whole SCTP packet: its CRC32c covers the ports, so a NAT
+    /// server of an SCTP service listens on the service's port (or has none); and a tunnel's
+    /// outer checksum would need the packet's one's-complement sum, so an SCTP service's
+    /// tunnels go without one.
+    pub fn check_dest(key: &ServiceKey, port: u16, config: &xvs_core::DestConfig) -> Result<(), Error> {
+        use xvs_core::{ForwardMethod, Protocol, TunnelCsum};
+        if key.protocol() != Protocol::Sctp {
+            return Ok(());
+        }
+        if config.method == ForwardMethod::Tunnel && config.tunnel.csum != TunnelCsum::None {
+            return Err(Error::Unsupported(
+                "an SCTP service's tunnel goes without an outer checksum (--tun-nocsum): the dataplane \
+                 does not sum whole SCTP packets"
+                    .into(),
+            ));
+        }
         let svc_port = key.port();
-        if key.protocol() == xvs_core::Protocol::Sctp
-            && method == xvs_core::ForwardMethod::Masq
-            && port != 0
-            && svc_port != 0
-            && port != svc_port
-        {
+        if config.method == ForwardMethod::Masq && port != 0 && svc_port != 0 && port != svc_port {
             return Err(Error::Unsupported(format!(
                 "an SCTP NAT real server must use the service's port {svc_port}, not {port}: the dataplane \
                  does not recompute SCTP's checksum (direct routing and tunnels take any port)"

@@ -164,3 +164,70 @@ fn unrelated_icmp_passes() {
     b.write(&mut echo, b"ping").unwrap();
     assert_eq!(lab.run_client(&echo).action, action::PASS);
 }
+
+/// The first bytes of an SCTP packet (ports, tag) as an ICMP error quotes them.
+fn quote_sctp(src: (&str, u16), dst: (&str, u16)) -> Vec<u8> {
+    let mut l4 = Vec::new();
+    l4.extend_from_slice(&src.1.to_be_bytes());
+    l4.extend_from_slice(&dst.1.to_be_bytes());
+    l4.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 20]);
+    l4.resize(32, 0);
+    let b = PacketBuilder::ethernet2([0; 6], [0; 6]);
+    let b = if ip(src.0).is_ipv4() { b.ipv4(ip4(src.0), ip4(dst.0), 64) } else { b.ipv6(ip6(src.0), ip6(dst.0), 64) };
+    let mut f = Vec::new();
+    b.write(&mut f, etherparse::IpNumber(132), &l4).unwrap();
+    let hdr = if ip(src.0).is_ipv4() { 20 } else { 40 };
+    f[14..14 + hdr + 8].to_vec()
+}
+
+/// ICMP errors about SCTP associations go where the kernel sends them (ip_vs_in_icmp takes
+/// TCP, UDP and SCTP alike): about a NAT reply to the real server, from the real server to the
+/// client.
+#[test]
+fn errors_about_sctp_associations_reach_the_other_end() {
+    if require_root().is_none() {
+        return;
+    }
+    for v6 in [false, true] {
+        let mut lab = Lab::new();
+        let (vip, client, rs, router) =
+            if v6 { (VIP6, CLIENT6, RS6[0], ROUTER6) } else { (VIP4, CLIENT4, RS4[0], ROUTER4) };
+        let key = lab.service(ServiceKey::sctp(ip(vip), 9000), SchedKind::Rr);
+        lab.dest(&key, rs, 9000, method_cfg(ForwardMethod::Masq));
+        // An INIT: ports, tag, checksum, then the chunk.
+        let mut l4 = Vec::new();
+        l4.extend_from_slice(&40000u16.to_be_bytes());
+        l4.extend_from_slice(&9000u16.to_be_bytes());
+        l4.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 20]);
+        l4.resize(32, 0);
+        let eth = PacketBuilder::ethernet2(CLIENT_MAC, lab.mac_d0);
+        let b = if v6 { eth.ipv6(ip6(client), ip6(vip), 64) } else { eth.ipv4(ip4(client), ip4(vip), 64) };
+        let mut f = Vec::new();
+        b.write(&mut f, etherparse::IpNumber(132), &l4).unwrap();
+        assert_eq!(lab.run_client(&f).action, action::REDIRECT, "v6={v6}: the INIT is forwarded");
+
+        let q = quote_sctp((vip, 9000), (client, 40000));
+        let e = if v6 {
+            icmp6(router, vip, &q, CLIENT_MAC, lab.mac_d0)
+        } else {
+            icmp4(router, vip, &q, CLIENT_MAC, lab.mac_d0)
+        };
+        let r = lab.run_client(&e);
+        assert_eq!(r.action, action::REDIRECT, "v6={v6}");
+        let out = parse(&r.frame);
+        assert_eq!((out.src, out.dst), (ip(router), ip(rs)), "v6={v6}: sent on to the real server");
+        assert_eq!(quoted(&r.frame, v6), (ip(rs), ip(client), 9000, 40000), "v6={v6}: quoted as the server sent it");
+
+        let q = quote_sctp((client, 40000), (rs, 9000));
+        let e = if v6 {
+            icmp6(rs, client, &q, RS_MACS[0], lab.mac_d1)
+        } else {
+            icmp4(rs, client, &q, RS_MACS[0], lab.mac_d1)
+        };
+        let r = lab.run_server(&e);
+        assert_eq!(r.action, action::REDIRECT, "v6={v6}");
+        let out = parse(&r.frame);
+        assert_eq!((out.src, out.dst), (ip(vip), ip(client)), "v6={v6}: from the VIP");
+        assert_eq!(quoted(&r.frame, v6), (ip(client), ip(vip), 40000, 9000), "v6={v6}: quoted as the client sent it");
+    }
+}

@@ -239,6 +239,45 @@ impl Classic {
         }
     }
 
+    /// Starts an SCTP peer (`scripts/sctp_peer.py`, raw IP sockets: the lab's kernel may have
+    /// no SCTP stack) in every real server, answering as `rsN`.
+    pub fn start_sctp_peers(&mut self) {
+        let script = self.dir.join("sctp_peer.py");
+        std::fs::write(&script, include_str!("scripts/sctp_peer.py")).expect("write the SCTP peer");
+        for i in 0..self.rs.len() {
+            let child = self.rs[i]
+                .command("python3")
+                .arg(&script)
+                .args(["serve", &format!("rs{}", i + 1)])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start the SCTP peer");
+            self.children.push(child);
+        }
+        // The raw socket is open once python runs the script's first lines: give it a moment.
+        std::thread::sleep(Duration::from_millis(300));
+    }
+
+    /// One step of an SCTP association from the client (`open`, `data` or `close`, see
+    /// `scripts/sctp_peer.py`) from client port `cport`; the server that answered, or an error.
+    pub fn sctp(&self, step: &str, addr: &str, port: u16, cport: u16) -> Result<String, String> {
+        let script = self.dir.join("sctp_peer.py");
+        std::fs::write(&script, include_str!("scripts/sctp_peer.py")).map_err(|e| e.to_string())?;
+        let out = std::process::Command::new("ip")
+            .args(["netns", "exec", self.client.name(), "python3"])
+            .arg(&script)
+            .args([step, addr, &port.to_string(), &cport.to_string()])
+            .output()
+            .map_err(|e| e.to_string())?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
+        }
+    }
+
     /// One UDP request from the client; the answer or an error.
     pub fn udp(&self, addr: &str, port: u16, payload: &str) -> Result<String, String> {
         let fam = if addr.contains(':') { "AF_INET6" } else { "AF_INET" };

@@ -82,7 +82,7 @@ fn check_service(key: &ServiceKey) -> Result<(), Error> {
 /// A real server's core configuration, if the XDP dataplane can carry it.
 fn dest_config(key: &ServiceKey, d: &DestSpec) -> Result<xvs_core::DestConfig, Error> {
     let c = d.core_config()?;
-    xvs_dataplane::Publisher::check_dest(key, d.port, c.method).map_err(|e| unsupported(&e.to_string()))?;
+    xvs_dataplane::Publisher::check_dest(key, d.port, &c).map_err(|e| unsupported(&e.to_string()))?;
     Ok(c)
 }
 

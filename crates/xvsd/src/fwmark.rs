@@ -1,13 +1,16 @@
 //! Firewall-mark services: how marked packets reach the dataplane.
 //!
 //! XDP runs before netfilter, so it cannot see the mark an operator's mangle rule sets. While
-//! firewall-mark services exist, xvsd keeps a veth pair, [`DEV`] and [`PEER`]; two policy rules
-//! per mark (`fwmark M ipproto tcp|udp lookup` [`TABLE`], preference 0) route marked packets
+//! firewall-mark services exist, xvsd keeps a veth pair, [`DEV`] and [`PEER`]; three policy rules
+//! per mark (`fwmark M ipproto tcp|udp|sctp lookup` [`TABLE`], preference 0) route marked packets
 //! into [`DEV`],
 //! whose egress program writes the mark into the frame, and the program on [`PEER`] balances
 //! them. Those rules must come before the `local` rule, or a marked packet to a VIP this host
 //! holds would be delivered locally: the `local` rule is moved from preference 0 to 1 while any
 //! firewall-mark service exists, and put back when the last one goes (or at `xvsd --purge`).
+//! The copy carries `proto kernel`, as the kernel's own rules do, so that a network manager that
+//! removes foreign rules (systemd-networkd) leaves it; xvsd re-checks its rules every
+//! [`RECHECK`] and puts back what someone else removed.
 //! Only a connection's first packet takes this path; the next ones meet the connection in XDP
 //! on the interface they arrive on. docs/dataplane.md has the costs.
 //!
@@ -34,10 +37,12 @@ pub const DEV: &str = "xvs-fwm";
 pub const PEER: &str = "xvs-fwm-p";
 /// The routing table the per-mark rules look up ("xv").
 pub const TABLE: u32 = 0x7876;
+/// How often the rules are checked while firewall-mark services exist.
+pub const RECHECK: std::time::Duration = std::time::Duration::from_secs(10);
 /// The kernel's `local` table.
 const LOCAL: u32 = 255;
-/// The protocols a firewall-mark service balances (TCP, UDP).
-const PROTOCOLS: [u8; 2] = [6, 17];
+/// The protocols a firewall-mark service balances (TCP, UDP, SCTP).
+const PROTOCOLS: [u8; 3] = [6, 17, 132];
 
 /// The firewall marks of `services`, by family (`true`: IPv6).
 pub fn wanted(services: &Services) -> BTreeSet<(bool, u32)> {
@@ -83,7 +88,7 @@ pub enum Op {
 /// (and the other way round when it is put back).
 pub fn plan(rules: &[Rule], marks: &BTreeSet<u32>) -> Vec<Op> {
     let local_at = |p: u32| rules.iter().any(|r| r.plain && r.table == LOCAL && r.pref == p);
-    // TCP and UDP only: whatever else the operator marks (a ping to a VIP the director holds)
+    // TCP, UDP and SCTP only: whatever else the operator marks (a ping to a VIP the director holds)
     // still reaches the host, as with IPVS.
     let wanted: BTreeSet<(u32, Option<u8>)> =
         marks.iter().flat_map(|m| PROTOCOLS.iter().map(move |p| (*m, Some(*p)))).collect();
@@ -177,7 +182,7 @@ impl Plumbing {
             match self.rules(v6, &family).await {
                 // A host without IPv6 (ipv6.disable=1) has no IPv6 rules to keep.
                 Err(e) if v6 && !v6_marks => tracing::debug!("IPv6 policy rules not read: {e:#}"),
-                r => r?,
+                r => drop(r?),
             }
         }
         if marks.is_empty() {
@@ -196,6 +201,28 @@ impl Plumbing {
         }
         tracing::info!(marks = ?marks, "firewall marks routed to the dataplane");
         *done = Some(marks);
+        Ok(())
+    }
+
+    /// Puts back rules someone else removed or moved (a network manager's clean-up, an
+    /// operator's `ip rule del`) while firewall-mark services exist; nothing to do otherwise.
+    pub async fn recheck(&self) -> anyhow::Result<()> {
+        let done = self.done.lock().await;
+        let Some(marks) = done.as_ref().filter(|m| !m.is_empty()) else { return Ok(()) };
+        let v6_marks = marks.iter().any(|(v6, _)| *v6);
+        for v6 in [false, true] {
+            let family: BTreeSet<u32> = marks.iter().filter(|(f, _)| *f == v6).map(|(_, m)| *m).collect();
+            match self.rules(v6, &family).await {
+                Ok(0) => {}
+                Ok(n) => tracing::warn!(
+                    changes = n,
+                    family = if v6 { "IPv6" } else { "IPv4" },
+                    "firewall-mark policy rules had been changed by someone else; put back"
+                ),
+                Err(e) if v6 && !v6_marks => tracing::debug!("IPv6 policy rules not read: {e:#}"),
+                Err(e) => return Err(e),
+            }
+        }
         Ok(())
     }
 
@@ -279,14 +306,17 @@ impl Plumbing {
         Ok(())
     }
 
-    async fn rules(&self, v6: bool, marks: &BTreeSet<u32>) -> anyhow::Result<()> {
+    /// Applies [`plan`] for one family; returns how many changes it made.
+    async fn rules(&self, v6: bool, marks: &BTreeSet<u32>) -> anyhow::Result<usize> {
         let version = if v6 { IpVersion::V6 } else { IpVersion::V4 };
         let listed: Vec<RuleMessage> =
             self.handle.rule().get(version.clone()).execute().try_collect().await.context("list the policy rules")?;
         let family = if v6 { AddressFamily::Inet6 } else { AddressFamily::Inet };
         let listed: Vec<RuleMessage> = listed.into_iter().filter(|m| m.header.family == family).collect();
         let rules: Vec<Rule> = listed.iter().map(rule_of).collect();
-        for op in plan(&rules, marks) {
+        let ops = plan(&rules, marks);
+        let n = ops.len();
+        for op in ops {
             let add = |table: u32, pref: u32, mark: Option<(u32, u8)>| {
                 let mut r = self.handle.rule().add().table_id(table).priority(pref).action(RuleAction::ToTable);
                 if let Some((m, p)) = mark {
@@ -302,7 +332,14 @@ impl Plumbing {
             };
             let what = format!("{op:?}");
             let result = match op {
-                Op::AddLocal(p) => exec_add(add(LOCAL, p, None), v6).await,
+                Op::AddLocal(p) => {
+                    // As the kernel tags its own: network managers leave `proto kernel` rules.
+                    let mut r = add(LOCAL, p, None);
+                    r.message_mut()
+                        .attributes
+                        .push(RuleAttribute::Protocol(netlink_packet_route::route::RouteProtocol::Kernel));
+                    exec_add(r, v6).await
+                }
                 Op::AddMark(m, p) => exec_add(add(TABLE, 0, Some((m, p))), v6).await,
                 Op::DelLocal(p) => {
                     let mut r = Ok(());
@@ -321,7 +358,7 @@ impl Plumbing {
             };
             result.with_context(|| format!("policy rule change {what} ({})", if v6 { "IPv6" } else { "IPv4" }))?;
         }
-        Ok(())
+        Ok(n)
     }
 
     /// Takes everything away: rules, the moved `local` rule back, the device (`xvsd --purge`).
@@ -369,8 +406,10 @@ mod tests {
                 Op::DelLocal(0),
                 Op::AddMark(5, 6),
                 Op::AddMark(5, 17),
+                Op::AddMark(5, 132),
                 Op::AddMark(7, 6),
-                Op::AddMark(7, 17)
+                Op::AddMark(7, 17),
+                Op::AddMark(7, 132)
             ]
         );
     }
@@ -379,32 +418,45 @@ mod tests {
     fn later_changes_touch_only_the_marks() {
         let mut rules = kernel_defaults();
         rules[0].pref = 1;
-        rules.extend([ours(5, 6), ours(5, 17), ours(7, 6), ours(7, 17)]);
+        rules.extend([ours(5, 6), ours(5, 17), ours(5, 132), ours(7, 6), ours(7, 17), ours(7, 132)]);
         assert_eq!(plan(&rules, &marks(&[5, 7])), vec![]);
         assert_eq!(
             plan(&rules, &marks(&[7, 9])),
-            vec![Op::DelMark(5, Some(6)), Op::DelMark(5, Some(17)), Op::AddMark(9, 6), Op::AddMark(9, 17)]
+            vec![
+                Op::DelMark(5, Some(6)),
+                Op::DelMark(5, Some(17)),
+                Op::DelMark(5, Some(132)),
+                Op::AddMark(9, 6),
+                Op::AddMark(9, 17),
+                Op::AddMark(9, 132)
+            ]
         );
         // The last one gone: local goes back to 0, its copy at 1 removed after.
         let ops = plan(&rules, &marks(&[]));
-        assert_eq!(&ops[4..], &[Op::AddLocal(0), Op::DelLocal(1)]);
+        assert_eq!(&ops[6..], &[Op::AddLocal(0), Op::DelLocal(1)]);
         // A rule without a protocol (an earlier xvsd's) is replaced.
         let mut old = kernel_defaults();
         old[0].pref = 1;
         old.push(Rule { pref: 0, table: TABLE, fwmark: Some(5), ipproto: None, plain: false });
-        assert_eq!(plan(&old, &marks(&[5])), vec![Op::DelMark(5, None), Op::AddMark(5, 6), Op::AddMark(5, 17)]);
+        assert_eq!(
+            plan(&old, &marks(&[5])),
+            vec![Op::DelMark(5, None), Op::AddMark(5, 6), Op::AddMark(5, 17), Op::AddMark(5, 132)]
+        );
     }
 
     #[test]
     fn an_operator_who_moved_local_elsewhere_is_left_alone() {
         let mut rules = kernel_defaults();
         rules[0].pref = 1000;
-        assert_eq!(plan(&rules, &marks(&[5])), vec![Op::AddMark(5, 6), Op::AddMark(5, 17)]);
+        assert_eq!(plan(&rules, &marks(&[5])), vec![Op::AddMark(5, 6), Op::AddMark(5, 17), Op::AddMark(5, 132)]);
         assert_eq!(plan(&rules, &marks(&[])), vec![]);
         // A half-done move (a crash between the two steps) is finished.
         let mut both = kernel_defaults();
         both.push(Rule { pref: 1, table: LOCAL, fwmark: None, ipproto: None, plain: true });
-        assert_eq!(plan(&both, &marks(&[5])), vec![Op::DelLocal(0), Op::AddMark(5, 6), Op::AddMark(5, 17)]);
+        assert_eq!(
+            plan(&both, &marks(&[5])),
+            vec![Op::DelLocal(0), Op::AddMark(5, 6), Op::AddMark(5, 17), Op::AddMark(5, 132)]
+        );
         assert_eq!(plan(&both, &marks(&[])), vec![Op::DelLocal(1)]);
     }
 

@@ -225,6 +225,17 @@ async fn run(o: Opts) -> anyhow::Result<()> {
         // The other services are served all the same.
         tracing::error!("marked packets cannot reach the firewall-mark services: {e:#}");
     }
+    // Rules someone else removed (a network manager's clean-up) are put back.
+    let f = fwmark.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(xvsd::fwmark::RECHECK);
+        loop {
+            every.tick().await;
+            if let Err(e) = f.recheck().await {
+                tracing::error!("firewall-mark policy rules: {e:#}");
+            }
+        }
+    });
 
     // Expiry and the core's timers once a second (expiry every 200 ms while a flood of
     // unassured connections is being dropped early); counters every two seconds (the

@@ -113,7 +113,14 @@ fn xvs_refusals_are_clear_and_change_nothing() {
     assert_eq!(out.code, 255, "{cmd}");
     assert!(out.stderr.contains("must use the service's port 80"), "{}", out.stderr);
     assert_eq!(x.state(), before);
-    for ok in ["-a --sctp-service 198.18.0.1:80 -r 198.18.2.2:80 -m", "-a --sctp-service 198.18.0.1:80 -r 198.18.2.3:8080 -g"] {
+    let cmd = "ipvsadm -a --sctp-service 198.18.0.1:80 -r 198.18.2.4 -i --tun-type gue --tun-port 6080 --tun-csum";
+    let out = x.run(cmd);
+    assert_eq!(out.code, 255, "{cmd}");
+    assert!(out.stderr.contains("without an outer checksum"), "{}", out.stderr);
+    assert_eq!(x.state(), before);
+    for ok in
+        ["-a --sctp-service 198.18.0.1:80 -r 198.18.2.2:80 -m", "-a --sctp-service 198.18.0.1:80 -r 198.18.2.3:8080 -g"]
+    {
         assert_eq!(x.run(&format!("ipvsadm {ok}")).code, 0, "{ok}");
     }
     assert_eq!(x.run("ipvsadm -D --sctp-service 198.18.0.1:80").code, 0);

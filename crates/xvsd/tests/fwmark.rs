@@ -128,9 +128,15 @@ fn marked_connections_are_balanced_by_their_mark() {
     assert!(
         r4.contains("0:\tfrom all fwmark 0x1 ipproto tcp lookup 30838")
             && r4.contains("0:\tfrom all fwmark 0x1 ipproto udp lookup 30838")
+            && r4.contains("0:\tfrom all fwmark 0x1 ipproto sctp lookup 30838")
             && r4.contains("1:\tfrom all lookup local"),
         "{r4}"
     );
+    // The moved local rule is tagged as the kernel's own, so network managers leave it.
+    let detailed = ok(d.ip(&["-d", "rule"]), "ip -d rule");
+    assert!(detailed.contains("1:\tfrom all lookup local proto kernel"), "{detailed}");
+    // A rule someone else removes is put back within xvsd's re-check period.
+    ok(d.ip(&["rule", "del", "pref", "0", "fwmark", "1", "ipproto", "udp", "lookup", "30838"]), "ip rule del");
     assert!(!r4.contains("0:\tfrom all lookup local"), "local moved behind the marks: {r4}");
     assert!(rules(d, true).contains("fwmark 0x2 ipproto tcp lookup 30838"), "{}", rules(d, true));
 
@@ -160,6 +166,12 @@ fn marked_connections_are_balanced_by_their_mark() {
     assert!(held.servers.iter().all(|s| *s == first), "held: {:?}", held.servers);
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(held.ping(), 0, "held connections answer");
+    let deadline = Instant::now() + ::xvsd::fwmark::RECHECK + Duration::from_secs(3);
+    while !rules(d, false).contains("fwmark 0x1 ipproto udp") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert!(rules(d, false).contains("0:\tfrom all fwmark 0x1 ipproto udp lookup 30838"), "{}", rules(d, false));
+    assert!(xvsd.log_text().contains("put back"), "{}", xvsd.log_text());
     // xvsd restarted: it takes the device and its programs over; old and new connections work.
     let mut xvsd = xvsd;
     xvsd.restart();

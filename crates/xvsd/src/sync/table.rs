@@ -265,4 +265,20 @@ mod tests {
         assert_eq!(t.vaddr, [sid.index().to_be(), 0, 0, 0], "keyed by the service's slot, as the dataplane keys it");
         assert_eq!(to_install(&lb, &conn(8, false)), Err(Skip::NoService));
     }
+
+    #[test]
+    fn sctp_states_travel_in_the_kernels_numbering() {
+        let mut lb = Balancer::default();
+        let key = ServiceKey::sctp("198.18.0.100".parse().unwrap(), 8443);
+        lb.add_service(key, ServiceConfig::new(Family::V4, SchedKind::Rr), Instant::ZERO).unwrap();
+        lb.services.add_dest(&key, "198.18.2.2".parse().unwrap(), 8443, DestConfig::new(ForwardMethod::Route)).unwrap();
+        let mut c = conn(0, false);
+        c.protocol = 132;
+        c.state = xvs_sync::sctp_state::ESTABLISHED;
+        let rec = to_install(&lb, &c).unwrap();
+        assert_eq!((rec.proto, rec.state), (132, abi::SCTP_STATE_BASE + 8), "ESTABLISHED in the dataplane's numbering");
+        assert_eq!(crate::conns::sctp_state(rec.state), Some(xvs_core::SctpState::Established));
+        c.state = xvs_sync::sctp_state::LAST;
+        assert_eq!(to_install(&lb, &c), Err(Skip::Unsupported), "no such SCTP state");
+    }
 }
