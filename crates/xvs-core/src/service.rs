@@ -4,7 +4,7 @@
 
 use core::net::IpAddr;
 use core::time::Duration;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::addr::Family;
 use crate::arena::{Arena, RawId};
@@ -112,6 +112,8 @@ pub struct Services {
     /// Removed servers by identity, so adding one back finds it without scanning every
     /// server (which made adding 100k services quadratic).
     trashed: HashMap<(ServiceKey, IpAddr, u16), DestId>,
+    /// Trashed servers that lblc/lblcr entries kept elsewhere (the dataplane's) name.
+    held_elsewhere: HashSet<DestId>,
 }
 
 fn check_unicast(addr: &IpAddr) -> Result<(), Error> {
@@ -562,6 +564,23 @@ impl Services {
         svc.sched.as_mut()?.schedule(&view, input, env)
     }
 
+    /// Says which trashed servers lblc/lblcr entries kept outside the core name (xvsd reads the
+    /// dataplane's table, where its connections are scheduled): they stay in the trash, as a
+    /// server an entry of the core's own schedulers names does.
+    pub fn set_held_elsewhere(&mut self, ids: impl IntoIterator<Item = DestId>) {
+        self.held_elsewhere = ids.into_iter().collect();
+    }
+
+    /// True when the trash check is due at `now` and some service schedules by lblc or lblcr:
+    /// only then does [`Services::set_held_elsewhere`] matter.
+    pub fn trash_may_be_held(&self, now: Instant) -> bool {
+        self.next_trash_check.is_some_and(|t| now >= t)
+            && self
+                .services
+                .iter()
+                .any(|(_, s)| matches!(s.config.scheduler, Some(sched::SchedKind::Lblc | sched::SchedKind::Lblcr)))
+    }
+
     /// When periodic work (trash, scheduler collectors) is next due.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let sched = self.services.iter().filter_map(|(_, s)| s.sched.as_ref()?.poll_timeout()).min();
@@ -575,11 +594,19 @@ impl Services {
     /// collectors with the given expirations.
     pub fn handle_timeout(&mut self, now: Instant, lblc_expiration: Duration, lblcr_expiration: Duration) {
         if self.next_trash_check.is_some_and(|t| now >= t) {
+            // An lblc/lblcr entry naming a server is a reference too, as in the kernel.
+            let mut held = Vec::new();
+            for (_, s) in self.services.iter() {
+                if let Some(sched) = s.sched.as_ref() {
+                    sched.held(&mut held);
+                }
+            }
+            let held: HashSet<DestId> = held.into_iter().chain(self.held_elsewhere.iter().copied()).collect();
             // Counters mirrored from elsewhere (set_dest_counters) reach zero without an
             // unbind: the idle period starts when this check first sees it.
             for id in self.trashed.values() {
                 if let Some(d) = self.dests.dest_mut(*id) {
-                    if d.refs() == 0 && d.idle_since.is_none() {
+                    if d.refs() == 0 && !held.contains(id) && d.idle_since.is_none() {
                         d.idle_since = Some(now);
                     }
                 }
@@ -589,9 +616,10 @@ impl Services {
                 .trashed
                 .iter()
                 .filter(|(_, id)| {
-                    dests
-                        .dest(**id)
-                        .is_some_and(|d| d.refs() == 0 && d.idle_since.is_some_and(|t| now >= t + TRASH_IDLE))
+                    !held.contains(id)
+                        && dests
+                            .dest(**id)
+                            .is_some_and(|d| d.refs() == 0 && d.idle_since.is_some_and(|t| now >= t + TRASH_IDLE))
                 })
                 .map(|(k, _)| *k)
                 .collect();

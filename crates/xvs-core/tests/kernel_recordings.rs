@@ -309,3 +309,68 @@ fn sctp_associations_move_through_the_states_the_kernel_records() {
         }
     }
 }
+
+/// `trash-lblc-scenario.sh` (6.12): under lblc, the server the scheduler's entry for the VIP
+/// names stays in the trash — added back 201 s after its deletion it still has its counters —
+/// while a server no entry names is freed about 180 s after its deletion (`trash-6.12.txt`).
+#[test]
+fn an_lblc_entry_keeps_its_server_in_the_trash() {
+    let text = recording("trash-lblc-6.12.txt");
+    // The last listing: 198.18.3.2, back after 201 s, with the four connections it had.
+    let last = text.split("== 198.18.3.2 added back").nth(1).expect("the last listing");
+    assert!(last.starts_with(" 201 s"), "{last}");
+    let line = last.lines().find(|l| l.contains("-> 198.18.3.2:80")).expect("3.2 listed");
+    let kept: u64 = line.split_whitespace().nth(2).unwrap().parse().unwrap();
+    assert_eq!(kept, 4, "{line}");
+
+    let mut lb = Balancer::default();
+    let vip = ip("198.18.0.100");
+    let key = ServiceKey::tcp(vip, 80);
+    lb.add_service(key, ServiceConfig::new(Family::V4, SchedKind::Lblc), Instant::ZERO).unwrap();
+    let nat = DestConfig::new(ForwardMethod::Masq);
+    for rs in ["198.18.2.2", "198.18.3.2"] {
+        lb.services.add_dest(&key, ip(rs), 80, nat).unwrap();
+    }
+    let mut now = Instant::ZERO;
+    let mut to = Vec::new();
+    for port in 40000..40004 {
+        for flags in [TcpFlags::SYN, TcpFlags::ACK, TcpFlags::RST] {
+            if let Verdict::Forward(f) =
+                lb.handle_inbound(now, &Packet::tcp((ip("198.18.1.2"), port), (vip, 80), flags))
+            {
+                to.push(f.daddr);
+            }
+        }
+    }
+    assert!(to.iter().all(|a| *a == ip("198.18.3.2")), "the kernel's lblc sent all four to 3.2: {to:?}");
+    run_until(&mut lb, &mut now, 15);
+    assert_eq!(lb.conns.len(), 0, "the reset connections expired");
+    let deleted = now;
+    for rs in ["198.18.2.2", "198.18.3.2"] {
+        lb.services.delete_dest(&key, &ip(rs), 80, deleted).unwrap();
+    }
+    run_until(&mut lb, &mut now, 15 + 201);
+    let id = lb.services.add_dest(&key, ip("198.18.3.2"), 80, nat).unwrap();
+    run_until(&mut lb, &mut now, 15 + 204);
+    let conns = lb.services.dest(id).unwrap().stats.counters().conns;
+    assert_eq!(conns, kept, "3.2 came back from the trash with its counters");
+    // Under rr no entry holds it: the same steps free it (trash-6.12.txt).
+    let mut lb = Balancer::default();
+    lb.add_service(key, ServiceConfig::new(Family::V4, SchedKind::Rr), Instant::ZERO).unwrap();
+    lb.services.add_dest(&key, ip("198.18.3.2"), 80, nat).unwrap();
+    let _ = lb.handle_inbound(Instant::ZERO, &Packet::tcp((ip("198.18.1.2"), 40000), (vip, 80), TcpFlags::SYN));
+    let _ = lb.handle_inbound(Instant::ZERO, &Packet::tcp((ip("198.18.1.2"), 40000), (vip, 80), TcpFlags::RST));
+    let mut now = Instant::ZERO;
+    run_until(&mut lb, &mut now, 15);
+    lb.services.delete_dest(&key, &ip("198.18.3.2"), 80, now).unwrap();
+    run_until(&mut lb, &mut now, 15 + 201);
+    assert_eq!(lb.services.trash().count(), 0, "under rr it was freed");
+}
+
+/// Runs the balancer's timers second by second up to `t` seconds.
+fn run_until(lb: &mut Balancer, now: &mut Instant, t: u64) {
+    while *now < Instant::from_secs(t) {
+        *now += std::time::Duration::from_secs(1);
+        lb.handle_timeout(*now);
+    }
+}

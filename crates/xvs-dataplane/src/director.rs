@@ -482,6 +482,17 @@ impl Director {
         })
     }
 
+    /// The server slots the lblc/lblcr table names: a removed server an entry names stays in
+    /// the trash, as the kernel's entries hold a reference to theirs.
+    pub fn lblc_slots(&self) -> Result<std::collections::HashSet<u32>, Error> {
+        let mut slots = std::collections::HashSet::new();
+        for entry in self.maps.lblc.iter() {
+            let (_, e) = entry.ctx(|| "read the lblc table".into())?;
+            slots.extend(e.dest.iter().filter(|d| **d != 0).map(|d| d - 1));
+        }
+        Ok(slots)
+    }
+
     /// Next hops the dataplane found no neighbour for, newer than `after` (milliseconds of
     /// CLOCK_MONOTONIC_COARSE, as the dataplane stamps): (address, interface index, stamp).
     /// The kernel resolves a neighbour only for what it sends itself, so xvsd makes it send

@@ -17,6 +17,7 @@ mod announce;
 mod apply;
 mod standby;
 mod sysctl;
+mod trash;
 
 /// The dataplane side: the loaded director, its publisher and its sweeper.
 pub struct Dp {
@@ -528,6 +529,7 @@ impl Control {
 
     /// Runs the core's timers (estimator, trash, scheduler collectors) due at `now`.
     pub fn timers(&mut self, now: Instant) {
+        self.note_held_servers(now);
         while let Some(t) = self.lb.poll_timeout().filter(|t| *t <= now) {
             self.lb.handle_timeout(t);
         }

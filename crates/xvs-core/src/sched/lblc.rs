@@ -148,6 +148,10 @@ impl Scheduler for Lblc {
         self.gc.run(now, expiration, &mut self.buckets, |e| e.lastuse);
     }
 
+    fn held(&self, out: &mut Vec<DestId>) {
+        out.extend(self.buckets.iter().flatten().map(|e| e.dest));
+    }
+
     fn poll_timeout(&self) -> Option<Instant> {
         Some(self.gc.next)
     }

@@ -122,6 +122,10 @@ impl Scheduler for Lblcr {
         self.gc.run(now, expiration, &mut self.buckets, |e| e.lastuse);
     }
 
+    fn held(&self, out: &mut Vec<DestId>) {
+        out.extend(self.buckets.iter().flatten().flat_map(|e| e.set.iter().copied()));
+    }
+
     fn poll_timeout(&self) -> Option<Instant> {
         Some(self.gc.next)
     }

@@ -232,6 +232,11 @@ pub trait Scheduler: fmt::Debug + Send {
     /// Runs periodic work due at `now` (lblc/lblcr garbage collection).
     fn handle_timeout(&mut self, _now: Instant, _dests: &DestView<'_>, _expiration: Duration) {}
 
+    /// Adds to `out` the servers the scheduler's own table names (lblc/lblcr entries): the
+    /// kernel counts those as references, which keep a removed server in the trash
+    /// (testdata/kernel/trash-lblc-6.12.txt).
+    fn held(&self, _out: &mut Vec<DestId>) {}
+
     /// When [`Scheduler::handle_timeout`] next needs to run.
     fn poll_timeout(&self) -> Option<Instant> {
         None
