@@ -328,6 +328,13 @@ fn measure_xvs(lab: &Classic, plan: &Plan, report: &mut Report, n: u32) {
         cost.new_flows(lab, n - 1, plan.reps, plan.new_flows).unwrap_or_else(|e| fail(&x, n, "new-flow cost", e));
     report.add("xvs-nat", n, Metric::CostNew, c);
     report.add("bare", n, Metric::CostNew, b);
+    let y = cost
+        .yardstick_nat(lab, n - 1, plan.reps.max(5), plan.new_flows.min(1000))
+        .unwrap_or_else(|e| fail(&x, n, "yardstick (NAT)", e));
+    report.add("xvs-nat", n, Metric::ProgNew, y.new_flow);
+    report.add("xvs-nat", n, Metric::ProgEstablished, y.established);
+    report.add("xvs-nat", n, Metric::ProgReply, y.reply);
+    report.add("xvs-nat", n, Metric::ProgMiss, y.miss);
     if let Some((conn, nat)) = cost.bytes_per_connection() {
         report.facts.insert(
             "xvs kernel memory per connection (map memory / entries)".into(),
@@ -368,6 +375,10 @@ fn measure_xvs(lab: &Classic, plan: &Plan, report: &mut Report, n: u32) {
         .unwrap_or_else(|e| fail(&x, n, "established cost", e));
     report.add("xvs-dr", n, Metric::CostEstablished, c);
     report.add("bare", n, Metric::CostEstablished, b);
+    let y = cost
+        .yardstick_established(lab, n - 1, plan.reps.max(5), plan.new_flows.min(1000))
+        .unwrap_or_else(|e| fail(&x, n, "yardstick (DR)", e));
+    report.add("xvs-dr", n, Metric::ProgEstablished, y);
     drop(cost);
     {
         let _pass = rs_pass(lab);

@@ -49,6 +49,15 @@ pub enum Metric {
     RemoveOne,
     /// Seconds to list N services.
     List,
+    /// The yardstick, ns per packet of the program alone (the kernel's run statistics, minus an
+    /// empty program's): an established flow's packet from the client.
+    ProgEstablished,
+    /// The yardstick: a new flow's first packet.
+    ProgNew,
+    /// The yardstick: a NAT real server's reply.
+    ProgReply,
+    /// The yardstick: a packet for no service.
+    ProgMiss,
 }
 
 impl Metric {
@@ -64,6 +73,10 @@ impl Metric {
             Metric::AddOne => ("add_one", "ms"),
             Metric::RemoveOne => ("remove_one", "ms"),
             Metric::List => ("list", "s"),
+            Metric::ProgEstablished => ("prog_established", "ns/packet"),
+            Metric::ProgNew => ("prog_new_flow", "ns/packet"),
+            Metric::ProgReply => ("prog_nat_reply", "ns/packet"),
+            Metric::ProgMiss => ("prog_miss", "ns/packet"),
         }
     }
 }
@@ -178,6 +191,10 @@ impl Report {
             );
         }
         for metric in [
+            Metric::ProgEstablished,
+            Metric::ProgNew,
+            Metric::ProgReply,
+            Metric::ProgMiss,
             Metric::CostEstablished,
             Metric::CostNew,
             Metric::ConnRate,

@@ -202,3 +202,137 @@ impl Cost {
         Some((per("xvs_conn4")?, per("xvs_nat4")?))
     }
 }
+
+/// A frame from a NAT real server to the client: the reply of the flow `client:cport →
+/// target` the director sent to `rs` (source MAC `src_mac`, to the director's `dst_mac`).
+pub fn reply(
+    src_mac: [u8; 6],
+    dst_mac: [u8; 6],
+    rs: std::net::SocketAddrV4,
+    client: std::net::Ipv4Addr,
+    cport: u16,
+) -> Vec<u8> {
+    let b = etherparse::PacketBuilder::ethernet2(src_mac, dst_mac)
+        .ipv4(rs.ip().octets(), client.octets(), 64)
+        .tcp(rs.port(), cport, 5000, 64_000)
+        .ack(1001);
+    let mut out = Vec::with_capacity(b.size(0));
+    b.write(&mut out, &[]).expect("a frame");
+    out
+}
+
+/// The yardstick's NAT figures, ns/packet of the program alone (floor subtracted).
+pub struct NatCosts {
+    /// A SYN of a new flow.
+    pub new_flow: Vec<f64>,
+    /// An established flow's packet from the client.
+    pub established: Vec<f64>,
+    /// A real server's reply.
+    pub reply: Vec<f64>,
+    /// A packet for no service.
+    pub miss: Vec<f64>,
+}
+
+impl Cost {
+    /// The program's own cost per packet, from the kernel's run statistics (BPF statistics
+    /// enabled while it runs): each rep runs the frames `frames(rep)` once each on interface
+    /// `ifindex`, reads the director program's run time and count before and after, and does
+    /// the same with an empty XDP program (the floor: what taking the time itself costs); the
+    /// figure is the difference. BPF_PROG_TEST_RUN's own per-call work is in neither.
+    /// Every run must end in `want` (an action of [`action`]).
+    pub fn program_cost(
+        &self,
+        lab: &Classic,
+        ifindex: u32,
+        reps: usize,
+        want: &[u32],
+        frames: impl Fn(usize) -> Vec<Vec<u8>>,
+    ) -> Result<Vec<f64>, String> {
+        let _in = lab.director.enter();
+        let _stats =
+            aya::sys::enable_stats(aya::sys::Stats::RunTime).map_err(|e| format!("enable BPF statistics: {e}"))?;
+        let mut out = Vec::with_capacity(reps);
+        for rep in 0..reps {
+            let frames = frames(rep);
+            let (t0, n0) = self.director.run_stats().map_err(|e| e.to_string())?;
+            for f in &frames {
+                let r = self.director.test_run(f, ifindex).map_err(|e| e.to_string())?;
+                if !want.contains(&r.action) {
+                    return Err(format!("action {} where {want:?} was expected ({})", r.action, self.reasons()));
+                }
+            }
+            let (t1, n1) = self.director.run_stats().map_err(|e| e.to_string())?;
+            let (e0, m0) = self.bare.run_stats("xvs_pass").map_err(|e| e.to_string())?;
+            for f in &frames {
+                self.bare.test_run("xvs_pass", f).map_err(|e| e.to_string())?;
+            }
+            let (e1, m1) = self.bare.run_stats("xvs_pass").map_err(|e| e.to_string())?;
+            if n1 == n0 || m1 == m0 {
+                return Err("the kernel counted no runs: BPF statistics are not being kept".into());
+            }
+            let prog = (t1 - t0) as f64 / (n1 - n0) as f64;
+            let floor = (e1 - e0) as f64 / (m1 - m0) as f64;
+            out.push(prog - floor);
+        }
+        Ok(out)
+    }
+
+    /// The NAT figures for service `i`: `k` packets per rep, `reps` reps.
+    pub fn yardstick_nat(&self, lab: &Classic, i: u32, reps: usize, k: u16) -> Result<NatCosts, String> {
+        let fwd = [action::REDIRECT, action::TX];
+        let client = std::net::Ipv4Addr::new(198, 18, 1, 100);
+        let new_flow = self.program_cost(lab, self.ifindex, reps, &fwd, |rep| {
+            // A client address per rep keeps every flow new.
+            let src = std::net::Ipv4Addr::new(198, 18, 1, 110 + rep as u8);
+            (0..k).map(|p| crate::lab::syn(self.client_mac, self.director_mac, src, service(i), 21_000 + p)).collect()
+        })?;
+        // One flow, established, then its packets in both directions.
+        let cport = 33_334;
+        let syn = crate::lab::syn(self.client_mac, self.director_mac, client, service(i), cport);
+        let rs = {
+            let _in = lab.director.enter();
+            let r = self.director.test_run(&syn, self.ifindex).map_err(|e| e.to_string())?;
+            if !fwd.contains(&r.action) {
+                return Err(format!("the SYN was not forwarded (action {}; {})", r.action, self.reasons()));
+            }
+            std::net::Ipv4Addr::new(r.frame[30], r.frame[31], r.frame[32], r.frame[33])
+        };
+        let ack = crate::lab::ack(self.client_mac, self.director_mac, client, service(i), cport);
+        let established = self.program_cost(lab, self.ifindex, reps, &fwd, |_| vec![ack.clone(); usize::from(k)])?;
+        let n = (0..lab.rs.len())
+            .position(|n| xvs_lab::topology::rs4(n) == rs.to_string())
+            .ok_or_else(|| format!("{rs} is none of the lab's real servers"))?;
+        let dev = format!("r{}", n + 1);
+        let back = reply(
+            lab.rs[n].mac("eth0"),
+            lab.director.mac(&dev),
+            std::net::SocketAddrV4::new(rs, service(i).port()),
+            client,
+            cport,
+        );
+        let reply_cost =
+            self.program_cost(lab, lab.director.ifindex(&dev), reps, &fwd, |_| vec![back.clone(); usize::from(k)])?;
+        let other = std::net::SocketAddrV4::new(std::net::Ipv4Addr::new(198, 18, 9, 9), 80);
+        let miss_frame = crate::lab::syn(self.client_mac, self.director_mac, client, other, 40_000);
+        let miss =
+            self.program_cost(lab, self.ifindex, reps, &[action::PASS], |_| vec![miss_frame.clone(); usize::from(k)])?;
+        Ok(NatCosts { new_flow, established, reply: reply_cost, miss })
+    }
+
+    /// The established flow's figure for service `i` under direct routing (or tunnels).
+    pub fn yardstick_established(&self, lab: &Classic, i: u32, reps: usize, k: u16) -> Result<Vec<f64>, String> {
+        let fwd = [action::REDIRECT, action::TX];
+        let client = std::net::Ipv4Addr::new(198, 18, 1, 100);
+        let cport = 33_335;
+        let syn = crate::lab::syn(self.client_mac, self.director_mac, client, service(i), cport);
+        {
+            let _in = lab.director.enter();
+            let r = self.director.test_run(&syn, self.ifindex).map_err(|e| e.to_string())?;
+            if !fwd.contains(&r.action) {
+                return Err(format!("the SYN was not forwarded (action {}; {})", r.action, self.reasons()));
+            }
+        }
+        let ack = crate::lab::ack(self.client_mac, self.director_mac, client, service(i), cport);
+        self.program_cost(lab, self.ifindex, reps, &fwd, |_| vec![ack.clone(); usize::from(k)])
+    }
+}

@@ -182,6 +182,22 @@ impl Aux {
         Ok(start.elapsed())
     }
 
+    /// Runs helper program `name` (`xvs_pass`, an empty program: the yardstick's floor) on
+    /// `frame`.
+    pub fn test_run(&self, name: &str, frame: &[u8]) -> Result<crate::RunResult, Error> {
+        let p: Result<&Xdp, aya::programs::ProgramError> =
+            self.ebpf.program(name).ok_or_else(|| Error::Unsupported(format!("no program {name}")))?.try_into();
+        crate::director::run(p.ctx(|| format!("{name} is not XDP"))?, frame, 1, 1).map(|(r, _)| r)
+    }
+
+    /// The kernel's run statistics of helper program `name`: total run time (ns) and run
+    /// count, kept while BPF statistics are enabled (`aya::sys::enable_stats`).
+    pub fn run_stats(&self, name: &str) -> Result<(u64, u64), Error> {
+        let p = self.ebpf.program(name).ok_or_else(|| Error::Unsupported(format!("no program {name}")))?;
+        let info = p.info().ctx(|| format!("read {name}'s info"))?;
+        Ok((info.run_time().as_nanos() as u64, info.run_count()))
+    }
+
     /// Runs the bare forwarder once on `frame` (the benchmark's floor).
     pub fn bare_test_run(&self, frame: &[u8], repeat: u32) -> Result<(crate::RunResult, std::time::Duration), Error> {
         let p: Result<&Xdp, aya::programs::ProgramError> =

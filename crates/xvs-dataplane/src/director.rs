@@ -247,6 +247,14 @@ impl Director {
         p.ctx(|| format!("program {name} is not XDP"))
     }
 
+    /// The kernel's run statistics of the director program: total run time (ns) and run count,
+    /// kept while BPF statistics are enabled (`aya::sys::enable_stats`). Unlike a
+    /// BPF_PROG_TEST_RUN duration, they hold the program's own time only.
+    pub fn run_stats(&self) -> Result<(u64, u64), Error> {
+        let info = self.prog("xvs_lb")?.info().ctx(|| "read xvs_lb's info".into())?;
+        Ok((info.run_time().as_nanos() as u64, info.run_count()))
+    }
+
     fn prog_mut(&mut self, name: &str) -> Result<&mut Xdp, Error> {
         let p: Result<&mut Xdp, aya::programs::ProgramError> =
             self.ebpf.program_mut(name).ok_or_else(|| Error::Unsupported(format!("no program {name}")))?.try_into();
