@@ -9,6 +9,7 @@
 //! min/median/max; the headline is ratios between peers of the same run, because this machine
 //! is shared and noisy. Results go to a folder as JSON, markdown and PNG plots.
 
+mod katran;
 mod lab;
 mod peers;
 mod report;
@@ -46,7 +47,7 @@ struct Opts {
     /// Seconds of traffic per repetition (default 2).
     #[arg(long)]
     seconds: Option<f64>,
-    /// Peers to measure (default all): xvs, iptables, nftables, haproxy, bare.
+    /// Peers to measure (default all): xvs, katran (measured with xvs, needs it), iptables, nftables, haproxy, bare.
     #[arg(long, value_delimiter = ',')]
     peers: Option<Vec<String>>,
     /// Largest N for iptables (its install time grows with N; default 100000).
@@ -144,7 +145,7 @@ fn main() {
         peers: o
             .peers
             .clone()
-            .unwrap_or_else(|| ["xvs", "iptables", "nftables", "haproxy", "bare"].map(String::from).to_vec()),
+            .unwrap_or_else(|| ["xvs", "katran", "iptables", "nftables", "haproxy", "bare"].map(String::from).to_vec()),
         sizes: o.sizes.clone().unwrap_or_else(|| if o.quick { vec![1, 1000] } else { vec![1, 1000, 10_000, 100_000] }),
         reps: o.reps.unwrap_or(if o.quick { 2 } else { 5 }),
         dur: Duration::from_secs_f64(o.seconds.unwrap_or(if o.quick { 0.5 } else { 2.0 })),
@@ -328,13 +329,15 @@ fn measure_xvs(lab: &Classic, plan: &Plan, report: &mut Report, n: u32) {
         cost.new_flows(lab, n - 1, plan.reps, plan.new_flows).unwrap_or_else(|e| fail(&x, n, "new-flow cost", e));
     report.add("xvs-nat", n, Metric::CostNew, c);
     report.add("bare", n, Metric::CostNew, b);
-    let y = cost
-        .yardstick_nat(lab, n - 1, plan.reps.max(5), plan.new_flows.min(1000))
-        .unwrap_or_else(|e| fail(&x, n, "yardstick (NAT)", e));
-    report.add("xvs-nat", n, Metric::ProgNew, y.new_flow);
-    report.add("xvs-nat", n, Metric::ProgEstablished, y.established);
-    report.add("xvs-nat", n, Metric::ProgReply, y.reply);
-    report.add("xvs-nat", n, Metric::ProgMiss, y.miss);
+    let (yreps, yk) = (plan.reps.max(5), plan.new_flows.min(1000));
+    let y = cost.yardstick(lab, n - 1, yreps, yk, true).unwrap_or_else(|e| fail(&x, n, "yardstick (NAT)", e));
+    report.add_costs("xvs-nat", n, y);
+    if plan.peers.iter().any(|p| p == "katran") {
+        match cost.yardstick_katran(lab, n - 1, yreps, yk) {
+            Ok(y) => report.add_costs("katran", n, y),
+            Err(e) => report.skipped.push(format!("katran at N={n}: {e}")),
+        }
+    }
     if let Some((conn, nat)) = cost.bytes_per_connection() {
         report.facts.insert(
             "xvs kernel memory per connection (map memory / entries)".into(),
@@ -375,10 +378,13 @@ fn measure_xvs(lab: &Classic, plan: &Plan, report: &mut Report, n: u32) {
         .unwrap_or_else(|e| fail(&x, n, "established cost", e));
     report.add("xvs-dr", n, Metric::CostEstablished, c);
     report.add("bare", n, Metric::CostEstablished, b);
-    let y = cost
-        .yardstick_established(lab, n - 1, plan.reps.max(5), plan.new_flows.min(1000))
-        .unwrap_or_else(|e| fail(&x, n, "yardstick (DR)", e));
-    report.add("xvs-dr", n, Metric::ProgEstablished, y);
+    let y = cost.yardstick(lab, n - 1, yreps, yk, false).unwrap_or_else(|e| fail(&x, n, "yardstick (DR)", e));
+    report.add_costs("xvs-dr", n, y);
+    // Tunnels (IP-in-IP, as Katran sends): the yardstick only, the servers do not decapsulate.
+    xvs::apply(&x, &lab.dir, n, "tunnel").unwrap_or_else(|e| fail(&x, n, "switch to tunnels", e));
+    let y = cost.yardstick(lab, n - 1, yreps, yk, false).unwrap_or_else(|e| fail(&x, n, "yardstick (TUN)", e));
+    report.add_costs("xvs-tun", n, y);
+    xvs::apply(&x, &lab.dir, n, "route").unwrap_or_else(|e| fail(&x, n, "switch back to direct routing", e));
     drop(cost);
     {
         let _pass = rs_pass(lab);

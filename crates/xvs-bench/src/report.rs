@@ -133,6 +133,14 @@ impl Report {
         });
     }
 
+    /// Records a peer's yardstick figures.
+    pub fn add_costs(&mut self, peer: &str, n: u32, c: crate::xvs::Costs) {
+        self.add(peer, n, Metric::ProgNew, c.new_flow);
+        self.add(peer, n, Metric::ProgEstablished, c.established);
+        self.add(peer, n, Metric::ProgReply, c.reply);
+        self.add(peer, n, Metric::ProgMiss, c.miss);
+    }
+
     /// Records the repetitions of one measurement with `directors` directors behind the router.
     pub fn add_scale_out(&mut self, directors: u32, metric: Metric, values: Vec<f64>) {
         let before = self.series.len();
@@ -155,7 +163,7 @@ impl Report {
     }
 
     fn peers(&self, metric: Metric) -> Vec<String> {
-        let order = ["xvs-nat", "xvs-dr", "iptables", "nftables", "haproxy", "bare"];
+        let order = ["xvs-nat", "xvs-dr", "xvs-tun", "katran", "iptables", "nftables", "haproxy", "bare"];
         let mut v: Vec<String> = Vec::new();
         for p in order {
             if self.series.iter().any(|s| s.peer == p && s.metric == metric.name().0) {
@@ -188,6 +196,25 @@ impl Report {
                 r("xvs-dr", Metric::Pps, "bare", Metric::Pps),
                 r("xvs-dr", Metric::CostEstablished, "bare", Metric::CostEstablished),
                 r("xvs-nat", Metric::CostNew, "bare", Metric::CostNew),
+            );
+        }
+        let _ = writeln!(out, "\n## Against Katran (the yardstick: each program's own ns/packet, medians, same run)\n");
+        let _ = writeln!(out, "| N | established: xvs-dr / katran | established: xvs-tun / katran | new flow: xvs-dr / katran | new flow: xvs-tun / katran | miss: xvs / katran | NAT established / DR established |");
+        let _ = writeln!(out, "|---|---|---|---|---|---|---|");
+        for &n in &sizes {
+            let r = |a: &str, am: Metric, b: &str, bm: Metric| match (self.get(a, n, am), self.get(b, n, bm)) {
+                (Some(x), Some(y)) if y.median > 0.0 => format!("{:.2}", x.median / y.median),
+                _ => "–".into(),
+            };
+            let _ = writeln!(
+                out,
+                "| {n} | {} | {} | {} | {} | {} | {} |",
+                r("xvs-dr", Metric::ProgEstablished, "katran", Metric::ProgEstablished),
+                r("xvs-tun", Metric::ProgEstablished, "katran", Metric::ProgEstablished),
+                r("xvs-dr", Metric::ProgNew, "katran", Metric::ProgNew),
+                r("xvs-tun", Metric::ProgNew, "katran", Metric::ProgNew),
+                r("xvs-dr", Metric::ProgMiss, "katran", Metric::ProgMiss),
+                r("xvs-nat", Metric::ProgEstablished, "xvs-dr", Metric::ProgEstablished),
             );
         }
         for metric in [

@@ -221,28 +221,56 @@ pub fn reply(
     out
 }
 
-/// The yardstick's NAT figures, ns/packet of the program alone (floor subtracted).
-pub struct NatCosts {
+/// A program the yardstick measures.
+pub trait Measured {
+    /// Runs it once on `frame` arriving on `ifindex`; its action.
+    fn run(&self, frame: &[u8], ifindex: u32) -> Result<u32, String>;
+    /// The kernel's run statistics: total run time (ns), run count.
+    fn stats(&self) -> Result<(u64, u64), String>;
+}
+
+impl Measured for Director {
+    fn run(&self, frame: &[u8], ifindex: u32) -> Result<u32, String> {
+        self.test_run(frame, ifindex).map(|r| r.action).map_err(|e| e.to_string())
+    }
+    fn stats(&self) -> Result<(u64, u64), String> {
+        self.run_stats().map_err(|e| e.to_string())
+    }
+}
+
+impl Measured for crate::katran::Katran {
+    fn run(&self, frame: &[u8], _ifindex: u32) -> Result<u32, String> {
+        self.test_run(frame)
+    }
+    fn stats(&self) -> Result<(u64, u64), String> {
+        self.run_stats()
+    }
+}
+
+/// The yardstick's figures for one peer, ns/packet of the program alone (floor subtracted).
+#[derive(Default)]
+pub struct Costs {
     /// A SYN of a new flow.
     pub new_flow: Vec<f64>,
     /// An established flow's packet from the client.
     pub established: Vec<f64>,
-    /// A real server's reply.
+    /// A NAT real server's reply (NAT only).
     pub reply: Vec<f64>,
     /// A packet for no service.
     pub miss: Vec<f64>,
 }
 
 impl Cost {
-    /// The program's own cost per packet, from the kernel's run statistics (BPF statistics
+    /// A program's own cost per packet, from the kernel's run statistics (BPF statistics
     /// enabled while it runs): each rep runs the frames `frames(rep)` once each on interface
-    /// `ifindex`, reads the director program's run time and count before and after, and does
-    /// the same with an empty XDP program (the floor: what taking the time itself costs); the
-    /// figure is the difference. BPF_PROG_TEST_RUN's own per-call work is in neither.
-    /// Every run must end in `want` (an action of [`action`]).
+    /// `ifindex`, reads the program's run time and count before and after, and does the same
+    /// with an empty XDP program (the floor: what taking the time itself costs); the figure is
+    /// the difference. BPF_PROG_TEST_RUN's own per-call work is in neither. Every run must
+    /// end in one of `want` (actions of [`action`]).
     pub fn program_cost(
         &self,
         lab: &Classic,
+        prog: &dyn Measured,
         ifindex: u32,
         reps: usize,
         want: &[u32],
@@ -254,14 +282,14 @@ impl Cost {
         let mut out = Vec::with_capacity(reps);
         for rep in 0..reps {
             let frames = frames(rep);
-            let (t0, n0) = self.director.run_stats().map_err(|e| e.to_string())?;
+            let (t0, n0) = prog.stats()?;
             for f in &frames {
-                let r = self.director.test_run(f, ifindex).map_err(|e| e.to_string())?;
-                if !want.contains(&r.action) {
-                    return Err(format!("action {} where {want:?} was expected ({})", r.action, self.reasons()));
+                let a = prog.run(f, ifindex)?;
+                if !want.contains(&a) {
+                    return Err(format!("action {a} where {want:?} was expected ({})", self.reasons()));
                 }
             }
-            let (t1, n1) = self.director.run_stats().map_err(|e| e.to_string())?;
+            let (t1, n1) = prog.stats()?;
             let (e0, m0) = self.bare.run_stats("xvs_pass").map_err(|e| e.to_string())?;
             for f in &frames {
                 self.bare.test_run("xvs_pass", f).map_err(|e| e.to_string())?;
@@ -270,35 +298,66 @@ impl Cost {
             if n1 == n0 || m1 == m0 {
                 return Err("the kernel counted no runs: BPF statistics are not being kept".into());
             }
-            let prog = (t1 - t0) as f64 / (n1 - n0) as f64;
+            let cost = (t1 - t0) as f64 / (n1 - n0) as f64;
             let floor = (e1 - e0) as f64 / (m1 - m0) as f64;
-            out.push(prog - floor);
+            out.push(cost - floor);
         }
         Ok(out)
     }
 
-    /// The NAT figures for service `i`: `k` packets per rep, `reps` reps.
-    pub fn yardstick_nat(&self, lab: &Classic, i: u32, reps: usize, k: u16) -> Result<NatCosts, String> {
-        let fwd = [action::REDIRECT, action::TX];
+    /// New flows to service `i` (a distinct client port each, a client address per rep), then
+    /// an established flow's packets, and a miss, through `prog`; `k` packets per rep.
+    fn flows(
+        &self,
+        lab: &Classic,
+        prog: &dyn Measured,
+        i: u32,
+        reps: usize,
+        k: u16,
+        fwd: &[u32],
+    ) -> Result<Costs, String> {
         let client = std::net::Ipv4Addr::new(198, 18, 1, 100);
-        let new_flow = self.program_cost(lab, self.ifindex, reps, &fwd, |rep| {
-            // A client address per rep keeps every flow new.
+        let new_flow = self.program_cost(lab, prog, self.ifindex, reps, fwd, |rep| {
             let src = std::net::Ipv4Addr::new(198, 18, 1, 110 + rep as u8);
             (0..k).map(|p| crate::lab::syn(self.client_mac, self.director_mac, src, service(i), 21_000 + p)).collect()
         })?;
-        // One flow, established, then its packets in both directions.
+        let cport = 33_334;
+        let syn = crate::lab::syn(self.client_mac, self.director_mac, client, service(i), cport);
+        {
+            let _in = lab.director.enter();
+            let a = prog.run(&syn, self.ifindex)?;
+            if !fwd.contains(&a) {
+                return Err(format!("the SYN was not forwarded (action {a}; {})", self.reasons()));
+            }
+        }
+        let ack = crate::lab::ack(self.client_mac, self.director_mac, client, service(i), cport);
+        let established =
+            self.program_cost(lab, prog, self.ifindex, reps, fwd, |_| vec![ack.clone(); usize::from(k)])?;
+        let other = std::net::SocketAddrV4::new(std::net::Ipv4Addr::new(198, 18, 9, 9), 80);
+        let miss_frame = crate::lab::syn(self.client_mac, self.director_mac, client, other, 40_000);
+        let miss = self.program_cost(lab, prog, self.ifindex, reps, &[action::PASS], |_| {
+            vec![miss_frame.clone(); usize::from(k)]
+        })?;
+        Ok(Costs { new_flow, established, reply: Vec::new(), miss })
+    }
+
+    /// xvs's figures for service `i` with its servers' current method; with NAT, a real
+    /// server's reply too.
+    pub fn yardstick(&self, lab: &Classic, i: u32, reps: usize, k: u16, nat: bool) -> Result<Costs, String> {
+        let fwd = [action::REDIRECT, action::TX];
+        let mut c = self.flows(lab, &self.director, i, reps, k, &fwd)?;
+        if !nat {
+            return Ok(c);
+        }
+        // The established flow's server (the SYN's destination), and its reply.
+        let client = std::net::Ipv4Addr::new(198, 18, 1, 100);
         let cport = 33_334;
         let syn = crate::lab::syn(self.client_mac, self.director_mac, client, service(i), cport);
         let rs = {
             let _in = lab.director.enter();
             let r = self.director.test_run(&syn, self.ifindex).map_err(|e| e.to_string())?;
-            if !fwd.contains(&r.action) {
-                return Err(format!("the SYN was not forwarded (action {}; {})", r.action, self.reasons()));
-            }
             std::net::Ipv4Addr::new(r.frame[30], r.frame[31], r.frame[32], r.frame[33])
         };
-        let ack = crate::lab::ack(self.client_mac, self.director_mac, client, service(i), cport);
-        let established = self.program_cost(lab, self.ifindex, reps, &fwd, |_| vec![ack.clone(); usize::from(k)])?;
         let n = (0..lab.rs.len())
             .position(|n| xvs_lab::topology::rs4(n) == rs.to_string())
             .ok_or_else(|| format!("{rs} is none of the lab's real servers"))?;
@@ -310,29 +369,19 @@ impl Cost {
             client,
             cport,
         );
-        let reply_cost =
-            self.program_cost(lab, lab.director.ifindex(&dev), reps, &fwd, |_| vec![back.clone(); usize::from(k)])?;
-        let other = std::net::SocketAddrV4::new(std::net::Ipv4Addr::new(198, 18, 9, 9), 80);
-        let miss_frame = crate::lab::syn(self.client_mac, self.director_mac, client, other, 40_000);
-        let miss =
-            self.program_cost(lab, self.ifindex, reps, &[action::PASS], |_| vec![miss_frame.clone(); usize::from(k)])?;
-        Ok(NatCosts { new_flow, established, reply: reply_cost, miss })
+        c.reply = self.program_cost(lab, &self.director, lab.director.ifindex(&dev), reps, &fwd, |_| {
+            vec![back.clone(); usize::from(k)]
+        })?;
+        Ok(c)
     }
 
-    /// The established flow's figure for service `i` under direct routing (or tunnels).
-    pub fn yardstick_established(&self, lab: &Classic, i: u32, reps: usize, k: u16) -> Result<Vec<f64>, String> {
-        let fwd = [action::REDIRECT, action::TX];
-        let client = std::net::Ipv4Addr::new(198, 18, 1, 100);
-        let cport = 33_335;
-        let syn = crate::lab::syn(self.client_mac, self.director_mac, client, service(i), cport);
-        {
+    /// Katran's figures: loaded beside xvs in the director's namespace with service `i` as its
+    /// VIP and the lab's two real servers, measured with the same frames.
+    pub fn yardstick_katran(&self, lab: &Classic, i: u32, reps: usize, k: u16) -> Result<Costs, String> {
+        let katran = {
             let _in = lab.director.enter();
-            let r = self.director.test_run(&syn, self.ifindex).map_err(|e| e.to_string())?;
-            if !fwd.contains(&r.action) {
-                return Err(format!("the SYN was not forwarded (action {}; {})", r.action, self.reasons()));
-            }
-        }
-        let ack = crate::lab::ack(self.client_mac, self.director_mac, client, service(i), cport);
-        self.program_cost(lab, self.ifindex, reps, &fwd, |_| vec![ack.clone(); usize::from(k)])
+            crate::katran::Katran::load(service(i), &real_servers(), self.client_mac)?
+        };
+        self.flows(lab, &katran, i, reps, k, &[action::TX])
     }
 }

@@ -49,6 +49,15 @@ fn quick_mode_measures_every_peer_and_writes_results() {
         ("haproxy", "conn_per_s"),
         ("bare", "pps"),
         ("bare", "cost_established"),
+        ("xvs-nat", "prog_new_flow"),
+        ("xvs-nat", "prog_nat_reply"),
+        ("xvs-nat", "prog_miss"),
+        ("xvs-dr", "prog_established"),
+        ("xvs-tun", "prog_established"),
+        ("xvs-tun", "prog_new_flow"),
+        ("katran", "prog_established"),
+        ("katran", "prog_new_flow"),
+        ("katran", "prog_miss"),
     ] {
         assert!(has(peer, metric), "no {peer} {metric} in the results:\n{stderr}");
     }
@@ -62,6 +71,7 @@ fn quick_mode_measures_every_peer_and_writes_results() {
     }
     let md = std::fs::read_to_string(out_dir.join("results.md")).unwrap();
     assert!(md.contains("Headline ratios") && md.contains("Directors behind a router's ECMP"), "{md}");
+    assert!(md.contains("Against Katran"), "{md}");
     // Every namespace of the benchmark's lab is gone.
     let netns =
         String::from_utf8_lossy(&Command::new("ip").args(["netns", "list"]).output().unwrap().stdout).to_string();
