@@ -69,7 +69,12 @@ __attribute__((noinline)) int forward(struct xdp_md *ctx, struct pkt *p, union c
 	if (!dst)
 		return XDP_PASS;
 	__u8 old_state = c->state;
-	conn_transition(p->af, k, c, DIR_INPUT, p->tcp_flags);
+	/* The fast path: an established connection's plain ACK leaves state and flags as they are
+	 * in every table (input, input-only, secure), and a UDP flow has one state; the state
+	 * machine is only walked for the packets that can move it. */
+	if (!(old_state == XVS_TCP_S_ESTABLISHED && p->proto == IPPROTO_TCP && p->tcp_flags == XVS_TCP_ACK) &&
+	    old_state != XVS_UDP_S)
+		conn_transition(p->af, k, c, DIR_INPUT, p->tcp_flags);
 	if (!is_new && old_state == XVS_UDP_S)
 		conn_assure(c); /* a UDP flow's second packet */
 	/* "Last seen" is rewritten at most once a second unless the state moved: a shared entry

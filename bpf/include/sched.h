@@ -152,6 +152,7 @@ struct rr_ctx {
 	__u32 start;
 	__u32 found;
 	__u32 best;
+	__u32 best_pos;
 };
 
 static long rr_cb(__u32 i, void *data)
@@ -166,6 +167,7 @@ static long rr_cb(__u32 i, void *data)
 	if (dest_usable(&d)) {
 		c->found = 1;
 		c->best = d.id;
+		c->best_pos = pos;
 		return 1;
 	}
 	return 0;
@@ -179,7 +181,14 @@ static __always_inline __u32 sched_rr(const struct xvs_svc *svc, struct xvs_sche
 		__u32 cur = st->rr_cursor;
 		struct rr_ctx c = { .off = svc->dests_off, .cnt = svc->dests_cnt };
 		if (cur) {
-			__u32 pos = find_pos(svc, cur - 1);
+			/* The cursor's position: the hint when that position still holds the cursor's
+			 * server (O(1)), else found by walking the list (it was republished). */
+			__u32 hint = st->rr_pos, pos = svc->dests_cnt;
+			struct dview h;
+			if (hint && hint <= svc->dests_cnt && !load_at(svc->dests_off, hint - 1, &h) && h.id == cur - 1)
+				pos = hint - 1;
+			else
+				pos = find_pos(svc, cur - 1);
 			c.start = pos < svc->dests_cnt ? pos + 1 : 0;
 		}
 		bpf_loop(XVS_SCAN_MAX, rr_cb, &c, 0);
@@ -187,8 +196,10 @@ static __always_inline __u32 sched_rr(const struct xvs_svc *svc, struct xvs_sche
 			return XVS_NO_DEST;
 		/* Another CPU moved the cursor meanwhile: start again from where it left it, and
 		 * after a few tries take this pick anyway rather than refuse the connection. */
-		if (__sync_val_compare_and_swap(&st->rr_cursor, cur, c.best + 1) == cur || attempt == 3)
+		if (__sync_val_compare_and_swap(&st->rr_cursor, cur, c.best + 1) == cur || attempt == 3) {
+			st->rr_pos = c.best_pos + 1;
 			return c.best;
+		}
 	}
 	return XVS_NO_DEST;
 }

@@ -161,7 +161,7 @@ struct xvs_dest_state {
 struct xvs_sched_state {
 	__u64 wrr;       /* (cursor dest id + 1) << 32 | current weight; cursor 0 = list head */
 	__u32 rr_cursor; /* dest id + 1 of the last pick, 0 = list head */
-	__u32 pad;
+	__u32 rr_pos;    /* its list position + 1: a hint, valid while that position holds it */
 };
 
 /* Statistics, per CPU, per service and per real server (reference §6). 40 bytes. */

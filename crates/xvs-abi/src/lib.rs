@@ -257,7 +257,7 @@ pub struct DestState {
 pub struct SchedState {
     pub wrr: u64,
     pub rr_cursor: u32,
-    pub pad: u32,
+    pub rr_pos: u32,
 }
 
 /// Statistics of one CPU.

@@ -332,6 +332,24 @@ fn measure_xvs(lab: &Classic, plan: &Plan, report: &mut Report, n: u32) {
     let (yreps, yk) = (plan.reps.max(5), plan.new_flows.min(1000));
     let y = cost.yardstick(lab, n - 1, yreps, yk, true).unwrap_or_else(|e| fail(&x, n, "yardstick (NAT)", e));
     report.add_costs("xvs-nat", n, y);
+    // A new flow's cost with 2 and with 1000 real servers behind the service (rr, NAT: the
+    // lab's two servers on 500 ports each).
+    if n == 1000 || plan.sizes.len() == 1 {
+        let wide = lab::service(n + 1);
+        let [a, b] = lab::real_servers();
+        let mut rules = format!("-A -t {wide} -s rr\n");
+        for p in 0..500u16 {
+            for r in [a, b] {
+                rules.push_str(&format!("-a -t {wide} -r {r}:{} -m\n", 10_000 + p));
+            }
+        }
+        xvs::restore(&x, &rules).unwrap_or_else(|e| fail(&x, n, "1000 servers", e));
+        let c = cost.new_flow_cost(lab, wide, yreps, yk).unwrap_or_else(|e| fail(&x, n, "1000 servers", e));
+        report.add("xvs-nat-1000rs", n, Metric::ProgNew, c);
+        let c = cost.new_flow_cost(lab, lab::service(n - 1), yreps, yk).unwrap_or_else(|e| fail(&x, n, "2 servers", e));
+        report.add("xvs-nat-2rs", n, Metric::ProgNew, c);
+        xvs::adm(&x, &["-D", "-t", &wide.to_string()]).unwrap_or_else(|e| fail(&x, n, "1000 servers", e));
+    }
     if plan.peers.iter().any(|p| p == "katran") {
         match cost.yardstick_katran(lab, n - 1, yreps, yk) {
             Ok(y) => report.add_costs("katran", n, y),

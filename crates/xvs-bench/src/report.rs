@@ -163,7 +163,18 @@ impl Report {
     }
 
     fn peers(&self, metric: Metric) -> Vec<String> {
-        let order = ["xvs-nat", "xvs-dr", "xvs-tun", "katran", "iptables", "nftables", "haproxy", "bare"];
+        let order = [
+            "xvs-nat",
+            "xvs-nat-2rs",
+            "xvs-nat-1000rs",
+            "xvs-dr",
+            "xvs-tun",
+            "katran",
+            "iptables",
+            "nftables",
+            "haproxy",
+            "bare",
+        ];
         let mut v: Vec<String> = Vec::new();
         for p in order {
             if self.series.iter().any(|s| s.peer == p && s.metric == metric.name().0) {

@@ -26,6 +26,17 @@ pub fn adm(x: &Xvsd, args: &[&str]) -> Result<(String, Duration), String> {
     Ok((out.stdout, took))
 }
 
+/// `xvsadm -R` with `rules` on its standard input (ipvsadm-save lines), in one batch.
+pub fn restore(x: &Xvsd, rules: &str) -> Result<(), String> {
+    let argv: Vec<String> = ["xvsadm", "-R"].iter().map(|s| s.to_string()).collect();
+    let mut t = Socket::connect(&x.socket)?;
+    let out = xvsadm::run::run(&argv, &mut t, &mut rules.as_bytes());
+    if out.code != 0 {
+        return Err(format!("xvsadm -R: {}", out.stderr.trim()));
+    }
+    Ok(())
+}
+
 /// The declarative file for `n` services of two real servers each.
 pub fn config(n: u32, method: &str) -> String {
     let [a, b] = real_servers();
@@ -373,6 +384,21 @@ impl Cost {
             vec![back.clone(); usize::from(k)]
         })?;
         Ok(c)
+    }
+
+    /// The new-flow cost through a NAT service at `target` (rr), whose servers are already
+    /// configured: the figure to compare across server counts.
+    pub fn new_flow_cost(
+        &self,
+        lab: &Classic,
+        target: std::net::SocketAddrV4,
+        reps: usize,
+        k: u16,
+    ) -> Result<Vec<f64>, String> {
+        self.program_cost(lab, &self.director, self.ifindex, reps, &[action::REDIRECT, action::TX], |rep| {
+            let src = std::net::Ipv4Addr::new(198, 18, 1, 150 + rep as u8);
+            (0..k).map(|p| crate::lab::syn(self.client_mac, self.director_mac, src, target, 21_000 + p)).collect()
+        })
     }
 
     /// Katran's figures: loaded beside xvs in the director's namespace with service `i` as its

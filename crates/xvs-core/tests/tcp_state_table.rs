@@ -91,3 +91,19 @@ fn combined_flags_use_the_strongest() {
     );
     assert_eq!(next_state(t, Direction::Input, TcpFlags(0x17), TcpState::Established), TcpState::Close);
 }
+
+/// The dataplane's fast path skips the state machine for an established connection's plain
+/// ACK from the client (bpf/xvs_lb.bpf.c, `forward`): that is only right while every table
+/// keeps ESTABLISHED there, with and without a reply seen.
+#[test]
+fn an_established_connections_ack_from_the_client_stays_established_in_every_table() {
+    for table in [&TCP_STATES_NORMAL, &TCP_STATES_SECURE] {
+        for dir in [Direction::Input, Direction::InputOnly] {
+            assert_eq!(
+                next_state(table, dir, TcpFlags(TcpFlags::ACK), TcpState::Established),
+                TcpState::Established,
+                "{dir:?}"
+            );
+        }
+    }
+}
