@@ -1,9 +1,11 @@
 //! `xvs-bench`: measures the claim that IPVS-style hashing beats iptables chains as services
 //! grow — xvs (NAT and direct routing) against iptables as kube-proxy writes it, nftables with a
-//! verdict map, HAProxy in TCP mode, and a bare XDP forwarder that does no lookup at all.
+//! verdict map, HAProxy in TCP mode, Katran's XDP balancer (the per-packet yardstick only), and
+//! a bare XDP forwarder that does no lookup at all.
 //!
 //! For each N it configures N services on every peer in turn, in one lab, and measures side by
-//! side: per-packet cost (BPF_PROG_TEST_RUN), new TCP connections per second and packets per
+//! side: per-packet cost (BPF_PROG_TEST_RUN, and each program's own time from the kernel's run
+//! statistics: the yardstick), new TCP connections per second and packets per
 //! second through the director to the last service, and the control plane (install N, add and
 //! remove one at N, list N). Every figure is kept per repetition and reported as
 //! min/median/max; the headline is ratios between peers of the same run, because this machine
