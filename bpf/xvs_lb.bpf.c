@@ -588,6 +588,14 @@ static __always_inline int handle_l4(struct xdp_md *ctx, struct scratch *sc, con
 	if (fwmark ? (svc->flags & XVS_SVC_F_PERSISTENT) : p->dport != svc->port)
 		nc.flags |= XVS_CONN_F_KEEPPORT;
 
+	if (p->proto == IPPROTO_SCTP && dst->method == XVS_FWD_MASQ && conn_rport(p->af, kp, &nc, dst) != p->dport) {
+		/* SCTP's CRC32c covers the ports and is not recomputed here. xvsd refuses such a
+		 * server for an SCTP service; behind a firewall mark it can only take no SCTP. */
+		if (ctl)
+			unpick(svc, p->af, kp, dest_id);
+		count_reason(XVS_R_UNSUPPORTED);
+		return XDP_DROP;
+	}
 	if ((svc->flags & XVS_SVC_F_ONEPACKET) && p->proto == IPPROTO_UDP) {
 		/* One-packet scheduling: nothing is remembered but the template, if any. */
 		if (ctl)

@@ -89,6 +89,9 @@ pub fn list(x: &Xvsd, reps: usize) -> Result<Vec<f64>, String> {
 /// loaded on xvsd's pinned maps, and the bare forwarder.
 pub struct Cost {
     director: Director,
+    /// Yardstick runs so far: each takes client addresses of its own, so that no run meets a
+    /// connection an earlier one (another forwarding method) left in the tables.
+    runs: std::cell::Cell<u8>,
     bare: Aux,
     ifindex: u32,
     client_mac: [u8; 6],
@@ -103,6 +106,7 @@ impl Cost {
         let bare = Aux::load().map_err(|e| e.to_string())?;
         Ok(Cost {
             director,
+            runs: std::cell::Cell::new(0),
             bare,
             ifindex: lab.director.ifindex("c0"),
             client_mac: lab.client.mac("eth0"),
@@ -316,6 +320,19 @@ impl Cost {
         Ok(out)
     }
 
+    /// The client addresses of a new yardstick run: one on the client's link for an
+    /// established flow (its NAT replies are routed back there: the director gets its
+    /// neighbour entry), and a network of its own for new flows (one address per rep).
+    fn clients(&self, lab: &Classic) -> (std::net::Ipv4Addr, impl Fn(usize) -> std::net::Ipv4Addr) {
+        let run = self.runs.get();
+        self.runs.set(run.wrapping_add(1));
+        let net = 200u8.wrapping_add(run);
+        let client = std::net::Ipv4Addr::new(198, 18, 1, 20 + run);
+        let mac = self.client_mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":");
+        lab.director.ip(&["neigh", "replace", &client.to_string(), "lladdr", &mac, "dev", "c0", "nud", "permanent"]);
+        (client, move |rep: usize| std::net::Ipv4Addr::new(198, 18, net, 1 + rep as u8))
+    }
+
     /// New flows to service `i` (a distinct client port each, a client address per rep), then
     /// an established flow's packets, and a miss, through `prog`; `k` packets per rep.
     fn flows(
@@ -327,9 +344,9 @@ impl Cost {
         k: u16,
         fwd: &[u32],
     ) -> Result<Costs, String> {
-        let client = std::net::Ipv4Addr::new(198, 18, 1, 100);
+        let (client, fresh) = self.clients(lab);
         let new_flow = self.program_cost(lab, prog, self.ifindex, reps, fwd, |rep| {
-            let src = std::net::Ipv4Addr::new(198, 18, 1, 110 + rep as u8);
+            let src = fresh(rep);
             (0..k).map(|p| crate::lab::syn(self.client_mac, self.director_mac, src, service(i), 21_000 + p)).collect()
         })?;
         let cport = 33_334;
@@ -361,7 +378,7 @@ impl Cost {
             return Ok(c);
         }
         // The established flow's server (the SYN's destination), and its reply.
-        let client = std::net::Ipv4Addr::new(198, 18, 1, 100);
+        let client = std::net::Ipv4Addr::new(198, 18, 1, 20 + self.runs.get().wrapping_sub(1));
         let cport = 33_334;
         let syn = crate::lab::syn(self.client_mac, self.director_mac, client, service(i), cport);
         let rs = {
@@ -395,8 +412,9 @@ impl Cost {
         reps: usize,
         k: u16,
     ) -> Result<Vec<f64>, String> {
+        let (_, fresh) = self.clients(lab);
         self.program_cost(lab, &self.director, self.ifindex, reps, &[action::REDIRECT, action::TX], |rep| {
-            let src = std::net::Ipv4Addr::new(198, 18, 1, 150 + rep as u8);
+            let src = fresh(rep);
             (0..k).map(|p| crate::lab::syn(self.client_mac, self.director_mac, src, target, 21_000 + p)).collect()
         })
     }

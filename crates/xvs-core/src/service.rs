@@ -571,14 +571,18 @@ impl Services {
         self.held_elsewhere = ids.into_iter().collect();
     }
 
-    /// True when the trash check is due at `now` and some service schedules by lblc or lblcr:
-    /// only then does [`Services::set_held_elsewhere`] matter.
-    pub fn trash_may_be_held(&self, now: Instant) -> bool {
+    /// True when the trash check is due at `now`: the moment [`Services::set_held_elsewhere`]
+    /// should be brought up to date.
+    pub fn trash_check_due(&self, now: Instant) -> bool {
         self.next_trash_check.is_some_and(|t| now >= t)
-            && self
-                .services
-                .iter()
-                .any(|(_, s)| matches!(s.config.scheduler, Some(sched::SchedKind::Lblc | sched::SchedKind::Lblcr)))
+    }
+
+    /// The services that schedule by lblc or lblcr (whose entries can hold a server).
+    pub fn locality_services(&self) -> impl Iterator<Item = ServiceId> + '_ {
+        self.services
+            .iter()
+            .filter(|(_, s)| matches!(s.config.scheduler, Some(sched::SchedKind::Lblc | sched::SchedKind::Lblcr)))
+            .map(|(id, _)| ServiceId(id))
     }
 
     /// When periodic work (trash, scheduler collectors) is next due.

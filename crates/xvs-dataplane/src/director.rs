@@ -490,13 +490,14 @@ impl Director {
         })
     }
 
-    /// The server slots the lblc/lblcr table names: a removed server an entry names stays in
-    /// the trash, as the kernel's entries hold a reference to theirs.
-    pub fn lblc_slots(&self) -> Result<std::collections::HashSet<u32>, Error> {
+    /// The server slots the lblc/lblcr table names, with the service slot of each entry: a
+    /// removed server an entry names stays in the trash, as the kernel's entries hold a
+    /// reference to theirs.
+    pub fn lblc_slots(&self) -> Result<std::collections::HashSet<(u32, u32)>, Error> {
         let mut slots = std::collections::HashSet::new();
         for entry in self.maps.lblc.iter() {
-            let (_, e) = entry.ctx(|| "read the lblc table".into())?;
-            slots.extend(e.dest.iter().filter(|d| **d != 0).map(|d| d - 1));
+            let (k, e) = entry.ctx(|| "read the lblc table".into())?;
+            slots.extend(e.dest.iter().filter(|d| **d != 0).map(|d| (k.svc_id, d - 1)));
         }
         Ok(slots)
     }

@@ -148,3 +148,43 @@ fn nat_ports_and_refusals_follow_the_kernel() {
         .unwrap();
     assert_eq!(r.action, action::DROP);
 }
+
+/// SCTP behind a firewall mark: a NAT server on the packet's own port (or none) takes it; one
+/// on another port would need the CRC32c recomputed, so the packet is dropped and counted as
+/// unsupported (xvsd refuses such a server for an SCTP service; a mark covers any protocol).
+#[test]
+fn sctp_behind_a_mark_is_not_sent_to_a_nat_port_it_cannot_checksum() {
+    if require_root().is_none() {
+        return;
+    }
+    let sctp_init = |cport: u16, port: u16, mark: u32, lab: &Lab| {
+        let mut mac = [0u8; 6];
+        mac[..2].copy_from_slice(&xvs_abi::FWM_MAC);
+        mac[2..].copy_from_slice(&mark.to_be_bytes());
+        let mut l4 = Vec::new();
+        l4.extend_from_slice(&cport.to_be_bytes());
+        l4.extend_from_slice(&port.to_be_bytes());
+        l4.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 20]);
+        l4.resize(32, 0);
+        let (IpAddr::V4(c), IpAddr::V4(v)) = (ip(CLIENT4), ip(VIP4)) else { unreachable!() };
+        let mut f = Vec::new();
+        etherparse::PacketBuilder::ethernet2(mac, lab.mac_d0)
+            .ipv4(c.octets(), v.octets(), 63)
+            .write(&mut f, etherparse::IpNumber(132), &l4)
+            .unwrap();
+        f
+    };
+    let mut lab = Lab::new();
+    let same = lab.service(ServiceKey::Fwmark { af: Family::V4, mark: 7 }, SchedKind::Rr);
+    lab.dest(&same, RS4[0], 0, method_cfg(ForwardMethod::Masq));
+    let other = lab.service(ServiceKey::Fwmark { af: Family::V4, mark: 8 }, SchedKind::Rr);
+    lab.dest(&other, RS4[1], 9999, method_cfg(ForwardMethod::Masq));
+    let r = lab.dp.test_run_fwm(&sctp_init(40000, 9000, 7, &lab), lab.if_client).unwrap();
+    assert_eq!(r.action, action::REDIRECT, "a server without a port keeps the packet's");
+    assert_eq!(r.frame[36..38], 9000u16.to_be_bytes(), "the port is unchanged");
+    let before = lab.dp.reasons().unwrap().into_iter().find(|(r, _)| *r == "unsupported").unwrap().1;
+    let r = lab.dp.test_run_fwm(&sctp_init(40001, 9000, 8, &lab), lab.if_client).unwrap();
+    assert_eq!(r.action, action::DROP, "port 9999 would need a new CRC32c");
+    let after = lab.dp.reasons().unwrap().into_iter().find(|(r, _)| *r == "unsupported").unwrap().1;
+    assert_eq!(after, before + 1, "counted as unsupported");
+}

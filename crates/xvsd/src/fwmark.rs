@@ -95,6 +95,11 @@ pub fn plan(rules: &[Rule], marks: &BTreeSet<u32>) -> Vec<Op> {
     let ours: BTreeSet<(u32, Option<u8>)> =
         rules.iter().filter(|r| r.table == TABLE).filter_map(|r| r.fwmark.map(|m| (m, r.ipproto))).collect();
     let mut ops = Vec::new();
+    if !marks.is_empty() && !rules.iter().any(|r| r.plain && r.table == LOCAL) {
+        // No `lookup local` anywhere while xvs holds its place (its copy was removed): the host
+        // would accept nothing for its own addresses. Put the copy back.
+        ops.push(Op::AddLocal(1));
+    }
     if !marks.is_empty() && local_at(0) {
         if !local_at(1) {
             ops.push(Op::AddLocal(1));
@@ -458,6 +463,18 @@ mod tests {
             vec![Op::DelLocal(0), Op::AddMark(5, 6), Op::AddMark(5, 17), Op::AddMark(5, 132)]
         );
         assert_eq!(plan(&both, &marks(&[])), vec![Op::DelLocal(1)]);
+    }
+
+    #[test]
+    fn a_removed_copy_of_local_is_put_back_while_marks_exist() {
+        let mut rules = kernel_defaults();
+        rules.remove(0); // local gone from everywhere (a network manager's clean-up)
+        rules.extend([ours(5, 6), ours(5, 17), ours(5, 132)]);
+        assert_eq!(plan(&rules, &marks(&[5])), vec![Op::AddLocal(1)]);
+        // Without marks it is not xvs's to restore.
+        let mut none = kernel_defaults();
+        none.remove(0);
+        assert_eq!(plan(&none, &marks(&[])), vec![]);
     }
 
     #[test]

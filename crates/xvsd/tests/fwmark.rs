@@ -137,6 +137,7 @@ fn marked_connections_are_balanced_by_their_mark() {
     assert!(detailed.contains("1:\tfrom all lookup local proto kernel"), "{detailed}");
     // A rule someone else removes is put back within xvsd's re-check period.
     ok(d.ip(&["rule", "del", "pref", "0", "fwmark", "1", "ipproto", "udp", "lookup", "30838"]), "ip rule del");
+    ok(d.ip(&["rule", "del", "pref", "1", "lookup", "local"]), "ip rule del");
     assert!(!r4.contains("0:\tfrom all lookup local"), "local moved behind the marks: {r4}");
     assert!(rules(d, true).contains("fwmark 0x2 ipproto tcp lookup 30838"), "{}", rules(d, true));
 
@@ -171,6 +172,7 @@ fn marked_connections_are_balanced_by_their_mark() {
         std::thread::sleep(Duration::from_millis(250));
     }
     assert!(rules(d, false).contains("0:\tfrom all fwmark 0x1 ipproto udp lookup 30838"), "{}", rules(d, false));
+    assert!(rules(d, false).contains("1:\tfrom all lookup local"), "the local rule is back: {}", rules(d, false));
     assert!(xvsd.log_text().contains("put back"), "{}", xvsd.log_text());
     // xvsd restarted: it takes the device and its programs over; old and new connections work.
     let mut xvsd = xvsd;

@@ -105,4 +105,16 @@ fn a_server_an_lblc_entry_names_stays_in_the_trash() {
     let r = dp.test_run(&syn(40001, mac_d0), if_client).unwrap();
     assert_eq!(r.action, action::REDIRECT);
     assert_eq!(IpAddr::from(<[u8; 4]>::try_from(&r.frame[30..34]).unwrap()), named, "the entry still names it");
+
+    // Removed again, then the service leaves lblc: its entries hold nothing any more (the
+    // kernel flushes them with the scheduler), so the server is freed as any other.
+    adm(&mut c, now, &format!("-d -t 198.18.0.100:80 -r {named}:80"));
+    adm(&mut c, now, "-E -t 198.18.0.100:80 -s rr");
+    let until = now + std::time::Duration::from_secs(201);
+    while now < until {
+        now += std::time::Duration::from_secs(1);
+        c.sync_counters();
+        c.timers(now);
+    }
+    assert_eq!(c.lb.services.trash().count(), 0, "freed once no lblc entry can hold it");
 }
