@@ -361,7 +361,7 @@ struct xvs_install_rec {
 	__u8 proto;
 	__u8 af;        /* XVS_AF_INET or XVS_AF_INET6 */
 	__u8 kind;      /* XVS_INSTALL_CONN or XVS_INSTALL_TPL */
-	__u8 state;     /* connection: XVS_TCP_S_* or XVS_UDP_S; template: XVS_TPL_S_* */
+	__u8 state;     /* connection: XVS_TCP_S_*, XVS_UDP_S or XVS_SCTP_S_BASE + n; template: XVS_TPL_S_* */
 	__u8 flags;     /* connection: XVS_CONN_F_INACTIVE, _NOOUTPUT, _KEEPPORT as the master had them */
 	__u8 result;    /* out: XVS_INSTALLED_* */
 	__u16 pad;
