@@ -81,6 +81,10 @@ impl Metric {
     }
 }
 
+/// A column of a ratio table: its heading, the numerator's peer and quantity, the
+/// denominator's.
+type RatioColumn<'a> = (&'a str, (&'a str, Metric), (&'a str, Metric));
+
 /// Everything a run produced.
 #[derive(Debug, Default, Serialize)]
 pub struct Report {
@@ -184,50 +188,56 @@ impl Report {
         v
     }
 
+    /// A table of ratios of medians, a row per N: each column divides one peer's median of a
+    /// quantity by another's, measured in the same run.
+    fn ratio_table(&self, out: &mut String, title: &str, columns: &[RatioColumn<'_>]) {
+        let _ = writeln!(out, "{title}\n");
+        let heads: Vec<&str> = columns.iter().map(|c| c.0).collect();
+        let _ = writeln!(out, "| N | {} |", heads.join(" | "));
+        let _ = writeln!(out, "|---|{}", "---|".repeat(columns.len()));
+        for n in self.sizes() {
+            let cells: Vec<String> = columns
+                .iter()
+                .map(|(_, (a, am), (b, bm))| match (self.get(a, n, *am), self.get(b, n, *bm)) {
+                    (Some(x), Some(y)) if y.median > 0.0 => format!("{:.2}", x.median / y.median),
+                    _ => "–".into(),
+                })
+                .collect();
+            let _ = writeln!(out, "| {n} | {} |", cells.join(" | "));
+        }
+    }
+
     /// The markdown of docs/benchmarks.md: headline ratios, then one table per quantity.
     pub fn markdown(&self) -> String {
         let mut out = String::new();
         let sizes = self.sizes();
-        let _ = writeln!(out, "## Headline ratios (medians, same run)\n");
-        let _ = writeln!(out, "| N | conn/s xvs-nat / iptables | conn/s xvs-nat / nftables | conn/s xvs-nat / bare | pps xvs-nat / iptables | pps xvs-nat / nftables | pps xvs-dr / bare | cost est. xvs / bare | cost new xvs / bare |");
-        let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|");
-        for &n in &sizes {
-            let r = |a: &str, am: Metric, b: &str, bm: Metric| match (self.get(a, n, am), self.get(b, n, bm)) {
-                (Some(x), Some(y)) if y.median > 0.0 => format!("{:.2}", x.median / y.median),
-                _ => "–".into(),
-            };
-            let _ = writeln!(
-                out,
-                "| {n} | {} | {} | {} | {} | {} | {} | {} | {} |",
-                r("xvs-nat", Metric::ConnRate, "iptables", Metric::ConnRate),
-                r("xvs-nat", Metric::ConnRate, "nftables", Metric::ConnRate),
-                r("xvs-nat", Metric::ConnRate, "bare", Metric::ConnRate),
-                r("xvs-nat", Metric::Pps, "iptables", Metric::Pps),
-                r("xvs-nat", Metric::Pps, "nftables", Metric::Pps),
-                r("xvs-dr", Metric::Pps, "bare", Metric::Pps),
-                r("xvs-dr", Metric::CostEstablished, "bare", Metric::CostEstablished),
-                r("xvs-nat", Metric::CostNew, "bare", Metric::CostNew),
-            );
-        }
-        let _ = writeln!(out, "\n## Against Katran (the yardstick: each program's own ns/packet, medians, same run)\n");
-        let _ = writeln!(out, "| N | established: xvs-dr / katran | established: xvs-tun / katran | new flow: xvs-dr / katran | new flow: xvs-tun / katran | miss: xvs / katran | NAT established / DR established |");
-        let _ = writeln!(out, "|---|---|---|---|---|---|---|");
-        for &n in &sizes {
-            let r = |a: &str, am: Metric, b: &str, bm: Metric| match (self.get(a, n, am), self.get(b, n, bm)) {
-                (Some(x), Some(y)) if y.median > 0.0 => format!("{:.2}", x.median / y.median),
-                _ => "–".into(),
-            };
-            let _ = writeln!(
-                out,
-                "| {n} | {} | {} | {} | {} | {} | {} |",
-                r("xvs-dr", Metric::ProgEstablished, "katran", Metric::ProgEstablished),
-                r("xvs-tun", Metric::ProgEstablished, "katran", Metric::ProgEstablished),
-                r("xvs-dr", Metric::ProgNew, "katran", Metric::ProgNew),
-                r("xvs-tun", Metric::ProgNew, "katran", Metric::ProgNew),
-                r("xvs-dr", Metric::ProgMiss, "katran", Metric::ProgMiss),
-                r("xvs-nat", Metric::ProgEstablished, "xvs-dr", Metric::ProgEstablished),
-            );
-        }
+        use Metric::*;
+        self.ratio_table(
+            &mut out,
+            "## Headline ratios (medians, same run)",
+            &[
+                ("conn/s xvs-nat / iptables", ("xvs-nat", ConnRate), ("iptables", ConnRate)),
+                ("conn/s xvs-nat / nftables", ("xvs-nat", ConnRate), ("nftables", ConnRate)),
+                ("conn/s xvs-nat / bare", ("xvs-nat", ConnRate), ("bare", ConnRate)),
+                ("pps xvs-nat / iptables", ("xvs-nat", Pps), ("iptables", Pps)),
+                ("pps xvs-nat / nftables", ("xvs-nat", Pps), ("nftables", Pps)),
+                ("pps xvs-dr / bare", ("xvs-dr", Pps), ("bare", Pps)),
+                ("cost est. xvs / bare", ("xvs-dr", CostEstablished), ("bare", CostEstablished)),
+                ("cost new xvs / bare", ("xvs-nat", CostNew), ("bare", CostNew)),
+            ],
+        );
+        self.ratio_table(
+            &mut out,
+            "\n## Against Katran (the yardstick: each program's own ns/packet, medians, same run)",
+            &[
+                ("established: xvs-dr / katran", ("xvs-dr", ProgEstablished), ("katran", ProgEstablished)),
+                ("established: xvs-tun / katran", ("xvs-tun", ProgEstablished), ("katran", ProgEstablished)),
+                ("new flow: xvs-dr / katran", ("xvs-dr", ProgNew), ("katran", ProgNew)),
+                ("new flow: xvs-tun / katran", ("xvs-tun", ProgNew), ("katran", ProgNew)),
+                ("miss: xvs / katran", ("xvs-dr", ProgMiss), ("katran", ProgMiss)),
+                ("NAT established / DR established", ("xvs-nat", ProgEstablished), ("xvs-dr", ProgEstablished)),
+            ],
+        );
         for metric in [
             Metric::ProgEstablished,
             Metric::ProgNew,
