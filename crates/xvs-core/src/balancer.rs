@@ -505,74 +505,55 @@ impl Balancer {
     fn transition(&mut self, id: ConnId, dir: Direction, pkt: &Packet) {
         let c = self.conns.get_mut(id).expect("live connection");
         match c.state {
-            ConnState::Tcp(state) => {
-                let mut dir = dir;
-                if c.flags.has(ConnFlags::NOOUTPUT) {
-                    if dir == Direction::Output {
-                        c.flags.0 &= !ConnFlags::NOOUTPUT;
-                    } else {
-                        dir = Direction::InputOnly;
-                    }
-                }
-                let table = if self.sysctl.secure_tcp { &TCP_STATES_SECURE } else { &TCP_STATES_NORMAL };
-                let new = next_state(table, dir, pkt.tcp, state);
-                if new != state {
-                    let was_active = c.is_active();
-                    if was_active != new.is_active() {
-                        if new.is_active() {
-                            c.flags.0 &= !ConnFlags::INACTIVE;
-                        } else {
-                            c.flags.0 |= ConnFlags::INACTIVE;
-                        }
-                        if let Some(d) = c.dest.and_then(|d| self.services.dest_mut(d)) {
-                            d.set_active(new.is_active());
-                        }
-                    }
-                    if new == TcpState::Established {
-                        self.assure_template(id);
-                    }
-                }
-                let c = self.conns.get_mut(id).expect("live connection");
-                c.state = ConnState::Tcp(new);
-                c.timeout = self.timeouts.tcp.get(new);
-            }
-            ConnState::Sctp(state) => {
-                let mut dir = dir;
-                if c.flags.has(ConnFlags::NOOUTPUT) {
-                    if dir == Direction::Output {
-                        c.flags.0 &= !ConnFlags::NOOUTPUT;
-                    } else {
-                        dir = Direction::InputOnly;
-                    }
-                }
-                let new = sctp::next_state(dir, pkt.sctp, state);
-                if new != state {
-                    if c.is_active() != new.is_active() {
-                        if new.is_active() {
-                            c.flags.0 &= !ConnFlags::INACTIVE;
-                        } else {
-                            c.flags.0 |= ConnFlags::INACTIVE;
-                        }
-                        if let Some(d) = c.dest.and_then(|d| self.services.dest_mut(d)) {
-                            d.set_active(new.is_active());
-                        }
-                    }
-                    if new == SctpState::Established {
-                        self.assure_template(id);
-                    }
-                }
-                let c = self.conns.get_mut(id).expect("live connection");
-                c.state = ConnState::Sctp(new);
-                c.timeout = new.timeout();
-            }
             ConnState::Udp => {
                 c.timeout = self.timeouts.udp;
                 if dir == Direction::Output {
                     self.assure_template(id);
                 }
+                return;
             }
-            ConnState::TemplateNone | ConnState::TemplateAssured => {}
+            ConnState::TemplateNone | ConnState::TemplateAssured => return,
+            ConnState::Tcp(_) | ConnState::Sctp(_) => {}
         }
+        // While no reply was seen (DR, TUN, NAT before its first reply), the input-only table.
+        let mut dir = dir;
+        if c.flags.has(ConnFlags::NOOUTPUT) {
+            if dir == Direction::Output {
+                c.flags.0 &= !ConnFlags::NOOUTPUT;
+            } else {
+                dir = Direction::InputOnly;
+            }
+        }
+        let (new, timeout) = match c.state {
+            ConnState::Tcp(state) => {
+                let table = if self.sysctl.secure_tcp { &TCP_STATES_SECURE } else { &TCP_STATES_NORMAL };
+                let new = next_state(table, dir, pkt.tcp, state);
+                (ConnState::Tcp(new), self.timeouts.tcp.get(new))
+            }
+            ConnState::Sctp(state) => {
+                let new = sctp::next_state(dir, pkt.sctp, state);
+                (ConnState::Sctp(new), new.timeout())
+            }
+            _ => unreachable!("only TCP and SCTP have a state table"),
+        };
+        if new != c.state {
+            if c.is_active() != new.is_active() {
+                if new.is_active() {
+                    c.flags.0 &= !ConnFlags::INACTIVE;
+                } else {
+                    c.flags.0 |= ConnFlags::INACTIVE;
+                }
+                if let Some(d) = c.dest.and_then(|d| self.services.dest_mut(d)) {
+                    d.set_active(new.is_active());
+                }
+            }
+            if matches!(new, ConnState::Tcp(TcpState::Established) | ConnState::Sctp(SctpState::Established)) {
+                self.assure_template(id);
+            }
+        }
+        let c = self.conns.get_mut(id).expect("live connection");
+        c.state = new;
+        c.timeout = timeout;
     }
 
     fn assure_template(&mut self, id: ConnId) {
