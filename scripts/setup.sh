@@ -11,6 +11,7 @@ packages=(
   hping3                                 # spoofed SYN floods in the flood lab test
   keepalived                             # the VRRP peer of the failover tests
   bird2                                  # the BGP speakers of the scale-out lab
+  tmux chromium                          # a terminal and a browser for xvsadm top and the status page
 )
 
 missing=()

@@ -189,6 +189,10 @@ pub struct Snapshot {
     /// The VIPs announced to routers, when `[bgp]` is configured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bgp: Option<bgp::BgpStatus>,
+    /// Packets that left the dataplane's fast path since it was loaded, by reason (dropped,
+    /// passed to the kernel, or answered with ICMP); empty without a dataplane.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub drops: std::collections::BTreeMap<String, u64>,
 }
 
 /// Settings of a connection-synchronisation daemon, as ipvsadm gives them.

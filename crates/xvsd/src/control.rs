@@ -15,6 +15,7 @@ use xvs_health::{CheckId, Event, Monitor, Outcome, Plan};
 
 mod announce;
 mod apply;
+mod drops;
 mod standby;
 mod sysctl;
 mod trash;
@@ -435,6 +436,7 @@ impl Control {
             daemons: Vec::new(),
             sysctl: self.sysctl_values(),
             bgp: None,
+            drops: self.drops(),
         }
     }
 

@@ -22,6 +22,7 @@ pub mod server;
 pub mod state;
 pub mod sync;
 pub mod vrrp;
+pub mod web;
 
 /// The current time on the monotonic clock, as the core counts it.
 pub fn now() -> xvs_core::Instant {

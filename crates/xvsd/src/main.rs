@@ -36,7 +36,7 @@ struct Opts {
     /// Where the maps and links are pinned (a versioned directory is made inside).
     #[arg(long, default_value = "/sys/fs/bpf/xvs")]
     pin_dir: PathBuf,
-    /// Prometheus metrics address ("off" to disable).
+    /// Address of the Prometheus metrics (/metrics) and the status page (/) ("off" to disable).
     #[arg(long, default_value = "127.0.0.1:9642")]
     metrics: String,
     /// Connections per address family. Nothing evicts a connection: a full table refuses new
@@ -338,52 +338,6 @@ async fn run(o: Opts) -> anyhow::Result<()> {
             }
         }
     });
-    if o.metrics != "off" {
-        let addr: SocketAddr = o.metrics.parse().with_context(|| format!("metrics address '{}'", o.metrics))?;
-        let c = control.clone();
-        let v = vrrp_view.clone();
-        let sd = sync_daemons.clone();
-        let bg = bgp_handle.clone();
-        let app = axum::Router::new().route(
-            "/metrics",
-            axum::routing::get(move || {
-                let c = c.clone();
-                let v = v.clone();
-                let sd = sd.clone();
-                let bg = bg.clone();
-                async move {
-                    // The counters of the last 2-second tick, the same the listings show.
-                    let vrrp = v.lock().map(|v| v.clone()).unwrap_or_default();
-                    let input = xvsd::metrics::input(&mut *c.lock().await, xvsd::now())
-                        .with_vrrp(vrrp)
-                        .with_sync(sd.states())
-                        .with_bgp(bg.map(|b| b.status()));
-                    let body =
-                        tokio::task::spawn_blocking(move || xvsd::metrics::render(input)).await.unwrap_or_default();
-                    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
-                }
-            }),
-        );
-        // A busy port is not a reason to leave the dataplane without a control plane: the
-        // metrics come up when the port is free.
-        tokio::spawn(async move {
-            let mut logged = false;
-            let listener = loop {
-                match tokio::net::TcpListener::bind(addr).await {
-                    Ok(l) => break l,
-                    Err(e) => {
-                        if !logged {
-                            tracing::error!(%addr, error = %e, "cannot serve metrics yet; retrying every 10 s");
-                            logged = true;
-                        }
-                        tokio::time::sleep(Duration::from_secs(10)).await;
-                    }
-                }
-            };
-            tracing::info!(%addr, "metrics at http://{addr}/metrics");
-            let _ = axum::serve(listener, app).await;
-        });
-    }
     let listener =
         xvsd::server::bind(&o.socket).with_context(|| format!("create the socket {}", o.socket.display()))?;
     tracing::info!(socket = %o.socket.display(), "listening for xvsadm");
@@ -393,6 +347,10 @@ async fn run(o: Opts) -> anyhow::Result<()> {
         bgp: bgp_handle.clone(),
         fwmark: Some(fwmark.clone()),
     };
+    if o.metrics != "off" {
+        let addr: SocketAddr = o.metrics.parse().with_context(|| format!("metrics address '{}'", o.metrics))?;
+        tokio::spawn(xvsd::web::serve(addr, control.clone(), extras.clone()));
+    }
     let bgp_handle_r = bgp_handle;
     let server = tokio::spawn(xvsd::server::serve_with(listener, control.clone(), extras));
     // systemd (Type=notify): the dataplane is attached and the socket answers.

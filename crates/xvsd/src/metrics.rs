@@ -8,6 +8,7 @@ use prometheus_client::registry::Registry;
 use xvs_core::Instant;
 
 use crate::control::Control;
+use crate::server::Extras;
 
 type Labels = Vec<(String, String)>;
 
@@ -39,46 +40,21 @@ struct DpInput {
     half: i64,
     max_half: u32,
     early_total: u64,
-    reasons: Vec<(&'static str, u64)>,
 }
 
-/// Takes what a scrape needs (the listing's snapshot and the dataplane's figures).
-pub fn input(control: &mut Control, now: Instant) -> Input {
-    let snap = control.snapshot(false, now);
+/// Takes what a scrape needs (the listing's snapshot, completed with what runs beside the
+/// control, and the dataplane's figures).
+pub fn input(control: &mut Control, extras: &Extras, now: Instant) -> Input {
+    let mut snap = control.snapshot(false, now);
+    extras.complete(&mut snap);
     let dp = control.dp.as_ref().map(|dp| DpInput {
         live: dp.sweeper.live,
         max_conns: dp.director.options.max_conns,
         half: dp.sweeper.half,
         max_half: dp.director.options.max_half,
         early_total: dp.sweeper.early_total,
-        reasons: {
-            let mut r = dp.director.reasons().unwrap_or_default();
-            // Kept as a counter (the reasons' map has no room left in this layout).
-            r.push(("sip_no_call_id", dp.director.counter(xvs_abi::counter::SIP_NO_CALLID).unwrap_or(0)));
-            r
-        },
     });
     Input { snap, dp }
-}
-
-impl Input {
-    /// Adds the VRRP instances' states (kept outside the control lock).
-    pub fn with_vrrp(mut self, vrrp: Vec<xvs_api::vrrp::VrrpStatus>) -> Input {
-        self.snap.vrrp = vrrp;
-        self
-    }
-
-    /// Adds the VIP announcer's state.
-    pub fn with_bgp(mut self, bgp: Option<xvs_api::bgp::BgpStatus>) -> Input {
-        self.snap.bgp = bgp;
-        self
-    }
-
-    /// Adds the synchronisation daemons' counters.
-    pub fn with_sync(mut self, daemons: Vec<xvs_api::DaemonState>) -> Input {
-        self.snap.daemons = daemons;
-        self
-    }
 }
 
 /// The text exposition of every metric (formatted without the daemon's lock: at 100k services
@@ -243,7 +219,7 @@ pub fn render(input: Input) -> String {
             "dataplane_packets",
             "Packets that left the fast path, by reason (dropped, passed, or answered with ICMP)",
         );
-        for (name, v) in &dp.reasons {
+        for (name, v) in &snap.drops {
             reasons.get_or_create(&l(&[("reason", name)])).inc_by(*v);
         }
     }

@@ -58,6 +58,20 @@ pub struct Extras {
     pub fwmark: Option<Arc<crate::fwmark::Plumbing>>,
 }
 
+impl Extras {
+    /// Adds to a snapshot of the control what runs beside it: the VRRP instances' states, the
+    /// synchronisation daemons' counters, the VIP announcer's state.
+    pub fn complete(&self, s: &mut xvs_api::Snapshot) {
+        if let Some(v) = &self.vrrp {
+            s.vrrp = v.lock().map(|v| v.clone()).unwrap_or_default();
+        }
+        if let Some(d) = &self.sync {
+            s.daemons = d.states();
+        }
+        s.bgp = self.bgp.as_ref().map(|b| b.status());
+    }
+}
+
 /// [`serve`], with the VRRP instances and synchronisation daemons of `extras`.
 pub async fn serve_with(listener: UnixListener, control: Arc<Mutex<Control>>, extras: Extras) {
     let mut failures = 0u32;
@@ -178,13 +192,7 @@ async fn client(stream: UnixStream, control: Arc<Mutex<Control>>, extras: Extras
         };
         let resp = match resp {
             Response::Snapshot(mut s) => {
-                if let Some(v) = &extras.vrrp {
-                    s.vrrp = v.lock().map(|v| v.clone()).unwrap_or_default();
-                }
-                if let Some(d) = &extras.sync {
-                    s.daemons = d.states();
-                }
-                s.bgp = extras.bgp.as_ref().map(|b| b.status());
+                extras.complete(&mut s);
                 Response::Snapshot(s)
             }
             r => r,

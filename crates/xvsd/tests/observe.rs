@@ -1,0 +1,143 @@
+//! What an operator watches, tried as an operator would during a lab run with traffic: the
+//! status page in a real browser (headless Chromium), `xvsadm top` in a real terminal (tmux,
+//! 80×24) driven by keystrokes, and `xvsadm trace` following a client's packets.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use xvs_lab::daemon::Xvsd;
+use xvs_lab::topology::{rs4, Classic, Mode, VIP4};
+use xvsadm::client::Socket;
+use xvsadm::run::run;
+
+fn adm(socket: &Path, args: &str) -> String {
+    let argv: Vec<String> = std::iter::once("xvsadm").chain(args.split_whitespace()).map(String::from).collect();
+    let mut t = Socket::connect(socket).unwrap_or_else(|e| panic!("{e}"));
+    let out = run(&argv, &mut t, &mut std::io::empty());
+    assert_eq!(out.code, 0, "xvsadm {args}: {}", out.stderr);
+    out.stdout
+}
+
+/// The lab: two nginx servers behind a NAT service on VIP:80 (rr), xvsd serving its metrics
+/// and status page on 127.0.0.1:9642 of the director's namespace, and wrk making new
+/// connections for at most `secs` seconds.
+struct Lab {
+    xvsd: Xvsd,
+    lab: Classic,
+    load: Option<Child>,
+}
+
+impl Lab {
+    fn start(secs: u32) -> Lab {
+        let mut lab = Classic::new(2, Mode::Nat);
+        lab.start_web_servers();
+        let xvsd = Xvsd::start(&lab, Path::new(env!("CARGO_BIN_EXE_xvsd")), &["--metrics", "127.0.0.1:9642"]);
+        adm(&xvsd.socket, &format!("-A -t {VIP4}:80 -s rr"));
+        for i in 0..2 {
+            adm(&xvsd.socket, &format!("-a -t {VIP4}:80 -r {}:80 -m", rs4(i)));
+        }
+        assert_eq!(lab.curl(&format!("http://{VIP4}/")).map(|b| b.starts_with("rs")), Ok(true));
+        // nginx closes every connection (keepalive_timeout 0): each request is a new connection.
+        let load = lab
+            .client
+            .command("wrk")
+            .args(["-t1", "-c2", &format!("-d{secs}s"), &format!("http://{VIP4}/")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("wrk (scripts/setup.sh installs it)");
+        Lab { xvsd, lab, load: Some(load) }
+    }
+
+    /// Waits until every real server shows a connection rate (the estimator needs a few of its
+    /// 2-second ticks).
+    fn wait_for_rates(&self) {
+        let start = Instant::now();
+        loop {
+            let snap: serde_json::Value = serde_json::from_str(&adm(&self.xvsd.socket, "-Ln --json")).unwrap();
+            let dests = snap["services"][0]["dests"].as_array().unwrap().clone();
+            if dests.iter().all(|d| d["rates"]["cps"].as_u64().unwrap_or(0) > 0) {
+                return;
+            }
+            assert!(start.elapsed() < Duration::from_secs(20), "no rates: {snap}\n{}", self.xvsd.log_text());
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.load.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Headless Chromium in the director's namespace (where 127.0.0.1:9642 is xvsd's), with a
+/// profile of its own in the lab's directory; what it printed.
+fn chromium(lab: &Classic, args: &[&str]) -> String {
+    let profile = lab.dir.join("chromium");
+    let out = Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{}", lab.director.name()))
+        .args(["--", "chromium", "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(["--virtual-time-budget=4000", "--window-size=1280,720"])
+        .args(args)
+        .env("HOME", &lab.dir)
+        .stdin(Stdio::null())
+        .output()
+        .expect("chromium (scripts/setup.sh installs it)");
+    assert!(out.status.success(), "chromium {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The text of the cell of class `class` in the table row whose opening tag contains `row`.
+fn cell(dom: &str, row: &str, class: &str) -> Option<String> {
+    let at = dom.find(row)?;
+    let end = dom[at..].find("</tr>")? + at;
+    let tr = &dom[at..end];
+    let c = tr.find(&format!("class=\"{class}\">"))? + class.len() + 9;
+    Some(tr[c..].split('<').next()?.to_string())
+}
+
+#[test]
+fn the_status_page_shows_servers_and_their_rates_in_a_browser() {
+    if !xvs_lab::require_root() {
+        return;
+    }
+    let lab = Lab::start(40);
+    lab.wait_for_rates();
+    let dom = chromium(&lab.lab, &["--dump-dom", "http://127.0.0.1:9642/"]);
+    assert!(dom.contains("2 real servers"), "{dom}");
+    for i in 0..2 {
+        let row = format!("data-server=\"{}:80\"", rs4(i));
+        let cps = cell(&dom, &row, "cps").unwrap_or_else(|| panic!("no row for {}: {dom}", rs4(i)));
+        assert_ne!(cps, "0", "{}'s connection rate: {dom}", rs4(i));
+        let pps = cell(&dom, &row, "inpps").unwrap();
+        assert_ne!(pps, "0", "{}'s packet rate: {dom}", rs4(i));
+        // Unchecked servers say so; the plot is drawn.
+        assert!(dom[dom.find(&row).unwrap()..].contains("unchecked"), "{dom}");
+    }
+    assert!(dom.contains("<polyline"), "no rate plot: {dom}");
+    assert!(dom.contains("<div id=\"error\" style=\"display: none;\">"), "the page saw an error: {dom}");
+    // The screenshot is kept for a person to look at (target/tmp/status-page.png).
+    let shot = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("status-page.png");
+    let _ = std::fs::remove_file(&shot);
+    chromium(&lab.lab, &[&format!("--screenshot={}", shot.display()), "http://127.0.0.1:9642/"]);
+    let png = std::fs::read(&shot).expect("chromium wrote no screenshot");
+    assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "screenshot of {} bytes", png.len());
+    // The page's document is the listing's: the same services and servers as -Ln --json.
+    let page: serde_json::Value = serde_json::from_str(&http_get(&lab.lab, "/status.json")).unwrap();
+    let listed: serde_json::Value = serde_json::from_str(&adm(&lab.xvsd.socket, "-Ln --json")).unwrap();
+    assert_eq!(page["services"][0]["spec"], listed["services"][0]["spec"]);
+    assert_eq!(page["services"][0]["dests"].as_array().unwrap().len(), 2);
+}
+
+/// A GET from the director's namespace with curl.
+fn http_get(lab: &Classic, path: &str) -> String {
+    let out = lab.director.exec(&["curl", "-sf", "-m", "3", &format!("http://127.0.0.1:9642{path}")]);
+    assert!(out.status.success(), "GET {path}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
