@@ -2,7 +2,7 @@
 //!
 //! The command line of xvs. It takes ipvsadm's options and prints ipvsadm's formats and
 //! messages with its exit codes, so scripts written for ipvsadm work unchanged; it adds
-//! `--json` listings and `xvsadm apply -f FILE`. The work is done by `xvsd`, reached over its
+//! `--json` listings, `xvsadm apply -f FILE` and the live view `xvsadm top`. The work is done by `xvsd`, reached over its
 //! Unix socket.
 
 #![warn(missing_docs)]
@@ -13,3 +13,4 @@ pub mod client;
 pub mod format;
 pub mod run;
 pub mod services;
+pub mod top;

@@ -17,7 +17,12 @@ impl Transport for Lazy {
         if self.socket.is_none() {
             self.socket = Some(Socket::connect(&self.path)?);
         }
-        self.socket.as_mut().expect("connected above").call(req)
+        let r = self.socket.as_mut().expect("connected above").call(req);
+        if r.is_err() {
+            // A restarted xvsd is reached again by the next call (`xvsadm top` keeps calling).
+            self.socket = None;
+        }
+        r
     }
 }
 

@@ -21,7 +21,7 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    fn fail(stderr: String, code: i32) -> Outcome {
+    pub(crate) fn fail(stderr: String, code: i32) -> Outcome {
         Outcome { stdout: String::new(), stderr, code }
     }
 }
@@ -63,7 +63,8 @@ fn modify(t: &mut dyn Transport, cmd: &Command, req: Request) -> Outcome {
     }
 }
 
-fn snapshot(t: &mut dyn Transport, conns: bool) -> Result<Snapshot, Outcome> {
+/// The daemon's snapshot, or the outcome telling why there is none.
+pub(crate) fn snapshot(t: &mut dyn Transport, conns: bool) -> Result<Snapshot, Outcome> {
     match t.call(&Request::Snapshot { conns }) {
         Ok(Response::Snapshot(s)) => Ok(*s),
         Ok(Response::Error(e)) => Err(Outcome::fail(format!("{}\n", e.message), 1)),
@@ -92,6 +93,8 @@ Usage:
                                         FILE is TOML, YAML, or a keepalived.conf)
   xvsadm health [--json]               (xvs: health of checked real servers)
   xvsadm vrrp [--json]                 (xvs: VRRP instances, their state and counters)
+  xvsadm top [--sort COLUMN] [--filter TEXT] [--interval SECONDS]
+                                       (xvs: live view of services and servers; q quits)
   xvsadm sysctl [--json | NAME=VALUE...] (xvs: IPVS's net.ipv4.vs.* settings)
   xvsadm bgp [--json]                  (xvs: VIPs announced to routers through BIRD, and why)
   xvsadm bgp drain|undrain [VIP]       (xvs: withdraw this director, or one VIP, and keep it so)
@@ -167,6 +170,7 @@ pub fn run(argv: &[String], t: &mut dyn Transport, stdin: &mut dyn BufRead) -> O
         Some("apply") => return apply(&argv[2..], t),
         Some("health") => return health(&argv[2..], t),
         Some("vrrp") => return vrrp(&argv[2..], t),
+        Some("top") => return crate::top::run(&argv[2..], t),
         Some("sysctl") => return sysctl(&argv[2..], t),
         Some("bgp") => return bgp(&argv[2..], t),
         _ => {}

@@ -141,3 +141,109 @@ fn http_get(lab: &Classic, path: &str) -> String {
     assert!(out.status.success(), "GET {path}: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// A tmux server of the test's own (its socket in the lab's directory), killed on drop.
+struct Tmux {
+    socket: PathBuf,
+}
+
+impl Tmux {
+    fn new(lab: &Classic) -> Tmux {
+        Tmux { socket: lab.dir.join("tmux.sock") }
+    }
+
+    fn run(&self, args: &[&str]) -> std::process::Output {
+        Command::new("tmux")
+            .arg("-S")
+            .arg(&self.socket)
+            .args(args)
+            .env("TERM", "xterm-256color")
+            .stdin(Stdio::null())
+            .output()
+            .expect("tmux (scripts/setup.sh installs it)")
+    }
+
+    fn screen(&self) -> String {
+        String::from_utf8_lossy(&self.run(&["capture-pane", "-p", "-t", "top"]).stdout).into_owned()
+    }
+
+    /// Waits until the screen satisfies `ok`; the screen.
+    fn wait(&self, what: &str, ok: impl Fn(&str) -> bool) -> String {
+        let start = Instant::now();
+        loop {
+            let s = self.screen();
+            if ok(&s) {
+                return s;
+            }
+            assert!(start.elapsed() < Duration::from_secs(10), "{what}:\n{s}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.run(&["kill-server"]);
+    }
+}
+
+/// The `xvsadm` next to this test's `xvsd` (cargo builds it for the workspace's tests).
+fn xvsadm_bin() -> PathBuf {
+    let p = Path::new(env!("CARGO_BIN_EXE_xvsd")).with_file_name("xvsadm");
+    assert!(p.exists(), "{} is missing: cargo build -p xvsadm (cargo test --workspace builds it)", p.display());
+    p
+}
+
+#[test]
+fn top_runs_in_an_80_by_24_terminal_and_answers_keys() {
+    if !xvs_lab::require_root() {
+        return;
+    }
+    let lab = Lab::start(40);
+    lab.wait_for_rates();
+    let tmux = Tmux::new(&lab.lab);
+    // The shell writes top's exit status when it returns.
+    let status = lab.lab.dir.join("top.status");
+    let cmd = format!(
+        "XVS_SOCKET={} {} top; echo $? > {}",
+        lab.xvsd.socket.display(),
+        xvsadm_bin().display(),
+        status.display()
+    );
+    let out = tmux.run(&["new-session", "-d", "-x", "80", "-y", "24", "-s", "top", &cmd]);
+    assert!(out.status.success(), "tmux: {}", String::from_utf8_lossy(&out.stderr));
+    let rs = |i: usize| format!("{}:80", rs4(i));
+    // Both servers with their rates; the whole view within 80×24.
+    let screen = tmux.wait("both servers with a connection rate", |s| {
+        (0..2).all(|i| s.lines().any(|l| l.trim_start().starts_with(&rs(i)) && cps(l).is_some_and(|c| c != "0")))
+    });
+    assert!(screen.starts_with("xvs top  1 svc 2 rs  sort:name"), "{screen}");
+    assert!(screen.contains("TCP  198.18.0.100:80") && screen.contains("SERVICE / SERVER"), "{screen}");
+    assert!(screen.lines().count() <= 24 && screen.lines().all(|l| l.chars().count() <= 80), "{screen}");
+    // Live: the clock moves.
+    let clock = |s: &str| s.lines().next().unwrap().split("  ").last().unwrap().to_string();
+    let first = clock(&screen);
+    tmux.wait("a refresh", |s| clock(s) != first);
+    // Sorted by connections, then filtered to one server.
+    tmux.run(&["send-keys", "-t", "top", "c"]);
+    tmux.wait("sorted by conn/s", |s| s.contains("sort:conn/s"));
+    tmux.run(&["send-keys", "-t", "top", "/", &rs(1), "Enter"]);
+    let screen = tmux.wait("the filter", |s| s.contains(&format!("filter:{}", rs(1))));
+    assert!(screen.contains(&rs(1)) && !screen.contains(&rs(0)), "{screen}");
+    tmux.run(&["send-keys", "-t", "top", "Escape"]);
+    tmux.wait("the filter cleared", |s| s.contains(&rs(0)) && s.contains(&rs(1)));
+    // q quits with status 0.
+    tmux.run(&["send-keys", "-t", "top", "q"]);
+    let start = Instant::now();
+    while !status.exists() {
+        assert!(start.elapsed() < Duration::from_secs(5), "top did not quit: {}", tmux.screen());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(std::fs::read_to_string(&status).unwrap().trim(), "0");
+}
+
+/// The CONN/S column of a row of `xvsadm top`.
+fn cps(line: &str) -> Option<String> {
+    line.split_whitespace().nth(5).map(str::to_string)
+}
