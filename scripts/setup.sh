@@ -12,6 +12,7 @@ packages=(
   keepalived                             # the VRRP peer of the failover tests
   bird2                                  # the BGP speakers of the scale-out lab
   tmux chromium                          # a terminal and a browser for xvsadm top and the status page
+  dpkg-dev binutils                      # the Debian package (dpkg-shlibdeps, strip)
 )
 
 missing=()

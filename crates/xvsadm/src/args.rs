@@ -33,125 +33,133 @@ pub fn try_help(argv0: &str) -> Usage {
 #[derive(Parser, Debug, Default)]
 #[command(name = "xvsadm", disable_help_flag = true, disable_version_flag = true, allow_negative_numbers = true)]
 pub struct Args {
-    #[arg(short = 'A', long = "add-service")]
+    #[arg(short = 'A', long = "add-service", help = "Add a virtual service")]
     add_service: bool,
-    #[arg(short = 'E', long = "edit-service")]
+    #[arg(short = 'E', long = "edit-service", help = "Edit a virtual service")]
     edit_service: bool,
-    #[arg(short = 'D', long = "delete-service")]
+    #[arg(short = 'D', long = "delete-service", help = "Delete a virtual service")]
     delete_service: bool,
-    #[arg(short = 'C', long = "clear")]
+    #[arg(short = 'C', long = "clear", help = "Clear the whole table")]
     clear: bool,
-    #[arg(short = 'R', long = "restore")]
+    #[arg(short = 'R', long = "restore", help = "Restore rules from standard input (as written by --save)")]
     restore: bool,
-    #[arg(short = 'S', long = "save")]
+    #[arg(short = 'S', long = "save", help = "Save rules to standard output")]
     save: bool,
-    #[arg(short = 'a', long = "add-server")]
+    #[arg(short = 'a', long = "add-server", help = "Add a real server to a virtual service")]
     add_server: bool,
-    #[arg(short = 'e', long = "edit-server")]
+    #[arg(short = 'e', long = "edit-server", help = "Edit a real server")]
     edit_server: bool,
-    #[arg(short = 'd', long = "delete-server")]
+    #[arg(short = 'd', long = "delete-server", help = "Delete a real server")]
     delete_server: bool,
-    #[arg(short = 'L', long = "list", short_alias = 'l')]
+    #[arg(short = 'L', long = "list", short_alias = 'l', help = "List the table (or one virtual service)")]
     list: bool,
-    #[arg(short = 'Z', long = "zero")]
+    #[arg(short = 'Z', long = "zero", help = "Zero the counters of one service or of all")]
     zero: bool,
-    #[arg(long = "set", num_args = 0..)]
+    #[arg(long = "set", num_args = 0.., help = "Set connection timeouts: tcp tcpfin udp (seconds, 0 keeps)")]
     set: Option<Vec<String>>,
-    #[arg(long = "start-daemon")]
+    #[arg(long = "start-daemon", help = "Start the connection-synchronisation daemon (master or backup)")]
     start_daemon: Option<String>,
-    #[arg(long = "stop-daemon")]
+    #[arg(long = "stop-daemon", help = "Stop the connection-synchronisation daemon (master or backup)")]
     stop_daemon: Option<String>,
-    #[arg(short = 'h', long = "help")]
+    #[arg(short = 'h', long = "help", help = "Print the usage")]
     help: bool,
-    #[arg(short = 'v', long = "version")]
+    #[arg(short = 'v', long = "version", help = "Print the version")]
     version: bool,
 
-    #[arg(short = 't', long = "tcp-service")]
+    #[arg(short = 't', long = "tcp-service", help = "TCP virtual service: host[:port]")]
     tcp: Option<String>,
-    #[arg(short = 'u', long = "udp-service")]
+    #[arg(short = 'u', long = "udp-service", help = "UDP virtual service: host[:port]")]
     udp: Option<String>,
-    #[arg(long = "sctp-service")]
+    #[arg(long = "sctp-service", help = "SCTP virtual service: host[:port]")]
     sctp: Option<String>,
-    #[arg(short = 'f', long = "fwmark-service")]
+    #[arg(short = 'f', long = "fwmark-service", help = "Firewall-mark virtual service: a mark greater than zero")]
     fwmark: Option<String>,
-    #[arg(short = '6', long = "ipv6")]
+    #[arg(short = '6', long = "ipv6", help = "The firewall-mark service is IPv6")]
     ipv6: bool,
-    #[arg(short = 's', long = "scheduler")]
+    #[arg(
+        short = 's',
+        long = "scheduler",
+        help = "Scheduler: rr, wrr, lc, wlc (default), lblc, lblcr, dh, sh, sed, nq, fo, ovf, mh or twos"
+    )]
     scheduler: Option<String>,
-    #[arg(short = 'p', long = "persistent", num_args = 0..=1, default_missing_value = "360")]
+    #[arg(short = 'p', long = "persistent", num_args = 0..=1, default_missing_value = "360", help = "Persistent service, for this many seconds (default 360)")]
     persistent: Option<String>,
-    #[arg(short = 'M', long = "netmask")]
+    #[arg(short = 'M', long = "netmask", help = "Persistence granularity: an IPv4 netmask or IPv6 prefix length")]
     netmask: Option<String>,
-    #[arg(long = "pe")]
+    #[arg(long = "pe", help = "Persistence engine (sip)")]
     pe: Option<String>,
-    #[arg(short = 'b', long = "sched-flags")]
+    #[arg(
+        short = 'b',
+        long = "sched-flags",
+        help = "Scheduler flags, comma-separated (sh-fallback, sh-port, mh-fallback, mh-port)"
+    )]
     sched_flags: Option<String>,
-    #[arg(short = 'o', long = "ops")]
+    #[arg(short = 'o', long = "ops", help = "One-packet scheduling (UDP)")]
     ops: bool,
-    #[arg(short = 'r', long = "real-server")]
+    #[arg(short = 'r', long = "real-server", help = "Real server: host[:port]")]
     real_server: Option<String>,
-    #[arg(short = 'g', long = "gatewaying")]
+    #[arg(short = 'g', long = "gatewaying", help = "Forward by direct routing (default)")]
     gatewaying: bool,
-    #[arg(short = 'i', long = "ipip")]
+    #[arg(short = 'i', long = "ipip", help = "Forward by tunnelling")]
     ipip: bool,
-    #[arg(short = 'm', long = "masquerading")]
+    #[arg(short = 'm', long = "masquerading", help = "Forward by NAT (masquerading)")]
     masquerading: bool,
-    #[arg(short = 'w', long = "weight")]
+    #[arg(short = 'w', long = "weight", help = "Weight of the real server")]
     weight: Option<String>,
-    #[arg(short = 'x', long = "u-threshold")]
+    #[arg(short = 'x', long = "u-threshold", help = "Upper threshold of connections")]
     u_threshold: Option<String>,
-    #[arg(short = 'y', long = "l-threshold")]
+    #[arg(short = 'y', long = "l-threshold", help = "Lower threshold of connections")]
     l_threshold: Option<String>,
-    #[arg(long = "tun-type")]
+    #[arg(long = "tun-type", help = "Tunnel type: ipip (default), gue or gre")]
     tun_type: Option<String>,
-    #[arg(long = "tun-port")]
+    #[arg(long = "tun-port", help = "Destination port of GUE tunnels")]
     tun_port: Option<String>,
-    #[arg(long = "tun-nocsum")]
+    #[arg(long = "tun-nocsum", help = "Tunnel without checksum")]
     tun_nocsum: bool,
-    #[arg(long = "tun-csum")]
+    #[arg(long = "tun-csum", help = "Tunnel with checksum")]
     tun_csum: bool,
-    #[arg(long = "tun-remcsum")]
+    #[arg(long = "tun-remcsum", help = "Tunnel with remote checksum offload")]
     tun_remcsum: bool,
-    #[arg(short = 'n', long = "numeric")]
+    #[arg(short = 'n', long = "numeric", help = "Numeric addresses and ports")]
     numeric: bool,
-    #[arg(short = 'c', long = "connection")]
+    #[arg(short = 'c', long = "connection", help = "List the connections")]
     connection: bool,
-    #[arg(long = "timeout")]
+    #[arg(long = "timeout", help = "List the timeouts (tcp tcpfin udp)")]
     timeout: bool,
-    #[arg(long = "daemon")]
+    #[arg(long = "daemon", help = "List the synchronisation daemons")]
     daemon: bool,
-    #[arg(long = "stats")]
+    #[arg(long = "stats", help = "List with statistics")]
     stats: bool,
-    #[arg(long = "rate")]
+    #[arg(long = "rate", help = "List with rates")]
     rate: bool,
-    #[arg(long = "thresholds")]
+    #[arg(long = "thresholds", help = "List with thresholds")]
     thresholds: bool,
-    #[arg(long = "persistent-conn")]
+    #[arg(long = "persistent-conn", help = "List with persistent connections")]
     persistent_conn: bool,
-    #[arg(long = "tun-info")]
+    #[arg(long = "tun-info", help = "List with tunnel settings")]
     tun_info: bool,
-    #[arg(long = "nosort")]
+    #[arg(long = "nosort", help = "Do not sort services and servers")]
     nosort: bool,
-    #[arg(long = "sort")]
+    #[arg(long = "sort", help = "Does nothing (compatibility)")]
     sort: bool,
-    #[arg(short = 'X', long = "exact")]
+    #[arg(short = 'X', long = "exact", help = "Expand numbers in listings")]
     exact: bool,
-    #[arg(long = "mcast-interface")]
+    #[arg(long = "mcast-interface", help = "Synchronisation: multicast interface (default eth0)")]
     mcast_interface: Option<String>,
-    #[arg(long = "syncid")]
+    #[arg(long = "syncid", help = "Synchronisation: sync ID (0: a backup accepts any)")]
     syncid: Option<String>,
-    #[arg(long = "sync-maxlen")]
+    #[arg(long = "sync-maxlen", help = "Synchronisation: largest message")]
     sync_maxlen: Option<String>,
-    #[arg(long = "mcast-group")]
+    #[arg(long = "mcast-group", help = "Synchronisation: multicast group (default 224.0.0.81)")]
     mcast_group: Option<String>,
-    #[arg(long = "mcast-port")]
+    #[arg(long = "mcast-port", help = "Synchronisation: UDP port (default 8848)")]
     mcast_port: Option<String>,
-    #[arg(long = "mcast-ttl")]
+    #[arg(long = "mcast-ttl", help = "Synchronisation: multicast TTL (default 1)")]
     mcast_ttl: Option<String>,
     /// xvs: listings as JSON.
     #[arg(long = "json")]
     json: bool,
-    #[arg(trailing_var_arg = false)]
+    #[arg(trailing_var_arg = false, hide = true)]
     rest: Vec<String>,
 }
 

@@ -17,6 +17,7 @@ pub mod delta;
 pub mod fwmark;
 pub mod health;
 pub mod metrics;
+pub mod options;
 pub mod refresh;
 pub mod server;
 pub mod state;

@@ -1,7 +1,6 @@
 //! `xvsd`: the xvs daemon.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,71 +10,6 @@ use tokio::sync::Mutex;
 use xvs_dataplane::{Attached, Director, LoadOptions};
 use xvsd::control::Control;
 
-/// The xvs daemon: loads the XDP load balancer, keeps its configuration, serves xvsadm.
-///
-/// Example: `xvsd -i eth0 -i eth1` balances the services configured with xvsadm on traffic
-/// arriving on eth0 and eth1. Stopping xvsd leaves forwarding running (the program and its
-/// tables are pinned); starting it again picks everything back up. `xvsd --purge` removes it all.
-#[derive(Parser, Debug)]
-#[command(version, about, long_about = None)]
-struct Opts {
-    /// Interface to attach the load balancer to (repeat for each).
-    #[arg(short = 'i', long = "interface")]
-    interfaces: Vec<String>,
-    /// Use generic (skb) XDP instead of trying native mode first. Without it, veth
-    /// interfaces get generic mode anyway unless --native is given: native XDP on a veth loses
-    /// what it sends back to a peer that runs no XDP program (ICMP errors, redirects).
-    #[arg(long, conflicts_with = "native")]
-    generic: bool,
-    /// Try native XDP on every interface, veth included (for peers that run XDP programs).
-    #[arg(long)]
-    native: bool,
-    /// Control socket for xvsadm.
-    #[arg(long, default_value = xvs_api::DEFAULT_SOCKET)]
-    socket: PathBuf,
-    /// Where the maps and links are pinned (a versioned directory is made inside).
-    #[arg(long, default_value = "/sys/fs/bpf/xvs")]
-    pin_dir: PathBuf,
-    /// Address of the Prometheus metrics (/metrics) and the status page (/) ("off" to disable).
-    #[arg(long, default_value = "127.0.0.1:9642")]
-    metrics: String,
-    /// Connections per address family. Nothing evicts a connection: a full table refuses new
-    /// ones. Memory is taken per connection present (about 100 bytes, twice that with NAT), plus
-    /// 16 bytes per entry of bucket array at start.
-    #[arg(long, default_value_t = 4_194_304)]
-    max_conns: u32,
-    /// Connections not yet assured (TCP before ESTABLISHED, UDP before its second packet),
-    /// both families; past it new connections are refused, so a SYN flood holds at most this
-    /// many entries and never takes the room of established ones.
-    #[arg(long, default_value_t = 262_144)]
-    max_half_open: u32,
-    /// Most virtual services.
-    #[arg(long, default_value_t = 131_072)]
-    max_services: u32,
-    /// Most real servers.
-    #[arg(long, default_value_t = 262_144)]
-    max_dests: u32,
-    /// Configuration to apply at start and on SIGHUP (as `xvsadm apply -f`): xvs's TOML or
-    /// YAML, or a keepalived.conf (a name ending in .conf) with its health checks. Its VRRP
-    /// instances run too (started once; a reload does not change them).
-    #[arg(long)]
-    config: Option<PathBuf>,
-    /// keepalived.conf's configuration id (keepalived's -i): `@ID` lines apply only to it
-    /// (default: the host name up to its first dot, as keepalived).
-    #[arg(long = "config-id")]
-    config_id: Option<String>,
-    /// Where the health checkers' states are kept across restarts (default: under
-    /// /run/xvs/state, named after the pin directory).
-    #[arg(long)]
-    state_file: Option<PathBuf>,
-    /// Detach the program when xvsd stops (forwarding stops with it).
-    #[arg(long)]
-    detach_on_exit: bool,
-    /// Remove every pinned map and link (stops forwarding and forgets the configuration), then exit.
-    #[arg(long)]
-    purge: bool,
-}
-
 #[tokio::main]
 async fn main() {
     tracing_subscriber::fmt()
@@ -83,7 +17,7 @@ async fn main() {
         .with_target(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    if let Err(e) = run(Opts::parse()).await {
+    if let Err(e) = run(xvsd::options::Options::parse()).await {
         tracing::error!("{e:#}");
         eprintln!("xvsd: {e:#}");
         std::process::exit(1);
@@ -118,7 +52,7 @@ fn lock_pins(pins: &std::path::Path) -> anyhow::Result<nix::fcntl::Flock<std::fs
     Ok(lock)
 }
 
-async fn run(o: Opts) -> anyhow::Result<()> {
+async fn run(o: xvsd::options::Options) -> anyhow::Result<()> {
     let pins = xvs_abi::pin_dir(&o.pin_dir);
     let links = pins.join("links");
     if !nix::unistd::geteuid().is_root() {
@@ -413,7 +347,7 @@ async fn run(o: Opts) -> anyhow::Result<()> {
 
 /// SIGHUP: read the configuration file again and apply it (as keepalived reloads on SIGHUP).
 async fn reload(
-    o: &Opts,
+    o: &xvsd::options::Options,
     control: &Arc<Mutex<Control>>,
     vrrp: Option<&xvsd::vrrp::Running>,
     bgp: Option<&xvsd::bgp::Announce>,
