@@ -285,7 +285,8 @@ static __always_inline struct xvs_svc *find_service(const struct pkt *p)
 
 /* Picks a server for a new connection, through the persistence template when the service is
  * persistent (reference §3.6). On success *ctl says the connection is controlled by a template
- * (whose n_control this call raised).
+ * (whose n_control this call raised): 1 when the template chose the server, 2 when the server
+ * was scheduled and the template made or replaced.
  * Returns: a dest id or XVS_NO_DEST; XVS_EMPTY when the template table refused an entry. */
 __attribute__((noinline)) __u32 pick(const struct xvs_svc *svc, struct pkt *p, union conn_key *k, int *ctl)
 {
@@ -307,10 +308,12 @@ __attribute__((noinline)) __u32 pick(const struct xvs_svc *svc, struct pkt *p, u
 		    !((cfg->flags & XVS_CFG_EXPIRE_QUIESCENT) && d->weight == 0))
 			dest_id = id;
 	}
+	int made = 0;
 	if (dest_id == XVS_NO_DEST) {
 		dest_id = schedule(svc, p, cfg);
 		if (dest_id == XVS_NO_DEST)
 			return dest_id;
+		made = 1;
 		if (tpl) {
 			/* Invalid (server gone or quiesced) or expired: replace it. Its server stops
 			 * counting it now; the kernel would keep it counted until its timer fired. */
@@ -342,7 +345,7 @@ __attribute__((noinline)) __u32 pick(const struct xvs_svc *svc, struct pkt *p, u
 	/* Each new connection restarts the persistence window. */
 	__sync_fetch_and_add(&tpl->n_control, 1);
 	tpl->since = now;
-	*ctl = 1;
+	*ctl = made ? 2 : 1; /* a trace tells a new template from an existing one */
 	return dest_id;
 }
 
@@ -415,7 +418,77 @@ __attribute__((noinline)) int unpick(const struct xvs_svc *svc, __u8 af, union c
 	return 0;
 }
 
-static __always_inline int handle_l4(struct xdp_md *ctx, struct scratch *sc, const struct xvs_cfg *cfg)
+/* The packet matches the running trace's filter (forward: from the client to the service;
+ * a NAT reply: to the client). */
+static __always_inline int trace_match(const struct xvs_trace_filter *f, const struct pkt *p)
+{
+	__u32 fl = f->flags;
+	if ((fl & XVS_TF_PROTO) && p->proto != f->proto)
+		return 0;
+	if ((fl & (XVS_TF_CADDR | XVS_TF_VADDR)) && p->af != f->af)
+		return 0;
+	int fwd = (!(fl & XVS_TF_CADDR) || (p->saddr[0] == f->caddr[0] && p->saddr[1] == f->caddr[1] &&
+					     p->saddr[2] == f->caddr[2] && p->saddr[3] == f->caddr[3])) &&
+		  (!(fl & XVS_TF_CPORT) || p->sport == f->cport) &&
+		  (!(fl & XVS_TF_VADDR) || (p->daddr[0] == f->vaddr[0] && p->daddr[1] == f->vaddr[1] &&
+					     p->daddr[2] == f->vaddr[2] && p->daddr[3] == f->vaddr[3])) &&
+		  (!(fl & XVS_TF_VPORT) || p->dport == f->vport);
+	if (fwd)
+		return 1;
+	return (fl & XVS_TF_CADDR) && p->daddr[0] == f->caddr[0] && p->daddr[1] == f->caddr[1] &&
+	       p->daddr[2] == f->caddr[2] && p->daddr[3] == f->caddr[3] &&
+	       (!(fl & XVS_TF_CPORT) || p->dport == f->cport);
+}
+
+/* Starts the record of this packet when a trace runs and it matches; NULL otherwise. With no
+ * trace running this costs one array lookup (inlined by the verifier) and a test. */
+static __always_inline struct trace_cur *trace_start(const struct pkt *p)
+{
+	__u32 zero = 0;
+	struct xvs_trace_filter *f = bpf_map_lookup_elem(&xvs_trace_ctl, &zero);
+	if (likely(!f || !f->on) || !trace_match(f, p))
+		return NULL;
+	struct trace_cur *t = bpf_map_lookup_elem(&xvs_trace_cur, &zero);
+	if (!t)
+		return NULL;
+	__builtin_memset(&t->ev, 0, sizeof(t->ev));
+	t->ev.ts_ns = bpf_ktime_get_ns();
+	__builtin_memcpy(t->ev.saddr, p->saddr, 16);
+	__builtin_memcpy(t->ev.daddr, p->daddr, 16);
+	t->ev.sport = p->sport;
+	t->ev.dport = p->dport;
+	t->ev.af = p->af;
+	t->ev.proto = p->proto;
+	t->ev.tcp_flags = p->tcp_flags;
+	t->ev.ifindex = p->ifindex;
+	t->ev.svc_id = XVS_NO_DEST;
+	t->ev.dest_id = XVS_NO_DEST;
+	t->ev.reason = XVS_TR_NO_REASON;
+	t->on = 1;
+	return t;
+}
+
+/* Sends the record with the verdict; a full ring buffer loses it (counted). */
+static __always_inline void trace_end(struct trace_cur *t, int verdict)
+{
+	t->ev.verdict = verdict;
+	if (bpf_ringbuf_output(&xvs_trace, &t->ev, sizeof(t->ev), 0))
+		count(XVS_CNT_TRACE_LOST);
+	t->on = 0;
+}
+
+/* A connection's fields in the trace record. */
+static __always_inline void trace_conn(struct xvs_trace_ev *tr, const struct xvs_conn *c, __u8 kind)
+{
+	tr->conn = kind;
+	tr->svc_id = c->svc_id;
+	tr->dest_id = c->dest_id;
+	tr->method = c->method;
+	tr->state = c->state;
+}
+
+static __always_inline int handle_l4(struct xdp_md *ctx, struct scratch *sc, const struct xvs_cfg *cfg,
+				     struct xvs_trace_ev *tr)
 {
 	struct pkt *p = &sc->p;
 	union conn_key *kp = &sc->k;
@@ -425,7 +498,7 @@ static __always_inline int handle_l4(struct xdp_md *ctx, struct scratch *sc, con
 	int is_syn = p->proto == IPPROTO_TCP ? (p->tcp_flags & XVS_TCP_SYN)
 		     : p->proto == IPPROTO_SCTP ? (p->tcp_flags & XVS_SCTP_EV_MASK) == XVS_SCTP_EV_INIT
 						 : 0;
-	int is_new = 0;
+	int is_new = 0, onepacket = 0;
 	/* A closed connection a new SYN replaces. The kernel expires it from its timer, after the
 	 * packet: it still counts against its server while the new SYN is scheduled
 	 * (testdata/kernel/reuse-6.12.txt). Removed right after the pick, before the new entry
@@ -470,8 +543,15 @@ static __always_inline int handle_l4(struct xdp_md *ctx, struct scratch *sc, con
 
 	if (!old) {
 		nat_key_out(p, &sc->n);
-		if (nat_get(p->af, &sc->n, &sc->fk))
-			return reply(ctx, p, &sc->fk);
+		if (nat_get(p->af, &sc->n, &sc->fk)) {
+			int v = reply(ctx, p, &sc->fk);
+			if (tr) {
+				struct xvs_conn *rc = conn_lookup(p->af, &sc->fk);
+				if (rc)
+					trace_conn(tr, rc, XVS_TR_REPLY);
+			}
+			return v;
+		}
 	}
 
 	if (p->proto == IPPROTO_TCP &&
@@ -553,6 +633,17 @@ static __always_inline int handle_l4(struct xdp_md *ctx, struct scratch *sc, con
 	__u32 dest_id = sip ? pick_sip(svc, p, kp, &ctl) : pick(svc, p, kp, &ctl);
 	if (old)
 		drop_conn(p->af, kp, old);
+	if (tr) {
+		tr->svc_id = svc->id;
+		tr->sched = svc->sched;
+		tr->flags |= (old ? XVS_TR_F_REPLACED : 0) | (ctl == 1 ? XVS_TR_F_TPL_HIT : 0) |
+			     (ctl == 2 ? XVS_TR_F_TPL_NEW : 0);
+		if (dest_id < XVS_EMPTY) {
+			tr->dest_id = dest_id;
+			if (ctl != 1)
+				sched_explain(svc, dest_id, tr);
+		}
+	}
 	if (dest_id == XVS_EMPTY) {
 		count_reason(XVS_R_TABLE_FULL);
 		return XDP_DROP;
@@ -602,6 +693,7 @@ static __always_inline int handle_l4(struct xdp_md *ctx, struct scratch *sc, con
 			unpick(svc, p->af, kp, dest_id);
 		c = &nc;
 		is_new = 1;
+		onepacket = 1;
 		goto out;
 	}
 
@@ -639,8 +731,17 @@ static __always_inline int handle_l4(struct xdp_md *ctx, struct scratch *sc, con
 		return XDP_PASS;
 	is_new = 1;
 out:
+	/* Keeps the compiler from computing addresses inside c before its null checks above
+	 * (the verifier refuses arithmetic on a pointer that may be null). */
+	asm volatile("" : "+r"(c));
 	p->is_new = is_new;
-	return forward(ctx, p, kp, c);
+	int v = forward(ctx, p, kp, c);
+	if (tr) {
+		__u8 fl = tr->flags;
+		trace_conn(tr, c, onepacket ? XVS_TR_ONEPACKET : is_new ? XVS_TR_NEW : XVS_TR_HIT);
+		tr->flags = fl;
+	}
+	return v;
 }
 
 /* The frame is unicast to a MAC that is not the ingress interface's (see xvs_if_macs). */
@@ -690,7 +791,12 @@ int xvs_lb(struct xdp_md *ctx)
 	struct xvs_cfg *cfg = config();
 	if (!cfg)
 		return XDP_PASS;
-	return handle_l4(ctx, sc, cfg);
+	struct trace_cur *t = trace_start(pp);
+	if (likely(!t))
+		return handle_l4(ctx, sc, cfg, NULL);
+	int v = handle_l4(ctx, sc, cfg, &t->ev);
+	trace_end(t, v);
+	return v;
 }
 
 /* ---- firewall-mark services ----
@@ -756,15 +862,18 @@ int xvs_lb_fwm(struct xdp_md *ctx)
 	struct xvs_cfg *cfg = config();
 	if (!cfg)
 		return XDP_DROP;
-	int r = handle_l4(ctx, sc, cfg);
-	if (r == XDP_TX)
-		return fwm_send_back(ctx, &sc->p);
-	/* Nothing may go back to the kernel from here: it would route the packet by its mark
-	 * into xvs-fwm again. */
-	if (r == XDP_PASS) {
+	struct trace_cur *t = trace_start(pp);
+	int r = handle_l4(ctx, sc, cfg, t ? &t->ev : NULL);
+	if (r == XDP_TX) {
+		r = fwm_send_back(ctx, &sc->p);
+	} else if (r == XDP_PASS) {
+		/* Nothing may go back to the kernel from here: it would route the packet by its
+		 * mark into xvs-fwm again. */
 		count_reason(XVS_R_UNSUPPORTED);
-		return XDP_DROP;
+		r = XDP_DROP;
 	}
+	if (t)
+		trace_end(t, r);
 	return r;
 }
 

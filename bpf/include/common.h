@@ -31,12 +31,54 @@ static __always_inline struct xvs_cfg *config(void)
 	return bpf_map_lookup_elem(&xvs_config, &zero);
 }
 
+/* ---- packet trace (xvsadm trace; docs/operations.md) ---- */
+
+/* The filter xvsd sets; `on` is 0 while no trace runs. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct xvs_trace_filter);
+} xvs_trace_ctl SEC(".maps");
+
+/* One record per traced packet, read by xvsd. */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 256 * 1024);
+} xvs_trace SEC(".maps");
+
+/* The record of the packet being traced on this CPU; `on` only between trace_start and
+ * trace_end (XDP programs do not nest on a CPU). */
+struct trace_cur {
+	__u32 on;
+	__u32 pad;
+	struct xvs_trace_ev ev;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct trace_cur);
+} xvs_trace_cur SEC(".maps");
+
+/* The record of the packet being traced, or NULL. For the slow paths only (a lookup). */
+static __always_inline struct xvs_trace_ev *trace_now(void)
+{
+	__u32 zero = 0;
+	struct trace_cur *t = bpf_map_lookup_elem(&xvs_trace_cur, &zero);
+	return t && t->on ? &t->ev : NULL;
+}
+
 /* Counts a packet that left the fast path, by reason. */
 static __always_inline void count_reason(__u32 reason)
 {
 	__u64 *c = bpf_map_lookup_elem(&xvs_reasons, &reason);
 	if (c)
 		*c += 1;
+	struct xvs_trace_ev *t = trace_now();
+	if (t)
+		t->reason = reason;
 }
 
 static __always_inline void count(__u32 which)

@@ -37,6 +37,7 @@ struct least_ctx {
 	__u32 off;
 	__u32 cnt;
 	__u32 kind;
+	__u32 exclude; /* a dest id the scan skips (the runner-up search of a trace), or XVS_NO_DEST */
 	__u32 found;
 	__u32 best; /* dest id */
 	__s32 bw;   /* best's weight */
@@ -51,6 +52,8 @@ static long least_cb(__u32 i, void *data)
 
 	if (i >= c->cnt || load_at(c->off, i, &d))
 		return 1;
+	if (d.id == c->exclude)
+		return 0;
 	switch (c->kind) {
 	case XVS_SCHED_LC:
 		if (d.overload || d.weight == 0)
@@ -108,9 +111,52 @@ take_w:
 
 static __always_inline __u32 sched_least(const struct xvs_svc *svc, __u32 kind)
 {
-	struct least_ctx c = { .off = svc->dests_off, .cnt = svc->dests_cnt, .kind = kind };
+	struct least_ctx c = { .off = svc->dests_off, .cnt = svc->dests_cnt, .kind = kind, .exclude = XVS_NO_DEST };
 	bpf_loop(XVS_SCAN_MAX, least_cb, &c, 0);
 	return c.found ? c.best : XVS_NO_DEST;
+}
+
+/* For a trace: the load of the server `won` that schedule() chose, and for the
+ * least-connection family the server it would have chosen without `won` (the runner-up), so
+ * the trace can say why ("wlc: rs2 overhead 3/1 < rs1 7/3"). Only traced packets pay for it. */
+__attribute__((noinline)) int sched_explain(const struct xvs_svc *svc, __u32 won, struct xvs_trace_ev *t)
+{
+	if (!svc || !t)
+		return 0;
+	struct xvs_dest_state *st = bpf_map_lookup_elem(&xvs_dest_state, &won);
+	struct xvs_dest *d = bpf_map_lookup_elem(&xvs_dests, &won);
+	if (st && d) {
+		t->win_weight = d->weight;
+		t->win_active = st->active;
+		t->win_total = st->total;
+		t->flags |= XVS_TR_F_WIN;
+	}
+	switch (svc->sched) {
+	case XVS_SCHED_LC:
+	case XVS_SCHED_WLC:
+	case XVS_SCHED_SED:
+	case XVS_SCHED_NQ:
+	case XVS_SCHED_FO:
+	case XVS_SCHED_OVF:
+		break;
+	default:
+		return 0;
+	}
+	struct least_ctx c = { .off = svc->dests_off, .cnt = svc->dests_cnt, .kind = svc->sched, .exclude = won };
+	bpf_loop(XVS_SCAN_MAX, least_cb, &c, 0);
+	if (!c.found)
+		return 0;
+	__u32 alt = c.best;
+	st = bpf_map_lookup_elem(&xvs_dest_state, &alt);
+	d = bpf_map_lookup_elem(&xvs_dests, &alt);
+	if (st && d) {
+		t->alt_id = alt;
+		t->alt_weight = d->weight;
+		t->alt_active = st->active;
+		t->alt_total = st->total;
+		t->flags |= XVS_TR_F_ALT;
+	}
+	return 0;
 }
 
 /* ---- rr ---- */

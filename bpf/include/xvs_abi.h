@@ -291,6 +291,7 @@ enum xvs_counter {
 	XVS_CNT_EARLY_DROP = 3,  /* unassured connections removed early because the gauge was high */
 	XVS_CNT_ICMP_LIMITED = 4, /* ICMP errors of the director's own not sent (rate limit) */
 	XVS_CNT_SIP_NO_CALLID = 5, /* datagrams to a sip service without a Call-ID (dropped, as the kernel) */
+	XVS_CNT_TRACE_LOST = 6,  /* trace records the ring buffer had no room for (xvsadm trace) */
 	XVS_CNT_MAX = 8,
 };
 
@@ -384,5 +385,75 @@ struct xvs_gauges {
 	__s64 half; /* connections with XVS_CONN_F_HALF */
 	__s64 pad[7];
 };
+
+/* ---- packet trace (xvsadm trace) ----
+ * xvsd writes the filter (xvs_trace_ctl, one entry); while `on`, each packet it matches is
+ * followed through the director and one record per packet goes to the ring buffer xvs_trace.
+ * Neither map is pinned: a trace ends with the xvsd that ran it. */
+#define XVS_TF_CADDR 0x1 /* the client's address (either direction: NAT replies go to it) */
+#define XVS_TF_CPORT 0x2 /* the client's port */
+#define XVS_TF_VADDR 0x4 /* the virtual address (towards it) */
+#define XVS_TF_VPORT 0x8 /* the virtual port */
+#define XVS_TF_PROTO 0x10
+
+/* 48 bytes. */
+struct xvs_trace_filter {
+	__u32 on;
+	__u32 flags;    /* XVS_TF_* */
+	__u32 caddr[4]; /* IPv4: word 0 */
+	__u32 vaddr[4];
+	__u16 cport;    /* network order */
+	__u16 vport;
+	__u8 af;        /* with an address: its family */
+	__u8 proto;
+	__u16 pad;
+};
+
+/* What the packet met in the connection table. */
+enum xvs_trace_conn {
+	XVS_TR_NONE = 0,      /* no connection: passed or dropped before one was found or made */
+	XVS_TR_HIT = 1,       /* an existing connection */
+	XVS_TR_NEW = 2,       /* a new connection, just scheduled */
+	XVS_TR_REPLY = 3,     /* a NAT reply from a real server */
+	XVS_TR_ONEPACKET = 4, /* scheduled and not kept (one-packet scheduling) */
+};
+#define XVS_TR_F_REPLACED 0x1 /* it replaced a closed connection on the same addresses and ports */
+#define XVS_TR_F_TPL_HIT 0x2  /* the persistence template chose the server */
+#define XVS_TR_F_TPL_NEW 0x4  /* the server was scheduled and a new template made */
+#define XVS_TR_F_ALT 0x8      /* alt_* hold the runner-up of a least-connection pick */
+#define XVS_TR_F_WIN 0x10     /* win_* hold the chosen server's load at the pick */
+#define XVS_TR_NO_REASON 0xff
+
+/* One traced packet. 112 bytes. */
+struct xvs_trace_ev {
+	__u64 ts_ns;      /* CLOCK_MONOTONIC */
+	__u32 saddr[4];
+	__u32 daddr[4];
+	__u16 sport;      /* network order */
+	__u16 dport;
+	__u8 af;
+	__u8 proto;
+	__u8 tcp_flags;   /* as struct pkt has them */
+	__u8 verdict;     /* the XDP action returned */
+	__u32 ifindex;
+	__u32 svc_id;     /* 0xffffffff: no service */
+	__u32 dest_id;    /* 0xffffffff: no server */
+	__u8 conn;        /* enum xvs_trace_conn */
+	__u8 flags;       /* XVS_TR_F_* */
+	__u8 reason;      /* enum xvs_reason, or XVS_TR_NO_REASON */
+	__u8 sched;       /* enum xvs_sched_kind of the service that scheduled */
+	__u8 state;       /* the connection's state after the packet */
+	__u8 method;      /* XVS_FWD_* */
+	__u16 pad;
+	__s32 win_weight; /* the chosen server at the pick (XVS_TR_F_WIN) */
+	__s64 win_active;
+	__s64 win_total;
+	__s32 alt_weight; /* the runner-up (XVS_TR_F_ALT) */
+	__u32 alt_id;
+	__s64 alt_active;
+	__s64 alt_total;
+};
+_Static_assert(sizeof(struct xvs_trace_filter) == 48, "xvs_trace_filter: crates/xvs-abi expects 48 bytes");
+_Static_assert(sizeof(struct xvs_trace_ev) == 112, "xvs_trace_ev: crates/xvs-abi expects 112 bytes");
 
 #endif

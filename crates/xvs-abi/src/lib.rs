@@ -149,6 +149,7 @@ pub mod counter {
     pub const EARLY_DROP: u32 = 3;
     pub const ICMP_LIMITED: u32 = 4;
     pub const SIP_NO_CALLID: u32 = 5;
+    pub const TRACE_LOST: u32 = 6;
 }
 
 /// Why a packet left the fast path (`enum xvs_reason`); the names are metrics labels.
@@ -474,6 +475,86 @@ pub const INSTALLED_FULL: u8 = 4;
 /// Not a connection or template record.
 pub const INSTALLED_BAD: u8 = 5;
 
+/// Trace filter flags (`XVS_TF_*`).
+pub mod trace_filter {
+    #![allow(missing_docs)]
+    pub const CADDR: u32 = 0x1;
+    pub const CPORT: u32 = 0x2;
+    pub const VADDR: u32 = 0x4;
+    pub const VPORT: u32 = 0x8;
+    pub const PROTO: u32 = 0x10;
+}
+
+/// The running trace's filter (`struct xvs_trace_filter`): `on` 0 while no trace runs.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct TraceFilter {
+    pub on: u32,
+    pub flags: u32,
+    pub caddr: [u32; 4],
+    pub vaddr: [u32; 4],
+    pub cport: u16,
+    pub vport: u16,
+    pub af: u8,
+    pub proto: u8,
+    pub pad: u16,
+}
+
+/// What a traced packet met in the connection table (`enum xvs_trace_conn`).
+pub mod trace_conn {
+    #![allow(missing_docs)]
+    pub const NONE: u8 = 0;
+    pub const HIT: u8 = 1;
+    pub const NEW: u8 = 2;
+    pub const REPLY: u8 = 3;
+    pub const ONEPACKET: u8 = 4;
+}
+
+/// Trace record flags (`XVS_TR_F_*`).
+pub mod trace_flags {
+    #![allow(missing_docs)]
+    pub const REPLACED: u8 = 0x1;
+    pub const TPL_HIT: u8 = 0x2;
+    pub const TPL_NEW: u8 = 0x4;
+    pub const ALT: u8 = 0x8;
+    pub const WIN: u8 = 0x10;
+}
+
+/// A trace record's `reason` when the packet was not counted under one.
+pub const TRACE_NO_REASON: u8 = 0xff;
+
+/// One traced packet (`struct xvs_trace_ev`), as the ring buffer hands it over.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct TraceEvent {
+    pub ts_ns: u64,
+    pub saddr: [u32; 4],
+    pub daddr: [u32; 4],
+    pub sport: u16,
+    pub dport: u16,
+    pub af: u8,
+    pub proto: u8,
+    pub tcp_flags: u8,
+    pub verdict: u8,
+    pub ifindex: u32,
+    pub svc_id: u32,
+    pub dest_id: u32,
+    pub conn: u8,
+    pub flags: u8,
+    pub reason: u8,
+    pub sched: u8,
+    pub state: u8,
+    pub method: u8,
+    pub pad: u16,
+    pub win_weight: i32,
+    pub win_active: i64,
+    pub win_total: i64,
+    pub alt_weight: i32,
+    pub alt_id: u32,
+    pub alt_active: i64,
+    pub alt_total: i64,
+}
+
 /// Global gauges.
 #[repr(C)]
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
@@ -506,6 +587,8 @@ pod! {
     InstallRec = 64,
     NeighMiss = 28,
     IfMac = 12,
+    TraceFilter = 48,
+    TraceEvent = 112,
 }
 
 /// Bytes of key and value one IPv4 connection takes (connection entry only; NAT doubles it).

@@ -12,6 +12,7 @@ pub mod bgp;
 pub mod config;
 pub mod health;
 mod spec;
+pub mod trace;
 pub mod vrrp;
 
 pub use spec::{CsumName, DestSpec, KeySpec, ProtoName, ServiceSpec, TunnelKindName, TunnelSpec};
@@ -128,6 +129,20 @@ pub enum Request {
         /// `master` or `backup`.
         role: String,
     },
+    /// Follow the packets `filter` matches (`xvsadm trace`): xvsd answers with one
+    /// [`Response::Trace`] per packet and a [`Response::TraceEnd`] once `count` packets were
+    /// traced or `seconds` went by; closing the connection ends it too.
+    Trace {
+        /// Which packets.
+        #[serde(default)]
+        filter: trace::TraceFilter,
+        /// Stop after this many packets.
+        #[serde(default)]
+        count: Option<u64>,
+        /// Stop after this many seconds.
+        #[serde(default)]
+        seconds: Option<u64>,
+    },
 }
 
 /// A refusal, with the errno ipvsadm chooses its message by.
@@ -160,6 +175,15 @@ pub enum Response {
     Applied {
         /// One line per change, `+`, `-` or `~` first.
         changes: Vec<String>,
+    },
+    /// One traced packet (a trace sends these until [`Response::TraceEnd`]).
+    Trace(Box<trace::TraceEvent>),
+    /// The trace is over.
+    TraceEnd {
+        /// Packets traced.
+        traced: u64,
+        /// Packets that matched but found the trace's ring buffer full (not shown).
+        lost: u64,
     },
 }
 

@@ -97,6 +97,7 @@ pub struct Maps {
     pub allow: aya::maps::LpmTrie<MapData, abi::AllowKey, u32>,
     pub neigh_miss: Array<MapData, abi::NeighMiss>,
     pub if_macs: Array<MapData, abi::IfMac>,
+    pub trace_ctl: Array<MapData, abi::TraceFilter>,
 }
 
 fn take(ebpf: &mut Ebpf, name: &str) -> Result<Map, Error> {
@@ -121,6 +122,8 @@ pub struct Director {
     pub options: LoadOptions,
     /// The interfaces it was attached to.
     interfaces: Vec<String>,
+    /// The trace ring buffer's reader, while no trace holds it.
+    pub(crate) trace_ring: Option<crate::trace::TraceReader>,
 }
 
 /// How [`Director::attach_pinned`] attached.
@@ -236,9 +239,11 @@ impl Director {
             allow: typed!(&mut ebpf, "xvs_allow"),
             neigh_miss: typed!(&mut ebpf, "xvs_neigh_miss"),
             if_macs: typed!(&mut ebpf, "xvs_if_macs"),
+            trace_ctl: typed!(&mut ebpf, "xvs_trace_ctl"),
         };
+        let trace_ring = Some(crate::trace::TraceReader::new(typed!(&mut ebpf, "xvs_trace")));
         let pin_dir = options.pin_dir.clone();
-        Ok(Director { ebpf, maps, pin_dir, options, interfaces: Vec::new() })
+        Ok(Director { ebpf, maps, pin_dir, options, interfaces: Vec::new(), trace_ring })
     }
 
     fn prog(&self, name: &str) -> Result<&Xdp, Error> {

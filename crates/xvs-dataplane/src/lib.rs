@@ -17,6 +17,7 @@ pub mod netdev;
 pub mod publish;
 pub mod readback;
 pub mod sweep;
+pub mod trace;
 
 pub use alloc::RangeAlloc;
 pub use aux::{Aux, BareCfg, Decap};
@@ -25,3 +26,4 @@ pub use error::Error;
 pub use publish::{addr_words, words_addr, Publisher};
 pub use readback::{ConnTables, CounterReader};
 pub use sweep::{SweepReport, Sweeper};
+pub use trace::TraceReader;

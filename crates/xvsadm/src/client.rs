@@ -10,6 +10,12 @@ use xvs_api::{Request, Response};
 pub trait Transport {
     /// Sends one request and waits for its response.
     fn call(&mut self, req: &Request) -> Result<Response, String>;
+
+    /// The next response to a request answered by several (`xvsadm trace`), waiting as long
+    /// as it takes.
+    fn next(&mut self) -> Result<Response, String> {
+        Err("this transport answers each request once".into())
+    }
 }
 
 /// A connection to xvsd's Unix socket.
@@ -73,6 +79,17 @@ impl Transport for Socket {
             }
         }
         read.map_err(late)?;
+        if line.is_empty() {
+            return Err("xvsd closed the connection".into());
+        }
+        xvs_api::decode(&line)
+    }
+
+    fn next(&mut self) -> Result<Response, String> {
+        // A trace may wait for its next packet indefinitely.
+        self.reader.get_ref().set_read_timeout(None).map_err(|e| e.to_string())?;
+        let mut line = String::new();
+        self.reader.read_line(&mut line).map_err(|e| format!("talking to xvsd (trace): {e}"))?;
         if line.is_empty() {
             return Err("xvsd closed the connection".into());
         }

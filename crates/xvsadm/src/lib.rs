@@ -14,3 +14,4 @@ pub mod format;
 pub mod run;
 pub mod services;
 pub mod top;
+pub mod trace;

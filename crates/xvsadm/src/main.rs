@@ -24,6 +24,10 @@ impl Transport for Lazy {
         }
         r
     }
+
+    fn next(&mut self) -> Result<xvs_api::Response, String> {
+        self.socket.as_mut().ok_or("not connected")?.next()
+    }
 }
 
 fn main() {

@@ -95,6 +95,8 @@ Usage:
   xvsadm vrrp [--json]                 (xvs: VRRP instances, their state and counters)
   xvsadm top [--sort COLUMN] [--filter TEXT] [--interval SECONDS]
                                        (xvs: live view of services and servers; q quits)
+  xvsadm trace [CLIENT[:PORT]] [-t|-u|--sctp-service VIP:PORT] [--count N] [--seconds N] [--json]
+                                       (xvs: each decision the dataplane takes for those packets)
   xvsadm sysctl [--json | NAME=VALUE...] (xvs: IPVS's net.ipv4.vs.* settings)
   xvsadm bgp [--json]                  (xvs: VIPs announced to routers through BIRD, and why)
   xvsadm bgp drain|undrain [VIP]       (xvs: withdraw this director, or one VIP, and keep it so)
@@ -171,6 +173,7 @@ pub fn run(argv: &[String], t: &mut dyn Transport, stdin: &mut dyn BufRead) -> O
         Some("health") => return health(&argv[2..], t),
         Some("vrrp") => return vrrp(&argv[2..], t),
         Some("top") => return crate::top::run(&argv[2..], t),
+        Some("trace") => return crate::trace::run(&argv[2..], t),
         Some("sysctl") => return sysctl(&argv[2..], t),
         Some("bgp") => return bgp(&argv[2..], t),
         _ => {}

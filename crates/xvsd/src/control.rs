@@ -274,6 +274,9 @@ impl Control {
             Request::StartDaemon { .. } => {
                 api_error(&unsupported("synchronisation daemons run in xvsd (this control has none)"))
             }
+            Request::Trace { .. } => {
+                api_error(&unsupported("traces are served by xvsd's socket (this control has none)"))
+            }
             Request::StopDaemon { .. } => Response::Error(ApiError {
                 errno: "ESRCH".into(),
                 message: "no synchronisation daemon is running".into(),
@@ -620,6 +623,7 @@ fn request_name(req: &Request) -> &'static str {
         Request::StopDaemon { .. } => "stop-daemon",
         Request::SetSysctl { .. } => "sysctl",
         Request::Drain { .. } => "bgp-drain",
+        Request::Trace { .. } => "trace",
     }
 }
 

@@ -22,6 +22,7 @@ pub mod refresh;
 pub mod server;
 pub mod state;
 pub mod sync;
+pub mod trace;
 pub mod vrrp;
 pub mod web;
 

@@ -121,6 +121,13 @@ async fn client(stream: UnixStream, control: Arc<Mutex<Control>>, extras: Extras
             return Ok(()); // the rest of it cannot be read as a request
         }
         let line = String::from_utf8_lossy(&line);
+        if root && line.contains("\"trace\"") {
+            // A trace answers with many lines, until it ends (crate::trace).
+            if let Ok(Request::Trace { filter, count, seconds }) = xvs_api::decode::<Request>(line.trim_end()) {
+                crate::trace::serve(&mut reader, &mut w, &control, filter, count, seconds).await?;
+                continue;
+            }
+        }
         let resp = if !root {
             Response::Error(ApiError {
                 errno: "EPERM".into(),

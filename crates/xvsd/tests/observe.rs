@@ -247,3 +247,99 @@ fn top_runs_in_an_80_by_24_terminal_and_answers_keys() {
 fn cps(line: &str) -> Option<String> {
     line.split_whitespace().nth(5).map(str::to_string)
 }
+
+/// Starts `xvsadm trace ARGS` and waits until xvsd has set its filter.
+fn start_trace(lab: &Lab, args: &[&str]) -> Child {
+    let before = lab.xvsd.log_text().matches("trace started").count();
+    let child = Command::new(xvsadm_bin())
+        .arg("trace")
+        .args(args)
+        .env("XVS_SOCKET", &lab.xvsd.socket)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while lab.xvsd.log_text().matches("trace started").count() == before {
+        assert!(start.elapsed() < Duration::from_secs(10), "the trace did not start:\n{}", lab.xvsd.log_text());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child
+}
+
+#[test]
+fn trace_follows_a_clients_packets_and_says_why() {
+    if !xvs_lab::require_root() {
+        return;
+    }
+    let lab = Lab::start(30);
+    let url = format!("http://{VIP4}/");
+    let curl_from = |port: u16| {
+        let out = lab.lab.client.exec(&["curl", "-s", "-m", "3", "--local-port", &port.to_string(), &url]);
+        assert!(out.status.success(), "curl: {out:?}");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    // One request from port 45000, traced as JSON: wrk's connections from the same client
+    // are not in it.
+    let trace = start_trace(&lab, &["--client", "198.18.1.100:45000", "--count", "4", "--seconds", "20", "--json"]);
+    let served = curl_from(45000);
+    let out = trace.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("4 packets traced"), "{out:?}");
+    let events: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(events.len(), 4, "{events:#?}");
+    for e in &events {
+        let port = if e["connection"] == "reply" { e["dst"].as_str() } else { e["src"].as_str() };
+        assert_eq!(port, Some("198.18.1.100:45000"), "only the traced client's packets: {e}");
+    }
+    // The SYN: a new connection, the scheduler's pick and why, the rewrite, the verdict.
+    let syn = &events[0];
+    assert_eq!((syn["flags"].as_str(), syn["connection"].as_str()), (Some("S"), Some("new")), "{syn}");
+    assert_eq!(syn["service"], "TCP  198.18.0.100:80");
+    assert_eq!(syn["scheduler"], "rr");
+    let server = syn["server"].as_str().unwrap().to_string();
+    assert_eq!(served, if server.starts_with(&rs4(0)) { "rs1" } else { "rs2" }, "the server that answered: {syn}");
+    assert_eq!(syn["why"], format!("rr: {server} is next in turn"));
+    assert_eq!(syn["rewrite"], format!("NAT to {server}"));
+    assert_eq!((syn["state"].as_str(), syn["verdict"].as_str()), (Some("SYN_RECV"), Some("forwarded")));
+    // The server's SYN-ACK comes back through the director as a reply; then the client's ACK
+    // finds the connection.
+    assert!(events.iter().any(|e| e["connection"] == "reply" && e["server"] == server.as_str()), "{events:#?}");
+    assert!(events.iter().any(|e| e["connection"] == "existing" && e["state"] == "ESTABLISHED"), "{events:#?}");
+
+    // Text, as an operator reads it.
+    let trace = start_trace(&lab, &["198.18.1.100:45001", "--count", "1", "--seconds", "20"]);
+    curl_from(45001);
+    let out = trace.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(
+            "TCP 198.18.1.100:45001 > 198.18.0.100:80 [S] on c0: service TCP 198.18.0.100:80, new connection -> "
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(", rr: ") && text.contains(", NAT to ") && text.trim_end().ends_with("SYN_RECV, forwarded"),
+        "{text}"
+    );
+
+    // One trace at a time; a refused filter says why.
+    let running = start_trace(&lab, &["--client", "198.18.1.100:45002", "--seconds", "5"]);
+    let second = Command::new(xvsadm_bin())
+        .args(["trace", "--client", "198.18.1.100", "--seconds", "1"])
+        .env("XVS_SOCKET", &lab.xvsd.socket)
+        .output()
+        .unwrap();
+    assert_eq!(second.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&second.stderr).contains("another xvsadm trace is running"), "{second:?}");
+    let out = running.wait_with_output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("0 packets traced"), "{out:?}");
+    let fwm = Command::new(xvsadm_bin())
+        .args(["trace", "-t", "198.18.0.100:80", "--client", "2001:2:0:1::100"])
+        .env("XVS_SOCKET", &lab.xvsd.socket)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&fwm.stderr).contains("different address families"), "{fwm:?}");
+}
