@@ -326,7 +326,7 @@ fn measure_xvs(lab: &Classic, plan: &Plan, report: &mut Report, n: u32) {
     report.add("xvs-nat", n, Metric::AddOne, add);
     report.add("xvs-nat", n, Metric::RemoveOne, del);
     report.add("xvs-nat", n, Metric::List, xvs::list(&x, plan.reps).unwrap_or_else(|e| fail(&x, n, "list", e)));
-    let cost = xvs::Cost::load(lab, &x).unwrap_or_else(|e| fail(&x, n, "load for test runs", e));
+    let mut cost = xvs::Cost::load(lab, &x).unwrap_or_else(|e| fail(&x, n, "load for test runs", e));
     let (c, b) =
         cost.new_flows(lab, n - 1, plan.reps, plan.new_flows).unwrap_or_else(|e| fail(&x, n, "new-flow cost", e));
     report.add("xvs-nat", n, Metric::CostNew, c);
@@ -400,6 +400,17 @@ fn measure_xvs(lab: &Classic, plan: &Plan, report: &mut Report, n: u32) {
     report.add("bare", n, Metric::CostEstablished, b);
     let y = cost.yardstick(lab, n - 1, yreps, yk, false).unwrap_or_else(|e| fail(&x, n, "yardstick (DR)", e));
     report.add_costs("xvs-dr", n, y);
+    // What `xvsadm trace` costs an established packet (DR): none, idle (another client), traced.
+    let [off, idle, traced] = cost.trace_cost(lab, n - 1, yreps, yk).unwrap_or_else(|e| fail(&x, n, "trace cost", e));
+    let mmm = |v: &[f64]| {
+        let mut v = v.to_vec();
+        v.sort_by(f64::total_cmp);
+        format!("{:.1} [{:.1}–{:.1}]", v[v.len() / 2], v[0], v[v.len() - 1])
+    };
+    report.facts.insert(
+        format!("packet trace, established DR packet at N={n} (ns/packet, median [min–max], measured in turn)"),
+        format!("no trace {}, a trace of another client running {}, traced {}", mmm(&off), mmm(&idle), mmm(&traced)),
+    );
     // Tunnels (IP-in-IP, as Katran sends): the yardstick only, the servers do not decapsulate.
     xvs::apply(&x, &lab.dir, n, "tunnel").unwrap_or_else(|e| fail(&x, n, "switch to tunnels", e));
     let y = cost.yardstick(lab, n - 1, yreps, yk, false).unwrap_or_else(|e| fail(&x, n, "yardstick (TUN)", e));

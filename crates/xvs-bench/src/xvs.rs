@@ -369,6 +369,60 @@ impl Cost {
         Ok(Costs { new_flow, established, reply: Vec::new(), miss })
     }
 
+    /// An established packet's cost (`xvsadm trace`'s price) through service `i`: with no trace
+    /// running, with a trace of another client running, and traced itself (its record written
+    /// to the ring buffer, drained between reps). The three are measured in turn, rep by rep.
+    pub fn trace_cost(&mut self, lab: &Classic, i: u32, reps: usize, k: u16) -> Result<[Vec<f64>; 3], String> {
+        let fwd = [action::REDIRECT, action::TX];
+        let (client, _) = self.clients(lab);
+        let cport = 33_335;
+        let syn = crate::lab::syn(self.client_mac, self.director_mac, client, service(i), cport);
+        {
+            let _in = lab.director.enter();
+            let a = self.director.run(&syn, self.ifindex)?;
+            if !fwd.contains(&a) {
+                return Err(format!("the SYN was not forwarded (action {a}; {})", self.reasons()));
+            }
+        }
+        let ack = crate::lab::ack(self.client_mac, self.director_mac, client, service(i), cport);
+        let filter = |c: std::net::Ipv4Addr| xvs_abi::TraceFilter {
+            flags: xvs_abi::trace_filter::CADDR,
+            caddr: xvs_dataplane::addr_words(&c.into()),
+            af: xvs_abi::AF_INET,
+            ..Default::default()
+        };
+        let reader = std::cell::RefCell::new(self.director.take_trace_reader().ok_or("the trace reader is taken")?);
+        let mut out: [Vec<f64>; 3] = Default::default();
+        let mut result = Ok(());
+        for _ in 0..reps {
+            for (which, f) in [None, Some(filter(std::net::Ipv4Addr::new(198, 18, 9, 9))), Some(filter(client))]
+                .into_iter()
+                .enumerate()
+            {
+                if let Err(e) = self.director.set_trace(f) {
+                    result = Err(e.to_string());
+                    break;
+                }
+                let c = self.program_cost(lab, &self.director, self.ifindex, 1, &fwd, |_| {
+                    reader.borrow_mut().read(usize::MAX);
+                    vec![ack.clone(); usize::from(k)]
+                });
+                match c {
+                    Ok(c) => out[which].extend(c),
+                    Err(e) => result = Err(e),
+                }
+            }
+        }
+        let _ = self.director.set_trace(None);
+        let traced = reader.borrow_mut().read(usize::MAX).len();
+        self.director.return_trace_reader(reader.into_inner());
+        result?;
+        if traced < usize::from(k) {
+            return Err(format!("{traced} packets traced in the last rep, {k} expected"));
+        }
+        Ok(out)
+    }
+
     /// xvs's figures for service `i` with its servers' current method; with NAT, a real
     /// server's reply too.
     pub fn yardstick(&self, lab: &Classic, i: u32, reps: usize, k: u16, nat: bool) -> Result<Costs, String> {
