@@ -31,6 +31,12 @@ const XVS_COMMANDS: &[(&str, &str)] = &[
         "Live view of services and real servers: rates, connections, weights, health, drops by reason. \
          Keys: n c p b a sort by name, conn/s, pkt/s, byte/s, active; / filter; Esc clears; q quits.",
     ),
+    (
+        "xvsadm trace [CLIENT[:PORT]] [-t|-u|--sctp-service VIP:PORT] [--count N] [--seconds N] [--json]",
+        "Each decision the dataplane takes for the packets of a client (both ways) or to a service: \
+         the service, the connection met or made, the scheduler's pick and why, the template, the \
+         rewrite, the state, the verdict and the reason. One line (or JSON object) per packet.",
+    ),
     ("xvsadm sysctl [--json | NAME=VALUE...]", "IPVS's net.ipv4.vs.* settings."),
     ("xvsadm bgp [--json]", "VIPs announced to routers through BIRD, and why."),
     ("xvsadm bgp drain|undrain [VIP]", "Withdraw this director (or one VIP) from the routers, and keep it so."),
