@@ -571,6 +571,8 @@ static __always_inline int handle_l4(struct xdp_md *ctx, struct scratch *sc, con
 		return XDP_PASS;
 	}
 	struct xvs_svc *svc = find_service(p);
+	if (tr && svc)
+		tr->svc_id = svc->id;
 	if (!svc && !old && !p->fwm && observe_reply(p, &sc->fk))
 		return XDP_PASS;
 	if (!svc || p->sport == bpf_htons(20)) {
@@ -631,10 +633,8 @@ static __always_inline int handle_l4(struct xdp_md *ctx, struct scratch *sc, con
 
 	int ctl;
 	__u32 dest_id = sip ? pick_sip(svc, p, kp, &ctl) : pick(svc, p, kp, &ctl);
-	if (old)
-		drop_conn(p->af, kp, old);
 	if (tr) {
-		tr->svc_id = svc->id;
+		/* Before the replaced connection goes: the loads the scheduler compared. */
 		tr->sched = svc->sched;
 		tr->flags |= (old ? XVS_TR_F_REPLACED : 0) | (ctl == 1 ? XVS_TR_F_TPL_HIT : 0) |
 			     (ctl == 2 ? XVS_TR_F_TPL_NEW : 0);
@@ -644,6 +644,8 @@ static __always_inline int handle_l4(struct xdp_md *ctx, struct scratch *sc, con
 				sched_explain(svc, dest_id, tr);
 		}
 	}
+	if (old)
+		drop_conn(p->af, kp, old);
 	if (dest_id == XVS_EMPTY) {
 		count_reason(XVS_R_TABLE_FULL);
 		return XDP_DROP;
@@ -792,10 +794,10 @@ int xvs_lb(struct xdp_md *ctx)
 	if (!cfg)
 		return XDP_PASS;
 	struct trace_cur *t = trace_start(pp);
-	if (likely(!t))
-		return handle_l4(ctx, sc, cfg, NULL);
-	int v = handle_l4(ctx, sc, cfg, &t->ev);
-	trace_end(t, v);
+	/* One call (not one per case): the verifier walks handle_l4 once. */
+	int v = handle_l4(ctx, sc, cfg, t ? &t->ev : NULL);
+	if (t)
+		trace_end(t, v);
 	return v;
 }
 

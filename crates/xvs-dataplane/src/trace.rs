@@ -2,8 +2,8 @@
 //! `xvs_trace_ctl`, and each packet it matches leaves one [`abi::TraceEvent`] in the ring
 //! buffer `xvs_trace` — the service it matched, the connection it met or made, the scheduler's
 //! pick with the runner-up's load, the template, the verdict and the reason. Neither map is
-//! pinned: a trace belongs to the xvsd running it. With the filter off a packet pays one
-//! array lookup and a test (measured in docs/benchmarks.md).
+//! pinned: the next xvsd's program starts with the filter off (and xvsd turns it off when it
+//! stops). With the filter off a packet pays one array lookup and a test (docs/benchmarks.md).
 
 use aya::maps::{MapData, RingBuf};
 use xvs_abi as abi;

@@ -11,8 +11,13 @@ pub trait Transport {
     /// Sends one request and waits for its response.
     fn call(&mut self, req: &Request) -> Result<Response, String>;
 
-    /// The next response to a request answered by several (`xvsadm trace`), waiting as long
-    /// as it takes.
+    /// Sends a request answered by several responses (`xvsadm trace`) and returns the first,
+    /// waiting as long as it takes (a trace's first packet may be minutes away).
+    fn call_streaming(&mut self, req: &Request) -> Result<Response, String> {
+        self.call(req)
+    }
+
+    /// The next response to a request answered by several, waiting as long as it takes.
     fn next(&mut self) -> Result<Response, String> {
         Err("this transport answers each request once".into())
     }
@@ -83,6 +88,11 @@ impl Transport for Socket {
             return Err("xvsd closed the connection".into());
         }
         xvs_api::decode(&line)
+    }
+
+    fn call_streaming(&mut self, req: &Request) -> Result<Response, String> {
+        self.reader.get_ref().set_read_timeout(None).map_err(|e| e.to_string())?;
+        self.call(req)
     }
 
     fn next(&mut self) -> Result<Response, String> {

@@ -25,6 +25,13 @@ impl Transport for Lazy {
         r
     }
 
+    fn call_streaming(&mut self, req: &xvs_api::Request) -> Result<xvs_api::Response, String> {
+        if self.socket.is_none() {
+            self.socket = Some(Socket::connect(&self.path)?);
+        }
+        self.socket.as_mut().expect("connected above").call_streaming(req)
+    }
+
     fn next(&mut self) -> Result<xvs_api::Response, String> {
         self.socket.as_mut().ok_or("not connected")?.next()
     }

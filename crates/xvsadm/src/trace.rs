@@ -99,7 +99,7 @@ pub fn run(args: &[String], t: &mut dyn Transport) -> Outcome {
         Err(usage) if usage == USAGE => return Outcome { stdout: usage, ..Default::default() },
         Err(e) => return Outcome::fail(e, 2),
     };
-    let mut first = t.call(&Request::Trace { filter: o.filter.clone(), count: o.count, seconds: o.seconds });
+    let mut first = t.call_streaming(&Request::Trace { filter: o.filter.clone(), count: o.count, seconds: o.seconds });
     let mut stdout = std::io::stdout().lock();
     loop {
         match first {

@@ -323,6 +323,8 @@ async fn run(o: xvsd::options::Options) -> anyhow::Result<()> {
         v.stop().await;
     }
     let _ = std::fs::remove_file(&o.socket);
+    // A trace that was running stops recording: the pinned program forwards on without xvsd.
+    xvsd::trace::stop(&mut *control.lock().await);
     if o.detach_on_exit {
         for ifname in &o.interfaces {
             let _ = std::fs::remove_file(links.join(ifname));

@@ -22,6 +22,8 @@ use crate::control::Control;
 const POLL: Duration = Duration::from_millis(50);
 /// Records told per read.
 const BATCH: usize = 512;
+/// How long a client may take to accept a batch of records.
+const WRITE_WAIT: Duration = Duration::from_secs(5);
 
 fn refuse(errno: &str, message: String) -> Response {
     Response::Error(ApiError { errno: errno.into(), message, ..Default::default() })
@@ -91,13 +93,17 @@ where
             None => Err(refuse("ENODEV", "xvsd runs without a dataplane: nothing to trace".into())),
             Some(dp) => match dp.director.take_trace_reader() {
                 None => Err(refuse("EBUSY", "another xvsadm trace is running (one at a time)".into())),
-                Some(r) => match dp.director.set_trace(Some(f)) {
-                    Ok(()) => Ok((r, dp.director.counter(abi::counter::TRACE_LOST).unwrap_or(0))),
-                    Err(e) => {
-                        dp.director.return_trace_reader(r);
-                        Err(refuse("EIO", format!("cannot start the trace: {e}")))
+                Some(mut r) => {
+                    // Records an earlier trace left (written as it was turned off) are not ours.
+                    r.read(usize::MAX);
+                    match dp.director.set_trace(Some(f)) {
+                        Ok(()) => Ok((r, dp.director.counter(abi::counter::TRACE_LOST).unwrap_or(0))),
+                        Err(e) => {
+                            dp.director.return_trace_reader(r);
+                            Err(refuse("EIO", format!("cannot start the trace: {e}")))
+                        }
                     }
-                },
+                }
             },
         }
     };
@@ -137,7 +143,9 @@ where
                 .collect()
         };
         traced += records.len() as u64;
-        if out.write_all(lines.as_bytes()).await.is_err() {
+        // A client that stops reading (a paused pager) must not hold the trace, and its filter,
+        // for ever: it is given a few seconds.
+        if !matches!(tokio::time::timeout(WRITE_WAIT, out.write_all(lines.as_bytes())).await, Ok(Ok(()))) {
             sink_ok = false;
             break;
         }
@@ -149,6 +157,7 @@ where
                 if let Err(e) = dp.director.set_trace(None) {
                     tracing::error!(error = %e, "cannot turn the trace off");
                 }
+                ring.read(usize::MAX);
                 dp.director.return_trace_reader(ring);
                 dp.director.counter(abi::counter::TRACE_LOST).unwrap_or(0).saturating_sub(lost_before)
             }
@@ -157,9 +166,18 @@ where
     };
     tracing::info!(traced, lost, "trace ended");
     if sink_ok {
-        out.write_all(xvs_api::encode(&Response::TraceEnd { traced, lost }).as_bytes()).await?;
+        let end = xvs_api::encode(&Response::TraceEnd { traced, lost });
+        let _ = tokio::time::timeout(WRITE_WAIT, out.write_all(end.as_bytes())).await;
     }
     Ok(())
+}
+
+/// Turns off a trace xvsd is running when it stops: the pinned program goes on forwarding
+/// without it, and must not go on recording for no one.
+pub fn stop(control: &mut Control) {
+    if let Some(dp) = control.dp.as_mut() {
+        let _ = dp.director.set_trace(None);
+    }
 }
 
 /// CLOCK_MONOTONIC (the records' clock) to the wall clock, as of the trace's start.

@@ -280,10 +280,10 @@ fn trace_follows_a_clients_packets_and_says_why() {
         assert!(out.status.success(), "curl: {out:?}");
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     };
-    // One request from port 45000, traced as JSON: wrk's connections from the same client
-    // are not in it.
-    let trace = start_trace(&lab, &["--client", "198.18.1.100:45000", "--count", "4", "--seconds", "20", "--json"]);
-    let served = curl_from(45000);
+    // One request from port 21000, traced as JSON: wrk's connections from the same client
+    // are not in it (its ports are ephemeral ones, 32768 and up; curl's are below).
+    let trace = start_trace(&lab, &["--client", "198.18.1.100:21000", "--count", "4", "--seconds", "20", "--json"]);
+    let served = curl_from(21000);
     let out = trace.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stderr).contains("4 packets traced"), "{out:?}");
@@ -292,7 +292,7 @@ fn trace_follows_a_clients_packets_and_says_why() {
     assert_eq!(events.len(), 4, "{events:#?}");
     for e in &events {
         let port = if e["connection"] == "reply" { e["dst"].as_str() } else { e["src"].as_str() };
-        assert_eq!(port, Some("198.18.1.100:45000"), "only the traced client's packets: {e}");
+        assert_eq!(port, Some("198.18.1.100:21000"), "only the traced client's packets: {e}");
     }
     // The SYN: a new connection, the scheduler's pick and why, the rewrite, the verdict.
     let syn = &events[0];
@@ -310,13 +310,13 @@ fn trace_follows_a_clients_packets_and_says_why() {
     assert!(events.iter().any(|e| e["connection"] == "existing" && e["state"] == "ESTABLISHED"), "{events:#?}");
 
     // Text, as an operator reads it.
-    let trace = start_trace(&lab, &["198.18.1.100:45001", "--count", "1", "--seconds", "20"]);
-    curl_from(45001);
+    let trace = start_trace(&lab, &["198.18.1.100:21001", "--count", "1", "--seconds", "20"]);
+    curl_from(21001);
     let out = trace.wait_with_output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         text.contains(
-            "TCP 198.18.1.100:45001 > 198.18.0.100:80 [S] on c0: service TCP 198.18.0.100:80, new connection -> "
+            "TCP 198.18.1.100:21001 > 198.18.0.100:80 [S] on c0: service TCP 198.18.0.100:80, new connection -> "
         ),
         "{text}"
     );
@@ -326,7 +326,7 @@ fn trace_follows_a_clients_packets_and_says_why() {
     );
 
     // One trace at a time; a refused filter says why.
-    let running = start_trace(&lab, &["--client", "198.18.1.100:45002", "--seconds", "5"]);
+    let running = start_trace(&lab, &["--client", "198.18.1.100:21002", "--seconds", "5"]);
     let second = Command::new(xvsadm_bin())
         .args(["trace", "--client", "198.18.1.100", "--seconds", "1"])
         .env("XVS_SOCKET", &lab.xvsd.socket)

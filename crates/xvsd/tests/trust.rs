@@ -417,5 +417,5 @@ fn xvsd_tells_systemd_it_is_ready_and_a_busy_metrics_port_does_not_stop_it() {
     let log = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     xvs_lab::daemon::remove_lock_files(pins.path());
     assert!(out.status.success(), "{log}");
-    assert!(log.contains("cannot serve metrics yet"), "{log}");
+    assert!(log.contains("cannot serve metrics and the status page yet"), "{log}");
 }

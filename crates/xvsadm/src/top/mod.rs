@@ -112,6 +112,8 @@ pub fn run(args: &[String], t: &mut dyn Transport) -> Outcome {
 fn keypress(code: KeyCode, mods: KeyModifiers) -> Option<KeyPress> {
     Some(match code {
         KeyCode::Char('c') if mods.contains(KeyModifiers::CONTROL) => KeyPress::CtrlC,
+        // Other control chords mean nothing here (not their letter).
+        KeyCode::Char(_) if mods.intersects(KeyModifiers::CONTROL | KeyModifiers::ALT) => return None,
         KeyCode::Char(c) => KeyPress::Char(c),
         KeyCode::Enter => KeyPress::Enter,
         KeyCode::Esc => KeyPress::Esc,

@@ -103,7 +103,7 @@ impl TopRow {
 pub struct Top {
     /// The sort column.
     pub sort: SortKey,
-    /// Only services or servers whose name contains this (empty: all).
+    /// Only services or servers whose name contains this, in any case (empty: all).
     pub filter: String,
     /// The filter being typed after `/` (None: not typing).
     pub editing: Option<String>,
@@ -138,6 +138,9 @@ impl Top {
 
     /// Applies a keystroke; false when it asks to quit.
     pub fn key(&mut self, c: KeyPress) -> bool {
+        if c == KeyPress::CtrlC {
+            return false;
+        }
         if let Some(text) = &mut self.editing {
             match c {
                 KeyPress::Char(ch) => text.push(ch),
@@ -154,7 +157,7 @@ impl Top {
             return true;
         }
         match c {
-            KeyPress::Char('q') | KeyPress::CtrlC => return false,
+            KeyPress::Char('q') => return false,
             KeyPress::Char('/') => self.editing = Some(String::new()),
             KeyPress::Esc => {
                 self.filter.clear();
@@ -211,8 +214,10 @@ impl Top {
                 health: health.map_or("-".into(), |h| if h.quorum_up { "ok".into() } else { "LOST".into() }),
                 name,
             };
-            if !self.filter.is_empty() && !service.name.contains(&self.filter) {
-                servers.retain(|r| r.name.contains(&self.filter));
+            let filter = self.filter.to_lowercase();
+            let matches = |name: &str| name.to_lowercase().contains(&filter);
+            if !filter.is_empty() && !matches(&service.name) {
+                servers.retain(|r| matches(&r.name));
                 if servers.is_empty() {
                     continue;
                 }
@@ -499,8 +504,14 @@ mod tests {
         assert_eq!(names, ["TCP  198.18.0.100:80", "198.18.3.2:80"], "a matching server is shown under its service");
         top.key(KeyPress::Esc);
         assert_eq!(top.rows(&s).len(), 5);
-        assert!(!top.key(KeyPress::Char('q')));
+        // Any case; Ctrl-C quits even while a filter is typed.
+        top.filter = "tcp  198.18.0.101".into();
+        assert_eq!(top.rows(&s).len(), 2);
+        top.key(KeyPress::Char('/'));
+        assert!(top.key(KeyPress::Char('q')), "typed into the filter");
         assert!(!top.key(KeyPress::CtrlC));
+        top.key(KeyPress::Esc);
+        assert!(!top.key(KeyPress::Char('q')));
     }
 
     #[test]
