@@ -69,6 +69,7 @@ struct Opts {
 }
 
 struct Plan {
+    quick: bool,
     peers: Vec<String>,
     sizes: Vec<u32>,
     reps: usize,
@@ -148,6 +149,7 @@ fn main() {
             .peers
             .clone()
             .unwrap_or_else(|| ["xvs", "katran", "iptables", "nftables", "haproxy", "bare"].map(String::from).to_vec()),
+        quick: o.quick,
         sizes: o.sizes.clone().unwrap_or_else(|| if o.quick { vec![1, 1000] } else { vec![1, 1000, 10_000, 100_000] }),
         reps: o.reps.unwrap_or(if o.quick { 2 } else { 5 }),
         dur: Duration::from_secs_f64(o.seconds.unwrap_or(if o.quick { 0.5 } else { 2.0 })),
@@ -411,6 +413,31 @@ fn measure_xvs(lab: &Classic, plan: &Plan, report: &mut Report, n: u32) {
         format!("packet trace, established DR packet at N={n} (ns/packet, median [min–max], measured in turn)"),
         format!("no trace {}, a trace of another client running {}, traced {}", mmm(&off), mmm(&idle), mmm(&traced)),
     );
+    // Scale of state: many tracked connections (direct routing), established packets of random
+    // ones, and a sweep of the whole table; at the largest N only (it takes a while).
+    if Some(&n) == plan.sizes.last() {
+        let sizes: &[u32] = if plan.quick { &[1000, 100_000] } else { &[1000, 4_000_000] };
+        let scale = cost.state_scale(lab, n - 1, sizes, yreps, yk).unwrap_or_else(|e| fail(&x, n, "scale of state", e));
+        let base = scale.first().map(|(_, e, _)| {
+            let mut v = e.clone();
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        });
+        for (conns, est, sweep) in &scale {
+            let mut m = est.clone();
+            m.sort_by(f64::total_cmp);
+            let ratio = base.map_or(String::new(), |b| format!(", {:.2}× the first size", m[m.len() / 2] / b));
+            report.facts.insert(
+                format!("scale of state at N={n}: {conns} connections (DR)"),
+                format!(
+                    "established packet of a random connection {} ns{ratio}; one sweep of the whole table {} ms \
+                     (xvsd sweeps once a second: ms / 10 = % of one CPU)",
+                    mmm(est),
+                    mmm(sweep)
+                ),
+            );
+        }
+    }
     // Tunnels (IP-in-IP, as Katran sends): the yardstick only, the servers do not decapsulate.
     xvs::apply(&x, &lab.dir, n, "tunnel").unwrap_or_else(|e| fail(&x, n, "switch to tunnels", e));
     let y = cost.yardstick(lab, n - 1, yreps, yk, false).unwrap_or_else(|e| fail(&x, n, "yardstick (TUN)", e));

@@ -423,6 +423,112 @@ impl Cost {
         Ok(out)
     }
 
+    /// The established path and the sweep with many connections tracked (the issue's "scale of
+    /// state"): connections of service `i` (direct routing) are installed, as a synchronised
+    /// director's would be, up to each of `sizes`; at each size the yardstick sends `k` packets
+    /// per rep, each of a different connection picked at random among them (so that with
+    /// millions most are cache misses), and one sweep of the whole table is timed. Every
+    /// installed connection is removed at the end (a flush).
+    /// Returns, per size: (established ns/packet per rep, sweep ms per rep).
+    pub fn state_scale(
+        &self,
+        lab: &Classic,
+        i: u32,
+        sizes: &[u32],
+        reps: usize,
+        k: u16,
+    ) -> Result<Vec<(u32, Vec<f64>, Vec<f64>)>, String> {
+        let fwd = [action::REDIRECT, action::TX];
+        // One real connection gives the service's and a server's slots.
+        let (client, _) = self.clients(lab);
+        let syn = crate::lab::syn(self.client_mac, self.director_mac, client, service(i), 33_336);
+        let key = xvs_abi::Conn4Key {
+            caddr: u32::from_ne_bytes(client.octets()),
+            vaddr: u32::from_ne_bytes(service(i).ip().octets()),
+            cport: 33_336u16.to_be(),
+            vport: service(i).port().to_be(),
+            proto: 6,
+            pad: [0; 3],
+        };
+        let conn = {
+            let _in = lab.director.enter();
+            let a = self.director.run(&syn, self.ifindex)?;
+            if !fwd.contains(&a) {
+                return Err(format!("the SYN was not forwarded (action {a}; {})", self.reasons()));
+            }
+            self.director.maps.conn4.get(&key, 0).map_err(|e| format!("the SYN's connection: {e}"))?
+        };
+        // Clients 198.19.0.0/16, 64 ports each: up to 4,194,304 connections.
+        let nth = |n: u32| (std::net::Ipv4Addr::new(198, 19, (n >> 14) as u8, (n >> 6) as u8), 1024 + (n & 63) as u16);
+        let rec = |n: u32| {
+            let (a, p) = nth(n);
+            xvs_abi::InstallRec {
+                caddr: [u32::from_ne_bytes(a.octets()), 0, 0, 0],
+                vaddr: [key.vaddr, 0, 0, 0],
+                cport: p.to_be(),
+                vport: key.vport,
+                proto: 6,
+                af: xvs_abi::AF_INET,
+                kind: xvs_abi::INSTALL_CONN,
+                state: 1, // ESTABLISHED
+                dest_id: conn.dest_id,
+                svc_id: conn.svc_id,
+                timeout_s: 900,
+                ..Default::default()
+            }
+        };
+        let mut out = Vec::new();
+        let mut installed = 0u32;
+        let seed = std::cell::Cell::new(0x9e37_79b9_7f4a_7c15u64);
+        let result = (|| -> Result<(), String> {
+            for &n in sizes {
+                let _in = lab.director.enter();
+                let t = Instant::now();
+                while installed < n {
+                    let batch: Vec<_> = (installed..n.min(installed + 4800)).map(rec).collect();
+                    let res = self.director.install(&batch).map_err(|e| e.to_string())?;
+                    if let Some(bad) = res.iter().find(|r| **r != xvs_abi::INSTALLED_NEW) {
+                        return Err(format!("install at {installed}: result {bad} (table full?)"));
+                    }
+                    installed += batch.len() as u32;
+                }
+                eprintln!("    {n} connections installed ({:.1} s)", t.elapsed().as_secs_f64());
+                drop(_in);
+                let established = self.program_cost(lab, &self.director, self.ifindex, reps, &fwd, |_| {
+                    (0..k)
+                        .map(|_| {
+                            // xorshift: a different connection for each packet.
+                            let mut x = seed.get();
+                            x ^= x << 13;
+                            x ^= x >> 7;
+                            x ^= x << 17;
+                            seed.set(x);
+                            let (a, p) = nth((x % u64::from(n)) as u32);
+                            crate::lab::ack(self.client_mac, self.director_mac, a, service(i), p)
+                        })
+                        .collect()
+                })?;
+                let _in = lab.director.enter();
+                let mut sweeps = Vec::new();
+                for _ in 0..reps.min(3) {
+                    let t = Instant::now();
+                    let r = self.director.sweep(0).map_err(|e| e.to_string())?;
+                    sweeps.push(t.elapsed().as_secs_f64() * 1000.0);
+                    if r.seen < u64::from(n) {
+                        return Err(format!("the sweep saw {} connections, {n} were installed", r.seen));
+                    }
+                }
+                out.push((n, established, sweeps));
+            }
+            Ok(())
+        })();
+        {
+            let _in = lab.director.enter();
+            self.director.sweep(xvs_abi::SWEEP_ALL).map_err(|e| format!("flush: {e}"))?;
+        }
+        result.map(|()| out)
+    }
+
     /// xvs's figures for service `i` with its servers' current method; with NAT, a real
     /// server's reply too.
     pub fn yardstick(&self, lab: &Classic, i: u32, reps: usize, k: u16, nat: bool) -> Result<Costs, String> {
