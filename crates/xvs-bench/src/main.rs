@@ -418,12 +418,12 @@ fn measure_xvs(lab: &Classic, plan: &Plan, report: &mut Report, n: u32) {
     if Some(&n) == plan.sizes.last() {
         let sizes: &[u32] = if plan.quick { &[1000, 100_000] } else { &[1000, 4_000_000] };
         let scale = cost.state_scale(lab, n - 1, sizes, yreps, yk).unwrap_or_else(|e| fail(&x, n, "scale of state", e));
-        let base = scale.first().map(|(_, e, _)| {
-            let mut v = e.clone();
+        let base = scale.first().map(|s| {
+            let mut v = s.established.clone();
             v.sort_by(f64::total_cmp);
             v[v.len() / 2]
         });
-        for (conns, est, sweep) in &scale {
+        for xvs::StateScale { conns, established: est, sweep_ms: sweep } in &scale {
             let mut m = est.clone();
             m.sort_by(f64::total_cmp);
             let ratio = base.map_or(String::new(), |b| format!(", {:.2}× the first size", m[m.len() / 2] / b));

@@ -262,6 +262,16 @@ impl Measured for crate::katran::Katran {
     }
 }
 
+/// The figures of [`Cost::state_scale`] at one table size.
+pub struct StateScale {
+    /// Connections installed.
+    pub conns: u32,
+    /// An established packet of a random one, ns/packet per rep.
+    pub established: Vec<f64>,
+    /// One sweep of the whole table, ms per rep.
+    pub sweep_ms: Vec<f64>,
+}
+
 /// The yardstick's figures for one peer, ns/packet of the program alone (floor subtracted).
 #[derive(Default)]
 pub struct Costs {
@@ -429,7 +439,7 @@ impl Cost {
     /// per rep, each of a different connection picked at random among them (so that with
     /// millions most are cache misses), and one sweep of the whole table is timed. Every
     /// installed connection is removed at the end (a flush).
-    /// Returns, per size: (established ns/packet per rep, sweep ms per rep).
+    /// Returns one [`StateScale`] per size.
     pub fn state_scale(
         &self,
         lab: &Classic,
@@ -437,7 +447,7 @@ impl Cost {
         sizes: &[u32],
         reps: usize,
         k: u16,
-    ) -> Result<Vec<(u32, Vec<f64>, Vec<f64>)>, String> {
+    ) -> Result<Vec<StateScale>, String> {
         let fwd = [action::REDIRECT, action::TX];
         // One real connection gives the service's and a server's slots.
         let (client, _) = self.clients(lab);
@@ -518,7 +528,7 @@ impl Cost {
                         return Err(format!("the sweep saw {} connections, {n} were installed", r.seen));
                     }
                 }
-                out.push((n, established, sweeps));
+                out.push(StateScale { conns: n, established, sweep_ms: sweeps });
             }
             Ok(())
         })();
