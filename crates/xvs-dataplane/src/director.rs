@@ -246,7 +246,7 @@ impl Director {
         Ok(Director { ebpf, maps, pin_dir, options, interfaces: Vec::new(), trace_ring })
     }
 
-    fn prog(&self, name: &str) -> Result<&Xdp, Error> {
+    pub(crate) fn prog(&self, name: &str) -> Result<&Xdp, Error> {
         let p: Result<&Xdp, aya::programs::ProgramError> =
             self.ebpf.program(name).ok_or_else(|| Error::Unsupported(format!("no program {name}")))?.try_into();
         p.ctx(|| format!("program {name} is not XDP"))
@@ -474,25 +474,7 @@ impl Director {
 
     /// Runs the sweep program with `args`.
     pub fn sweep_with(&self, args: abi::SweepArgs) -> Result<abi::SweepOut, Error> {
-        let mut input = [0u8; 128];
-        // SAFETY: SweepArgs is plain old data (xvs-abi); the buffer is larger than it.
-        let bytes: &[u8] = unsafe {
-            core::slice::from_raw_parts(&args as *const abi::SweepArgs as *const u8, size_of::<abi::SweepArgs>())
-        };
-        input[..bytes.len()].copy_from_slice(bytes);
-        let (r, _) = run(self.prog("xvs_sweep")?, &input, 1, 1)?;
-        let off = size_of::<abi::SweepArgs>();
-        let raw = &r.frame[off..off + size_of::<abi::SweepOut>()];
-        let word = |i: usize| u64::from_ne_bytes(raw[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
-        Ok(abi::SweepOut {
-            seen: word(0),
-            expired: word(1),
-            tpl_seen: word(2),
-            tpl_expired: word(3),
-            lblc_expired: word(4),
-            early_dropped: word(5),
-            half: word(6) as i64,
-        })
+        run_sweep(self.prog("xvs_sweep")?, args)
     }
 
     /// The server slots the lblc/lblcr table names, with the service slot of each entry: a
@@ -547,6 +529,29 @@ impl Director {
 }
 
 use core::mem::size_of;
+
+/// Runs the sweep program `prog` with `args` and reads what it wrote back.
+pub(crate) fn run_sweep(prog: &Xdp, args: abi::SweepArgs) -> Result<abi::SweepOut, Error> {
+    let mut input = [0u8; 128];
+    // SAFETY: SweepArgs is plain old data (xvs-abi); the buffer is larger than it.
+    let bytes: &[u8] = unsafe {
+        core::slice::from_raw_parts(&args as *const abi::SweepArgs as *const u8, size_of::<abi::SweepArgs>())
+    };
+    input[..bytes.len()].copy_from_slice(bytes);
+    let (r, _) = run(prog, &input, 1, 1)?;
+    let off = size_of::<abi::SweepArgs>();
+    let raw = &r.frame[off..off + size_of::<abi::SweepOut>()];
+    let word = |i: usize| u64::from_ne_bytes(raw[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
+    Ok(abi::SweepOut {
+        seen: word(0),
+        expired: word(1),
+        tpl_seen: word(2),
+        tpl_expired: word(3),
+        lblc_expired: word(4),
+        early_dropped: word(5),
+        half: word(6) as i64,
+    })
+}
 
 pub(crate) fn run(
     prog: &Xdp,

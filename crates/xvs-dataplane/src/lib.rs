@@ -25,5 +25,5 @@ pub use director::{action, Attached, Director, LoadOptions, Maps, RunResult};
 pub use error::Error;
 pub use publish::{addr_words, words_addr, Publisher};
 pub use readback::{ConnTables, CounterReader};
-pub use sweep::{SweepReport, Sweeper};
+pub use sweep::{SweepReport, SweepRunner, SweepTarget, Sweeper};
 pub use trace::TraceReader;

@@ -117,7 +117,10 @@ impl ConnTables {
     }
 }
 
-fn open_pinned<T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>>(d: &Director, name: &str) -> Result<T, Error> {
+pub(crate) fn open_pinned<T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>>(
+    d: &Director,
+    name: &str,
+) -> Result<T, Error> {
     let data = aya::maps::MapData::from_pin(d.map_path(name)).ctx(|| format!("open the pinned {name}"))?;
     let map = aya::maps::Map::from_map_data(data).ctx(|| format!("open {name}"))?;
     T::try_from(map).ctx(|| format!("open {name}"))

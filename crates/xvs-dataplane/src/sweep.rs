@@ -13,7 +13,73 @@ use std::time::{Duration, Instant};
 use xvs_abi as abi;
 
 use crate::director::Director;
-use crate::error::Error;
+use crate::error::{Context, Error};
+
+/// Something the sweep can be run on: the [`Director`], or a [`SweepRunner`] (its own handle
+/// on the sweep program and the gauge, usable without the director).
+pub trait SweepTarget {
+    /// Runs the sweep program with `args`.
+    fn sweep_with(&self, args: abi::SweepArgs) -> Result<abi::SweepOut, Error>;
+    /// Connections not yet assured, now.
+    fn half_open(&self) -> Result<i64, Error>;
+    /// The most not yet assured connections accepted.
+    fn max_half(&self) -> u32;
+}
+
+impl SweepTarget for Director {
+    fn sweep_with(&self, args: abi::SweepArgs) -> Result<abi::SweepOut, Error> {
+        Director::sweep_with(self, args)
+    }
+    fn half_open(&self) -> Result<i64, Error> {
+        Director::half_open(self)
+    }
+    fn max_half(&self) -> u32 {
+        self.options.max_half
+    }
+}
+
+/// The sweep program and the half-open gauge opened a second time, so that a daemon can sweep
+/// without holding the lock that guards its configuration: a sweep visits every bucket of the
+/// tables (174 ms a second at the default size, 781 ms with 4 M connections:
+/// docs/benchmarks.md), and requests must not wait for it. Sweeping concurrently with the
+/// packets, and with a sweep of the director's own handle, is safe: entries are claimed
+/// before they are removed.
+pub struct SweepRunner {
+    prog: aya::programs::Xdp,
+    gauges: aya::maps::Array<aya::maps::MapData, abi::Gauges>,
+    max_half: u32,
+}
+
+impl SweepTarget for SweepRunner {
+    fn sweep_with(&self, args: abi::SweepArgs) -> Result<abi::SweepOut, Error> {
+        crate::director::run_sweep(&self.prog, args)
+    }
+    fn half_open(&self) -> Result<i64, Error> {
+        Ok(self.gauges.get(&0, 0).ctx(|| "read xvs_gauges".into())?.half)
+    }
+    fn max_half(&self) -> u32 {
+        self.max_half
+    }
+}
+
+impl Director {
+    /// A [`SweepRunner`] on this director's sweep program and gauge.
+    pub fn sweep_runner(&self) -> Result<SweepRunner, Error> {
+        let prog = self.prog("xvs_sweep")?;
+        let info = prog.info().ctx(|| "read xvs_sweep's info".into())?;
+        let prog = aya::programs::Xdp::from_program_info(
+            info,
+            "xvs_sweep".into(),
+            aya_obj::programs::XdpAttachType::Interface,
+        )
+        .ctx(|| "open xvs_sweep again".into())?;
+        Ok(SweepRunner {
+            prog,
+            gauges: crate::readback::open_pinned(self, "xvs_gauges")?,
+            max_half: self.options.max_half,
+        })
+    }
+}
 
 /// How often lblc/lblcr entries are checked for expiry (the kernel's full check).
 const LBLC_FULL_CHECK: Duration = Duration::from_secs(30 * 60);
@@ -73,7 +139,15 @@ impl Sweeper {
 
     /// Runs one sweep; with the half-open gauge above three quarters of `max_half`, it also
     /// drops unassured entries idle for [`EARLY_IDLE`].
-    pub fn run(&mut self, dp: &Director) -> Result<SweepReport, Error> {
+    pub fn run(&mut self, dp: &impl SweepTarget) -> Result<SweepReport, Error> {
+        let args = self.plan(dp)?;
+        let out = dp.sweep_with(args)?;
+        Ok(self.record(&out, dp.max_half()))
+    }
+
+    /// The arguments of the next sweep (what is due, and whether the gauge is high), to be run
+    /// with [`SweepTarget::sweep_with`] and its result given to [`Sweeper::record`].
+    pub fn plan(&mut self, dp: &impl SweepTarget) -> Result<abi::SweepArgs, Error> {
         let mut args = abi::SweepArgs::default();
         if self.last_lblc.elapsed() >= LBLC_FULL_CHECK {
             args.flags |= abi::SWEEP_LBLC_FULL;
@@ -83,23 +157,30 @@ impl Sweeper {
             args.flags |= abi::SWEEP_NAT_GC;
             self.last_nat_gc = Instant::now();
         }
-        let limit = i64::from(dp.options.max_half);
-        let high = |half: i64| half * 4 >= limit * 3;
-        if high(dp.half_open()?) {
+        if high(dp.half_open()?, dp.max_half()) {
             args.flags |= abi::SWEEP_EARLY;
             args.early_ms = EARLY_IDLE.as_millis() as u32;
         }
-        let out = dp.sweep_with(args)?;
+        Ok(args)
+    }
+
+    /// Takes in what a sweep did.
+    pub fn record(&mut self, out: &abi::SweepOut, max_half: u32) -> SweepReport {
         self.live = (out.seen + out.tpl_seen).saturating_sub(out.expired + out.tpl_expired);
         self.early_total += out.early_dropped;
         self.half = out.half;
-        Ok(SweepReport {
+        SweepReport {
             seen: out.seen,
             expired: out.expired,
             tpl_expired: out.tpl_expired,
             early_dropped: out.early_dropped,
             half: out.half,
-            pressure: high(out.half) || out.early_dropped > 0,
-        })
+            pressure: high(out.half, max_half) || out.early_dropped > 0,
+        }
     }
+}
+
+/// The half-open gauge is above three quarters of its limit.
+fn high(half: i64, max_half: u32) -> bool {
+    half * 4 >= i64::from(max_half) * 3
 }

@@ -17,6 +17,7 @@ mod announce;
 mod apply;
 mod drops;
 mod standby;
+mod sweep;
 mod sysctl;
 mod trash;
 
@@ -57,6 +58,8 @@ pub struct Control {
     conn_tables: Option<std::sync::Arc<xvs_dataplane::ConnTables>>,
     /// The counter maps opened apart, read without the lock.
     counter_reader: Option<std::sync::Arc<xvs_dataplane::CounterReader>>,
+    /// The sweep program's own handle, run without the lock ([`crate::refresh::sweep`]).
+    sweep_runner: Option<std::sync::Arc<xvs_dataplane::SweepRunner>>,
 }
 
 fn api_error(e: &Error) -> Response {
@@ -103,6 +106,7 @@ impl Control {
             file_target: Vec::new(),
             conn_tables: None,
             counter_reader: None,
+            sweep_runner: None,
         }
     }
 
@@ -135,10 +139,12 @@ impl Control {
         let sweeper = Sweeper::default();
         let conn_tables = director.conn_tables().map_err(|e| e.to_string())?;
         let counter_reader = director.counter_reader().map_err(|e| e.to_string())?;
+        let sweep_runner = director.sweep_runner().map_err(|e| e.to_string())?;
         let mut c = Control::new(Some(Dp { director, publisher, sweeper }));
         c.lb = lb;
         c.conn_tables = Some(std::sync::Arc::new(conn_tables));
         c.counter_reader = Some(std::sync::Arc::new(counter_reader));
+        c.sweep_runner = Some(std::sync::Arc::new(sweep_runner));
         if adopted.is_empty() {
             c.write_config().map_err(|e| e.to_string())?;
         } else {
@@ -506,30 +512,6 @@ impl Control {
             }
         }
         self.lb.total.set_raw(total);
-    }
-
-    /// Expires connections (the dataplane's sweep); part of the periodic work.
-    pub fn sweep(&mut self) -> Option<xvs_dataplane::SweepReport> {
-        match &mut self.dp {
-            Some(dp) => match dp.sweeper.run(&dp.director) {
-                Ok(r) => {
-                    if r.early_dropped > 0 {
-                        tracing::warn!(
-                            dropped = r.early_dropped,
-                            half_open = r.half,
-                            "many connections are not completing their handshake (a SYN flood?): \
-                             unassured ones dropped early; established connections are kept"
-                        );
-                    }
-                    Some(r)
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "sweep failed");
-                    None
-                }
-            },
-            None => None,
-        }
     }
 
     /// Runs the core's timers (estimator, trash, scheduler collectors) due at `now`.

@@ -210,12 +210,12 @@ async fn run(o: xvsd::options::Options) -> anyhow::Result<()> {
             let second = tick % ticks_per_second == 0;
             if !second {
                 if pressure {
-                    pressure = c.lock().await.sweep().is_some_and(|r| r.pressure);
+                    pressure = xvsd::refresh::sweep(&c).await.is_some_and(|r| r.pressure);
                 }
                 continue;
             }
             let round = tick / ticks_per_second;
-            pressure = c.lock().await.sweep().is_some_and(|r| r.pressure);
+            pressure = xvsd::refresh::sweep(&c).await.is_some_and(|r| r.pressure);
             if round % 2 == 0 {
                 xvsd::refresh::refresh_counters(&c).await;
             }
