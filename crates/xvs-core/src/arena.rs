@@ -20,17 +20,21 @@ enum Slot<T> {
 pub(crate) struct Arena<T> {
     slots: Vec<Slot<T>>,
     free: Option<u32>,
+    /// `free` does not list the slots [`Arena::insert_at`] left free: relinked before the list
+    /// is next used (once, not per placed object: a restart places 100,000s of them).
+    free_stale: bool,
     len: usize,
 }
 
 impl<T> Default for Arena<T> {
     fn default() -> Self {
-        Arena { slots: Vec::new(), free: None, len: 0 }
+        Arena { slots: Vec::new(), free: None, free_stale: false, len: 0 }
     }
 }
 
 impl<T> Arena<T> {
     pub(crate) fn insert(&mut self, value: T) -> RawId {
+        self.relink_free();
         self.len += 1;
         match self.free {
             Some(index) => {
@@ -64,11 +68,16 @@ impl<T> Arena<T> {
         };
         self.slots[i] = Slot::Used { gen, value };
         self.len += 1;
-        self.rebuild_free();
+        self.free_stale = true;
         Some(RawId { index, gen })
     }
 
-    fn rebuild_free(&mut self) {
+    /// Links every free slot, lowest first, when [`Arena::insert_at`] has placed objects since.
+    fn relink_free(&mut self) {
+        if !self.free_stale {
+            return;
+        }
+        self.free_stale = false;
         let mut next = None;
         for (i, s) in self.slots.iter_mut().enumerate().rev() {
             if let Slot::Free { next: n, .. } = s {
@@ -80,6 +89,7 @@ impl<T> Arena<T> {
     }
 
     pub(crate) fn remove(&mut self, id: RawId) -> Option<T> {
+        self.relink_free();
         let slot = self.slots.get_mut(id.index as usize)?;
         match slot {
             Slot::Used { gen, .. } if *gen == id.gen => {

@@ -177,20 +177,23 @@ async fn client(stream: UnixStream, control: Arc<Mutex<Control>>, extras: Extras
                     None => control.lock().await.handle(Request::Drain { drain, vip }, crate::now()),
                 },
                 Ok(req) => {
+                    let marks = may_change_marks(&req);
                     let resp = control.lock().await.handle(req, crate::now());
                     // A firewall-mark service added or deleted: its marked packets are routed
                     // before the answer, so a client may connect as soon as the command returns.
                     match (&extras.fwmark, resp) {
-                        (Some(f), resp @ (Response::Ok | Response::Applied { .. })) => match f.sync(&control).await {
-                            Ok(()) => resp,
-                            Err(e) => Response::Error(ApiError {
-                                errno: "EIO".into(),
-                                message: format!(
-                                    "done, but marked packets cannot reach the firewall-mark services: {e:#}"
-                                ),
-                                ..Default::default()
-                            }),
-                        },
+                        (Some(f), resp @ (Response::Ok | Response::Applied { .. })) if marks => {
+                            match f.sync(&control).await {
+                                Ok(()) => resp,
+                                Err(e) => Response::Error(ApiError {
+                                    errno: "EIO".into(),
+                                    message: format!(
+                                        "done, but marked packets cannot reach the firewall-mark services: {e:#}"
+                                    ),
+                                    ..Default::default()
+                                }),
+                            }
+                        }
                         (_, resp) => resp,
                     }
                 }
@@ -205,5 +208,19 @@ async fn client(stream: UnixStream, control: Arc<Mutex<Control>>, extras: Extras
             r => r,
         };
         w.write_all(xvs_api::encode(&resp).as_bytes()).await?;
+    }
+}
+
+/// Whether `req` may add or remove a firewall-mark service, so that the marks routed to the
+/// dataplane must be checked again. Other requests skip that check: it reads every service
+/// (about 2 ms a request at 100,000 services).
+fn may_change_marks(req: &Request) -> bool {
+    match req {
+        Request::AddService { service } | Request::EditService { service } => {
+            matches!(service.key, xvs_api::KeySpec::Fwmark { .. })
+        }
+        Request::DeleteService { key } => matches!(key, xvs_api::KeySpec::Fwmark { .. }),
+        Request::Clear | Request::Batch { .. } | Request::Apply { .. } => true,
+        _ => false,
     }
 }
