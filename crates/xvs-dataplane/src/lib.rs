@@ -10,6 +10,7 @@
 pub mod adopt;
 mod alloc;
 pub mod aux;
+pub mod batch;
 pub mod bpffs;
 pub mod director;
 mod error;

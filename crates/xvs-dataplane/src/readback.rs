@@ -3,6 +3,9 @@
 use xvs_abi as abi;
 use xvs_core::{Counters, DestCounters, DestId, ServiceId};
 
+use aya::maps::IterableMap;
+
+use crate::batch;
 use crate::director::Director;
 use crate::error::{Context, Error};
 
@@ -79,6 +82,41 @@ impl CounterReader {
     /// A real server's connection counters.
     pub fn dest_counters(&self, id: DestId) -> Result<DestCounters, Error> {
         dest_counters(self.dest_state.get(&id.index(), 0).ctx(|| "read xvs_dest_state".into())?)
+    }
+
+    /// The statistics of services `ids`, read in batches up to the highest slot (one call per
+    /// element where the kernel has no batches); a service whose slot cannot be read is left out.
+    pub fn svc_stats_many(&self, ids: &[ServiceId]) -> Vec<(ServiceId, Counters)> {
+        let n = ids.iter().map(|i| i.index() + 1).max().unwrap_or(0);
+        let cpus = batch::possible_cpus();
+        match batch::lookup_percpu_array::<abi::Stats>(self.svc_stats.map(), cpus, n) {
+            Ok(all) => ids
+                .iter()
+                .filter_map(|id| all.get(id.index() as usize).map(|v| (*id, sum(v.iter().copied()))))
+                .collect(),
+            Err(_) => ids.iter().filter_map(|id| self.svc_stats(*id).ok().map(|c| (*id, c))).collect(),
+        }
+    }
+
+    /// The connection counters and statistics of real servers `ids`, as
+    /// [`CounterReader::svc_stats_many`] reads them.
+    #[allow(clippy::type_complexity)]
+    pub fn dests_many(&self, ids: &[DestId]) -> Vec<(DestId, Option<DestCounters>, Option<Counters>)> {
+        let n = ids.iter().map(|i| i.index() + 1).max().unwrap_or(0);
+        let cpus = batch::possible_cpus();
+        let state = batch::lookup_array::<abi::DestState>(self.dest_state.map(), n);
+        let stats = batch::lookup_percpu_array::<abi::Stats>(self.dest_stats.map(), cpus, n);
+        match (state, stats) {
+            (Ok(state), Ok(stats)) => ids
+                .iter()
+                .map(|id| {
+                    let i = id.index() as usize;
+                    let c = state.get(i).and_then(|s| dest_counters(*s).ok());
+                    (*id, c, stats.get(i).map(|v| sum(v.iter().copied())))
+                })
+                .collect(),
+            _ => ids.iter().map(|id| (*id, self.dest_counters(*id).ok(), self.dest_stats(*id).ok())).collect(),
+        }
     }
 }
 

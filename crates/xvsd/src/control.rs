@@ -483,12 +483,8 @@ impl Control {
     pub fn gather(reader: &xvs_dataplane::CounterReader, slots: CounterSlots) -> Gathered {
         Gathered {
             changes: slots.changes,
-            svcs: slots.svcs.into_iter().filter_map(|id| reader.svc_stats(id).ok().map(|c| (id, c))).collect(),
-            dests: slots
-                .dests
-                .into_iter()
-                .map(|d| (d, reader.dest_counters(d).ok(), reader.dest_stats(d).ok()))
-                .collect(),
+            svcs: reader.svc_stats_many(&slots.svcs),
+            dests: reader.dests_many(&slots.dests),
         }
     }
 
