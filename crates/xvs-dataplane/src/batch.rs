@@ -102,20 +102,20 @@ fn percpu_stride<V>() -> usize {
     std::mem::size_of::<V>().div_ceil(8) * 8
 }
 
-/// Reads slots `0..n` of array `map` (value `V`, or for a per-CPU array `cpus` values of `V`
-/// each): the raw bytes, `stride` a slot.
-fn lookup_raw(map: &MapData, n: u32, stride: usize) -> Result<Vec<u8>, MapError> {
+/// Reads slots `start..start + n` of array `map` (value `V`, or for a per-CPU array `cpus`
+/// values of `V` each): the raw bytes, `stride` a slot.
+fn lookup_raw(map: &MapData, start: u32, n: u32, stride: usize) -> Result<Vec<u8>, MapError> {
     let n = n as usize;
     let mut out = vec![0u8; n * stride];
     let mut keys = vec![0u32; CHUNK.min(n.max(1))];
-    let mut next: u32 = 0;
+    // The kernel starts after the key `in_batch` names (at slot 0 without one).
+    let mut next: u32 = start.wrapping_sub(1);
     let mut done = 0usize;
     while done < n {
         let want = CHUNK.min(n - done);
         let prev = next;
         let mut attr = BatchAttr {
-            // The first call starts at slot 0; the next ones after the last slot read.
-            in_batch: if done == 0 { 0 } else { &prev as *const u32 as u64 },
+            in_batch: if done == 0 && start == 0 { 0 } else { &prev as *const u32 as u64 },
             out_batch: &mut next as *mut u32 as u64,
             keys: keys.as_mut_ptr() as u64,
             values: out[done * stride..].as_mut_ptr() as u64,
@@ -142,8 +142,13 @@ fn lookup_raw(map: &MapData, n: u32, stride: usize) -> Result<Vec<u8>, MapError>
 
 /// Slots `0..n` of array `map` (fewer if the array is smaller), one system call per 4096.
 pub fn lookup_array<V: Pod>(map: &MapData, n: u32) -> Result<Vec<V>, MapError> {
+    lookup_array_from(map, 0, n)
+}
+
+/// Slots `start..start + n` of array `map` (fewer if the array ends first).
+pub fn lookup_array_from<V: Pod>(map: &MapData, start: u32, n: u32) -> Result<Vec<V>, MapError> {
     let size = std::mem::size_of::<V>();
-    let raw = lookup_raw(map, n, size)?;
+    let raw = lookup_raw(map, start, n, size)?;
     // SAFETY: `V` is `Pod`: any bytes of its size are a valid `V`.
     Ok(raw.chunks_exact(size).map(|c| unsafe { std::ptr::read_unaligned(c.as_ptr().cast::<V>()) }).collect())
 }
@@ -151,7 +156,7 @@ pub fn lookup_array<V: Pod>(map: &MapData, n: u32) -> Result<Vec<V>, MapError> {
 /// Slots `0..n` of per-CPU array `map`: for each, the `cpus` values (one per possible CPU).
 pub fn lookup_percpu_array<V: Pod>(map: &MapData, cpus: usize, n: u32) -> Result<Vec<Vec<V>>, MapError> {
     let one = percpu_stride::<V>();
-    let raw = lookup_raw(map, n, one * cpus)?;
+    let raw = lookup_raw(map, 0, n, one * cpus)?;
     Ok(raw
         .chunks_exact(one * cpus)
         .map(|slot| {

@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
+use aya::maps::IterableMap;
 use xvs_abi as abi;
 use xvs_core::sched::SchedTable;
 use xvs_core::{
@@ -16,6 +17,7 @@ use xvs_core::{
 };
 
 use crate::alloc::RangeAlloc;
+use crate::batch;
 use crate::director::Director;
 use crate::error::{Context, Error};
 
@@ -135,7 +137,31 @@ pub struct Publisher {
     pub(crate) gens: HashMap<DestId, u32>,
     /// Services on standby: this director is a VRRP backup for their VIP.
     pub(crate) standby: std::collections::HashSet<ServiceKey>,
+    /// New services' writes held back for one batch each map (see [`Publisher::begin_batch`]).
+    pub(crate) staged: Option<Staged>,
 }
+
+/// The writes that publish new services, held until [`Publisher::flush`] writes each map's in
+/// one batch, in the order one publication writes them: real servers, lists, tables, scheduler
+/// state, then the service records that switch them on. Only services new to the dataplane are
+/// staged: nothing live points at what they write until their record lands, so writing all
+/// their servers before all their lists is the same as writing service by service.
+#[derive(Debug, Default)]
+pub(crate) struct Staged {
+    dests: Vec<(u32, abi::Dest)>,
+    /// Slots whose counters start from zero.
+    fresh: Vec<u32>,
+    lists: Vec<(u32, abi::DestRef)>,
+    tables: Vec<(u32, u32)>,
+    sched_state: Vec<(u32, abi::SchedState)>,
+    svc_by_id: Vec<(u32, abi::Svc)>,
+    services: Vec<(abi::SvcKey, abi::Svc)>,
+    /// Generations of the real-server slots, read a chunk at a time (slot → generation).
+    gens: HashMap<u32, u32>,
+}
+
+/// Real-server records read at once when a new server's slot generation is needed in a batch.
+const GEN_CHUNK: u32 = 4096;
 
 impl Publisher {
     /// A publisher for a director loaded with `dp`'s sizes, with nothing published.
@@ -147,7 +173,87 @@ impl Publisher {
             thresholds: HashMap::new(),
             gens: HashMap::new(),
             standby: std::collections::HashSet::new(),
+            staged: None,
         }
+    }
+
+    /// From now until [`Publisher::end_batch`], services new to the dataplane are published
+    /// with one write per map for all of them, at the next [`Publisher::flush`]; any other
+    /// change flushes what is held first. A bulk of 100k new services takes a few dozen system
+    /// calls instead of about fifteen a service.
+    pub fn begin_batch(&mut self) {
+        self.staged.get_or_insert_with(Staged::default);
+    }
+
+    /// Writes what [`Publisher::begin_batch`] held, map by map.
+    pub fn flush(&mut self, dp: &mut Director) -> Result<(), Error> {
+        let Some(st) = self.staged.as_mut() else { return Ok(()) };
+        let st = std::mem::take(st);
+        // The generations read stay true: only this publisher writes real-server records.
+        self.staged.as_mut().expect("batching").gens = st.gens;
+        let cpus = nr_cpus();
+        let zeros = vec![abi::Stats::default(); cpus];
+        let m = &mut dp.maps;
+        write_batch(&mut m.dests, &st.dests, |m, v| batch::update(m.map(), v), |m, (k, v)| m.set(*k, *v, 0))
+            .ctx(|| "write xvs_dests".into())?;
+        let states: Vec<(u32, abi::DestState)> = st.fresh.iter().map(|k| (*k, abi::DestState::default())).collect();
+        write_batch(&mut m.dest_state, &states, |m, v| batch::update(m.map(), v), |m, (k, v)| m.set(*k, *v, 0))
+            .ctx(|| "reset xvs_dest_state".into())?;
+        let stats: Vec<(u32, &[abi::Stats])> = st.fresh.iter().map(|k| (*k, &zeros[..])).collect();
+        write_batch(
+            &mut m.dest_stats,
+            &stats,
+            |m, v| batch::update_percpu(m.map(), cpus, v),
+            |m, (k, v)| {
+                let values = aya::maps::PerCpuValues::try_from(v.to_vec()).map_err(|e| {
+                    aya::maps::MapError::SyscallError(aya::sys::SyscallError { call: "per-CPU values", io_error: e })
+                })?;
+                m.set(*k, values, 0)
+            },
+        )
+        .ctx(|| "reset xvs_dest_stats".into())?;
+        write_batch(&mut m.dest_lists, &st.lists, |m, v| batch::update(m.map(), v), |m, (k, v)| m.set(*k, *v, 0))
+            .ctx(|| "write xvs_dest_lists".into())?;
+        write_batch(&mut m.tables, &st.tables, |m, v| batch::update(m.map(), v), |m, (k, v)| m.set(*k, *v, 0))
+            .ctx(|| "write xvs_sched_tables".into())?;
+        write_batch(
+            &mut m.sched_state,
+            &st.sched_state,
+            |m, v| batch::update(m.map(), v),
+            |m, (k, v)| m.set(*k, *v, 0),
+        )
+        .ctx(|| "write xvs_sched_state".into())?;
+        write_batch(&mut m.svc_by_id, &st.svc_by_id, |m, v| batch::update(m.map(), v), |m, (k, v)| m.set(*k, *v, 0))
+            .ctx(|| "write xvs_svc_by_id".into())?;
+        write_batch(&mut m.services, &st.services, |m, v| batch::update(m.map(), v), |m, (k, v)| m.insert(k, v, 0))
+            .ctx(|| "publish services".into())?;
+        Ok(())
+    }
+
+    /// Flushes and stops batching.
+    pub fn end_batch(&mut self, dp: &mut Director) -> Result<(), Error> {
+        let r = self.flush(dp);
+        self.staged = None;
+        r
+    }
+
+    /// The generation in real-server slot `idx` now, from the batch's reads when batching.
+    fn slot_gen(&mut self, dp: &Director, idx: u32) -> Result<u32, Error> {
+        let Some(st) = self.staged.as_mut() else {
+            return Ok(dp.maps.dests.get(&idx, 0).ctx(|| "read xvs_dests".into())?.gen);
+        };
+        if let Some(g) = st.gens.get(&idx) {
+            return Ok(*g);
+        }
+        let start = idx - idx % GEN_CHUNK;
+        match batch::lookup_array_from::<abi::Dest>(dp.maps.dests.map(), start, GEN_CHUNK) {
+            Ok(recs) => st.gens.extend(recs.iter().enumerate().map(|(i, r)| (start + i as u32, r.gen))),
+            Err(_) => {
+                let g = dp.maps.dests.get(&idx, 0).ctx(|| "read xvs_dests".into())?.gen;
+                st.gens.insert(idx, g);
+            }
+        }
+        Ok(st.gens.get(&idx).copied().unwrap_or(0))
     }
 
     /// The dataplane slot and generation of real server `did` while it is published.
@@ -263,8 +369,18 @@ impl Publisher {
             )));
         }
 
-        // 1. Real server records.
         let dests: Vec<(DestId, i32)> = view.iter().map(|(d, r)| (d, r.weight())).collect();
+        // Held for a batch only when nothing live points at what it writes: a service new to
+        // the dataplane, all its servers new to their slots. Anything else sees the maps as
+        // they are, what was held written first.
+        let staged = self.staged.is_some()
+            && !self.published.contains_key(&id)
+            && dests.iter().all(|(d, _)| !self.thresholds.contains_key(d));
+        if !staged {
+            self.flush(dp)?;
+        }
+
+        // 1. Real server records.
         for (did, d) in view.iter() {
             let idx = did.index();
             if idx >= dp.options.max_dests {
@@ -284,7 +400,7 @@ impl Publisher {
                 Some(g) if !fresh => *g,
                 // A new server in this slot: a generation its last owner's connections and
                 // templates do not carry, so none of them ever reaches this server.
-                _ => dp.maps.dests.get(&idx, 0).ctx(|| "read xvs_dests".into())?.gen.wrapping_add(1).max(1),
+                _ => self.slot_gen(dp, idx)?.wrapping_add(1).max(1),
             };
             let rec = abi::Dest {
                 addr: addr_words(&d.addr()),
@@ -300,9 +416,20 @@ impl Publisher {
                 gen,
             };
             let thresholds = (c.u_threshold, d.l_threshold_val());
+            if let Some(st) = self.staged.as_mut().filter(|_| staged) {
+                st.dests.push((idx, rec));
+                st.fresh.push(idx);
+                st.gens.insert(idx, gen);
+                self.thresholds.insert(did, thresholds);
+                self.gens.insert(did, gen);
+                continue;
+            }
             // The record (with its generation) first: from then on the last owner's
             // connections leave this slot's counters alone, so zeroing them cannot race.
             dp.maps.dests.set(idx, rec, 0).ctx(|| format!("write real server {}", d.addr()))?;
+            if let Some(st) = self.staged.as_mut() {
+                st.gens.insert(idx, gen);
+            }
             match self.thresholds.get(&did) {
                 None => {
                     // A new server in this slot: it starts from zero, whatever the slot's last
@@ -334,10 +461,11 @@ impl Publisher {
             ))
         })?;
         for (i, (did, w)) in dests.iter().enumerate() {
-            dp.maps
-                .dest_lists
-                .set(dests_off + i as u32, abi::DestRef { id: did.index(), weight: *w }, 0)
-                .ctx(|| "write xvs_dest_lists".into())?;
+            let entry = (dests_off + i as u32, abi::DestRef { id: did.index(), weight: *w });
+            match self.staged.as_mut().filter(|_| staged) {
+                Some(st) => st.lists.push(entry),
+                None => dp.maps.dest_lists.set(entry.0, entry.1, 0).ctx(|| "write xvs_dest_lists".into())?,
+            }
         }
 
         // 3. The bucket table of sh, dh and mh.
@@ -357,7 +485,10 @@ impl Publisher {
             let pos: HashMap<DestId, u32> = dests.iter().enumerate().map(|(i, (d, _))| (*d, i as u32)).collect();
             for (i, slot) in b.iter().enumerate() {
                 let v = slot.and_then(|d| pos.get(&d).copied()).unwrap_or(u32::MAX);
-                dp.maps.tables.set(table_off + i as u32, v, 0).ctx(|| "write xvs_sched_tables".into())?;
+                match self.staged.as_mut().filter(|_| staged) {
+                    Some(st) => st.tables.push((table_off + i as u32, v)),
+                    None => dp.maps.tables.set(table_off + i as u32, v, 0).ctx(|| "write xvs_sched_tables".into())?,
+                }
             }
         }
 
@@ -365,7 +496,12 @@ impl Publisher {
         let cfg = svc.config();
         let sched = sched_number(cfg.scheduler);
         let (cw_core, mw, di) = svc.scheduler().and_then(|s| s.wrr_state()).unwrap_or((0, 0, 0));
-        let current = dp.maps.sched_state.get(&sid, 0).ctx(|| "read xvs_sched_state".into())?;
+        // A new service's state starts from nothing, whatever the slot held: no need to read it.
+        let current = if staged {
+            abi::SchedState::default()
+        } else {
+            dp.maps.sched_state.get(&sid, 0).ctx(|| "read xvs_sched_state".into())?
+        };
         let list_changed = old.as_ref().is_none_or(|o| o.generation != svc.generation() || o.sched != sched);
         let mut state = current;
         if old.as_ref().is_none_or(|o| o.sched != sched) {
@@ -406,8 +542,12 @@ impl Publisher {
                 }
             }
         }
-        if state != current {
-            dp.maps.sched_state.set(sid, state, 0).ctx(|| "write xvs_sched_state".into())?;
+        match self.staged.as_mut().filter(|_| staged) {
+            Some(st) => st.sched_state.push((sid, state)),
+            None if state != current => {
+                dp.maps.sched_state.set(sid, state, 0).ctx(|| "write xvs_sched_state".into())?
+            }
+            None => {}
         }
 
         // 5. The service record: the switch.
@@ -466,8 +606,16 @@ impl Publisher {
             proto: key.proto,
             pad: [0; 3],
         };
-        dp.maps.svc_by_id.set(sid, rec, 0).ctx(|| "write xvs_svc_by_id".into())?;
-        dp.maps.services.insert(key, rec, 0).ctx(|| format!("publish service {}", svc.key()))?;
+        match self.staged.as_mut().filter(|_| staged) {
+            Some(st) => {
+                st.svc_by_id.push((sid, rec));
+                st.services.push((key, rec));
+            }
+            None => {
+                dp.maps.svc_by_id.set(sid, rec, 0).ctx(|| "write xvs_svc_by_id".into())?;
+                dp.maps.services.insert(key, rec, 0).ctx(|| format!("publish service {}", svc.key()))?;
+            }
+        }
 
         for p in old_allowed.iter().filter(|p| !allowed.contains(p)) {
             let _ = dp.maps.allow.remove(&allow_key(sid, p));
@@ -503,6 +651,7 @@ impl Publisher {
     /// Removes a service that the core no longer has; its servers become unavailable (their
     /// connections follow `expire_nodest_conn`).
     pub fn unpublish(&mut self, dp: &mut Director, id: ServiceId) -> Result<(), Error> {
+        self.flush(dp)?;
         let Some(o) = self.published.remove(&id) else { return Ok(()) };
         match dp.maps.services.remove(&o.key) {
             Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
@@ -523,7 +672,8 @@ impl Publisher {
     /// removes the rest. Used at start-up and after bulk changes.
     pub fn sync_all(&mut self, dp: &mut Director, services: &Services) -> Result<(), Error> {
         let live: Vec<ServiceId> = services.iter().map(|(id, _)| id).collect();
-        let stale: Vec<ServiceId> = self.published.keys().filter(|id| !live.contains(id)).copied().collect();
+        let set: std::collections::HashSet<ServiceId> = live.iter().copied().collect();
+        let stale: Vec<ServiceId> = self.published.keys().filter(|id| !set.contains(id)).copied().collect();
         for id in stale {
             self.unpublish(dp, id)?;
         }
@@ -542,6 +692,21 @@ impl Publisher {
 /// The trie key of prefix `p` of service slot `sid`: the service id's 32 bits, then the prefix.
 pub(crate) fn allow_key(sid: u32, p: &SourcePrefix) -> aya::maps::lpm_trie::Key<abi::AllowKey> {
     aya::maps::lpm_trie::Key::new(32 + u32::from(p.len), abi::AllowKey { svc_id: sid, addr: addr_words(&p.addr) })
+}
+
+/// Writes `entries` with one batch (`batched`), or one call each (`one`) where the kernel
+/// refuses the batch: it stops at the first element it cannot write, and the calls one by one
+/// redo the lot (each write sets a whole value) and name what failed.
+fn write_batch<M, T>(
+    map: &mut M,
+    entries: &[T],
+    batched: impl FnOnce(&M, &[T]) -> Result<(), aya::maps::MapError>,
+    mut one: impl FnMut(&mut M, &T) -> Result<(), aya::maps::MapError>,
+) -> Result<(), aya::maps::MapError> {
+    if entries.is_empty() || batched(map, entries).is_ok() {
+        return Ok(());
+    }
+    entries.iter().try_for_each(|e| one(map, e))
 }
 
 fn nr_cpus() -> usize {

@@ -16,6 +16,11 @@ fn arrays_are_written_and_read_in_batches() {
     a.set(5, 77, 0).unwrap();
     assert_eq!(batch::lookup_array::<u64>(a.map(), 6).unwrap()[5], 77);
     assert!(batch::lookup_array::<u64>(a.map(), 0).unwrap().is_empty());
+    // From a slot on, across a chunk's end, and cut at the array's end.
+    let mid = batch::lookup_array_from::<u64>(a.map(), 4_000, 5_000).unwrap();
+    assert_eq!(mid.len(), 5_000);
+    assert!((0..5_000).all(|i| mid[i] == (4_000 + i as u64) * 3 + 1));
+    assert_eq!(batch::lookup_array_from::<u64>(a.map(), 9_998, 10).unwrap(), vec![0, 0]);
 }
 
 #[test]

@@ -383,13 +383,11 @@ impl Control {
                 }
             }
         }
+        let mut new = Vec::new();
         for (d, ddests) in desired {
             let key = d.core_key();
             let Some((c, cdests)) = cur.get(&d.key).map(|e| (&e.0, &e.1)) else {
-                let r = self.add_service_with_dests(d, ddests, now);
-                if let Response::Error(_) = r {
-                    return Err(r);
-                }
+                new.push((d, ddests));
                 continue;
             };
             if c != d {
@@ -417,7 +415,35 @@ impl Control {
                 }
             }
         }
-        Ok(())
+        // New services last, all in one batch of map writes: nothing live refers to what they
+        // write until their records land, in the batch's last write.
+        self.begin_batch();
+        let mut added = Ok(());
+        for (d, ddests) in new {
+            let r = self.add_service_with_dests(d, ddests, now);
+            if let Response::Error(_) = r {
+                added = Err(r);
+                break;
+            }
+        }
+        // What was held is written even after a refusal: the services before it are in the
+        // core's table, and undoing them unpublishes them.
+        let flushed = self.end_batch();
+        added?;
+        flushed.map_err(|e| dp_error(&e))
+    }
+
+    fn begin_batch(&mut self) {
+        if let Some(dp) = &mut self.dp {
+            dp.publisher.begin_batch();
+        }
+    }
+
+    fn end_batch(&mut self) -> Result<(), xvs_dataplane::Error> {
+        match &mut self.dp {
+            Some(dp) => dp.publisher.end_batch(&mut dp.director),
+            None => Ok(()),
+        }
     }
 
     /// A new service with its real servers, published once (not once per server).
