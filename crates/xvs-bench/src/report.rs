@@ -47,6 +47,8 @@ pub enum Metric {
     AddOne,
     /// Milliseconds to remove one service at N.
     RemoveOne,
+    /// Milliseconds for an `apply` of the whole file in which one real server's weight changed.
+    ApplyOne,
     /// Seconds to list N services.
     List,
     /// The yardstick, ns per packet of the program alone (the kernel's run statistics, minus an
@@ -72,6 +74,7 @@ impl Metric {
             Metric::Install => ("install", "s"),
             Metric::AddOne => ("add_one", "ms"),
             Metric::RemoveOne => ("remove_one", "ms"),
+            Metric::ApplyOne => ("apply_one", "ms"),
             Metric::List => ("list", "s"),
             Metric::ProgEstablished => ("prog_established", "ns/packet"),
             Metric::ProgNew => ("prog_new_flow", "ns/packet"),
@@ -251,6 +254,7 @@ impl Report {
             Metric::Install,
             Metric::AddOne,
             Metric::RemoveOne,
+            Metric::ApplyOne,
             Metric::List,
         ] {
             let peers = self.peers(metric);

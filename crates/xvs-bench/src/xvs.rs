@@ -61,6 +61,34 @@ pub fn apply(x: &Xvsd, dir: &Path, n: u32, method: &str) -> Result<Duration, Str
     r
 }
 
+/// `xvsadm apply -f` of the file of `n` NAT services in which one real server's weight differs
+/// from what is installed (2, then back to 1, and so on), `reps` times (milliseconds each).
+pub fn apply_one(x: &Xvsd, dir: &Path, n: u32, reps: usize) -> Result<Vec<f64>, String> {
+    let base = config(n, "masq");
+    // The last service's first real server: its `method` line is followed by the next one's
+    // `[[service.real_server]]`; give it a weight.
+    let at = base.rfind("method = \"masq\"\n[[service.real_server]]").ok_or("the file has no real server")?;
+    let mut edited = base.clone();
+    edited.insert_str(at, "weight = 2\n");
+    let path = dir.join(format!("services-{n}-one.toml"));
+    let mut out = Vec::new();
+    for i in 0..reps {
+        std::fs::write(&path, if i % 2 == 0 { &edited } else { &base }).map_err(|e| e.to_string())?;
+        let (changes, took) = adm(x, &["apply", "-f", path.to_str().expect("utf-8")])?;
+        if changes.lines().count() != 1 {
+            return Err(format!("one change expected, the apply made: {}", changes.trim()));
+        }
+        out.push(took.as_secs_f64() * 1e3);
+    }
+    // Leave the table as installed.
+    if reps % 2 == 1 {
+        std::fs::write(&path, &base).map_err(|e| e.to_string())?;
+        adm(x, &["apply", "-f", path.to_str().expect("utf-8")])?;
+    }
+    let _ = std::fs::remove_file(&path);
+    Ok(out)
+}
+
 /// Adds then removes service `i` (an `-A` and two `-a`, then a `-D`), `reps` times.
 pub fn add_remove(x: &Xvsd, i: u32, method_flag: &str, reps: usize) -> Result<(Vec<f64>, Vec<f64>), String> {
     let sv = service(i).to_string();

@@ -4,19 +4,24 @@
 //! an operator's drain (`-e -w 0`), a server or service they removed or added, another server's
 //! weight — stands.
 
-use xvs_api::{DestSpec, Request, ServiceSpec};
+use std::collections::{HashMap, HashSet};
+
+use xvs_api::{DestSpec, KeySpec, Request, ServiceSpec};
 
 /// The requests that take the table from desired state `before` to `after` (each as
 /// `xvs_health::Monitor::effective` or a file gives it), service by service and server by server.
 pub fn delta(before: &[(ServiceSpec, Vec<DestSpec>)], after: &[(ServiceSpec, Vec<DestSpec>)]) -> Vec<Request> {
     let same = |a: &DestSpec, b: &DestSpec| a.addr == b.addr && a.port == b.port;
+    // By key: a health event at 100k services compares two whole tables.
+    let after_keys: HashSet<KeySpec> = after.iter().map(|(s, _)| s.key).collect();
+    let by_key: HashMap<KeySpec, &(ServiceSpec, Vec<DestSpec>)> = before.iter().map(|e| (e.0.key, e)).collect();
     let mut out = Vec::new();
-    for (service, _) in before.iter().filter(|(s, _)| !after.iter().any(|(a, _)| a.key == s.key)) {
+    for (service, _) in before.iter().filter(|(s, _)| !after_keys.contains(&s.key)) {
         out.push(Request::DeleteService { key: service.key });
     }
     for (service, now) in after {
         let key = service.key;
-        let Some((old, was)) = before.iter().find(|(s, _)| s.key == service.key) else {
+        let Some((old, was)) = by_key.get(&service.key).map(|e| (&e.0, &e.1)) else {
             out.push(Request::AddService { service: service.clone() });
             out.extend(now.iter().map(|d| Request::AddDest { key, dest: d.clone() }));
             continue;

@@ -283,7 +283,8 @@ async fn run(o: xvsd::options::Options) -> anyhow::Result<()> {
     };
     if o.metrics != "off" {
         let addr: SocketAddr = o.metrics.parse().with_context(|| format!("metrics address '{}'", o.metrics))?;
-        tokio::spawn(xvsd::web::serve(addr, control.clone(), extras.clone()));
+        let first = xvsd::web::bind(addr).await;
+        tokio::spawn(xvsd::web::serve(addr, first, control.clone(), extras.clone()));
     }
     let bgp_handle_r = bgp_handle;
     let server = tokio::spawn(xvsd::server::serve_with(listener, control.clone(), extras));

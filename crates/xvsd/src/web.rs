@@ -47,22 +47,36 @@ pub fn router(control: Arc<Mutex<Control>>, extras: Extras) -> axum::Router {
         .route("/", get(|| async { ([(CONTENT_TYPE, "text/html; charset=utf-8")], STATUS_PAGE).into_response() }))
 }
 
-/// Serves [`router`] on `addr` for the life of the daemon. A busy port is not a reason to
-/// leave the dataplane without a control plane: the address is retried every 10 s.
-pub async fn serve(addr: SocketAddr, control: Arc<Mutex<Control>>, extras: Extras) {
-    let app = router(control, extras);
-    let mut logged = false;
-    let listener = loop {
-        match tokio::net::TcpListener::bind(addr).await {
-            Ok(l) => break l,
-            Err(e) => {
-                if !logged {
-                    tracing::error!(%addr, error = %e, "cannot serve metrics and the status page yet; retrying every 10 s");
-                    logged = true;
-                }
-                tokio::time::sleep(Duration::from_secs(10)).await;
-            }
+/// The first try at the metrics address, made before systemd is told the daemon is ready, so
+/// that a busy port is in the log by then.
+pub async fn bind(addr: SocketAddr) -> Option<tokio::net::TcpListener> {
+    match tokio::net::TcpListener::bind(addr).await {
+        Ok(l) => Some(l),
+        Err(e) => {
+            tracing::error!(%addr, error = %e, "cannot serve metrics and the status page yet; retrying every 10 s");
+            None
         }
+    }
+}
+
+/// Serves [`router`] on `addr` (on `first` if [`bind`] got it) for the life of the daemon. A
+/// busy port is not a reason to leave the dataplane without a control plane: the address is
+/// retried every 10 s.
+pub async fn serve(
+    addr: SocketAddr,
+    first: Option<tokio::net::TcpListener>,
+    control: Arc<Mutex<Control>>,
+    extras: Extras,
+) {
+    let app = router(control, extras);
+    let listener = match first {
+        Some(l) => l,
+        None => loop {
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            if let Ok(l) = tokio::net::TcpListener::bind(addr).await {
+                break l;
+            }
+        },
     };
     tracing::info!(%addr, "metrics at http://{addr}/metrics, status page at http://{addr}/");
     let _ = axum::serve(listener, app).await;
