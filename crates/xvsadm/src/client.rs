@@ -87,7 +87,7 @@ impl Transport for Socket {
         if line.is_empty() {
             return Err("xvsd closed the connection".into());
         }
-        xvs_api::decode(&line)
+        xvs_api::decode_response(&line)
     }
 
     fn call_streaming(&mut self, req: &Request) -> Result<Response, String> {

@@ -123,7 +123,7 @@ async fn client(stream: UnixStream, control: Arc<Mutex<Control>>, extras: Extras
         let line = String::from_utf8_lossy(&line);
         if root && line.contains("\"trace\"") {
             // A trace answers with many lines, until it ends (crate::trace).
-            if let Ok(Request::Trace { filter, count, seconds }) = xvs_api::decode::<Request>(line.trim_end()) {
+            if let Ok(Request::Trace { filter, count, seconds }) = xvs_api::decode_request(line.trim_end()) {
                 crate::trace::serve(&mut reader, &mut w, &control, filter, count, seconds).await?;
                 continue;
             }
@@ -137,7 +137,7 @@ async fn client(stream: UnixStream, control: Arc<Mutex<Control>>, extras: Extras
         } else {
             // Listings show the counters of the last 2-second tick, as the kernel shows its
             // estimator's snapshot (testdata/kernel/zero-6.12.txt): not read afresh here.
-            let request = xvs_api::decode::<Request>(line.trim_end());
+            let request = xvs_api::decode_request(line.trim_end());
             match request {
                 Ok(Request::Snapshot { conns: true }) => {
                     // The connection tables are walked without the lock: a million entries

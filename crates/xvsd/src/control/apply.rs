@@ -33,7 +33,7 @@ impl Control {
                 }
             }
         }
-        let plan = match Plan::from_config(config) {
+        let plan = match Plan::from_specs(config, desired.clone()) {
             Ok(p) => p,
             Err(e) => return api_error(&Error::Invalid(e)),
         };
@@ -91,8 +91,8 @@ impl Control {
             old_plan.services.iter().map(|o| (o.spec.key, o)).collect();
         for s in &plan.services {
             let before = old_by_key.get(&s.spec.key).copied();
-            if before.map(health_of) != Some(health_of(s))
-                && (before.is_some() || s.dests.iter().any(|d| !d.checks.is_empty()))
+            if (before.is_some() || s.dests.iter().any(|d| !d.checks.is_empty()))
+                && before.map(health_of) != Some(health_of(s))
             {
                 let n: usize = s.dests.iter().map(|d| d.checks.len()).sum();
                 changes.push(format!("~ health of service {}: {n} check(s)", s.spec.core_key()));
