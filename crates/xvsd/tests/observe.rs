@@ -164,14 +164,23 @@ impl Tmux {
     }
 
     fn screen(&self) -> String {
-        String::from_utf8_lossy(&self.run(&["capture-pane", "-p", "-t", "top"]).stdout).into_owned()
+        self.screen_of("top")
+    }
+
+    fn screen_of(&self, session: &str) -> String {
+        String::from_utf8_lossy(&self.run(&["capture-pane", "-p", "-t", session]).stdout).into_owned()
     }
 
     /// Waits until the screen satisfies `ok`; the screen.
     fn wait(&self, what: &str, ok: impl Fn(&str) -> bool) -> String {
+        self.wait_in("top", what, ok)
+    }
+
+    /// Waits until the screen of tmux session `session` satisfies `ok`; the screen.
+    fn wait_in(&self, session: &str, what: &str, ok: impl Fn(&str) -> bool) -> String {
         let start = Instant::now();
         loop {
-            let s = self.screen();
+            let s = self.screen_of(session);
             if ok(&s) {
                 return s;
             }
@@ -241,6 +250,33 @@ fn top_runs_in_an_80_by_24_terminal_and_answers_keys() {
     }
     std::thread::sleep(Duration::from_millis(100));
     assert_eq!(std::fs::read_to_string(&status).unwrap().trim(), "0");
+
+    // Killed (SIGTERM, as a closed SSH session's or a service manager's), it gives the
+    // terminal back as `q` does: the shell after it finds the line discipline cooked again.
+    let (pid, status, stty) =
+        (lab.lab.dir.join("top2.pid"), lab.lab.dir.join("top2.status"), lab.lab.dir.join("top2.stty"));
+    let cmd = format!(
+        "sh -c 'echo $$ > {}; XVS_SOCKET={} exec {} top'; echo $? > {}; stty -a > {}",
+        pid.display(),
+        lab.xvsd.socket.display(),
+        xvsadm_bin().display(),
+        status.display(),
+        stty.display()
+    );
+    let out = tmux.run(&["new-session", "-d", "-x", "80", "-y", "24", "-s", "top2", &cmd]);
+    assert!(out.status.success(), "tmux: {}", String::from_utf8_lossy(&out.stderr));
+    let screen = tmux.wait_in("top2", "the view", |s| s.starts_with("xvs top"));
+    let pid: i32 = std::fs::read_to_string(&pid).unwrap().trim().parse().unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM).unwrap();
+    let start = Instant::now();
+    while !stty.exists() || std::fs::read_to_string(&stty).unwrap().is_empty() {
+        assert!(start.elapsed() < Duration::from_secs(5), "top did not end on SIGTERM: {screen}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(std::fs::read_to_string(&status).unwrap().trim(), "0");
+    let modes = std::fs::read_to_string(&stty).unwrap();
+    assert!(modes.contains(" icanon") && modes.contains(" echo "), "raw mode left on: {modes}");
 }
 
 /// The CONN/S column of a row of `xvsadm top`.

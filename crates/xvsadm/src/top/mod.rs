@@ -5,6 +5,8 @@
 pub mod view;
 
 use std::io::IsTerminal;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use ratatui::crossterm::event::{self, Event, KeyCode, KeyEventKind, KeyModifiers};
@@ -71,13 +73,25 @@ pub fn run(args: &[String], t: &mut dyn Transport) -> Outcome {
     };
     let mut top = Top::new(o.sort, o.filter);
     top.observe(&snap, o.interval);
+    // A kill (SIGTERM, SIGHUP, SIGINT from outside the terminal) ends the view as `q` does, so
+    // that the terminal is given back rather than left in raw mode on the alternate screen.
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGHUP, signal_hook::consts::SIGINT] {
+        if let Err(e) = signal_hook::flag::register(sig, stop.clone()) {
+            return Outcome::fail(format!("xvsadm top: signal handler: {e}\n"), 1);
+        }
+    }
     // Raw mode and the alternate screen, given back on return and on a panic.
     let mut terminal = ratatui::init();
     let result = (|| -> std::io::Result<()> {
         let mut last = Instant::now();
         loop {
+            if stop.load(Ordering::Relaxed) {
+                return Ok(());
+            }
             terminal.draw(|f| top.draw(f, &snap, &clock()))?;
-            let wait = (last + o.interval).saturating_duration_since(Instant::now());
+            // Waits in short steps, to see a signal soon.
+            let wait = (last + o.interval).saturating_duration_since(Instant::now()).min(Duration::from_millis(200));
             if event::poll(wait)? {
                 match event::read()? {
                     Event::Key(k) if k.kind != KeyEventKind::Release => {
@@ -89,6 +103,9 @@ pub fn run(args: &[String], t: &mut dyn Transport) -> Outcome {
                     }
                     _ => {} // a resize is drawn by the next pass
                 }
+                continue;
+            }
+            if last.elapsed() < o.interval {
                 continue;
             }
             match crate::run::snapshot(t, false) {
