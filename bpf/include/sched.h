@@ -44,6 +44,21 @@ struct least_ctx {
 	__s64 boh;  /* best's overhead */
 };
 
+/* The schedulers that pick by the fewest connections over one scan of the list (least_cb). */
+static __always_inline int sched_is_least(__u8 kind)
+{
+	switch (kind) {
+	case XVS_SCHED_LC:
+	case XVS_SCHED_WLC:
+	case XVS_SCHED_SED:
+	case XVS_SCHED_NQ:
+	case XVS_SCHED_FO:
+	case XVS_SCHED_OVF:
+		return 1;
+	}
+	return 0;
+}
+
 static long least_cb(__u32 i, void *data)
 {
 	struct least_ctx *c = data;
@@ -131,17 +146,8 @@ __attribute__((noinline)) int sched_explain(const struct xvs_svc *svc, __u32 won
 		t->win_total = st->total;
 		t->flags |= XVS_TR_F_WIN;
 	}
-	switch (svc->sched) {
-	case XVS_SCHED_LC:
-	case XVS_SCHED_WLC:
-	case XVS_SCHED_SED:
-	case XVS_SCHED_NQ:
-	case XVS_SCHED_FO:
-	case XVS_SCHED_OVF:
-		break;
-	default:
+	if (!sched_is_least(svc->sched))
 		return 0;
-	}
 	struct least_ctx c = { .off = svc->dests_off, .cnt = svc->dests_cnt, .kind = svc->sched, .exclude = won };
 	bpf_loop(XVS_SCAN_MAX, least_cb, &c, 0);
 	if (!c.found)
@@ -715,6 +721,8 @@ __attribute__((noinline)) __u32 schedule(const struct xvs_svc *svc, const struct
 	__u32 id = svc->id;
 	struct xvs_sched_state *st;
 
+	if (sched_is_least(svc->sched))
+		return sched_least(svc, svc->sched);
 	switch (svc->sched) {
 	case XVS_SCHED_RR:
 		st = bpf_map_lookup_elem(&xvs_sched_state, &id);
@@ -722,13 +730,6 @@ __attribute__((noinline)) __u32 schedule(const struct xvs_svc *svc, const struct
 	case XVS_SCHED_WRR:
 		st = bpf_map_lookup_elem(&xvs_sched_state, &id);
 		return st ? sched_wrr(svc, st) : XVS_NO_DEST;
-	case XVS_SCHED_LC:
-	case XVS_SCHED_WLC:
-	case XVS_SCHED_SED:
-	case XVS_SCHED_NQ:
-	case XVS_SCHED_FO:
-	case XVS_SCHED_OVF:
-		return sched_least(svc, svc->sched);
 	case XVS_SCHED_TWOS:
 		return sched_twos(svc);
 	case XVS_SCHED_SH:
