@@ -91,7 +91,12 @@ static __always_inline long conn_insert(__u8 af, const union conn_key *k, const 
 {
 	if (af == XVS_AF_INET)
 		return bpf_map_update_elem(&xvs_conn4, &k->k4, c, BPF_NOEXIST);
-	return bpf_map_update_elem(&xvs_conn6, &k->k6, c, BPF_NOEXIST);
+	long err = bpf_map_update_elem(&xvs_conn6, &k->k6, c, BPF_NOEXIST);
+	/* Counted once in the table (the sweep skips tables nothing entered since it found them
+	 * empty); IPv4 connections are counted by XVS_CNT_CONN_NEW. */
+	if (!err)
+		count(XVS_CNT_OTHER_NEW);
+	return err;
 }
 
 /* The reply key of a connection: (real server address and port, client address and port). */
@@ -221,9 +226,11 @@ static __always_inline struct xvs_tpl *tpl_lookup(__u8 af, const union conn_key 
 /* Inserts a template, failing with -EEXIST when another CPU created one first. */
 static __always_inline long tpl_insert(__u8 af, const union conn_key *t, const struct xvs_tpl *v)
 {
-	if (af == XVS_AF_INET)
-		return bpf_map_update_elem(&xvs_tpl4, &t->k4, v, BPF_NOEXIST);
-	return bpf_map_update_elem(&xvs_tpl6, &t->k6, v, BPF_NOEXIST);
+	long err = af == XVS_AF_INET ? bpf_map_update_elem(&xvs_tpl4, &t->k4, v, BPF_NOEXIST)
+				     : bpf_map_update_elem(&xvs_tpl6, &t->k6, v, BPF_NOEXIST);
+	if (!err)
+		count(XVS_CNT_OTHER_NEW); /* once in the table: see conn_insert */
+	return err;
 }
 
 /* Returns: 0 when this call removed the template. */

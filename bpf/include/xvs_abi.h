@@ -292,6 +292,7 @@ enum xvs_counter {
 	XVS_CNT_ICMP_LIMITED = 4, /* ICMP errors of the director's own not sent (rate limit) */
 	XVS_CNT_SIP_NO_CALLID = 5, /* datagrams to a sip service without a Call-ID (dropped, as the kernel) */
 	XVS_CNT_TRACE_LOST = 6,  /* trace records the ring buffer had no room for (xvsadm trace) */
+	XVS_CNT_OTHER_NEW = 7,   /* entries put in the IPv6 connection table or a template table */
 	XVS_CNT_MAX = 8,
 };
 
@@ -340,6 +341,18 @@ struct xvs_sweep_args {
 #define XVS_SWEEP_RETHRESH 0x10 /* only apply a threshold edit to one server's overload flag */
 #define XVS_SWEEP_NAT_GC 0x20   /* also remove reply entries whose connection is gone */
 #define XVS_SWEEP_DEST 0x40     /* also remove the connections of one server (expire_nodest_conn) */
+/* Tables the sweep leaves alone this time (ignored with XVS_SWEEP_ALL and XVS_SWEEP_DEST). */
+#define XVS_SWEEP_SKIP_CONN4 0x100
+#define XVS_SWEEP_SKIP_CONN6 0x200
+#define XVS_SWEEP_SKIP_TPL4 0x400
+#define XVS_SWEEP_SKIP_TPL6 0x800
+#define XVS_SWEEP_SKIP_SIP 0x1000
+/* xvs_sweep_out.held: the tables walked that held an entry. */
+#define XVS_TABLE_CONN4 0x1
+#define XVS_TABLE_CONN6 0x2
+#define XVS_TABLE_TPL4 0x4
+#define XVS_TABLE_TPL6 0x8
+#define XVS_TABLE_SIP 0x10
 
 /* Output of the sweep program, in its packet data after the args. */
 struct xvs_sweep_out {
@@ -350,6 +363,7 @@ struct xvs_sweep_out {
 	__u64 lblc_expired;
 	__u64 early_dropped; /* unassured connections and templates removed by XVS_SWEEP_EARLY */
 	__s64 half;          /* the half-open gauge after the sweep */
+	__u64 held;          /* XVS_TABLE_*: the tables walked that held an entry */
 };
 
 /* One connection or template handed to the install program (a synchronised copy of another

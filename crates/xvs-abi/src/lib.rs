@@ -139,6 +139,20 @@ pub const SWEEP_RETHRESH: u32 = 0x10;
 pub const SWEEP_NAT_GC: u32 = 0x20;
 /// Sweep flag: also remove the connections of server `dest_id` of generation `gen`.
 pub const SWEEP_DEST: u32 = 0x40;
+/// Sweep flags: tables left alone this time (ignored with `SWEEP_ALL` and `SWEEP_DEST`), in the
+/// order of [`TABLES`].
+pub const SWEEP_SKIP_CONN4: u32 = 0x100;
+#[allow(missing_docs)]
+pub const SWEEP_SKIP_CONN6: u32 = 0x200;
+#[allow(missing_docs)]
+pub const SWEEP_SKIP_TPL4: u32 = 0x400;
+#[allow(missing_docs)]
+pub const SWEEP_SKIP_TPL6: u32 = 0x800;
+#[allow(missing_docs)]
+pub const SWEEP_SKIP_SIP: u32 = 0x1000;
+/// The tables the sweep walks, as bits of [`SweepOut::held`] (`XVS_TABLE_*`); the skip flag of
+/// the table with bit `1 << i` is `SWEEP_SKIP_CONN4 << i`.
+pub const TABLES: [&str; 5] = ["xvs_conn4", "xvs_conn6", "xvs_tpl4", "xvs_tpl6", "xvs_tpl_sip"];
 
 /// Global counters (`enum xvs_counter`).
 pub mod counter {
@@ -150,6 +164,8 @@ pub mod counter {
     pub const ICMP_LIMITED: u32 = 4;
     pub const SIP_NO_CALLID: u32 = 5;
     pub const TRACE_LOST: u32 = 6;
+    /// Entries put in the IPv6 connection table or a template table.
+    pub const OTHER_NEW: u32 = 7;
 }
 
 /// Why a packet left the fast path (`enum xvs_reason`); the names are metrics labels.
@@ -401,6 +417,8 @@ pub struct SweepOut {
     pub lblc_expired: u64,
     pub early_dropped: u64,
     pub half: i64,
+    /// The tables walked that held an entry (bit `i`: [`TABLES`]`[i]`).
+    pub held: u64,
 }
 
 /// The data of an allowed-source key (the trie's prefix length comes first, in aya's `Key`).
@@ -581,7 +599,7 @@ pod! {
     Lblc = 24,
     Cfg = 352,
     SweepArgs = 24,
-    SweepOut = 56,
+    SweepOut = 64,
     Gauges = 64,
     AllowKey = 20,
     InstallRec = 64,

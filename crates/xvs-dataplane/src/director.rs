@@ -550,6 +550,7 @@ pub(crate) fn run_sweep(prog: &Xdp, args: abi::SweepArgs) -> Result<abi::SweepOu
         lblc_expired: word(4),
         early_dropped: word(5),
         half: word(6) as i64,
+        held: word(7),
     })
 }
 

@@ -513,3 +513,71 @@ fn allowed_sources_are_enforced_and_follow_edits() {
     assert_eq!(lab.dp.maps.allow.keys().count(), 0);
     assert_eq!(syn(&lab, "198.18.5.5", 1000), action::REDIRECT);
 }
+
+#[test]
+fn the_sweep_leaves_empty_tables_alone_and_still_expires_what_enters_them() {
+    if require_root().is_none() {
+        return;
+    }
+    let mut lab = Lab::new();
+    short_timeouts(&mut lab);
+    let v6 = lab.service(ServiceKey::udp(ip(VIP6), 53), SchedKind::Rr);
+    lab.dest(&v6, RS6[0], 53, method_cfg(ForwardMethod::Masq));
+    let mut persistent = ServiceConfig::new(xvs_core::Family::V4, SchedKind::Rr);
+    persistent.persistence = Some(1);
+    let p4 = lab.service_with(ServiceKey::udp(ip(VIP4), 53), persistent);
+    lab.dest(&p4, RS4[0], 53, method_cfg(ForwardMethod::Masq));
+    let all_skipped = abi::SWEEP_SKIP_CONN4
+        | abi::SWEEP_SKIP_CONN6
+        | abi::SWEEP_SKIP_TPL4
+        | abi::SWEEP_SKIP_TPL6
+        | abi::SWEEP_SKIP_SIP;
+    let mut sweeper = xvs_dataplane::Sweeper::default();
+    // The first sweep walks everything; then, with nothing in the tables, nothing is walked.
+    assert_eq!(sweeper.plan(&lab.dp).unwrap().flags & all_skipped, 0);
+    sweeper.run(&lab.dp).unwrap();
+    assert_eq!(sweeper.plan(&lab.dp).unwrap().flags & all_skipped, all_skipped);
+    sweeper.run(&lab.dp).unwrap();
+
+    // An IPv6 flow: its table is walked again (and IPv4's, counted by the same counter), the
+    // template tables too (they share the other counter) until found empty.
+    let (a, _) = send(&mut lab, &v6, CLIENT6, 5353, None);
+    assert_eq!(a, action::REDIRECT);
+    let args = sweeper.plan(&lab.dp).unwrap();
+    assert_eq!(args.flags & (abi::SWEEP_SKIP_CONN4 | abi::SWEEP_SKIP_CONN6), 0, "{:#x}", args.flags);
+    let r = sweeper.run(&lab.dp).unwrap();
+    assert_eq!((r.seen, r.expired), (1, 0));
+    // Held: walked every time until it expires, at its timeout (1 s), with its accounting.
+    let args = sweeper.plan(&lab.dp).unwrap();
+    assert_eq!(args.flags & abi::SWEEP_SKIP_CONN6, 0);
+    assert_ne!(args.flags & abi::SWEEP_SKIP_CONN4, 0, "the IPv4 table was found empty");
+    sleep(Duration::from_millis(1100));
+    let r = sweeper.run(&lab.dp).unwrap();
+    assert_eq!((r.seen, r.expired), (1, 1), "expired after the UDP timeout");
+    sweeper.run(&lab.dp).unwrap();
+    assert_eq!(sweeper.plan(&lab.dp).unwrap().flags & all_skipped, all_skipped);
+
+    // A persistent IPv4 service: a connection and a template, both walked and expired.
+    let (a, _) = send(&mut lab, &p4, CLIENT4, 5353, None);
+    assert_eq!(a, action::REDIRECT);
+    // The program honours the flags: skipped tables are not walked, walked ones say they hold.
+    let out = lab.dp.sweep_with(abi::SweepArgs { flags: all_skipped, ..Default::default() }).unwrap();
+    assert_eq!((out.seen, out.tpl_seen, out.held), (0, 0, 0));
+    let out = lab.dp.sweep_with(abi::SweepArgs::default()).unwrap();
+    assert_eq!((out.seen, out.tpl_seen, out.held), (1, 1, 0b101));
+    let args = sweeper.plan(&lab.dp).unwrap();
+    assert_eq!(args.flags & (abi::SWEEP_SKIP_CONN4 | abi::SWEEP_SKIP_TPL4), 0, "{:#x}", args.flags);
+    sweeper.run(&lab.dp).unwrap();
+    sleep(Duration::from_millis(2200));
+    let (mut conns, mut tpls) = (0, 0);
+    for _ in 0..3 {
+        let r = sweeper.run(&lab.dp).unwrap();
+        conns += r.expired;
+        tpls += r.tpl_expired;
+        sleep(Duration::from_millis(600));
+    }
+    assert_eq!((conns, tpls), (1, 1), "the connection, then its template, expired");
+    assert!(lab.dp.maps.tpl4.iter().next().is_none() && lab.dp.maps.conn4.iter().next().is_none());
+    sweeper.run(&lab.dp).unwrap();
+    assert_eq!(sweeper.plan(&lab.dp).unwrap().flags & all_skipped, all_skipped);
+}
