@@ -46,7 +46,8 @@ impl SweepTarget for Director {
 
 /// The sweep program and the half-open gauge opened a second time, so that a daemon can sweep
 /// without holding the lock that guards its configuration: a sweep visits every bucket of the
-/// tables (174 ms a second at the default size, 781 ms with 4 M connections:
+/// tables that may hold entries (174 ms for all five at the default size, 781 ms with 4 M
+/// connections:
 /// docs/benchmarks.md), and requests must not wait for it. Sweeping concurrently with the
 /// packets, and with a sweep of the director's own handle, is safe: entries are claimed
 /// before they are removed.

@@ -1,6 +1,6 @@
 //! Expiry: the dataplane's sweep, planned and taken in under the lock and run without it
-//! ([`crate::refresh::sweep`]): it visits every bucket of the connection tables, which takes
-//! long enough (docs/benchmarks.md, "Scale of state") that requests must not wait for it.
+//! ([`crate::refresh::sweep`]): it visits every bucket of the tables that may hold entries,
+//! which takes long enough (docs/benchmarks.md, "Scale of state") that requests must not wait for it.
 
 use std::sync::Arc;
 
