@@ -2,11 +2,12 @@
 //! program's time (docs/benchmarks.md, "Where a packet's time goes"):
 //!
 //!     cargo build --release -p xvs-dataplane --example profile_path
-//!     perf record -g -- target/release/examples/profile_path new 5
+//!     perf record -g -- target/release/examples/profile_path new 5 dr
 //!
 //! `new`: SYNs of distinct flows (each makes a connection); `established`: ACKs of one
-//! connection made first. Direct routing, rr over two real servers, in a private namespace
-//! (the tests' lab). At most `seconds` (default 5) and 2,000,000 packets.
+//! connection made first. Direct routing (`dr`, the default), tunnelling (`tun`) or NAT
+//! (`nat`), rr over two real servers, in a private namespace (the tests' lab). At most
+//! `seconds` (default 5) and 2,000,000 packets.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -21,9 +22,14 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let what = args.get(1).map_or("new", String::as_str).to_string();
     let seconds: u64 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(5);
+    let method = match args.get(3).map_or("dr", String::as_str) {
+        "dr" => ForwardMethod::Route,
+        "tun" => ForwardMethod::Tunnel,
+        "nat" => ForwardMethod::Masq,
+        _ => usage(),
+    };
     if what != "new" && what != "established" {
-        eprintln!("usage: profile_path new|established [SECONDS]");
-        std::process::exit(2);
+        usage();
     }
     // Room for every flow, none of them completing its handshake.
     let mut lab = Lab::with_options(|o| {
@@ -31,8 +37,8 @@ fn main() {
         o.max_half = 1 << 21;
     });
     let key = lab.service(vip4(80), SchedKind::Rr);
-    lab.dest(&key, RS4[0], 80, method_cfg(ForwardMethod::Route));
-    lab.dest(&key, RS4[1], 80, method_cfg(ForwardMethod::Route));
+    lab.dest(&key, RS4[0], 80, method_cfg(method));
+    lab.dest(&key, RS4[1], 80, method_cfg(method));
     let packet = |port: u16, flags: u8, lab: &Lab| {
         // Clients spread over a /16 so that two million flows never repeat.
         frame((ip(CLIENT4), port), (ip(VIP4), 80), Some(flags), b"", CLIENT_MAC, lab.mac_d0)
@@ -61,4 +67,9 @@ fn main() {
     }
     let per = start.elapsed().as_nanos() as f64 / n as f64;
     println!("{what}: {n} packets, {per:.0} ns each with the test-run call");
+}
+
+fn usage() -> ! {
+    eprintln!("usage: profile_path new|established [SECONDS] [dr|tun|nat]");
+    std::process::exit(2);
 }
