@@ -1138,6 +1138,86 @@ int xvs_sweep(struct xdp_md *ctx)
 	return XDP_PASS;
 }
 
+/* ---- the sweep in steps ----
+ *
+ * A walk of a table of millions of connections takes most of a second with preemption off
+ * (docs/benchmarks.md, "Scale of state"). Past a size, xvsd walks the connection tables with
+ * these iterators instead: each read() of the iterator's file visits as many connections as it
+ * asks bytes for (one byte each: 1 when this visit removed it, 0 otherwise) and the next read
+ * resumes where it stopped, so a pass over the table is spread over several seconds.
+ * Only plain expiry: early drops, flushes and a server's removal still walk in one go. */
+
+/* The packet path's clock, milliseconds of CLOCK_MONOTONIC_COARSE, written by xvsd before each
+ * step: an iterator may not read the coarse clock, and one read per step costs less than one
+ * per connection. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} xvs_walk_clock SEC(".maps");
+
+/* The kernel's context of a map element iterator (struct bpf_iter__bpf_map_elem; its layout is
+ * fixed: the verifier checks these offsets against the kernel's BTF). */
+struct bpf_iter_meta {
+	void *seq;
+	__u64 session_id;
+	__u64 seq_num;
+};
+
+struct bpf_iter__bpf_map_elem {
+	struct bpf_iter_meta *meta;
+	void *map;
+	void *key;
+	void *value;
+};
+
+/* One connection of the walk: removed, with its accounting, if it has expired. The entry is
+ * looked up again before it is claimed: the iterator's copy of the value is a buffer on which
+ * the claim's atomic operation is not allowed, and it is rare (only expired entries pay). */
+static __always_inline int sweep_step(__u8 af, const union conn_key *k, const struct xvs_conn *v, void *seq)
+{
+	struct xvs_cfg *cfg = config();
+	__u32 zero = 0;
+	__u32 *clock = bpf_map_lookup_elem(&xvs_walk_clock, &zero);
+	__u8 out = 0;
+	if (!clock)
+		return 0;
+	__u32 now = *clock;
+	if (cfg && conn_expired(v, cfg, now)) {
+		union conn_key key = *k;
+		struct xvs_conn *c = conn_lookup(af, &key);
+		if (c && conn_expired(c, cfg, now))
+			out = drop_conn(af, &key, c);
+	}
+	bpf_seq_write(seq, &out, 1);
+	return 0;
+}
+
+SEC("iter/bpf_map_elem")
+int xvs_sweep_iter4(struct bpf_iter__bpf_map_elem *ctx)
+{
+	struct xvs_conn4_key *key = ctx->key;
+	struct xvs_conn *v = ctx->value;
+	if (!key || !v)
+		return 0; /* the end of the walk */
+	union conn_key k = {};
+	k.k4 = *key;
+	return sweep_step(XVS_AF_INET, &k, v, ctx->meta->seq);
+}
+
+SEC("iter/bpf_map_elem")
+int xvs_sweep_iter6(struct bpf_iter__bpf_map_elem *ctx)
+{
+	struct xvs_conn6_key *key = ctx->key;
+	struct xvs_conn *v = ctx->value;
+	if (!key || !v)
+		return 0;
+	union conn_key k = {};
+	k.k6 = *key;
+	return sweep_step(XVS_AF_INET6, &k, v, ctx->meta->seq);
+}
+
 /* The key of an install record, for connections and templates alike. */
 static __always_inline void install_key(const struct xvs_install_rec *r, union conn_key *k)
 {

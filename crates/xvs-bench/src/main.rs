@@ -425,17 +425,19 @@ fn measure_xvs(lab: &Classic, plan: &Plan, report: &mut Report, n: u32) {
             v.sort_by(f64::total_cmp);
             v[v.len() / 2]
         });
-        for xvs::StateScale { conns, established: est, sweep_ms: sweep } in &scale {
+        for xvs::StateScale { conns, established: est, sweep_ms: sweep, xvsd_sweep_ms: xsweep, stepping } in &scale {
             let mut m = est.clone();
             m.sort_by(f64::total_cmp);
             let ratio = base.map_or(String::new(), |b| format!(", {:.2}× the first size", m[m.len() / 2] / b));
             report.facts.insert(
                 format!("scale of state at N={n}: {conns} connections (DR)"),
                 format!(
-                    "established packet of a random connection {} ns{ratio}; one sweep of the whole table {} ms \
-                     (xvsd sweeps once a second: ms / 10 = % of one CPU)",
+                    "established packet of a random connection {} ns{ratio}; one sweep of the whole table in one \
+                     go {} ms; xvsd's sweep {} ms ({}; xvsd sweeps once a second: ms / 10 = % of one CPU)",
                     mmm(est),
-                    mmm(sweep)
+                    mmm(sweep),
+                    mmm(xsweep),
+                    if *stepping { "the connections in steps" } else { "in one go" }
                 ),
             );
         }

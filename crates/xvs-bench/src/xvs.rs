@@ -296,8 +296,12 @@ pub struct StateScale {
     pub conns: u32,
     /// An established packet of a random one, ns/packet per rep.
     pub established: Vec<f64>,
-    /// One sweep of the whole table, ms per rep.
+    /// One sweep of the whole table in one go, ms per rep.
     pub sweep_ms: Vec<f64>,
+    /// One sweep as xvsd runs it each second (in steps past `Sweeper`'s threshold), ms per rep.
+    pub xvsd_sweep_ms: Vec<f64>,
+    /// Whether those sweeps walked the connections in steps.
+    pub stepping: bool,
 }
 
 /// The yardstick's figures for one peer, ns/packet of the program alone (floor subtracted).
@@ -556,7 +560,23 @@ impl Cost {
                         return Err(format!("the sweep saw {} connections, {n} were installed", r.seen));
                     }
                 }
-                out.push(StateScale { conns: n, established, sweep_ms: sweeps });
+                // xvsd's sweeps: the first counts the table in one go, the next ones (timed)
+                // walk it in steps when it is large.
+                let mut sweeper = xvs_dataplane::Sweeper::default();
+                sweeper.run(&self.director).map_err(|e| e.to_string())?;
+                let mut xvsd_sweeps = Vec::new();
+                for _ in 0..reps {
+                    let t = Instant::now();
+                    sweeper.run(&self.director).map_err(|e| e.to_string())?;
+                    xvsd_sweeps.push(t.elapsed().as_secs_f64() * 1000.0);
+                }
+                out.push(StateScale {
+                    conns: n,
+                    established,
+                    sweep_ms: sweeps,
+                    xvsd_sweep_ms: xvsd_sweeps,
+                    stepping: sweeper.stepping(),
+                });
             }
             Ok(())
         })();

@@ -5,7 +5,7 @@
 //!     perf record -g -- target/release/examples/profile_path new 5 dr
 //!
 //! `new`: SYNs of distinct flows (each makes a connection); `established`: ACKs of one
-//! connection made first. Direct routing (`dr`, the default), tunnelling (`tun`) or NAT
+//! connection made first; `sweep`: a million connections made, then xvsd's sweeps (in steps). Direct routing (`dr`, the default), tunnelling (`tun`) or NAT
 //! (`nat`), rr over two real servers, in a private namespace (the tests' lab). At most
 //! `seconds` (default 5) and 2,000,000 packets.
 
@@ -28,7 +28,7 @@ fn main() {
         "nat" => ForwardMethod::Masq,
         _ => usage(),
     };
-    if what != "new" && what != "established" {
+    if what != "new" && what != "established" && what != "sweep" {
         usage();
     }
     // Room for every flow, none of them completing its handshake.
@@ -51,8 +51,10 @@ fn main() {
     }
     let start = Instant::now();
     let mut n: u64 = 0;
-    while start.elapsed() < Duration::from_secs(seconds) && n < 2_000_000 {
-        let r = if what == "new" {
+    // `sweep`: a million connections made first, then the sweep xvsd runs, in steps.
+    let (seconds, limit) = if what == "sweep" { (60, 1_000_000) } else { (seconds, 2_000_000) };
+    while start.elapsed() < Duration::from_secs(seconds) && n < limit {
+        let r = if what != "established" {
             let mut f = packet(1024 + (n % 60000) as u16, TcpFlags::SYN, &lab);
             // A distinct client address every 60,000 ports (the frame's IPv4 source, bytes 26..30;
             // etherparse wrote its checksum for the first address, and the director does not check it).
@@ -67,9 +69,35 @@ fn main() {
     }
     let per = start.elapsed().as_nanos() as f64 / n as f64;
     println!("{what}: {n} packets, {per:.0} ns each with the test-run call");
+    if what == "sweep" {
+        let t = Instant::now();
+        let out = lab.dp.sweep(0).expect("sweep");
+        println!("one sweep in one go: {} connections, {:.1} ms", out.seen, t.elapsed().as_secs_f64() * 1000.0);
+        let mut sweeper = xvs_dataplane::Sweeper::default();
+        let start = Instant::now();
+        let (mut sweeps, mut seen) = (0u32, 0u64);
+        let mut pass = 0;
+        while start.elapsed() < Duration::from_secs(args.get(2).and_then(|s| s.parse().ok()).unwrap_or(5)) {
+            let plan = sweeper.plan(&lab.dp).expect("plan");
+            let done = plan.execute(&lab.dp).expect("sweep");
+            seen += sweeper.record(&plan, &done, lab.dp.options.max_half).seen;
+            pass += done.steps[0].seen;
+            if done.steps[0].finished {
+                println!("a pass visited {pass} connections");
+                pass = 0;
+            }
+            sweeps += 1;
+        }
+        let per = start.elapsed().as_secs_f64() * 1000.0 / f64::from(sweeps);
+        println!(
+            "sweep: {sweeps} sweeps of {} connections, {per:.1} ms each (stepwise: {})",
+            seen / u64::from(sweeps),
+            sweeper.stepping()
+        );
+    }
 }
 
 fn usage() -> ! {
-    eprintln!("usage: profile_path new|established [SECONDS] [dr|tun|nat]");
+    eprintln!("usage: profile_path new|established|sweep [SECONDS] [dr|tun|nat]");
     std::process::exit(2);
 }

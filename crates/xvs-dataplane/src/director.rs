@@ -124,6 +124,9 @@ pub struct Director {
     interfaces: Vec<String>,
     /// The trace ring buffer's reader, while no trace holds it.
     pub(crate) trace_ring: Option<crate::trace::TraceReader>,
+    /// The connection tables' stepwise walk (shared with a [`crate::SweepRunner`]), or why
+    /// this kernel has none (then the sweep walks them in one go).
+    pub(crate) walk: std::sync::Arc<std::sync::Mutex<Result<crate::ConnWalk, String>>>,
 }
 
 /// How [`Director::attach_pinned`] attached.
@@ -243,7 +246,16 @@ impl Director {
         };
         let trace_ring = Some(crate::trace::TraceReader::new(typed!(&mut ebpf, "xvs_trace")));
         let pin_dir = options.pin_dir.clone();
-        Ok(Director { ebpf, maps, pin_dir, options, interfaces: Vec::new(), trace_ring })
+        use aya::maps::IterableMap;
+        let walk = crate::ConnWalk::load(&mut ebpf, maps.conn4.map(), maps.conn6.map()).map_err(|e| e.to_string());
+        let walk = std::sync::Arc::new(std::sync::Mutex::new(walk));
+        Ok(Director { ebpf, maps, pin_dir, options, interfaces: Vec::new(), trace_ring, walk })
+    }
+
+    /// Why the connection tables cannot be walked in steps on this kernel (then every sweep
+    /// walks them in one go), or None.
+    pub fn walk_unavailable(&self) -> Option<String> {
+        self.walk.lock().map_or_else(|_| Some("poisoned".into()), |w| w.as_ref().err().cloned())
     }
 
     pub(crate) fn prog(&self, name: &str) -> Result<&Xdp, Error> {

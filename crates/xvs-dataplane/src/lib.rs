@@ -19,6 +19,7 @@ pub mod publish;
 pub mod readback;
 pub mod sweep;
 pub mod trace;
+pub mod walk;
 
 pub use alloc::RangeAlloc;
 pub use aux::{Aux, BareCfg, Decap};
@@ -26,5 +27,6 @@ pub use director::{action, Attached, Director, LoadOptions, Maps, RunResult};
 pub use error::Error;
 pub use publish::{addr_words, words_addr, Publisher};
 pub use readback::{ConnTables, CounterReader};
-pub use sweep::{SweepReport, SweepRunner, SweepTarget, Sweeper};
+pub use sweep::{SweepDone, SweepPlan, SweepReport, SweepRunner, SweepTarget, Sweeper};
 pub use trace::TraceReader;
+pub use walk::{ConnWalk, WalkStep};

@@ -534,28 +534,28 @@ fn the_sweep_leaves_empty_tables_alone_and_still_expires_what_enters_them() {
         | abi::SWEEP_SKIP_SIP;
     let mut sweeper = xvs_dataplane::Sweeper::default();
     // The first sweep walks everything; then, with nothing in the tables, nothing is walked.
-    assert_eq!(sweeper.plan(&lab.dp).unwrap().flags & all_skipped, 0);
+    assert_eq!(sweeper.plan(&lab.dp).unwrap().args.flags & all_skipped, 0);
     sweeper.run(&lab.dp).unwrap();
-    assert_eq!(sweeper.plan(&lab.dp).unwrap().flags & all_skipped, all_skipped);
+    assert_eq!(sweeper.plan(&lab.dp).unwrap().args.flags & all_skipped, all_skipped);
     sweeper.run(&lab.dp).unwrap();
 
     // An IPv6 flow: its table is walked again (and IPv4's, counted by the same counter), the
     // template tables too (they share the other counter) until found empty.
     let (a, _) = send(&mut lab, &v6, CLIENT6, 5353, None);
     assert_eq!(a, action::REDIRECT);
-    let args = sweeper.plan(&lab.dp).unwrap();
+    let args = sweeper.plan(&lab.dp).unwrap().args;
     assert_eq!(args.flags & (abi::SWEEP_SKIP_CONN4 | abi::SWEEP_SKIP_CONN6), 0, "{:#x}", args.flags);
     let r = sweeper.run(&lab.dp).unwrap();
     assert_eq!((r.seen, r.expired), (1, 0));
     // Held: walked every time until it expires, at its timeout (1 s), with its accounting.
-    let args = sweeper.plan(&lab.dp).unwrap();
+    let args = sweeper.plan(&lab.dp).unwrap().args;
     assert_eq!(args.flags & abi::SWEEP_SKIP_CONN6, 0);
     assert_ne!(args.flags & abi::SWEEP_SKIP_CONN4, 0, "the IPv4 table was found empty");
     sleep(Duration::from_millis(1100));
     let r = sweeper.run(&lab.dp).unwrap();
     assert_eq!((r.seen, r.expired), (1, 1), "expired after the UDP timeout");
     sweeper.run(&lab.dp).unwrap();
-    assert_eq!(sweeper.plan(&lab.dp).unwrap().flags & all_skipped, all_skipped);
+    assert_eq!(sweeper.plan(&lab.dp).unwrap().args.flags & all_skipped, all_skipped);
 
     // A persistent IPv4 service: a connection and a template, both walked and expired.
     let (a, _) = send(&mut lab, &p4, CLIENT4, 5353, None);
@@ -565,7 +565,7 @@ fn the_sweep_leaves_empty_tables_alone_and_still_expires_what_enters_them() {
     assert_eq!((out.seen, out.tpl_seen, out.held), (0, 0, 0));
     let out = lab.dp.sweep_with(abi::SweepArgs::default()).unwrap();
     assert_eq!((out.seen, out.tpl_seen, out.held), (1, 1, 0b101));
-    let args = sweeper.plan(&lab.dp).unwrap();
+    let args = sweeper.plan(&lab.dp).unwrap().args;
     assert_eq!(args.flags & (abi::SWEEP_SKIP_CONN4 | abi::SWEEP_SKIP_TPL4), 0, "{:#x}", args.flags);
     sweeper.run(&lab.dp).unwrap();
     sleep(Duration::from_millis(2200));
@@ -579,5 +579,65 @@ fn the_sweep_leaves_empty_tables_alone_and_still_expires_what_enters_them() {
     assert_eq!((conns, tpls), (1, 1), "the connection, then its template, expired");
     assert!(lab.dp.maps.tpl4.iter().next().is_none() && lab.dp.maps.conn4.iter().next().is_none());
     sweeper.run(&lab.dp).unwrap();
-    assert_eq!(sweeper.plan(&lab.dp).unwrap().flags & all_skipped, all_skipped);
+    assert_eq!(sweeper.plan(&lab.dp).unwrap().args.flags & all_skipped, all_skipped);
+}
+
+#[test]
+fn a_large_table_is_swept_in_steps_that_resume_where_they_stopped() {
+    if require_root().is_none() {
+        return;
+    }
+    let mut lab = Lab::new();
+    short_timeouts(&mut lab);
+    let key = lab.service(ServiceKey::udp(ip(VIP4), 53), SchedKind::Rr);
+    lab.dest(&key, RS4[0], 53, method_cfg(ForwardMethod::Masq));
+    let d = lab.lb.services.find_dest(lab.lb.services.find(&key).unwrap(), &ip(RS4[0]), 53).unwrap();
+    for i in 0..40u16 {
+        let f = frame((ip(CLIENT4), 6000 + i), (key.addr(), 53), None, b"q", CLIENT_MAC, lab.mac_d0);
+        assert_eq!(lab.run_client(&f).action, action::REDIRECT);
+    }
+    assert_eq!(lab.dp.maps.nat4.iter().count(), 40);
+    // Stepwise from 8 connections on: the first sweep walks in one go and counts 40; the next
+    // ones leave the IPv4 table to the steps, 8 connections each, every one visited once a pass.
+    assert_eq!(lab.dp.walk_unavailable(), None);
+    let mut sweeper = xvs_dataplane::Sweeper::stepping_from(8);
+    let r = sweeper.run(&lab.dp).unwrap();
+    assert_eq!((r.seen, r.expired, sweeper.stepping()), (40, 0, false));
+    let mut visited = 0;
+    let mut sweeps = 0;
+    loop {
+        let plan = sweeper.plan(&lab.dp).unwrap();
+        assert!(sweeper.stepping());
+        assert_ne!(plan.args.flags & abi::SWEEP_SKIP_CONN4, 0, "the program leaves IPv4 to the steps");
+        assert_eq!(plan.steps, [8, 0], "IPv6: found empty, nothing entered");
+        let done = plan.execute(&lab.dp).unwrap();
+        sweeper.record(&plan, &done, lab.dp.options.max_half);
+        assert!(done.steps[0].seen <= 8);
+        visited += done.steps[0].seen;
+        sweeps += 1;
+        if done.steps[0].finished {
+            break;
+        }
+        assert!(sweeps < 10, "the pass never ended");
+    }
+    assert_eq!((visited, sweeps), (40, 6), "five full steps, then the end of the table");
+    assert_eq!(sweeper.live, 40);
+    // Expired: the steps remove them, with their accounting and their reply entries.
+    sleep(Duration::from_millis(1100));
+    let mut expired = 0;
+    for _ in 0..6 {
+        expired += sweeper.run(&lab.dp).unwrap().expired;
+    }
+    assert_eq!(expired, 40);
+    assert_eq!(lab.dp.maps.conn4.iter().count(), 0);
+    assert_eq!(lab.dp.maps.nat4.iter().count(), 0, "reply entries removed with them");
+    let c = lab.dp.dest_counters(d).unwrap();
+    assert_eq!((c.active, c.inactive), (0, 0));
+    assert_eq!(lab.dp.counter(abi::counter::CONN_NEW).unwrap(), lab.dp.counter(abi::counter::CONN_DEL).unwrap());
+    // Found empty by the pass that ended: back to walks in one go, which skip the empty table.
+    sweeper.run(&lab.dp).unwrap();
+    let plan = sweeper.plan(&lab.dp).unwrap();
+    assert!(!sweeper.stepping());
+    assert_eq!(plan.steps, [0, 0]);
+    assert_eq!(sweeper.live, 0);
 }

@@ -90,6 +90,9 @@ async fn run(o: xvsd::options::Options) -> anyhow::Result<()> {
     opts.max_services = o.max_services;
     opts.max_dests = o.max_dests;
     let director = Director::load(opts).context("load the XDP program")?;
+    if let Some(why) = director.walk_unavailable() {
+        tracing::warn!(reason = %why, "large connection tables will be swept in one go, not in steps");
+    }
     let mut control = Control::adopt(director, xvsd::now())
         .map_err(anyhow::Error::msg)
         .context("pick up the state pinned by an earlier xvsd (`xvsd --purge` starts from scratch)")?;

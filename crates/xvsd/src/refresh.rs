@@ -19,15 +19,10 @@ pub async fn refresh_counters(control: &Arc<Mutex<Control>>) {
 
 /// Runs the sweep due now without holding the lock while it walks the tables.
 pub async fn sweep(control: &Arc<Mutex<Control>>) -> Option<xvs_dataplane::SweepReport> {
-    let Some((runner, args)) = control.lock().await.sweep_job() else {
+    let Some((runner, plan)) = control.lock().await.sweep_job() else {
         // No separate handle (a control without a dataplane, say): under the lock.
         return control.lock().await.sweep();
     };
-    let out = tokio::task::spawn_blocking(move || {
-        use xvs_dataplane::SweepTarget;
-        runner.sweep_with(args)
-    })
-    .await
-    .ok()?;
-    control.lock().await.sweep_done(out)
+    let done = tokio::task::spawn_blocking(move || plan.execute(runner.as_ref())).await.ok()?;
+    control.lock().await.sweep_done(&plan, done)
 }
