@@ -70,6 +70,17 @@ fn main() {
     let per = start.elapsed().as_nanos() as f64 / n as f64;
     println!("{what}: {n} packets, {per:.0} ns each with the test-run call");
     if what == "sweep" {
+        // Reading the whole table from user space (listings, sync, adoption): by keys, and in
+        // batches.
+        let t = Instant::now();
+        let by_key = lab.dp.maps.conn4.iter().flatten().count();
+        let keys_ms = t.elapsed().as_secs_f64() * 1000.0;
+        let t = Instant::now();
+        let batched = xvs_dataplane::batch::hash_entries(&lab.dp.maps.conn4).len();
+        println!(
+            "read the table: {by_key} by key {keys_ms:.0} ms, {batched} in batches {:.0} ms",
+            t.elapsed().as_secs_f64() * 1000.0
+        );
         let t = Instant::now();
         let out = lab.dp.sweep(0).expect("sweep");
         println!("one sweep in one go: {} connections, {:.1} ms", out.seen, t.elapsed().as_secs_f64() * 1000.0);

@@ -217,20 +217,16 @@ pub fn read_busy_removed(dp: &Director, adopted: &[Adopted]) -> Result<Vec<BusyR
         found.entry(dest_id).or_insert((key, 0)).1 += 1;
         Ok(())
     };
-    for item in dp.maps.conn4.iter() {
-        let (k, c) = item.ctx(|| "read xvs_conn4".into())?;
+    for (k, c) in crate::batch::hash_entries(&dp.maps.conn4) {
         note(c.dest_id, c.gen, Some(c.svc_id), k.proto, abi::AF_INET, &[k.vaddr, 0, 0, 0], k.vport)?;
     }
-    for item in dp.maps.conn6.iter() {
-        let (k, c) = item.ctx(|| "read xvs_conn6".into())?;
+    for (k, c) in crate::batch::hash_entries(&dp.maps.conn6) {
         note(c.dest_id, c.gen, Some(c.svc_id), k.proto, abi::AF_INET6, &k.vaddr, k.vport)?;
     }
-    for item in dp.maps.tpl4.iter() {
-        let (k, t) = item.ctx(|| "read xvs_tpl4".into())?;
+    for (k, t) in crate::batch::hash_entries(&dp.maps.tpl4) {
         note(t.dest_id, t.gen, None, k.proto, abi::AF_INET, &[k.vaddr, 0, 0, 0], k.vport)?;
     }
-    for item in dp.maps.tpl6.iter() {
-        let (k, t) = item.ctx(|| "read xvs_tpl6".into())?;
+    for (k, t) in crate::batch::hash_entries(&dp.maps.tpl6) {
         note(t.dest_id, t.gen, None, k.proto, abi::AF_INET6, &k.vaddr, k.vport)?;
     }
     let mut out = Vec::new();

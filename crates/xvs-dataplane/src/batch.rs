@@ -166,6 +166,52 @@ pub fn lookup_percpu_array<V: Pod>(map: &MapData, cpus: usize, n: u32) -> Result
         .collect())
 }
 
+/// Every entry of hash map `map` (key `K`, value `V`), 4096 a system call (one bucket at
+/// least: the kernel copies whole buckets, and resumes at the bucket it names in `out_batch`).
+/// Entries added or removed meanwhile may or may not be seen, as with a walk by keys.
+pub fn lookup_hash<K: Pod, V: Pod>(map: &MapData) -> Result<Vec<(K, V)>, MapError> {
+    let (ks, vs) = (std::mem::size_of::<K>(), std::mem::size_of::<V>());
+    let mut keys = vec![0u8; CHUNK * ks];
+    let mut values = vec![0u8; CHUNK * vs];
+    let mut out = Vec::new();
+    let (mut bucket, mut next) = (0u32, 0u32);
+    let mut first = true;
+    loop {
+        let mut attr = BatchAttr {
+            in_batch: if first { 0 } else { &bucket as *const u32 as u64 },
+            out_batch: &mut next as *mut u32 as u64,
+            keys: keys.as_mut_ptr() as u64,
+            values: values.as_mut_ptr() as u64,
+            count: CHUNK as u32,
+            ..attr(map)
+        };
+        let end = match sys_bpf(BPF_MAP_LOOKUP_BATCH, &mut attr, "bpf_map_lookup_batch") {
+            Ok(()) => false,
+            // The last buckets: what they held is in `count`.
+            Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => true,
+            Err(e) => return Err(e),
+        };
+        for i in 0..attr.count as usize {
+            // SAFETY: `K` and `V` are `Pod`: any bytes of their size are valid values.
+            let k = unsafe { std::ptr::read_unaligned(keys[i * ks..].as_ptr().cast::<K>()) };
+            let v = unsafe { std::ptr::read_unaligned(values[i * vs..].as_ptr().cast::<V>()) };
+            out.push((k, v));
+        }
+        if end {
+            return Ok(out);
+        }
+        first = false;
+        bucket = next;
+    }
+}
+
+/// Every entry of hash map `map`: in batches ([`lookup_hash`]), or, where the kernel has none,
+/// one key at a time. Entries that cannot be read (removed meanwhile) are left out.
+pub fn hash_entries<K: Pod, V: Pod>(map: &aya::maps::HashMap<MapData, K, V>) -> Vec<(K, V)> {
+    use aya::maps::IterableMap;
+    lookup_hash(map.map()).unwrap_or_else(|_| map.iter().flatten().collect())
+}
+
 /// The number of possible CPUs: how many values a per-CPU map holds for each key.
 pub fn possible_cpus() -> usize {
     aya::util::nr_cpus().map(|n| n.max(1)).unwrap_or(1)

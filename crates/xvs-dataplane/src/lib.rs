@@ -26,7 +26,7 @@ pub use aux::{Aux, BareCfg, Decap};
 pub use director::{action, Attached, Director, LoadOptions, Maps, RunResult};
 pub use error::Error;
 pub use publish::{addr_words, words_addr, Publisher};
-pub use readback::{ConnTables, CounterReader};
+pub use readback::{ConnTables, CounterReader, DestCache};
 pub use sweep::{SweepDone, SweepPlan, SweepReport, SweepRunner, SweepTarget, Sweeper};
 pub use trace::TraceReader;
 pub use walk::{ConnWalk, WalkStep};

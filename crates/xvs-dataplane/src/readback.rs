@@ -142,7 +142,26 @@ pub struct ConnTables {
     pub services: aya::maps::HashMap<aya::maps::MapData, abi::SvcKey, abi::Svc>,
 }
 
+/// Real servers read once each while a table is walked: thousands of connections share a few
+/// servers, and a `bpf()` call per connection was most of a walk's time.
+pub struct DestCache<'a> {
+    dests: &'a aya::maps::Array<aya::maps::MapData, abi::Dest>,
+    seen: std::cell::RefCell<std::collections::HashMap<u32, Option<abi::Dest>>>,
+}
+
+impl DestCache<'_> {
+    /// Real server slot `id`, as read the first time it was asked for.
+    pub fn get(&self, id: u32) -> Option<abi::Dest> {
+        *self.seen.borrow_mut().entry(id).or_insert_with(|| self.dests.get(&id, 0).ok())
+    }
+}
+
 impl ConnTables {
+    /// A reader of real servers for one walk of the tables ([`DestCache`]).
+    pub fn dest_cache(&self) -> DestCache<'_> {
+        DestCache { dests: &self.dests, seen: Default::default() }
+    }
+
     /// Firewall-mark services' marks by service slot: their templates carry the slot where the
     /// kernel's carry the mark.
     pub fn fwmarks(&self) -> std::collections::HashMap<u32, u32> {

@@ -46,3 +46,20 @@ fn hash_maps_take_batches_and_a_full_map_says_so() {
     assert_eq!(h.get(&[42, !42], 0).unwrap(), 42);
     assert!(batch::update(h.map(), &[([1000, 0], 1)]).is_err(), "the map is full");
 }
+
+#[test]
+fn hash_maps_are_read_whole_in_batches() {
+    let mut h: HashMap<MapData, [u32; 4], [u64; 3]> = HashMap::create(20_000, 0).expect("create (root?)");
+    assert!(batch::lookup_hash::<[u32; 4], [u64; 3]>(h.map()).unwrap().is_empty(), "an empty map");
+    // More than four batches' worth.
+    let entries: Vec<([u32; 4], [u64; 3])> =
+        (0..17_000u32).map(|i| ([i, !i, i ^ 0x5a5a, 7], [u64::from(i), 2, u64::from(i) << 20])).collect();
+    batch::update(h.map(), &entries).unwrap();
+    let mut back = batch::lookup_hash::<[u32; 4], [u64; 3]>(h.map()).unwrap();
+    back.sort();
+    let mut want = entries.clone();
+    want.sort();
+    assert_eq!(back, want, "every entry once, with its value");
+    h.remove(&entries[5].0).unwrap();
+    assert_eq!(batch::hash_entries(&h).len(), 16_999);
+}

@@ -44,7 +44,8 @@ fn remaining(timeout_ms: u64, idle_ms: u32) -> u64 {
 /// Every connection and template, with the seconds each has left.
 pub fn list(dp: &ConnTables, timeouts: &Timeouts, _now: Instant) -> Vec<ConnState> {
     let now = dataplane_now_ms();
-    let dest = |id: u32| dp.dests.get(&id, 0).ok();
+    let dests = dp.dest_cache();
+    let dest = |id: u32| dests.get(id);
     let timeout = |s: u8| -> u64 {
         if s == abi::UDP_STATE {
             timeouts.udp.as_millis() as u64
@@ -70,11 +71,11 @@ pub fn list(dp: &ConnTables, timeouts: &Timeouts, _now: Instant) -> Vec<ConnStat
             dport,
         });
     };
-    for (k, c) in dp.conn4.iter().flatten() {
+    for (k, c) in xvs_dataplane::batch::hash_entries(&dp.conn4) {
         let a = |w: u32| words_addr(abi::AF_INET, &[w, 0, 0, 0]);
         push(k.proto, a(k.caddr), u16::from_be(k.cport), a(k.vaddr), u16::from_be(k.vport), &c);
     }
-    for (k, c) in dp.conn6.iter().flatten() {
+    for (k, c) in xvs_dataplane::batch::hash_entries(&dp.conn6) {
         push(
             k.proto,
             words_addr(abi::AF_INET6, &k.caddr),
@@ -111,12 +112,12 @@ pub fn list(dp: &ConnTables, timeouts: &Timeouts, _now: Instant) -> Vec<ConnStat
         }
         marks.get(&u32::from_be(vaddr[0])).copied()
     };
-    for (k, t) in dp.tpl4.iter().flatten() {
+    for (k, t) in xvs_dataplane::batch::hash_entries(&dp.tpl4) {
         let a = |w: u32| words_addr(abi::AF_INET, &[w, 0, 0, 0]);
         let vaddr = mark_of(k.proto, &[k.vaddr, 0, 0, 0]).map_or(a(k.vaddr), |m| IpAddr::from(m.to_be_bytes()));
         tpl(k.proto, a(k.caddr), vaddr, u16::from_be(k.vport), &t);
     }
-    for (k, t) in dp.tpl6.iter().flatten() {
+    for (k, t) in xvs_dataplane::batch::hash_entries(&dp.tpl6) {
         let vaddr = mark_of(k.proto, &k.vaddr).map_or(words_addr(abi::AF_INET6, &k.vaddr), |m| {
             let mut b = [0u8; 16];
             b[..4].copy_from_slice(&m.to_be_bytes());

@@ -22,7 +22,8 @@ fn method_flags(method: u8) -> u32 {
 /// describe them. Unassured connections (half-open, or a flood's) are not sent: the backup
 /// would only have to expire them.
 pub fn collect(t: &ConnTables, timeouts: &Timeouts) -> Vec<SyncConn> {
-    let dest = |id: u32| t.dests.get(&id, 0).ok().filter(|d| d.gen != 0);
+    let dests = t.dest_cache();
+    let dest = |id: u32| dests.get(id).filter(|d| d.gen != 0);
     let timeout = |s: u8| -> u32 {
         let d = if s == abi::UDP_STATE {
             timeouts.udp
@@ -76,10 +77,10 @@ pub fn collect(t: &ConnTables, timeouts: &Timeouts) -> Vec<SyncConn> {
         });
     };
     let v4 = |w: u32| words_addr(abi::AF_INET, &[w, 0, 0, 0]);
-    for (k, c) in t.conn4.iter().flatten() {
+    for (k, c) in xvs_dataplane::batch::hash_entries(&t.conn4) {
         conn(k.proto, v4(k.caddr), u16::from_be(k.cport), v4(k.vaddr), u16::from_be(k.vport), &c);
     }
-    for (k, c) in t.conn6.iter().flatten() {
+    for (k, c) in xvs_dataplane::batch::hash_entries(&t.conn6) {
         let a = |w: &[u32; 4]| words_addr(abi::AF_INET6, w);
         conn(k.proto, a(&k.caddr), u16::from_be(k.cport), a(&k.vaddr), u16::from_be(k.vport), &c);
     }
@@ -127,10 +128,10 @@ pub fn collect(t: &ConnTables, timeouts: &Timeouts) -> Vec<SyncConn> {
             pe: None,
         });
     };
-    for (k, tp) in t.tpl4.iter().flatten() {
+    for (k, tp) in xvs_dataplane::batch::hash_entries(&t.tpl4) {
         tpl(k.proto, v4(k.caddr), v4(k.vaddr), u16::from_be(k.vport), &tp);
     }
-    for (k, tp) in t.tpl6.iter().flatten() {
+    for (k, tp) in xvs_dataplane::batch::hash_entries(&t.tpl6) {
         let a = |w: &[u32; 4]| words_addr(abi::AF_INET6, w);
         tpl(k.proto, a(&k.caddr), a(&k.vaddr), u16::from_be(k.vport), &tp);
     }
