@@ -893,6 +893,16 @@ int xvs_lb_fwm(struct xdp_md *ctx)
 
 /* ---- the sweep ---- */
 
+/* The packet path's clock as of the last sweep, for the stepwise walk that follows it (an
+ * iterator may not read the coarse clock, and one read per step costs less than one per
+ * connection). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} xvs_walk_clock SEC(".maps");
+
 struct sweep_ctx {
 	__u32 now;
 	__u32 flags;
@@ -1101,6 +1111,10 @@ int xvs_sweep(struct xdp_md *ctx)
 	struct sweep_ctx sc = {
 		.now = now_ms(), .flags = args->flags, .early_ms = args->early_ms, .dest_id = args->dest_id, .gen = args->gen
 	};
+	__u32 zero = 0;
+	__u32 *clock = bpf_map_lookup_elem(&xvs_walk_clock, &zero);
+	if (clock)
+		*clock = sc.now;
 	/* A walk costs its table's bucket count, full or empty: xvsd skips a table the last walk
 	 * found empty and nothing entered since (XVS_SWEEP_SKIP_*); a flush or a server's removal
 	 * walks everything. Each table walked says whether it held anything. */
@@ -1147,16 +1161,6 @@ int xvs_sweep(struct xdp_md *ctx)
  * resumes where it stopped, so a pass over the table is spread over several seconds.
  * Only plain expiry: early drops, flushes and a server's removal still walk in one go. */
 
-/* The packet path's clock, milliseconds of CLOCK_MONOTONIC_COARSE, written by xvsd before each
- * step: an iterator may not read the coarse clock, and one read per step costs less than one
- * per connection. */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, __u32);
-} xvs_walk_clock SEC(".maps");
-
 /* The kernel's context of a map element iterator (struct bpf_iter__bpf_map_elem; its layout is
  * fixed: the verifier checks these offsets against the kernel's BTF). */
 struct bpf_iter_meta {
@@ -1181,10 +1185,8 @@ static __always_inline int sweep_step(__u8 af, const union conn_key *k, const st
 	__u32 zero = 0;
 	__u32 *clock = bpf_map_lookup_elem(&xvs_walk_clock, &zero);
 	__u8 out = 0;
-	if (!clock)
-		return 0;
-	__u32 now = *clock;
-	if (cfg && conn_expired(v, cfg, now)) {
+	__u32 now = clock ? *clock : 0;
+	if (clock && cfg && conn_expired(v, cfg, now)) {
 		union conn_key key = *k;
 		struct xvs_conn *c = conn_lookup(af, &key);
 		if (c && conn_expired(c, cfg, now))

@@ -88,6 +88,15 @@ static __always_inline void count(__u32 which)
 		*c += 1;
 }
 
+/* count(), for code the stepwise sweep runs too: an iterator runs with bottom halves on, so
+ * the packet path may interrupt it on its CPU between the read and the write of the slot. */
+static __always_inline void count_atomic(__u32 which)
+{
+	__u64 *c = bpf_map_lookup_elem(&xvs_counters, &which);
+	if (c)
+		__sync_fetch_and_add(c, 1);
+}
+
 /* Adds one packet of `len` bytes (and a connection when `conn`) to a server's and its
  * service's statistics; `out` selects the reply direction. */
 static __always_inline void count_stats(__u32 dest_id, __u32 svc_id, __u32 len, int out, int conn)

@@ -475,7 +475,7 @@ __attribute__((noinline)) int conn_release(__u8 af, const union conn_key *k, con
 		if (t && (__s32)t->n_control > 0)
 			__sync_fetch_and_add(&t->n_control, -1);
 	}
-	count(XVS_CNT_CONN_DEL);
+	count_atomic(XVS_CNT_CONN_DEL);
 	/* A slot that another server took since: neither its counters nor its address are this
 	 * connection's (its reply entry is left to the sweep's orphan pass). */
 	if (!dst || dst->gen != c->gen)

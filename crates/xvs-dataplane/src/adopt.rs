@@ -187,6 +187,7 @@ pub fn read_busy_removed(dp: &Director, adopted: &[Adopted]) -> Result<Vec<BusyR
     // their templates the service's slot.
     let fwmarks: std::collections::HashMap<u32, ServiceKey> =
         adopted.iter().filter(|a| matches!(a.key, ServiceKey::Fwmark { .. })).map(|a| (a.slot, a.key)).collect();
+    let mut dests = std::collections::HashMap::new();
     let mut note = |dest_id: u32,
                     gen: u32,
                     svc_id: Option<u32>,
@@ -198,7 +199,10 @@ pub fn read_busy_removed(dp: &Director, adopted: &[Adopted]) -> Result<Vec<BusyR
         if listed.contains(&dest_id) {
             return Ok(());
         }
-        let Ok(d) = dp.maps.dests.get(&dest_id, 0) else { return Ok(()) };
+        // Each removed server once, however many connections it still has.
+        let Some(d) = *dests.entry(dest_id).or_insert_with(|| dp.maps.dests.get(&dest_id, 0).ok()) else {
+            return Ok(());
+        };
         if d.gen != gen || d.gen == 0 {
             return Ok(());
         }
@@ -217,17 +221,32 @@ pub fn read_busy_removed(dp: &Director, adopted: &[Adopted]) -> Result<Vec<BusyR
         found.entry(dest_id).or_insert((key, 0)).1 += 1;
         Ok(())
     };
-    for (k, c) in crate::batch::hash_entries(&dp.maps.conn4) {
-        note(c.dest_id, c.gen, Some(c.svc_id), k.proto, abi::AF_INET, &[k.vaddr, 0, 0, 0], k.vport)?;
-    }
-    for (k, c) in crate::batch::hash_entries(&dp.maps.conn6) {
-        note(c.dest_id, c.gen, Some(c.svc_id), k.proto, abi::AF_INET6, &k.vaddr, k.vport)?;
-    }
-    for (k, t) in crate::batch::hash_entries(&dp.maps.tpl4) {
-        note(t.dest_id, t.gen, None, k.proto, abi::AF_INET, &[k.vaddr, 0, 0, 0], k.vport)?;
-    }
-    for (k, t) in crate::batch::hash_entries(&dp.maps.tpl6) {
-        note(t.dest_id, t.gen, None, k.proto, abi::AF_INET6, &k.vaddr, k.vport)?;
+    // Read in batches (4 M connections are 4 M lookups by key); the first error `note` meets
+    // is kept and returned once the reads are done.
+    let mut failed = None;
+    let mut keep = |r: Result<(), Error>| {
+        if let (None, Err(e)) = (&failed, r) {
+            failed = Some(e);
+        }
+    };
+    crate::batch::each_entry(&dp.maps.conn4, |k, c| {
+        keep(note(c.dest_id, c.gen, Some(c.svc_id), k.proto, abi::AF_INET, &[k.vaddr, 0, 0, 0], k.vport))
+    })
+    .ctx(|| "read xvs_conn4".into())?;
+    crate::batch::each_entry(&dp.maps.conn6, |k, c| {
+        keep(note(c.dest_id, c.gen, Some(c.svc_id), k.proto, abi::AF_INET6, &k.vaddr, k.vport))
+    })
+    .ctx(|| "read xvs_conn6".into())?;
+    crate::batch::each_entry(&dp.maps.tpl4, |k, t| {
+        keep(note(t.dest_id, t.gen, None, k.proto, abi::AF_INET, &[k.vaddr, 0, 0, 0], k.vport))
+    })
+    .ctx(|| "read xvs_tpl4".into())?;
+    crate::batch::each_entry(&dp.maps.tpl6, |k, t| {
+        keep(note(t.dest_id, t.gen, None, k.proto, abi::AF_INET6, &k.vaddr, k.vport))
+    })
+    .ctx(|| "read xvs_tpl6".into())?;
+    if let Some(e) = failed {
+        return Err(e);
     }
     let mut out = Vec::new();
     for (slot, (svc_key, refs)) in found {

@@ -166,16 +166,16 @@ pub fn lookup_percpu_array<V: Pod>(map: &MapData, cpus: usize, n: u32) -> Result
         .collect())
 }
 
-/// Every entry of hash map `map` (key `K`, value `V`), 4096 a system call (one bucket at
-/// least: the kernel copies whole buckets, and resumes at the bucket it names in `out_batch`).
-/// Entries added or removed meanwhile may or may not be seen, as with a walk by keys.
-pub fn lookup_hash<K: Pod, V: Pod>(map: &MapData) -> Result<Vec<(K, V)>, MapError> {
+/// Calls `f` with every entry of hash map `map` (key `K`, value `V`), read 4096 a system call
+/// (one bucket at least: the kernel copies whole buckets, and resumes at the bucket it names in
+/// `out_batch`). Entries added or removed meanwhile may or may not be seen, as with a walk by
+/// keys. Returns how many entries `f` was given before an error, with the error.
+fn for_each_hash<K: Pod, V: Pod>(map: &MapData, mut f: impl FnMut(K, V)) -> Result<(), (usize, MapError)> {
     let (ks, vs) = (std::mem::size_of::<K>(), std::mem::size_of::<V>());
     let mut keys = vec![0u8; CHUNK * ks];
     let mut values = vec![0u8; CHUNK * vs];
-    let mut out = Vec::new();
     let (mut bucket, mut next) = (0u32, 0u32);
-    let mut first = true;
+    let (mut first, mut given) = (true, 0usize);
     loop {
         let mut attr = BatchAttr {
             in_batch: if first { 0 } else { &bucket as *const u32 as u64 },
@@ -189,27 +189,61 @@ pub fn lookup_hash<K: Pod, V: Pod>(map: &MapData) -> Result<Vec<(K, V)>, MapErro
             Ok(()) => false,
             // The last buckets: what they held is in `count`.
             Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => true,
-            Err(e) => return Err(e),
+            Err(e) => return Err((given, e)),
         };
-        for i in 0..attr.count as usize {
+        for i in 0..(attr.count as usize).min(CHUNK) {
             // SAFETY: `K` and `V` are `Pod`: any bytes of their size are valid values.
             let k = unsafe { std::ptr::read_unaligned(keys[i * ks..].as_ptr().cast::<K>()) };
             let v = unsafe { std::ptr::read_unaligned(values[i * vs..].as_ptr().cast::<V>()) };
-            out.push((k, v));
+            f(k, v);
         }
+        given += attr.count as usize;
         if end {
-            return Ok(out);
+            return Ok(());
         }
         first = false;
         bucket = next;
     }
 }
 
-/// Every entry of hash map `map`: in batches ([`lookup_hash`]), or, where the kernel has none,
-/// one key at a time. Entries that cannot be read (removed meanwhile) are left out.
-pub fn hash_entries<K: Pod, V: Pod>(map: &aya::maps::HashMap<MapData, K, V>) -> Vec<(K, V)> {
+/// Every entry of hash map `map`, in batches (see [`each_entry`]).
+pub fn lookup_hash<K: Pod, V: Pod>(map: &MapData) -> Result<Vec<(K, V)>, MapError> {
+    let mut out = Vec::new();
+    for_each_hash(map, |k, v| out.push((k, v))).map_err(|(_, e)| e)?;
+    Ok(out)
+}
+
+/// Calls `f` with every entry of hash map `map`: in batches, or one key at a time on a kernel
+/// without batches for hash maps (its first call fails with `EINVAL` or `ENOTSUPP`). Any other
+/// error, or one after entries were given, is returned.
+pub fn each_entry<K: Pod, V: Pod>(
+    map: &aya::maps::HashMap<MapData, K, V>,
+    mut f: impl FnMut(K, V),
+) -> Result<(), MapError> {
     use aya::maps::IterableMap;
-    lookup_hash(map.map()).unwrap_or_else(|_| map.iter().flatten().collect())
+    match for_each_hash(map.map(), &mut f) {
+        Ok(()) => Ok(()),
+        Err((0, MapError::SyscallError(e)))
+            if matches!(e.io_error.raw_os_error(), Some(libc::EINVAL | libc::EOPNOTSUPP | 524)) =>
+        {
+            for item in map.iter() {
+                let (k, v) = item?;
+                f(k, v);
+            }
+            Ok(())
+        }
+        Err((_, e)) => Err(e),
+    }
+}
+
+/// Every entry of hash map `map` ([`each_entry`]); for listings, where a table that cannot be
+/// read in batches is read key by key, leaving out what cannot be read.
+pub fn hash_entries<K: Pod, V: Pod>(map: &aya::maps::HashMap<MapData, K, V>) -> Vec<(K, V)> {
+    let mut out = Vec::new();
+    if each_entry(map, |k, v| out.push((k, v))).is_err() {
+        out = map.iter().flatten().collect();
+    }
+    out
 }
 
 /// The number of possible CPUs: how many values a per-CPU map holds for each key.

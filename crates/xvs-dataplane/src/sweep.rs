@@ -45,11 +45,15 @@ fn walk_step(t: &impl SweepTarget, table: usize, budget: usize) -> Result<WalkSt
         Ok(w) => w.step(table, budget),
         Err(e) => return Err(Error::Unsupported(format!("no stepwise walk: {e}"))),
     };
-    if let Err(e) = &step {
-        // Never again: the next sweeps walk the tables in one go rather than not at all.
-        *walk = Err(e.to_string());
+    match step {
+        Err(e) => {
+            // Never again: the next sweeps walk the tables in one go rather than not at all.
+            let why = format!("the stepwise walk failed ({e}); the connection tables are walked in one go from now on");
+            *walk = Err(why.clone());
+            Err(Error::Unsupported(why))
+        }
+        ok => ok,
     }
-    step
 }
 
 impl SweepTarget for Director {
@@ -331,7 +335,18 @@ impl Sweeper {
         // which must reach every unassured entry now.
         let can = dp.walk().lock().map(|w| w.is_ok()).unwrap_or(false);
         let above = self.step_above;
-        self.stepping = can && if self.stepping { self.conns >= above / 2 } else { self.conns >= above };
+        let was = self.stepping;
+        self.stepping = can && if was { self.conns >= above / 2 } else { self.conns >= above };
+        if was && !self.stepping {
+            // Stepping again later starts fresh passes, with fresh counts.
+            if let Ok(mut w) = dp.walk().lock() {
+                if let Ok(w) = w.as_mut() {
+                    w.restart();
+                }
+            }
+            self.pass = [0; 2];
+            self.last_pass = [0; 2];
+        }
         let mut steps = [0; 2];
         if self.stepping && args.flags & abi::SWEEP_EARLY == 0 {
             let budget = STEP.min(above).max(self.conns / PASS_MAX.as_secs()) as usize;

@@ -41,7 +41,6 @@ struct Table {
 /// The two connection tables' iterators (IPv4, IPv6).
 pub struct ConnWalk {
     tables: [Table; 2],
-    clock: aya::maps::Array<MapData, u32>,
     buf: Vec<u8>,
 }
 
@@ -69,17 +68,25 @@ impl ConnWalk {
             Ok(Table { link, pass: None })
         };
         let tables = [link("xvs_sweep_iter4", conn4)?, link("xvs_sweep_iter6", conn6)?];
-        let clock = ebpf
-            .take_map("xvs_walk_clock")
-            .ok_or_else(|| Error::Unsupported("the director object has no map xvs_walk_clock".into()))?;
-        let clock = clock.try_into().map_err(|e| Error::Unsupported(format!("xvs_walk_clock: {e}")))?;
-        Ok(ConnWalk { tables, clock, buf: Vec::new() })
+        Ok(ConnWalk { tables, buf: Vec::new() })
+    }
+
+    /// Forgets the passes in progress: the next steps start at the tables' beginnings.
+    pub fn restart(&mut self) {
+        for t in &mut self.tables {
+            t.pass = None;
+        }
     }
 
     /// Visits up to `budget` connections of table `table` (0: IPv4, 1: IPv6), from where the
-    /// last step stopped, removing those expired.
+    /// last step stopped, removing those expired as of the last run of the sweep program
+    /// (which writes the packet path's clock for the steps: run it first).
+    ///
+    /// A pass may miss a connection, or see one twice: a read resumes at its bucket by position,
+    /// which moves when entries before it were removed, and a removed entry may be reused at once
+    /// by a packet on the same CPU while the walk stands on it. What a pass misses, the next one
+    /// visits (an expiry at most one pass late); nothing is removed that has not expired.
     pub fn step(&mut self, table: usize, budget: usize) -> Result<WalkStep, Error> {
-        self.clock.set(0, now_ms(), 0).map_err(|e| Error::Unsupported(format!("set the walk's clock: {e}")))?;
         let t = &mut self.tables[table];
         if t.pass.is_none() {
             t.pass =
@@ -111,15 +118,6 @@ impl ConnWalk {
         }
         Ok(step)
     }
-}
-
-/// Milliseconds of CLOCK_MONOTONIC_COARSE, as the packet path reads them
-/// (`bpf_ktime_get_coarse_ns`), wrapping as its 32-bit "last seen" does.
-fn now_ms() -> u32 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: clock_gettime writes the timespec it is given.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
-    (ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000) as u32
 }
 
 /// `union bpf_attr`'s `link_create` member.
