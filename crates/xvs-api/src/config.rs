@@ -47,6 +47,8 @@ use xvs_core::{SchedFlags, SchedKind};
 
 use crate::spec::{DestSpec, KeySpec, ProtoName, ServiceSpec, TunnelSpec};
 
+pub mod parts;
+
 /// The desired state.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -100,6 +100,21 @@ pub enum Request {
         /// Compute the changes without making them.
         dry_run: bool,
     },
+    /// An `apply` of a file that differs from the last applied one (named by `base`, the
+    /// token that apply returned) in a few services: those the file no longer has, and those
+    /// it has anew (an edited service is both). Refused with `ESTALE` when anything changed
+    /// the table since `base` (the whole file must then be applied), or when a service here
+    /// has health checks.
+    ApplyPart {
+        /// [`Response::Applied`]'s `base` of the last apply.
+        base: String,
+        /// Services the last applied file had and this one does not (by key).
+        removed: Vec<KeySpec>,
+        /// Services this file has and the last applied one did not.
+        added: Vec<config::ServiceEntry>,
+        /// Compute the changes without making them.
+        dry_run: bool,
+    },
     /// Start a connection-synchronisation daemon (`--start-daemon`).
     StartDaemon {
         /// `master` or `backup`.
@@ -175,6 +190,11 @@ pub enum Response {
     Applied {
         /// One line per change, `+`, `-` or `~` first.
         changes: Vec<String>,
+        /// After a plain apply (no health checks, no `keep_unlisted`), the token that names
+        /// the table it left: the next apply may send only what changed since
+        /// ([`Request::ApplyPart`]) for as long as nothing else changes the table.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        base: Option<String>,
     },
     /// One traced packet (a trace sends these until [`Response::TraceEnd`]).
     Trace(Box<trace::TraceEvent>),

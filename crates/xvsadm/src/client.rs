@@ -21,10 +21,17 @@ pub trait Transport {
     fn next(&mut self) -> Result<Response, String> {
         Err("this transport answers each request once".into())
     }
+
+    /// Where the last file applied through this transport is remembered
+    /// ([`crate::applied`]); `None`: nowhere, every apply sends the whole file.
+    fn applied_memory(&self) -> Option<std::path::PathBuf> {
+        None
+    }
 }
 
 /// A connection to xvsd's Unix socket.
 pub struct Socket {
+    path: std::path::PathBuf,
     reader: BufReader<UnixStream>,
     writer: UnixStream,
     timeout: std::time::Duration,
@@ -54,7 +61,7 @@ impl Socket {
         s.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
         s.set_write_timeout(Some(timeout)).map_err(|e| e.to_string())?;
         let writer = s.try_clone().map_err(|e| e.to_string())?;
-        Ok(Socket { reader: BufReader::new(s), writer, timeout })
+        Ok(Socket { path: path.to_path_buf(), reader: BufReader::new(s), writer, timeout })
     }
 }
 
@@ -104,5 +111,9 @@ impl Transport for Socket {
             return Err("xvsd closed the connection".into());
         }
         xvs_api::decode(&line)
+    }
+
+    fn applied_memory(&self) -> Option<std::path::PathBuf> {
+        Some(crate::applied::path_for(&self.path))
     }
 }

@@ -8,6 +8,7 @@
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod applied;
 pub mod args;
 pub mod client;
 pub mod format;

@@ -35,6 +35,10 @@ impl Transport for Lazy {
     fn next(&mut self) -> Result<xvs_api::Response, String> {
         self.socket.as_mut().ok_or("not connected")?.next()
     }
+
+    fn applied_memory(&self) -> Option<PathBuf> {
+        Some(xvsadm::applied::path_for(&self.path))
+    }
 }
 
 fn main() {

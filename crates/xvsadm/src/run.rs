@@ -344,6 +344,30 @@ fn apply(args: &[String], t: &mut dyn Transport) -> Outcome {
         Ok(t) => t,
         Err(e) => return Outcome::fail(format!("xvsadm apply: {file}: {e}\n"), 1),
     };
+    // A TOML file applied before through this socket: only the services that differ, when
+    // xvsd's table is still the one that apply left (crate::applied).
+    let toml = !xvs_keepalived::is_keepalived_path(&file)
+        && xvs_api::config::Syntax::of_path(&file) == xvs_api::config::Syntax::Toml;
+    let memory = t.applied_memory().filter(|_| toml);
+    let canonical = std::fs::canonicalize(&file).map_or_else(|_| file.clone(), |p| p.to_string_lossy().into_owned());
+    let part = memory
+        .as_deref()
+        .and_then(crate::applied::load)
+        .and_then(|last| crate::applied::part_request(&last, &canonical, &text, dry_run));
+    if let Some(req) = part {
+        match t.call(&req) {
+            Ok(Response::Applied { changes, base }) => {
+                remember(memory.as_deref(), base.as_deref(), &canonical, &text, dry_run);
+                return applied(changes, dry_run, String::new());
+            }
+            Ok(Response::Error(e)) if e.partial => return refused(&file, &e),
+            // Refused (the table changed meanwhile, or the part is wrong): the whole file says
+            // what is wrong, with its lines.
+            Ok(Response::Error(_)) => {}
+            Ok(other) => return Outcome::fail(format!("xvs: unexpected answer from xvsd: {other:?}\n"), 1),
+            Err(e) => return Outcome::fail(format!("xvsadm apply: {e}\n"), 2),
+        }
+    }
     let mut notices = String::new();
     let parsed = if xvs_keepalived::is_keepalived_path(&file) {
         xvs_keepalived::load_str(std::path::Path::new(&file), &text).map_err(|e| e.to_string()).map(|l| {
@@ -361,29 +385,49 @@ fn apply(args: &[String], t: &mut dyn Transport) -> Outcome {
         return Outcome::fail(format!("xvsadm apply: {file}: {e}\n"), 1);
     }
     match t.call(&Request::Apply { config, dry_run }) {
-        Ok(Response::Applied { changes }) => {
-            let mut stdout: String = changes.iter().map(|c| format!("{c}\n")).collect();
-            if changes.is_empty() {
-                stdout = "no changes\n".into();
-            } else if dry_run {
-                stdout += "(dry run: nothing changed)\n";
-            }
-            Outcome { stdout, stderr: notices, code: 0 }
+        Ok(Response::Applied { changes, base }) => {
+            remember(memory.as_deref(), base.as_deref(), &canonical, &text, dry_run);
+            applied(changes, dry_run, notices)
         }
-        Ok(Response::Error(e)) if e.partial => Outcome::fail(
+        Ok(Response::Error(e)) => refused(&file, &e),
+        Ok(other) => Outcome::fail(format!("xvs: unexpected answer from xvsd: {other:?}\n"), 1),
+        Err(e) => Outcome::fail(format!("xvsadm apply: {e}\n"), 2),
+    }
+}
+
+/// After an apply that changed the table: the file and xvsd's token for the table, or nothing
+/// when xvsd gave none (health checks, `keep_unlisted`, another syntax).
+fn remember(memory: Option<&std::path::Path>, base: Option<&str>, file: &str, text: &str, dry_run: bool) {
+    match (memory, base) {
+        (_, _) if dry_run => {}
+        (Some(m), Some(b)) => crate::applied::store(m, b, file, text),
+        (Some(m), None) => crate::applied::forget(m),
+        (None, _) => {}
+    }
+}
+
+fn applied(changes: Vec<String>, dry_run: bool, notices: String) -> Outcome {
+    let mut stdout: String = changes.iter().map(|c| format!("{c}\n")).collect();
+    if changes.is_empty() {
+        stdout = "no changes\n".into();
+    } else if dry_run {
+        stdout += "(dry run: nothing changed)\n";
+    }
+    Outcome { stdout, stderr: notices, code: 0 }
+}
+
+fn refused(file: &str, e: &xvs_api::ApiError) -> Outcome {
+    if e.partial {
+        return Outcome::fail(
             format!(
                 "xvsadm apply: {file}: {}\nthe change stopped part way and could not all be undone: \
                  the table is neither the old one nor the new one (see xvsadm -Ln)\n",
                 e.message
             ),
             1,
-        ),
-        Ok(Response::Error(e)) => {
-            Outcome::fail(format!("xvsadm apply: {file}: {}\nnothing was changed\n", e.message), 1)
-        }
-        Ok(other) => Outcome::fail(format!("xvs: unexpected answer from xvsd: {other:?}\n"), 1),
-        Err(e) => Outcome::fail(format!("xvsadm apply: {e}\n"), 2),
+        );
     }
+    Outcome::fail(format!("xvsadm apply: {file}: {}\nnothing was changed\n", e.message), 1)
 }
 
 /// `xvsadm health [--json]`: each checked service's quorum, and each real server's state and

@@ -16,6 +16,7 @@ use xvs_health::{CheckId, Event, Monitor, Outcome, Plan};
 mod announce;
 mod apply;
 mod drops;
+mod part;
 mod standby;
 mod sweep;
 mod sysctl;
@@ -60,6 +61,8 @@ pub struct Control {
     counter_reader: Option<std::sync::Arc<xvs_dataplane::CounterReader>>,
     /// The sweep program's own handle, run without the lock ([`crate::refresh::sweep`]).
     sweep_runner: Option<std::sync::Arc<xvs_dataplane::SweepRunner>>,
+    /// The token of the table the last plain apply left, while nothing else changed it.
+    base: part::Base,
 }
 
 fn api_error(e: &Error) -> Response {
@@ -107,6 +110,7 @@ impl Control {
             conn_tables: None,
             counter_reader: None,
             sweep_runner: None,
+            base: part::Base::new(seed()),
         }
     }
 
@@ -173,6 +177,9 @@ impl Control {
         let what = request_name(&req);
         if matches!(req, Request::Zero { .. }) {
             self.changes += 1;
+        }
+        if let Err(e) = self.base.admit(&req) {
+            return e;
         }
         let resp = self.handle_inner(req, now);
         if let Response::Error(e) = &resp {
@@ -269,6 +276,7 @@ impl Control {
             }
             Request::Snapshot { conns } => Response::Snapshot(Box::new(self.snapshot(conns, now))),
             Request::Apply { config, dry_run } => self.apply(&config, dry_run, now),
+            Request::ApplyPart { removed, added, dry_run, .. } => self.apply_part(&removed, added, dry_run, now),
             Request::Batch { requests } => self.batch(requests, now),
             Request::SetSysctl { name, value } => self.set_sysctl(&name, value),
             // The daemons run beside the control (crate::sync); a control alone has none.
@@ -373,21 +381,14 @@ impl Control {
 
     /// The current configuration as specs (what `-S` and `apply` compare against).
     pub fn specs(&self) -> Vec<(ServiceSpec, Vec<DestSpec>)> {
-        self.lb
-            .services
-            .iter()
-            .map(|(id, s)| {
-                let dests = self
-                    .lb
-                    .services
-                    .view(id)
-                    .expect("listed")
-                    .iter()
-                    .map(|(_, d)| DestSpec::from_core(d.addr(), d.port(), d.config()))
-                    .collect();
-                (ServiceSpec::from_core(s.key(), s.config()), dests)
-            })
-            .collect()
+        self.lb.services.iter().map(|(id, _)| self.spec_at(id)).collect()
+    }
+
+    fn spec_at(&self, id: ServiceId) -> (ServiceSpec, Vec<DestSpec>) {
+        let s = self.lb.services.get(id).expect("listed");
+        let view = self.lb.services.view(id).expect("listed");
+        let dests = view.iter().map(|(_, d)| DestSpec::from_core(d.addr(), d.port(), d.config())).collect();
+        (ServiceSpec::from_core(s.key(), s.config()), dests)
     }
 
     /// Real servers added since the last call, whose neighbours the daemon should resolve
@@ -595,7 +596,7 @@ fn request_name(req: &Request) -> &'static str {
         Request::Zero { .. } => "zero",
         Request::SetTimeouts { .. } => "set",
         Request::Snapshot { .. } => "list",
-        Request::Apply { .. } => "apply",
+        Request::Apply { .. } | Request::ApplyPart { .. } => "apply",
         Request::Batch { .. } => "restore",
         Request::StartDaemon { .. } => "start-daemon",
         Request::StopDaemon { .. } => "stop-daemon",

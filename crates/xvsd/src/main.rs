@@ -147,7 +147,7 @@ async fn run(o: xvsd::options::Options) -> anyhow::Result<()> {
     };
     if let (Some(path), Some(config)) = (&o.config, config) {
         match control.handle(xvs_api::Request::Apply { config, dry_run: false }, xvsd::now()) {
-            xvs_api::Response::Applied { changes } => {
+            xvs_api::Response::Applied { changes, .. } => {
                 tracing::info!(changes = changes.len(), file = %path.display(), "configuration applied")
             }
             xvs_api::Response::Error(e) => anyhow::bail!("{}: {}", path.display(), e.message),
@@ -398,7 +398,7 @@ async fn reload(
     // The lock is let go before the firewall-mark routing takes it again.
     let applied = control.lock().await.handle(xvs_api::Request::Apply { config, dry_run: false }, xvsd::now());
     match applied {
-        xvs_api::Response::Applied { changes } => {
+        xvs_api::Response::Applied { changes, .. } => {
             tracing::info!(changes = changes.len(), file = %path.display(), "configuration reloaded");
             if let Err(e) = fwmark.sync(control).await {
                 tracing::error!("reload: marked packets cannot reach the firewall-mark services: {e:#}");

@@ -220,7 +220,7 @@ fn may_change_marks(req: &Request) -> bool {
             matches!(service.key, xvs_api::KeySpec::Fwmark { .. })
         }
         Request::DeleteService { key } => matches!(key, xvs_api::KeySpec::Fwmark { .. }),
-        Request::Clear | Request::Batch { .. } | Request::Apply { .. } => true,
+        Request::Clear | Request::Batch { .. } | Request::Apply { .. } | Request::ApplyPart { .. } => true,
         _ => false,
     }
 }

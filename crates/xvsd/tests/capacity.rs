@@ -31,18 +31,19 @@ fn an_apply_that_overflows_the_dataplane_changes_nothing() {
     o.max_dests = 16;
     o.table_slots = 8192; // one mh table (4093 buckets), republished, and no more
     let mut c = Control::adopt(Director::load(o).unwrap(), xvsd::now()).unwrap();
+    let Response::Applied { changes, .. } = apply(&mut c, toml(&[(80, "rr", 2), (81, "mh", 2)])) else {
+        panic!("refused")
+    };
     assert_eq!(
-        apply(&mut c, toml(&[(80, "rr", 2), (81, "mh", 2)])),
-        Response::Applied {
-            changes: vec![
-                "+ service TCP  198.18.0.1:80 rr".into(),
-                "+   real server 198.18.2.2:80 masq weight 1".into(),
-                "+   real server 198.18.2.3:80 masq weight 1".into(),
-                "+ service TCP  198.18.0.1:81 mh".into(),
-                "+   real server 198.18.2.2:81 masq weight 1".into(),
-                "+   real server 198.18.2.3:81 masq weight 1".into(),
-            ]
-        }
+        changes,
+        vec![
+            "+ service TCP  198.18.0.1:80 rr".into(),
+            "+   real server 198.18.2.2:80 masq weight 1".into(),
+            "+   real server 198.18.2.3:80 masq weight 1".into(),
+            "+ service TCP  198.18.0.1:81 mh".into(),
+            "+   real server 198.18.2.2:81 masq weight 1".into(),
+            "+   real server 198.18.2.3:81 masq weight 1".to_string(),
+        ]
     );
     let before = c.specs();
     let published = c.dp.as_ref().unwrap().publisher.published();

@@ -13,26 +13,10 @@ impl Control {
             Ok(d) => d,
             Err(e) => return api_error(&Error::Invalid(e)),
         };
-        let mut scratch = xvs_core::Services::new();
-        for (s, dests) in &desired {
-            let key = s.core_key();
-            let checked = s
-                .core_config()
-                .and_then(|c| check_service(&key).map(|()| c))
-                .and_then(|c| scratch.add_service(key, c, now).map(drop));
-            if let Err(e) = checked {
-                return api_error(&Error::Invalid(format!("service {key}: {e}")));
-            }
-            for d in dests {
-                let r = dest_config(&key, d).and_then(|c| scratch.add_dest(&key, d.addr, d.port, c).map(drop));
-                if let Err(e) = r {
-                    return api_error(&Error::Invalid(format!(
-                        "service {key}, real server {}:{}: {e}",
-                        d.addr, d.port
-                    )));
-                }
-            }
-        }
+        let scratch = match scratch_of(&desired, now) {
+            Ok(s) => s,
+            Err(e) => return e,
+        };
         let plan = match Plan::from_specs(config, desired.clone()) {
             Ok(p) => p,
             Err(e) => return api_error(&Error::Invalid(e)),
@@ -130,7 +114,7 @@ impl Control {
             return e;
         }
         if dry_run {
-            return Response::Applied { changes };
+            return Response::Applied { changes, base: None };
         }
         // The timeouts and settings first: if the dataplane refuses them, nothing else has
         // changed yet.
@@ -207,7 +191,9 @@ impl Control {
             }
         }
         tracing::info!(changes = changes.len(), "configuration applied");
-        Response::Applied { changes }
+        // A plain file: the next apply may send only what it changes (control::part).
+        let base = (!monitored && !config.keep_unlisted).then(|| self.base.issue());
+        Response::Applied { changes, base }
     }
 
     /// The outcome of a health check: the monitor's state moves, and the table follows it.
@@ -293,7 +279,7 @@ impl Control {
 
     /// Refuses a target the dataplane's tables cannot hold (services, real servers, list and
     /// bucket pools), counting what stays and what a publication holds twice for a moment.
-    fn fits(
+    pub(super) fn fits(
         &self,
         scratch: &xvs_core::Services,
         target: &[(ServiceSpec, Vec<DestSpec>)],
@@ -303,7 +289,7 @@ impl Control {
         let o = &dp.director.options;
         let wanted: HashSet<KeySpec> = target.iter().map(|(s, _)| s.key).collect();
         // Services that stay as they are: not in the file and not the file's to delete.
-        let kept: Vec<ServiceId> = self
+        let kept: HashSet<ServiceId> = self
             .lb
             .services
             .iter()
@@ -365,13 +351,17 @@ impl Control {
     /// Changes the live configuration into `desired`, touching only what differs. Services
     /// not in `desired` are deleted when `owned` is `None`, or only those in `owned` (the
     /// services an earlier apply of the same kind of file defined).
-    fn converge(
+    pub(super) fn converge(
         &mut self,
         desired: &[(ServiceSpec, Vec<DestSpec>)],
         owned: Option<&HashSet<KeySpec>>,
         now: Instant,
     ) -> Result<(), Response> {
-        let current = self.specs();
+        // Only the owned services can change (the desired ones are among them).
+        let current = match owned {
+            Some(o) => self.specs_of(o),
+            None => self.specs(),
+        };
         let cur: HashMap<KeySpec, &(ServiceSpec, Vec<DestSpec>)> = current.iter().map(|e| (e.0.key, e)).collect();
         {
             let want: HashSet<KeySpec> = desired.iter().map(|(d, _)| d.key).collect();
@@ -487,8 +477,37 @@ impl Control {
     }
 }
 
+/// `desired` built in a table of its own, with the core's and the dataplane's checks: a
+/// refusal names the service (and server) before anything changes.
+pub(super) fn scratch_of(
+    desired: &[(ServiceSpec, Vec<DestSpec>)],
+    now: Instant,
+) -> Result<xvs_core::Services, Response> {
+    let mut scratch = xvs_core::Services::new();
+    for (s, dests) in desired {
+        let key = s.core_key();
+        let checked = s
+            .core_config()
+            .and_then(|c| check_service(&key).map(|()| c))
+            .and_then(|c| scratch.add_service(key, c, now).map(drop));
+        if let Err(e) = checked {
+            return Err(api_error(&Error::Invalid(format!("service {key}: {e}"))));
+        }
+        for d in dests {
+            let r = dest_config(&key, d).and_then(|c| scratch.add_dest(&key, d.addr, d.port, c).map(drop));
+            if let Err(e) = r {
+                return Err(api_error(&Error::Invalid(format!(
+                    "service {key}, real server {}:{}: {e}",
+                    d.addr, d.port
+                ))));
+            }
+        }
+    }
+    Ok(scratch)
+}
+
 /// The changes from `current` to `target`, one line each (`+`, `-`, `~`).
-fn diff(current: &[(ServiceSpec, Vec<DestSpec>)], target: &[(ServiceSpec, Vec<DestSpec>)]) -> Vec<String> {
+pub(super) fn diff(current: &[(ServiceSpec, Vec<DestSpec>)], target: &[(ServiceSpec, Vec<DestSpec>)]) -> Vec<String> {
     let mut changes = Vec::new();
     let describe = |s: &ServiceSpec| format!("{} {}", s.core_key(), s.scheduler);
     let rs = |d: &DestSpec| format!("{}:{} {} weight {}", d.addr, d.port, d.method, d.weight);
