@@ -327,8 +327,10 @@ fn measure_xvs(lab: &Classic, plan: &Plan, report: &mut Report, n: u32) {
     let (add, del) = xvs::add_remove(&x, n, "-m", plan.reps).unwrap_or_else(|e| fail(&x, n, "add/remove", e));
     report.add("xvs-nat", n, Metric::AddOne, add);
     report.add("xvs-nat", n, Metric::RemoveOne, del);
-    let one = xvs::apply_one(&x, &lab.dir, n, plan.reps).unwrap_or_else(|e| fail(&x, n, "apply one change", e));
+    let (one, whole) =
+        xvs::apply_one(&x, &lab.dir, n, plan.reps).unwrap_or_else(|e| fail(&x, n, "apply one change", e));
     report.add("xvs-nat", n, Metric::ApplyOne, one);
+    report.add("xvs-nat", n, Metric::ApplyWhole, whole);
     report.add("xvs-nat", n, Metric::List, xvs::list(&x, plan.reps).unwrap_or_else(|e| fail(&x, n, "list", e)));
     let mut cost = xvs::Cost::load(lab, &x).unwrap_or_else(|e| fail(&x, n, "load for test runs", e));
     let (c, b) =

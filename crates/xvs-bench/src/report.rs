@@ -47,8 +47,12 @@ pub enum Metric {
     AddOne,
     /// Milliseconds to remove one service at N.
     RemoveOne,
-    /// Milliseconds for an `apply` of the whole file in which one real server's weight changed.
+    /// Milliseconds for an `apply` of the file applied last, in which one real server's weight
+    /// changed since (xvsadm sends that service only).
     ApplyOne,
+    /// Milliseconds for the same `apply` when xvsadm has no memory of the file (the whole file
+    /// is read and sent).
+    ApplyWhole,
     /// Seconds to list N services.
     List,
     /// The yardstick, ns per packet of the program alone (the kernel's run statistics, minus an
@@ -75,6 +79,7 @@ impl Metric {
             Metric::AddOne => ("add_one", "ms"),
             Metric::RemoveOne => ("remove_one", "ms"),
             Metric::ApplyOne => ("apply_one", "ms"),
+            Metric::ApplyWhole => ("apply_whole", "ms"),
             Metric::List => ("list", "s"),
             Metric::ProgEstablished => ("prog_established", "ns/packet"),
             Metric::ProgNew => ("prog_new_flow", "ns/packet"),
@@ -255,6 +260,7 @@ impl Report {
             Metric::AddOne,
             Metric::RemoveOne,
             Metric::ApplyOne,
+            Metric::ApplyWhole,
             Metric::List,
         ] {
             let peers = self.peers(metric);

@@ -62,8 +62,10 @@ pub fn apply(x: &Xvsd, dir: &Path, n: u32, method: &str) -> Result<Duration, Str
 }
 
 /// `xvsadm apply -f` of the file of `n` NAT services in which one real server's weight differs
-/// from what is installed (2, then back to 1, and so on), `reps` times (milliseconds each).
-pub fn apply_one(x: &Xvsd, dir: &Path, n: u32, reps: usize) -> Result<Vec<f64>, String> {
+/// from what is installed (2, then back to 1, and so on), `reps` times each way: as the file
+/// applied last (xvsadm sends the changed service only), and with xvsadm's memory of it
+/// forgotten (the whole file is read and sent). Milliseconds each: (remembered, whole).
+pub fn apply_one(x: &Xvsd, dir: &Path, n: u32, reps: usize) -> Result<(Vec<f64>, Vec<f64>), String> {
     let base = config(n, "masq");
     // The last service's first real server: its `method` line is followed by the next one's
     // `[[service.real_server]]`; give it a weight.
@@ -71,22 +73,26 @@ pub fn apply_one(x: &Xvsd, dir: &Path, n: u32, reps: usize) -> Result<Vec<f64>, 
     let mut edited = base.clone();
     edited.insert_str(at, "weight = 2\n");
     let path = dir.join(format!("services-{n}-one.toml"));
-    let mut out = Vec::new();
-    for i in 0..reps {
+    let file = path.to_str().expect("utf-8");
+    // The installed table, applied once from this file: xvsadm remembers it.
+    std::fs::write(&path, &base).map_err(|e| e.to_string())?;
+    adm(x, &["apply", "-f", file])?;
+    let (mut remembered, mut whole) = (Vec::new(), Vec::new());
+    for i in 0..2 * reps {
         std::fs::write(&path, if i % 2 == 0 { &edited } else { &base }).map_err(|e| e.to_string())?;
-        let (changes, took) = adm(x, &["apply", "-f", path.to_str().expect("utf-8")])?;
+        let forgotten = i % 4 >= 2;
+        if forgotten {
+            xvsadm::applied::forget(&xvsadm::applied::path_for(&x.socket));
+        }
+        let (changes, took) = adm(x, &["apply", "-f", file])?;
         if changes.lines().count() != 1 {
             return Err(format!("one change expected, the apply made: {}", changes.trim()));
         }
-        out.push(took.as_secs_f64() * 1e3);
+        if forgotten { &mut whole } else { &mut remembered }.push(took.as_secs_f64() * 1e3);
     }
-    // Leave the table as installed.
-    if reps % 2 == 1 {
-        std::fs::write(&path, &base).map_err(|e| e.to_string())?;
-        adm(x, &["apply", "-f", path.to_str().expect("utf-8")])?;
-    }
+    // 2 × reps applies alternate: the table is as installed again.
     let _ = std::fs::remove_file(&path);
-    Ok(out)
+    Ok((remembered, whole))
 }
 
 /// Adds then removes service `i` (an `-A` and two `-a`, then a `-D`), `reps` times.

@@ -1,17 +1,23 @@
 //! What xvsadm remembers of the last TOML file it applied through a socket: the file's path,
-//! its text and the token xvsd gave for the table that apply left. The next `apply` of the same
-//! file sends only the services that differ ([`Request::ApplyPart`]); xvsd refuses the part
-//! (`ESTALE`) unless its table is still the one that token names, and the whole file is then
-//! applied as before. Kept beside the socket (`xvsd.sock.applied`), readable by root only;
-//! a missing, unreadable or foreign file only means a whole apply.
+//! a digest of its head and of each service's part of it with that service's key, and the
+//! token xvsd gave for the table that apply left. The next `apply` of the same file sends only
+//! the services whose parts differ ([`Request::ApplyPart`]); xvsd refuses the part (`ESTALE`)
+//! unless its table is still the one that token names, and the whole file is then applied as
+//! before. Kept beside the socket (`xvsd.sock.applied`), readable by root only; a missing,
+//! unreadable or foreign file only means a whole apply.
+//!
+//! Parts are compared by a 128-bit digest (XXH3) of their text without its trailing blank
+//! lines: an edit that left a part's digest unchanged would go unseen, which for two different
+//! texts happens with odds of about 2^-128 a pair.
 
-use std::io::Write;
+use std::fmt::Write as _;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use xvs_api::config::{parts, Config};
-use xvs_api::{KeySpec, Request};
+use xvs_api::{KeySpec, ProtoName, Request};
 
-const MAGIC: &str = "xvsadm-applied 1\n";
+const MAGIC: &str = "xvsadm-applied 2\n";
 
 /// At most this many services read apart; a larger change reads the whole file.
 const MAX_PART: usize = 10_000;
@@ -23,8 +29,17 @@ pub struct Last {
     pub base: String,
     /// The file's canonical path.
     pub file: String,
-    /// Its text as applied.
-    pub text: String,
+    /// What is remembered of its text: [`memory_of`]'s lines.
+    pub body: String,
+}
+
+/// An apply of the services that changed, and what to remember once xvsd has taken it.
+#[derive(Debug, PartialEq)]
+pub struct Part {
+    /// The request.
+    pub request: Request,
+    /// The new file's lines for [`store`].
+    pub body: String,
 }
 
 /// Where the memory of the socket `socket` is kept.
@@ -39,14 +54,14 @@ pub fn load(at: &Path) -> Option<Last> {
     let all = std::fs::read_to_string(at).ok()?;
     let rest = all.strip_prefix(MAGIC)?;
     let (base, rest) = rest.split_once('\n')?;
-    let (file, text) = rest.split_once('\n')?;
-    Some(Last { base: base.into(), file: file.into(), text: text.into() })
+    let (file, body) = rest.split_once('\n')?;
+    Some(Last { base: base.into(), file: file.into(), body: body.into() })
 }
 
-/// Remembers `text` of `file` as applied, leaving the table `base` (best effort: without it
-/// the next apply reads the whole file). Written aside and renamed, so a reader never sees
-/// half of it.
-pub fn store(at: &Path, base: &str, file: &str, text: &str) {
+/// Remembers `body` ([`memory_of`], [`Part::body`]) of `file` as applied, leaving the table
+/// `base` (best effort: without it the next apply reads the whole file). Written aside and
+/// renamed, so a reader never sees half of it.
+pub fn store(at: &Path, base: &str, file: &str, body: &str) {
     if base.contains('\n') || file.contains('\n') {
         return forget(at);
     }
@@ -57,7 +72,7 @@ pub fn store(at: &Path, base: &str, file: &str, text: &str) {
         use std::os::unix::fs::OpenOptionsExt;
         let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
         f.write_all(format!("{MAGIC}{base}\n{file}\n").as_bytes())?;
-        f.write_all(text.as_bytes())?;
+        f.write_all(body.as_bytes())?;
         std::fs::rename(&tmp, at)
     })();
     if written.is_err() {
@@ -71,26 +86,112 @@ pub fn forget(at: &Path) {
     let _ = std::fs::remove_file(at);
 }
 
+fn digest(part: &str) -> u128 {
+    xxhash_rust::xxh3::xxh3_128(part.trim_end().as_bytes())
+}
+
+/// What to remember of `text` once applied whole, its services' keys in `keys` in the file's
+/// order: the head's digest, then each part's digest and key. `None` when the file cannot be
+/// cut into parts, one to a service.
+pub fn memory_of(text: &str, keys: &[KeySpec]) -> Option<String> {
+    let p = parts::split(text)?;
+    if p.services.len() != keys.len() {
+        return None;
+    }
+    let mut body = String::with_capacity(64 * (keys.len() + 1));
+    let _ = writeln!(body, "{:032x}", digest(p.head));
+    for (part, key) in p.services.iter().zip(keys) {
+        let _ = write!(body, "{:032x} ", digest(part));
+        key_text(&mut body, key);
+        body.push('\n');
+    }
+    Some(body)
+}
+
 /// The request that applies `text` (of `file`, canonical) as the services that differ from
 /// the last applied file, when they can be read apart; `None` sends the whole file.
-pub fn part_request(last: &Last, file: &str, text: &str, dry_run: bool) -> Option<Request> {
+pub fn part_request(last: &Last, file: &str, text: &str, dry_run: bool) -> Option<Part> {
     if last.file != file {
         return None;
     }
-    let (old, new) = (parts::split(&last.text)?, parts::split(text)?);
-    let changed = parts::changed(&old, &new)?;
-    if changed.removed.len() + changed.added.len() > MAX_PART {
+    let new = parts::split(text)?;
+    let mut lines = last.body.lines();
+    let head = u128::from_str_radix(lines.next()?, 16).ok()?;
+    if head != digest(new.head) {
         return None;
     }
-    let removed = changed.removed.iter().map(|p| key_of(p)).collect::<Option<Vec<KeySpec>>>()?;
-    let added = changed.added.iter().map(|p| parts::service_of(p)).collect::<Option<Vec<_>>>()?;
-    Some(Request::ApplyPart { base: last.base.clone(), removed, added, dry_run })
+    // The old parts: digest and the rest of the line (the key, read only if removed).
+    let old: Vec<(u128, &str)> = lines
+        .map(|l| l.split_once(' ').and_then(|(d, k)| Some((u128::from_str_radix(d, 16).ok()?, k))))
+        .collect::<Option<_>>()?;
+    let digests: Vec<u128> = new.services.iter().map(|p| digest(p)).collect();
+    // Most edits leave the order alone: the common ends first, then the rest by digest.
+    let prefix = old.iter().zip(&digests).take_while(|(o, n)| o.0 == **n).count();
+    let suffix = old[prefix..].iter().rev().zip(digests[prefix..].iter().rev()).take_while(|(o, n)| o.0 == **n).count();
+    let mut left: std::collections::HashMap<u128, Vec<usize>> = std::collections::HashMap::new();
+    for (i, o) in old.iter().enumerate().take(old.len() - suffix).skip(prefix) {
+        left.entry(o.0).or_default().push(i);
+    }
+    // For each new part, the old part it is (or none: added).
+    let matched: Vec<Option<usize>> = (0..digests.len())
+        .map(|i| {
+            if i < prefix {
+                Some(i)
+            } else if i >= digests.len() - suffix {
+                Some(old.len() - (digests.len() - i))
+            } else {
+                left.get_mut(&digests[i]).and_then(Vec::pop)
+            }
+        })
+        .collect();
+    let added: Vec<usize> = (0..digests.len()).filter(|i| matched[*i].is_none()).collect();
+    let removed: Vec<usize> = left.values().flatten().copied().collect();
+    if removed.len() + added.len() > MAX_PART {
+        return None;
+    }
+    let removed = removed.iter().map(|i| parse_key(old[*i].1)).collect::<Option<Vec<KeySpec>>>()?;
+    let entries = added.iter().map(|i| parts::service_of(new.services[*i])).collect::<Option<Vec<_>>>()?;
+    let added_keys = Config { services: entries.clone(), ..Default::default() }.specs().ok()?;
+    let mut added_keys = added_keys.into_iter().map(|(s, _)| s.key);
+    let mut body = String::with_capacity(last.body.len() + 64 * entries.len());
+    let _ = writeln!(body, "{head:032x}");
+    for (i, m) in matched.iter().enumerate() {
+        let _ = write!(body, "{:032x} ", digests[i]);
+        match m {
+            Some(o) => body.push_str(old[*o].1),
+            None => key_text(&mut body, &added_keys.next()?),
+        }
+        body.push('\n');
+    }
+    Some(Part { request: Request::ApplyPart { base: last.base.clone(), removed, added: entries, dry_run }, body })
 }
 
-/// The key of the service a part of the last applied file describes.
-fn key_of(part: &str) -> Option<KeySpec> {
-    let c = Config { services: vec![parts::service_of(part)?], ..Default::default() };
-    Some(c.specs().ok()?.pop()?.0.key)
+/// A key as the memory writes it: `tcp|udp|sctp ADDR PORT`, or `fwmark MARK 4|6`.
+fn key_text(out: &mut String, k: &KeySpec) {
+    let _ = match k {
+        KeySpec::Addr { proto, addr, port } => {
+            let p = match proto {
+                ProtoName::Tcp => "tcp",
+                ProtoName::Udp => "udp",
+                ProtoName::Sctp => "sctp",
+            };
+            write!(out, "{p} {addr} {port}")
+        }
+        KeySpec::Fwmark { mark, ipv6 } => write!(out, "fwmark {mark} {}", if *ipv6 { 6 } else { 4 }),
+    };
+}
+
+fn parse_key(s: &str) -> Option<KeySpec> {
+    let mut w = s.split(' ');
+    let (kind, a, b) = (w.next()?, w.next()?, w.next()?);
+    let proto = match kind {
+        "tcp" => ProtoName::Tcp,
+        "udp" => ProtoName::Udp,
+        "sctp" => ProtoName::Sctp,
+        "fwmark" => return Some(KeySpec::Fwmark { mark: a.parse().ok()?, ipv6: b == "6" }),
+        _ => return None,
+    };
+    Some(KeySpec::Addr { proto, addr: a.parse().ok()?, port: b.parse().ok()? })
 }
 
 #[cfg(test)]
@@ -99,6 +200,16 @@ mod tests {
 
     const A: &str = "[timeouts]\ntcp = 900\n\n[[service]]\naddress = \"198.18.0.1:80\"\n[[service.real_server]]\naddress = \"198.18.2.2\"\nweight = 1\n\n[[service]]\naddress = \"198.18.0.2:80\"\n";
 
+    fn key(s: &str) -> KeySpec {
+        KeySpec::Addr { proto: ProtoName::Tcp, addr: s.parse().unwrap(), port: 80 }
+    }
+
+    fn last(text: &str) -> Last {
+        let keys: Vec<KeySpec> =
+            Config::parse(text).unwrap().specs().unwrap().into_iter().map(|(s, _)| s.key).collect();
+        Last { base: "b.1".into(), file: "/f.toml".into(), body: memory_of(text, &keys).unwrap() }
+    }
+
     #[test]
     fn the_memory_reads_back_as_written() {
         let dir = std::env::temp_dir().join(format!("xvsadm-applied-{}", std::process::id()));
@@ -106,34 +217,49 @@ mod tests {
         let at = path_for(&dir.join("xvsd.sock"));
         assert!(at.ends_with("xvsd.sock.applied"));
         assert_eq!(load(&at), None);
-        store(&at, "00ab.1", "/etc/xvs/xvs.toml", A);
-        assert_eq!(load(&at), Some(Last { base: "00ab.1".into(), file: "/etc/xvs/xvs.toml".into(), text: A.into() }));
+        let l = last(A);
+        assert_eq!(l.body.lines().count(), 3);
+        assert!(l.body.ends_with(" tcp 198.18.0.2 80\n"), "{}", l.body);
+        store(&at, "00ab.1", "/f.toml", &l.body);
+        assert_eq!(load(&at), Some(Last { base: "00ab.1".into(), ..l }));
         std::fs::write(&at, "something else\n").unwrap();
         assert_eq!(load(&at), None);
         forget(&at);
         assert!(!at.exists());
         std::fs::remove_dir_all(&dir).unwrap();
+        for k in [key("198.18.0.1"), KeySpec::Fwmark { mark: 7, ipv6: true }] {
+            let mut t = String::new();
+            key_text(&mut t, &k);
+            assert_eq!(parse_key(&t), Some(k));
+        }
     }
 
     #[test]
     fn a_part_names_the_services_that_changed() {
-        let last = Last { base: "b.1".into(), file: "/f.toml".into(), text: A.into() };
+        let l = last(A);
         let edited = A.replace("weight = 1", "weight = 5") + "\n[[service]]\naddress = \"198.18.0.3:80\"\n";
-        let Some(Request::ApplyPart { base, removed, added, dry_run: false }) =
-            part_request(&last, "/f.toml", &edited, false)
+        let Some(Part { request: Request::ApplyPart { base, removed, added, dry_run: false }, body }) =
+            part_request(&l, "/f.toml", &edited, false)
         else {
             panic!("no part")
         };
         assert_eq!(base, "b.1");
-        let key = |s: &str| KeySpec::Addr { proto: xvs_api::ProtoName::Tcp, addr: s.parse().unwrap(), port: 80 };
         assert_eq!(removed, vec![key("198.18.0.1")]);
         let addrs: Vec<&str> = added.iter().map(|s| s.address.as_deref().unwrap()).collect();
         assert_eq!(addrs, ["198.18.0.1:80", "198.18.0.3:80"]);
         assert_eq!(added[0].real_servers[0].weight, 5);
+        // What is remembered after it is what a whole apply of the new file remembers.
+        assert_eq!(body, last(&edited).body);
+        // Nothing changed: an empty part.
+        let same = part_request(&l, "/f.toml", A, true).unwrap();
+        assert_eq!(
+            same.request,
+            Request::ApplyPart { base: "b.1".into(), removed: vec![], added: vec![], dry_run: true }
+        );
         // The whole file: another file, another head, a part that does not read alone.
-        assert_eq!(part_request(&last, "/g.toml", &edited, false), None);
-        assert_eq!(part_request(&last, "/f.toml", &edited.replace("tcp = 900", "tcp = 901"), false), None);
-        assert_eq!(part_request(&last, "/f.toml", &(A.to_string() + "[[service]]\nport = 1\n"), false), None);
-        assert_eq!(part_request(&last, "/f.toml", &(A.to_string() + "[[service]]\n[sysctl]\n"), false), None);
+        assert_eq!(part_request(&l, "/g.toml", &edited, false), None);
+        assert_eq!(part_request(&l, "/f.toml", &edited.replace("tcp = 900", "tcp = 901"), false), None);
+        assert_eq!(part_request(&l, "/f.toml", &(A.to_string() + "[[service]]\nport = 1\n"), false), None);
+        assert_eq!(part_request(&l, "/f.toml", &(A.to_string() + "[[service]]\n[sysctl]\n"), false), None);
     }
 }

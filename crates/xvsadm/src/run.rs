@@ -354,10 +354,10 @@ fn apply(args: &[String], t: &mut dyn Transport) -> Outcome {
         .as_deref()
         .and_then(crate::applied::load)
         .and_then(|last| crate::applied::part_request(&last, &canonical, &text, dry_run));
-    if let Some(req) = part {
-        match t.call(&req) {
+    if let Some(part) = part {
+        match t.call(&part.request) {
             Ok(Response::Applied { changes, base }) => {
-                remember(memory.as_deref(), base.as_deref(), &canonical, &text, dry_run);
+                remember(memory.as_deref(), base.as_deref(), &canonical, Some(&part.body), dry_run);
                 return applied(changes, dry_run, String::new());
             }
             Ok(Response::Error(e)) if e.partial => return refused(&file, &e),
@@ -381,12 +381,14 @@ fn apply(args: &[String], t: &mut dyn Transport) -> Outcome {
         Ok(c) => c,
         Err(e) => return Outcome::fail(format!("xvsadm apply: {e}\n"), 1),
     };
-    if let Err(e) = config.specs() {
-        return Outcome::fail(format!("xvsadm apply: {file}: {e}\n"), 1);
-    }
+    let keys: Vec<xvs_api::KeySpec> = match config.specs() {
+        Ok(specs) => specs.into_iter().map(|(s, _)| s.key).collect(),
+        Err(e) => return Outcome::fail(format!("xvsadm apply: {file}: {e}\n"), 1),
+    };
     match t.call(&Request::Apply { config, dry_run }) {
         Ok(Response::Applied { changes, base }) => {
-            remember(memory.as_deref(), base.as_deref(), &canonical, &text, dry_run);
+            let body = if memory.is_some() && base.is_some() { crate::applied::memory_of(&text, &keys) } else { None };
+            remember(memory.as_deref(), base.as_deref(), &canonical, body.as_deref(), dry_run);
             applied(changes, dry_run, notices)
         }
         Ok(Response::Error(e)) => refused(&file, &e),
@@ -396,13 +398,14 @@ fn apply(args: &[String], t: &mut dyn Transport) -> Outcome {
 }
 
 /// After an apply that changed the table: the file and xvsd's token for the table, or nothing
-/// when xvsd gave none (health checks, `keep_unlisted`, another syntax).
-fn remember(memory: Option<&std::path::Path>, base: Option<&str>, file: &str, text: &str, dry_run: bool) {
-    match (memory, base) {
-        (_, _) if dry_run => {}
-        (Some(m), Some(b)) => crate::applied::store(m, b, file, text),
-        (Some(m), None) => crate::applied::forget(m),
-        (None, _) => {}
+/// when xvsd gave none (health checks, `keep_unlisted`, another syntax) or the file cannot be
+/// read in parts.
+fn remember(memory: Option<&std::path::Path>, base: Option<&str>, file: &str, body: Option<&str>, dry_run: bool) {
+    match (memory, base, body) {
+        _ if dry_run => {}
+        (Some(m), Some(b), Some(body)) => crate::applied::store(m, b, file, body),
+        (Some(m), _, _) => crate::applied::forget(m),
+        (None, _, _) => {}
     }
 }
 

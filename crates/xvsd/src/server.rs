@@ -220,7 +220,11 @@ fn may_change_marks(req: &Request) -> bool {
             matches!(service.key, xvs_api::KeySpec::Fwmark { .. })
         }
         Request::DeleteService { key } => matches!(key, xvs_api::KeySpec::Fwmark { .. }),
-        Request::Clear | Request::Batch { .. } | Request::Apply { .. } | Request::ApplyPart { .. } => true,
+        Request::ApplyPart { removed, added, .. } => {
+            removed.iter().any(|k| matches!(k, xvs_api::KeySpec::Fwmark { .. }))
+                || added.iter().any(|s| s.fwmark.is_some())
+        }
+        Request::Clear | Request::Batch { .. } | Request::Apply { .. } => true,
         _ => false,
     }
 }
