@@ -90,6 +90,23 @@ fn digest(part: &str) -> u128 {
     xxhash_rust::xxh3::xxh3_128(part.trim_end().as_bytes())
 }
 
+/// A digest as 32 hex digits (`{:032x}` took a tenth of an apply's time at 100k services).
+fn push_hex(out: &mut String, d: u128) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut buf = [0u8; 32];
+    for (i, b) in buf.iter_mut().enumerate() {
+        *b = DIGITS[((d >> (124 - 4 * i)) & 0xf) as usize];
+    }
+    out.push_str(std::str::from_utf8(&buf).expect("hex digits"));
+}
+
+fn parse_hex(s: &str) -> Option<u128> {
+    if s.len() != 32 {
+        return None;
+    }
+    s.bytes().try_fold(0u128, |acc, c| Some(acc << 4 | u128::from((c as char).to_digit(16)?)))
+}
+
 /// What to remember of `text` once applied whole, its services' keys in `keys` in the file's
 /// order: the head's digest, then each part's digest and key. `None` when the file cannot be
 /// cut into parts, one to a service.
@@ -99,9 +116,11 @@ pub fn memory_of(text: &str, keys: &[KeySpec]) -> Option<String> {
         return None;
     }
     let mut body = String::with_capacity(64 * (keys.len() + 1));
-    let _ = writeln!(body, "{:032x}", digest(p.head));
+    push_hex(&mut body, digest(p.head));
+    body.push('\n');
     for (part, key) in p.services.iter().zip(keys) {
-        let _ = write!(body, "{:032x} ", digest(part));
+        push_hex(&mut body, digest(part));
+        body.push(' ');
         key_text(&mut body, key);
         body.push('\n');
     }
@@ -116,14 +135,12 @@ pub fn part_request(last: &Last, file: &str, text: &str, dry_run: bool) -> Optio
     }
     let new = parts::split(text)?;
     let mut lines = last.body.lines();
-    let head = u128::from_str_radix(lines.next()?, 16).ok()?;
-    if head != digest(new.head) {
+    let head_line = lines.next()?;
+    if parse_hex(head_line)? != digest(new.head) {
         return None;
     }
-    // The old parts: digest and the rest of the line (the key, read only if removed).
-    let old: Vec<(u128, &str)> = lines
-        .map(|l| l.split_once(' ').and_then(|(d, k)| Some((u128::from_str_radix(d, 16).ok()?, k))))
-        .collect::<Option<_>>()?;
+    // The old parts: digest and the whole line (its key is read only if removed).
+    let old: Vec<(u128, &str)> = lines.map(|l| Some((parse_hex(l.get(..32)?)?, l))).collect::<Option<_>>()?;
     let digests: Vec<u128> = new.services.iter().map(|p| digest(p)).collect();
     // Most edits leave the order alone: the common ends first, then the rest by digest.
     let prefix = old.iter().zip(&digests).take_while(|(o, n)| o.0 == **n).count();
@@ -149,17 +166,21 @@ pub fn part_request(last: &Last, file: &str, text: &str, dry_run: bool) -> Optio
     if removed.len() + added.len() > MAX_PART {
         return None;
     }
-    let removed = removed.iter().map(|i| parse_key(old[*i].1)).collect::<Option<Vec<KeySpec>>>()?;
+    let removed = removed.iter().map(|i| parse_key(old[*i].1.get(33..)?)).collect::<Option<Vec<KeySpec>>>()?;
     let entries = added.iter().map(|i| parts::service_of(new.services[*i])).collect::<Option<Vec<_>>>()?;
     let added_keys = Config { services: entries.clone(), ..Default::default() }.specs().ok()?;
     let mut added_keys = added_keys.into_iter().map(|(s, _)| s.key);
     let mut body = String::with_capacity(last.body.len() + 64 * entries.len());
-    let _ = writeln!(body, "{head:032x}");
+    body.push_str(head_line);
+    body.push('\n');
     for (i, m) in matched.iter().enumerate() {
-        let _ = write!(body, "{:032x} ", digests[i]);
         match m {
             Some(o) => body.push_str(old[*o].1),
-            None => key_text(&mut body, &added_keys.next()?),
+            None => {
+                push_hex(&mut body, digests[i]);
+                body.push(' ');
+                key_text(&mut body, &added_keys.next()?);
+            }
         }
         body.push('\n');
     }
@@ -232,6 +253,13 @@ mod tests {
             key_text(&mut t, &k);
             assert_eq!(parse_key(&t), Some(k));
         }
+        for d in [0, 1, u128::MAX, 0x0123_4567_89ab_cdef_0011_2233_4455_6677] {
+            let mut t = String::new();
+            push_hex(&mut t, d);
+            assert_eq!(t, format!("{d:032x}"));
+            assert_eq!(parse_hex(&t), Some(d));
+        }
+        assert_eq!(parse_hex("xyz"), None);
     }
 
     #[test]
