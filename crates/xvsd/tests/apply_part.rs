@@ -112,6 +112,13 @@ fn an_apply_sends_only_what_changed_and_ends_as_the_whole_file_would() {
     assert!(out.stdout.contains("-   real server 198.18.2.9:80"), "{}", out.stdout);
     assert_eq!(x.table(), whole(&v3, &dir));
 
+    // A restarted daemon knows no earlier token: the whole file.
+    x.control = Control::new(None);
+    let (out, sent) = x.apply(&f, &v3, "");
+    assert_eq!((out.code, sent), (0, vec!["part", "whole"]), "{}", out.stderr);
+    let (out, sent) = x.apply(&f, &v3, "");
+    assert_eq!((out.stdout.as_str(), sent), ("no changes\n", vec!["part"]));
+
     // A service listed twice: refused with the whole file's message, nothing changed.
     let dup = file(&[service(80, 2, ""), service(81, 7, ""), service(83, 1, ""), service(81, 3, "")]);
     let (out, sent) = x.apply(&f, &dup, "");
