@@ -353,8 +353,19 @@ impl Config {
         })
     }
 
-    /// Parses TOML text; errors name the line.
+    /// Parses TOML text; errors name the line. A large file of services is read on several
+    /// threads ([`parts::parse_parallel`]).
     pub fn parse(text: &str) -> Result<Config, String> {
+        if text.len() >= 1 << 20 {
+            if let Some(c) = parts::parse_parallel(text) {
+                return Ok(c);
+            }
+        }
+        Config::parse_whole(text)
+    }
+
+    /// Parses TOML text in one go.
+    fn parse_whole(text: &str) -> Result<Config, String> {
         toml::from_str(text).map_err(|e| {
             let line = e.span().map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
             match line {

@@ -49,20 +49,71 @@ pub fn split(text: &str) -> Option<Parts<'_>> {
     Some(Parts { head: &text[..head_end], services })
 }
 
+/// A large file read on several threads: its head, then a run of its parts on each thread, each
+/// run a TOML document of services only. `None` when the file is small, cannot be cut, or a
+/// run holds anything but services (the whole file is then read in one go, and names the line
+/// of any error). 100k services: 0.8 s on one thread.
+pub fn parse_parallel(text: &str) -> Option<Config> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
+    let p = split(text)?;
+    if threads < 2 || p.services.len() < 2048 {
+        return None;
+    }
+    let mut config = Config::parse_whole(p.head).ok()?;
+    if !config.services.is_empty() {
+        return None;
+    }
+    // Parts are consecutive slices of `text`: a run is the text from its first part's start to
+    // its last part's end.
+    let offset = |part: &str| part.as_ptr() as usize - text.as_ptr() as usize;
+    let runs: Vec<&str> = p
+        .services
+        .chunks(p.services.len().div_ceil(threads))
+        .map(|c| {
+            let last = c[c.len() - 1];
+            &text[offset(c[0])..offset(last) + last.len()]
+        })
+        .collect();
+    let parsed: Vec<Option<Vec<ServiceEntry>>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = runs.iter().map(|run| scope.spawn(move || services_of(run))).collect();
+        handles.into_iter().map(|h| h.join().ok().flatten()).collect()
+    });
+    for run in parsed {
+        config.services.extend(run?);
+    }
+    Some(config)
+}
+
+/// The services of a run of parts, if it holds nothing else.
+fn services_of(run: &str) -> Option<Vec<ServiceEntry>> {
+    if has_foreign_table(run) {
+        return None;
+    }
+    let mut c = Config::parse_whole(run).ok()?;
+    let services = std::mem::take(&mut c.services);
+    (c == Config::default()).then_some(services)
+}
+
+/// Whether a run of parts names a table other than its services' own (`[sysctl]`, even empty,
+/// is an error in a file whose head has one).
+fn has_foreign_table(run: &str) -> bool {
+    run.lines().map(str::trim_start).any(|l| {
+        l.starts_with('[')
+            && !l.starts_with("[[service]]")
+            && !l.starts_with("[[service.")
+            && !l.starts_with("[service.")
+    })
+}
+
 /// The one service a part describes, or `None` when it does not parse alone into exactly one
 /// service and nothing else (the whole file then says what is wrong, with its line). A part
 /// with a table other than the service's own is not read alone even when it parses: an empty
 /// `[sysctl]` means nothing here but is an error in a file whose head has one.
 pub fn service_of(part: &str) -> Option<ServiceEntry> {
-    let foreign = part
-        .lines()
-        .skip(1)
-        .map(str::trim_start)
-        .any(|l| l.starts_with('[') && !l.starts_with("[[service.") && !l.starts_with("[service."));
-    if foreign {
+    if has_foreign_table(part) {
         return None;
     }
-    let mut c = Config::parse(part).ok()?;
+    let mut c = Config::parse_whole(part).ok()?;
     if c.services.len() != 1 {
         return None;
     }
@@ -104,5 +155,32 @@ mod tests {
         assert!(service_of("[[service]]\naddress = \"198.18.0.1:80\"\n[[ service ]]\n").is_none());
         assert!(service_of("[[service]]\naddress = 5\n").is_none());
         assert!(service_of("[[service]]\nadress = \"198.18.0.1:80\"\n").is_none());
+    }
+
+    #[test]
+    fn a_large_file_reads_the_same_on_several_threads() {
+        let mut text = String::from("keep_unlisted = false\n[timeouts]\ntcp = 900\n[sysctl]\nsloppy_tcp = 1\n\n");
+        for i in 0..5000u32 {
+            text += &format!(
+                "[[service]]\naddress = \"198.18.{}.{}:{}\"\nscheduler = \"wrr\"\nflags = [\n  \"flag-1\",\n]\n  [[service.real_server]]\n  address = \"198.18.2.2:{}\"\n  weight = {}\n  [[service.real_server.check]]\n  type = \"tcp\"\n",
+                i / 250,
+                i % 250 + 1,
+                80 + i % 7,
+                1000 + i,
+                i % 5
+            );
+        }
+        let one = toml::from_str::<Config>(&text).unwrap();
+        assert_eq!(parse_parallel(&text), Some(one.clone()));
+        assert_eq!(Config::parse(&text).unwrap(), one);
+        // Anything but services in a run: read in one go, which names the line.
+        let bad = text.clone() + "[sysctl]\n";
+        assert_eq!(parse_parallel(&bad), None);
+        assert!(Config::parse(&bad).unwrap_err().starts_with("line "), "{:?}", Config::parse(&bad));
+        let typo = text.replace("weight = 3\n", "wieght = 3\n");
+        assert_eq!(parse_parallel(&typo), None);
+        assert!(Config::parse(&typo).unwrap_err().contains("wieght"));
+        // Small files: in one go.
+        assert_eq!(parse_parallel("[[service]]\naddress = \"198.18.0.1:80\"\n"), None);
     }
 }
