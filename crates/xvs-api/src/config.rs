@@ -100,24 +100,28 @@ pub struct ServiceEntry {
     #[serde(default = "default_protocol")]
     pub protocol: String,
     /// `addr:port`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub address: Option<String>,
     /// A firewall mark instead of an address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fwmark: Option<u32>,
     /// With `fwmark`: an IPv6 service.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub ipv6: bool,
     /// Scheduler.
     #[serde(default = "default_scheduler")]
     pub scheduler: String,
     /// Scheduler flags.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub flags: Vec<String>,
     /// Persistence timeout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub persistent: Option<u32>,
     /// Persistence granularity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub netmask: Option<String>,
     /// One-packet scheduling.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub ops: bool,
     /// Persistence engine: `"sip"` keys a persistent UDP service's templates by each
     /// datagram's SIP Call-ID too (`ipvsadm --pe sip`).
@@ -125,7 +129,7 @@ pub struct ServiceEntry {
     pub persistence_engine: Option<String>,
     /// Clients allowed to connect (prefixes such as `198.18.1.0/24`); absent or empty:
     /// everyone. XDP runs before the firewall, so this replaces INPUT rules on the VIP.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allowed_sources: Vec<String>,
     /// Take new connections only while this director is MASTER of this VRRP instance (of
     /// xvsd's `--config` file); on a backup, connections synchronised from the master are
@@ -133,33 +137,38 @@ pub struct ServiceEntry {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vrrp_instance: Option<String>,
     /// Real servers.
-    #[serde(default, rename = "real_server")]
+    #[serde(default, rename = "real_server", skip_serializing_if = "Vec::is_empty")]
     pub real_servers: Vec<RealServerEntry>,
     /// Health: the least sum of the weights of healthy real servers (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quorum: Option<u32>,
     /// Health: quorum is lost below `quorum - hysteresis` and regained at `quorum + hysteresis`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub hysteresis: u32,
     /// Health: the server used while the quorum is lost (`addr[:port]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sorry_server: Option<String>,
     /// Health: how the sorry server is reached (default: as the first real server).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sorry_server_method: Option<String>,
     /// Health: keep the sorry server in the table with weight 0 while the quorum holds.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub sorry_server_inhibit: bool,
     /// Health: real servers start failed and join after their first successful check.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub alpha: bool,
     /// Health: run notify_down and quorum_down scripts when the service is removed.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub omega: bool,
     /// Health: command run when the quorum is regained.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quorum_up: Option<String>,
     /// Health: command run when the quorum is lost.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quorum_down: Option<String>,
     /// Health: a failed real server stays with weight 0 instead of being removed (default for
     /// the service's real servers).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub inhibit_on_failure: bool,
 }
 
@@ -179,21 +188,25 @@ pub struct RealServerEntry {
     #[serde(default = "default_weight")]
     pub weight: i32,
     /// Upper threshold.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub u_threshold: u32,
     /// Lower threshold.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub l_threshold: u32,
     /// Health checks; all must pass for the server to take connections.
-    #[serde(default, rename = "check")]
+    #[serde(default, rename = "check", skip_serializing_if = "Vec::is_empty")]
     pub checks: Vec<CheckEntry>,
     /// Overrides the service's `inhibit_on_failure`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inhibit_on_failure: Option<bool>,
     /// Overrides the service's `alpha`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alpha: Option<bool>,
     /// Command run when the server comes up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notify_up: Option<String>,
     /// Command run when the server goes down.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notify_down: Option<String>,
 }
 
@@ -285,6 +298,12 @@ pub struct TimeoutsEntry {
     /// UDP.
     #[serde(default)]
     pub udp: u32,
+}
+
+/// For `skip_serializing_if`: an apply of 100k services sends a third of the JSON without the
+/// values that are their defaults anyway.
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 fn default_protocol() -> String {

@@ -49,8 +49,19 @@ pub fn path_for(socket: &Path) -> PathBuf {
     PathBuf::from(p)
 }
 
-/// Reads the memory, if there is a well-formed one.
+/// Whether the memory's directory is safe to keep it in: not writable by anyone but its owner
+/// (anyone else could plant a memory or a link there).
+fn private_dir(at: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = at.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::metadata(dir).is_ok_and(|m| m.is_dir() && m.permissions().mode() & 0o022 == 0)
+}
+
+/// Reads the memory, if there is a well-formed one in a private directory.
 pub fn load(at: &Path) -> Option<Last> {
+    if !private_dir(at) {
+        return None;
+    }
     let all = std::fs::read_to_string(at).ok()?;
     let rest = all.strip_prefix(MAGIC)?;
     let (base, rest) = rest.split_once('\n')?;
@@ -62,7 +73,7 @@ pub fn load(at: &Path) -> Option<Last> {
 /// `base` (best effort: without it the next apply reads the whole file). Written aside and
 /// renamed, so a reader never sees half of it.
 pub fn store(at: &Path, base: &str, file: &str, body: &str) {
-    if base.contains('\n') || file.contains('\n') {
+    if base.contains('\n') || file.contains('\n') || !private_dir(at) {
         return forget(at);
     }
     let mut tmp = at.as_os_str().to_owned();
@@ -70,7 +81,9 @@ pub fn store(at: &Path, base: &str, file: &str, body: &str) {
     let tmp = PathBuf::from(tmp);
     let written = (|| -> std::io::Result<()> {
         use std::os::unix::fs::OpenOptionsExt;
-        let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+        // A new file: never one someone left there, nor where a link left there points.
+        let _ = std::fs::remove_file(&tmp);
+        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
         f.write_all(format!("{MAGIC}{base}\n{file}\n").as_bytes())?;
         f.write_all(body.as_bytes())?;
         std::fs::rename(&tmp, at)
@@ -242,11 +255,20 @@ mod tests {
         assert_eq!(l.body.lines().count(), 3);
         assert!(l.body.ends_with(" tcp 198.18.0.2 80\n"), "{}", l.body);
         store(&at, "00ab.1", "/f.toml", &l.body);
-        assert_eq!(load(&at), Some(Last { base: "00ab.1".into(), ..l }));
+        assert_eq!(load(&at), Some(Last { base: "00ab.1".into(), file: "/f.toml".into(), body: l.body.clone() }));
         std::fs::write(&at, "something else\n").unwrap();
         assert_eq!(load(&at), None);
         forget(&at);
         assert!(!at.exists());
+        // A directory others may write to: nothing kept, nothing read.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        store(&at, "00ab.1", "/f.toml", &l.body);
+        assert!(!at.exists());
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        store(&at, "00ab.1", "/f.toml", &l.body);
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert_eq!(load(&at), None);
         std::fs::remove_dir_all(&dir).unwrap();
         for k in [key("198.18.0.1"), KeySpec::Fwmark { mark: 7, ipv6: true }] {
             let mut t = String::new();

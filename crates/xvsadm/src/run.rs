@@ -360,10 +360,11 @@ fn apply(args: &[String], t: &mut dyn Transport) -> Outcome {
                 remember(memory.as_deref(), base.as_deref(), &canonical, Some(&part.body), dry_run);
                 return applied(changes, dry_run, String::new());
             }
-            Ok(Response::Error(e)) if e.partial => return refused(&file, &e),
-            // Refused (the table changed meanwhile, or the part is wrong): the whole file says
-            // what is wrong, with its lines.
-            Ok(Response::Error(_)) => {}
+            // Refused because the table changed meanwhile (ESTALE), or the part is wrong
+            // (EINVAL): the whole file, which says what is wrong with its lines. Anything
+            // else happened to the part itself and is said as it is.
+            Ok(Response::Error(e)) if !e.partial && matches!(e.errno.as_str(), "ESTALE" | "EINVAL") => {}
+            Ok(Response::Error(e)) => return refused(&file, &e),
             Ok(other) => return Outcome::fail(format!("xvs: unexpected answer from xvsd: {other:?}\n"), 1),
             Err(e) => return Outcome::fail(format!("xvsadm apply: {e}\n"), 2),
         }

@@ -112,6 +112,11 @@ fn an_apply_sends_only_what_changed_and_ends_as_the_whole_file_would() {
     assert!(out.stdout.contains("-   real server 198.18.2.9:80"), "{}", out.stdout);
     assert_eq!(x.table(), whole(&v3, &dir));
 
+    // A part is no change of a batch (it would skip the token's check).
+    let part = Request::ApplyPart { base: "x".into(), removed: vec![], added: vec![], dry_run: false };
+    let r = x.control.handle(Request::Batch { requests: vec![part] }, Instant::from_nanos(1_000_000_000));
+    assert!(matches!(r, Response::Error(ref e) if e.errno == "EINVAL"), "{r:?}");
+
     // A restarted daemon knows no earlier token: the whole file.
     x.control = Control::new(None);
     let (out, sent) = x.apply(&f, &v3, "");

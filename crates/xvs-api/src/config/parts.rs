@@ -59,10 +59,11 @@ pub fn parse_parallel(text: &str) -> Option<Config> {
     if threads < 2 || p.services.len() < 2048 {
         return None;
     }
-    let mut config = Config::parse_whole(p.head).ok()?;
-    if !config.services.is_empty() {
+    // `service = []` in the head parses as no services, but no `[[service]]` may follow it.
+    if toml::from_str::<toml::Table>(p.head).ok()?.contains_key("service") {
         return None;
     }
+    let mut config = Config::parse_whole(p.head).ok()?;
     // Parts are consecutive slices of `text`: a run is the text from its first part's start to
     // its last part's end.
     let offset = |part: &str| part.as_ptr() as usize - text.as_ptr() as usize;
@@ -179,6 +180,9 @@ mod tests {
         assert!(Config::parse(&bad).unwrap_err().starts_with("line "), "{:?}", Config::parse(&bad));
         let typo = text.replace("weight = 3\n", "wieght = 3\n");
         assert_eq!(parse_parallel(&typo), None);
+        let early = format!("service = []\n{text}");
+        assert_eq!(parse_parallel(&early), None);
+        assert!(Config::parse(&early).is_err());
         assert!(Config::parse(&typo).unwrap_err().contains("wieght"));
         // Small files: in one go.
         assert_eq!(parse_parallel("[[service]]\naddress = \"198.18.0.1:80\"\n"), None);

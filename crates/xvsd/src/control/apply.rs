@@ -241,10 +241,12 @@ impl Control {
     /// `-R`: the changes in order; when one is refused, those before it are undone and the
     /// refusal says which it was. Listings and nested batches are not changes and are refused.
     pub(super) fn batch(&mut self, requests: Vec<Request>, now: Instant) -> Response {
-        if let Some(i) = requests
-            .iter()
-            .position(|r| matches!(r, Request::Batch { .. } | Request::Snapshot { .. } | Request::Apply { .. }))
-        {
+        if let Some(i) = requests.iter().position(|r| {
+            matches!(
+                r,
+                Request::Batch { .. } | Request::Snapshot { .. } | Request::Apply { .. } | Request::ApplyPart { .. }
+            )
+        }) {
             return Response::Error(ApiError {
                 errno: "EINVAL".into(),
                 message: "a batch holds changes only".into(),
@@ -352,6 +354,7 @@ impl Control {
         now: Instant,
     ) -> Result<(), Response> {
         // Only the owned services can change (the desired ones are among them).
+        debug_assert!(owned.is_none_or(|o| desired.iter().all(|(d, _)| o.contains(&d.key))));
         let current = match owned {
             Some(o) => self.specs_of(o),
             None => self.specs(),
