@@ -23,7 +23,12 @@ fn xvsadm() -> clap::Command {
 
 /// The commands xvs adds to ipvsadm's, for xvsadm's page.
 const XVS_COMMANDS: &[(&str, &str)] = &[
-    ("xvsadm apply -f FILE [--dry-run]", "Replace the whole configuration at once (TOML, YAML or a keepalived.conf)."),
+    (
+        "xvsadm apply -f FILE [--dry-run]",
+        "Replace the whole configuration at once (TOML, YAML or a keepalived.conf). A TOML file applied before \
+         through the same socket sends only the services whose text changed, while xvsd's table is still the \
+         one that apply left (xvsadm remembers the file in $XVS_SOCKET.applied); otherwise the whole file.",
+    ),
     ("xvsadm health [--json]", "Health of the checked real servers."),
     ("xvsadm vrrp [--json]", "VRRP instances, their state and counters."),
     (

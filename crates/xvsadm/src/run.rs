@@ -90,7 +90,8 @@ Usage:
   xvsadm --start-daemon {master|backup} [daemon-options]
   xvsadm --stop-daemon {master|backup}
   xvsadm apply -f FILE [--dry-run]     (xvs: replace the whole configuration at once;
-                                        FILE is TOML, YAML, or a keepalived.conf)
+                                        FILE is TOML, YAML, or a keepalived.conf; a TOML
+                                        file applied before sends only what changed)
   xvsadm health [--json]               (xvs: health of checked real servers)
   xvsadm vrrp [--json]                 (xvs: VRRP instances, their state and counters)
   xvsadm top [--sort COLUMN] [--filter TEXT] [--interval SECONDS]
