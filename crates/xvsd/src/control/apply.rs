@@ -17,9 +17,20 @@ impl Control {
             Ok(s) => s,
             Err(e) => return e,
         };
-        let plan = match Plan::from_specs(config, desired.clone()) {
-            Ok(p) => p,
-            Err(e) => return api_error(&Error::Invalid(e)),
+        // Health checks (and the scripts' settings) are planned over the whole file; a file
+        // without any, applied where none ran, has an empty plan (100k services: building it
+        // anyway cost a tenth of an install).
+        let needs_plan = self.health.is_some()
+            || config.script_user.is_some()
+            || config.script_security
+            || config.services.iter().any(super::part::has_health);
+        let plan = if needs_plan {
+            match Plan::from_specs(config, desired.clone()) {
+                Ok(p) => p,
+                Err(e) => return api_error(&Error::Invalid(e)),
+            }
+        } else {
+            Plan::default()
         };
         for s in &plan.services {
             if let Some(sorry) = &s.sorry {
@@ -53,7 +64,7 @@ impl Control {
             monitor = Some(m);
             t
         } else {
-            desired.clone()
+            desired
         };
         // keepalived.conf (without lvs_flush) and files that say `keep_unlisted` leave services
         // they do not define alone; a reload changes only what the file changed (so an

@@ -69,8 +69,9 @@ fn stale(why: &str) -> Response {
 }
 
 /// Whether a service uses anything of the health checks (which need the whole file: its
-/// script settings, and a monitor that follows the whole table).
-fn has_health(s: &ServiceEntry) -> bool {
+/// script settings, and a monitor that follows the whole table): all a health plan can
+/// refuse or act on.
+pub(super) fn has_health(s: &ServiceEntry) -> bool {
     s.sorry_server.is_some()
         || s.quorum_up.is_some()
         || s.quorum_down.is_some()
