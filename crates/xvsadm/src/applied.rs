@@ -175,7 +175,9 @@ pub fn part_request(last: &Last, file: &str, text: &str, dry_run: bool) -> Optio
         })
         .collect();
     let added: Vec<usize> = (0..digests.len()).filter(|i| matched[*i].is_none()).collect();
-    let removed: Vec<usize> = left.values().flatten().copied().collect();
+    // In the file's order, as a whole apply lists them.
+    let mut removed: Vec<usize> = left.values().flatten().copied().collect();
+    removed.sort_unstable();
     if removed.len() + added.len() > MAX_PART {
         return None;
     }

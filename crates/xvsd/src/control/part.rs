@@ -114,7 +114,13 @@ impl Control {
             Err(e) => return e,
         };
         let owned: HashSet<KeySpec> = gone.iter().copied().chain(target.iter().map(|(s, _)| s.key)).collect();
-        let current = self.specs_of(&owned);
+        // In the file's order (the removed, then the added), as a whole apply lists them.
+        let mut order: HashMap<KeySpec, usize> = HashMap::new();
+        for (i, k) in removed.iter().copied().chain(target.iter().map(|(s, _)| s.key)).enumerate() {
+            order.entry(k).or_insert(i);
+        }
+        let mut current = self.specs_of(&owned);
+        current.sort_by_key(|(s, _)| order.get(&s.key).copied());
         let changes = diff(&current, &target);
         if let Err(e) = self.fits(&scratch, &target, Some(&owned)) {
             return e;
