@@ -55,6 +55,11 @@ impl Service {
         &self.key
     }
 
+    /// Its place in the order services were added (listings' order): larger is later.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
     /// Its configuration.
     pub fn config(&self) -> &ServiceConfig {
         &self.config

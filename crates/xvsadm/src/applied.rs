@@ -49,12 +49,15 @@ pub fn path_for(socket: &Path) -> PathBuf {
     PathBuf::from(p)
 }
 
-/// Whether the memory's directory is safe to keep it in: not writable by anyone but its owner
-/// (anyone else could plant a memory or a link there).
+/// Whether the memory's directory is safe to keep it in: owned by root or by this user, and
+/// writable by no one else (anyone else could plant a memory or a link there).
 fn private_dir(at: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let dir = at.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::metadata(dir).is_ok_and(|m| m.is_dir() && m.permissions().mode() & 0o022 == 0)
+    // The process's own directory in /proc belongs to its effective user.
+    let me = std::fs::metadata("/proc/self").map(|m| m.uid()).ok();
+    std::fs::metadata(dir)
+        .is_ok_and(|m| m.is_dir() && m.permissions().mode() & 0o022 == 0 && (m.uid() == 0 || Some(m.uid()) == me))
 }
 
 /// Reads the memory, if there is a well-formed one in a private directory.
@@ -175,7 +178,7 @@ pub fn part_request(last: &Last, file: &str, text: &str, dry_run: bool) -> Optio
         })
         .collect();
     let added: Vec<usize> = (0..digests.len()).filter(|i| matched[*i].is_none()).collect();
-    // In the file's order, as a whole apply lists them.
+    // In the file's order (xvsd lists their changes in its table's order).
     let mut removed: Vec<usize> = left.values().flatten().copied().collect();
     removed.sort_unstable();
     if removed.len() + added.len() > MAX_PART {

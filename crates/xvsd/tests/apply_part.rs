@@ -144,6 +144,21 @@ fn an_apply_sends_only_what_changed_and_ends_as_the_whole_file_would() {
     assert_eq!(sent, vec!["whole"]);
     assert_eq!(x.table(), whole(&v3, &dir));
 
+    // A service added in the middle of the file is last in the table: the changes are listed
+    // in the table's order, as a whole apply lists them.
+    let mut y = InProcess { control: Control::new(None), memory: None, sent: vec![] };
+    let g = dir.join("y.toml");
+    let (a, b, c, m) = (service(90, 1, ""), service(91, 1, ""), service(92, 1, ""), service(93, 1, ""));
+    for v in [file(&[a.clone(), b.clone(), c.clone()]), file(&[a.clone(), m.clone(), b.clone(), c.clone()])] {
+        assert_eq!(x.apply(&f, &v, "").0.code, 0);
+        assert_eq!(y.apply(&g, &v, "").0.code, 0);
+    }
+    let v = file(&[a, b]);
+    let ((part, sent), (whole, _)) = (x.apply(&f, &v, ""), y.apply(&g, &v, ""));
+    assert_eq!(sent, vec!["part"]);
+    assert_eq!(part.stdout, whole.stdout);
+    assert!(part.stdout.starts_with("- service TCP  198.18.0.1:92\n- service TCP  198.18.0.1:93\n"), "{}", part.stdout);
+
     // Another head: the whole file.
     let (out, sent) = x.apply(&f, &v3.replace("tcp = 900", "tcp = 901"), "");
     assert_eq!((out.code, sent), (0, vec!["whole"]), "{}", out.stderr);

@@ -114,13 +114,7 @@ impl Control {
             Err(e) => return e,
         };
         let owned: HashSet<KeySpec> = gone.iter().copied().chain(target.iter().map(|(s, _)| s.key)).collect();
-        // In the file's order (the removed, then the added), as a whole apply lists them.
-        let mut order: HashMap<KeySpec, usize> = HashMap::new();
-        for (i, k) in removed.iter().copied().chain(target.iter().map(|(s, _)| s.key)).enumerate() {
-            order.entry(k).or_insert(i);
-        }
-        let mut current = self.specs_of(&owned);
-        current.sort_by_key(|(s, _)| order.get(&s.key).copied());
+        let current = self.specs_of(&owned);
         let changes = diff(&current, &target);
         if let Err(e) = self.fits(&scratch, &target, Some(&owned)) {
             return e;
@@ -153,8 +147,16 @@ impl Control {
         Response::Applied { changes, base: Some(self.base.issue()) }
     }
 
-    /// The current configuration of the services `keys` names that exist.
+    /// The current configuration of the services `keys` names that exist, in the table's order
+    /// (as [`Control::specs`] lists them, so that changes are listed as a whole apply lists
+    /// them).
     pub(super) fn specs_of(&self, keys: &HashSet<KeySpec>) -> Vec<(ServiceSpec, Vec<DestSpec>)> {
-        keys.iter().filter_map(|k| self.lb.services.find(&(*k).into())).map(|id| self.spec_at(id)).collect()
+        let mut ids: Vec<(u64, ServiceId)> = keys
+            .iter()
+            .filter_map(|k| self.lb.services.find(&(*k).into()))
+            .filter_map(|id| Some((self.lb.services.get(id)?.seq(), id)))
+            .collect();
+        ids.sort_unstable();
+        ids.into_iter().map(|(_, id)| self.spec_at(id)).collect()
     }
 }
