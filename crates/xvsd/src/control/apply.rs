@@ -177,14 +177,8 @@ impl Control {
             }
         }
         self.bulk = false;
-        if let Err(Response::Error(mut e)) = converged {
-            if let Err(Response::Error(u)) = undone {
-                // Never "nothing was changed" when something was: say the table is mixed.
-                e.message = format!("{}; putting the previous configuration back failed too: {}", e.message, u.message);
-                e.partial = true;
-                tracing::error!(error = %e.message, "apply failed and could not be undone");
-            }
-            return Response::Error(e);
+        if let Some(refused) = refusal(converged, undone) {
+            return refused;
         }
         self.file_target = if config.keep_unlisted { target.clone() } else { Vec::new() };
         if !monitored {
@@ -196,11 +190,7 @@ impl Control {
         }
         self.health = monitor;
         self.events.extend(health_events);
-        if changes.len() <= 100 {
-            for c in &changes {
-                tracing::info!(change = %c, "apply");
-            }
-        }
+        log_changes(&changes);
         tracing::info!(changes = changes.len(), "configuration applied");
         // A plain file: the next apply may send only what it changes (control::part).
         let base = (!monitored && !config.keep_unlisted).then(|| self.base.issue());
@@ -482,6 +472,28 @@ impl Control {
             }
         }
         Response::Ok
+    }
+}
+
+/// The answer to an apply whose changes failed (`None`: they did not): the refusal, which says
+/// the table is mixed when putting the previous configuration back (`undone`) failed too —
+/// never "nothing was changed" when something was.
+pub(super) fn refusal(converged: Result<(), Response>, undone: Result<(), Response>) -> Option<Response> {
+    let Err(Response::Error(mut e)) = converged else { return None };
+    if let Err(Response::Error(u)) = undone {
+        e.message = format!("{}; putting the previous configuration back failed too: {}", e.message, u.message);
+        e.partial = true;
+        tracing::error!(error = %e.message, "apply failed and could not be undone");
+    }
+    Some(Response::Error(e))
+}
+
+/// An apply's changes in the log, one line each unless there are more than 100.
+pub(super) fn log_changes(changes: &[String]) {
+    if changes.len() <= 100 {
+        for c in changes {
+            tracing::info!(change = %c, "apply");
+        }
     }
 }
 

@@ -7,7 +7,7 @@
 
 use xvs_api::config::{Config, ServiceEntry};
 
-use super::apply::{diff, scratch_of};
+use super::apply::{diff, log_changes, refusal, scratch_of};
 use super::*;
 
 /// The token of the table the last plain apply left: a random number for this process (a
@@ -126,19 +126,10 @@ impl Control {
         let converged = self.converge(&target, Some(&owned), now);
         let undone = if converged.is_err() { self.converge(&current, Some(&owned), now) } else { Ok(()) };
         self.bulk = false;
-        if let Err(Response::Error(mut e)) = converged {
-            if let Err(Response::Error(u)) = undone {
-                e.message = format!("{}; putting the previous configuration back failed too: {}", e.message, u.message);
-                e.partial = true;
-                tracing::error!(error = %e.message, "apply failed and could not be undone");
-            }
-            return Response::Error(e);
+        if let Some(refused) = refusal(converged, undone) {
+            return refused;
         }
-        if changes.len() <= 100 {
-            for c in &changes {
-                tracing::info!(change = %c, "apply");
-            }
-        }
+        log_changes(&changes);
         tracing::info!(
             changes = changes.len(),
             services = owned.len(),
