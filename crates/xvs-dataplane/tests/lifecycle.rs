@@ -42,6 +42,15 @@ fn short_timeouts(lab: &mut Lab) {
     Publisher::write_config(&mut lab.dp, &lab.lb.timeouts, &lab.lb.sysctl).unwrap();
 }
 
+/// A lab with short timeouts and one UDP service (rr) with one NAT real server.
+fn udp_lab() -> (Lab, ServiceKey) {
+    let mut lab = Lab::new();
+    short_timeouts(&mut lab);
+    let key = lab.service(ServiceKey::udp(ip(VIP4), 53), SchedKind::Rr);
+    lab.dest(&key, RS4[0], 53, method_cfg(ForwardMethod::Masq));
+    (lab, key)
+}
+
 #[test]
 fn tcp_states_match_the_core_packet_by_packet() {
     if require_root().is_none() {
@@ -69,10 +78,7 @@ fn udp_connections_expire_with_their_accounting() {
     if require_root().is_none() {
         return;
     }
-    let mut lab = Lab::new();
-    short_timeouts(&mut lab);
-    let key = lab.service(ServiceKey::udp(ip(VIP4), 53), SchedKind::Rr);
-    lab.dest(&key, RS4[0], 53, method_cfg(ForwardMethod::Masq));
+    let (mut lab, key) = udp_lab();
     let (a, _) = send(&mut lab, &key, CLIENT4, 5353, None);
     assert_eq!(a, action::REDIRECT);
     let d = lab.lb.services.find_dest(lab.lb.services.find(&key).unwrap(), &ip(RS4[0]), 53).unwrap();
@@ -587,10 +593,7 @@ fn a_large_table_is_swept_in_steps_that_resume_where_they_stopped() {
     if require_root().is_none() {
         return;
     }
-    let mut lab = Lab::new();
-    short_timeouts(&mut lab);
-    let key = lab.service(ServiceKey::udp(ip(VIP4), 53), SchedKind::Rr);
-    lab.dest(&key, RS4[0], 53, method_cfg(ForwardMethod::Masq));
+    let (lab, key) = udp_lab();
     let d = lab.lb.services.find_dest(lab.lb.services.find(&key).unwrap(), &ip(RS4[0]), 53).unwrap();
     for i in 0..40u16 {
         let f = frame((ip(CLIENT4), 6000 + i), (key.addr(), 53), None, b"q", CLIENT_MAC, lab.mac_d0);
