@@ -66,6 +66,9 @@ struct Opts {
     /// in quick mode; 0 leaves the measurement out).
     #[arg(long)]
     directors: Option<usize>,
+    /// xvsd's --prealloc-conns for the xvs peers: none (the default), ipv4 or all.
+    #[arg(long, default_value = "none", value_parser = ["none", "ipv4", "all"])]
+    xvs_prealloc: String,
 }
 
 struct Plan {
@@ -79,6 +82,7 @@ struct Plan {
     iptables_max: u32,
     nftables_max: u32,
     haproxy_max: u32,
+    xvs_prealloc: String,
 }
 
 fn bin(name: &str) -> PathBuf {
@@ -162,6 +166,7 @@ fn main() {
                 .unwrap_or_default();
             PathBuf::from("bench-results").join(stamp)
         }),
+        xvs_prealloc: o.xvs_prealloc.clone(),
         iptables_max: o.iptables_max,
         nftables_max: o.nftables_max,
         haproxy_max: o.haproxy_max,
@@ -188,6 +193,7 @@ fn main() {
     }
     report.meta.insert("mode".into(), if o.quick { "quick".into() } else { "full".into() });
     report.meta.insert("repetitions".into(), plan.reps.to_string());
+    report.meta.insert("xvsd --prealloc-conns".into(), plan.xvs_prealloc.clone());
     report.meta.insert("seconds per traffic repetition".into(), format!("{}", plan.dur.as_secs_f64()));
     report.meta.insert(
         "traffic generator".into(),
@@ -320,7 +326,11 @@ fn measure_xvs(lab: &Classic, plan: &Plan, report: &mut Report, n: u32) {
     let target = lab::service(n - 1);
     // The lab's peers run XDP programs (sinks, pass), so native mode on the veths is valid and
     // is what a NIC would give.
-    let x = Xvsd::start(lab, &bin("xvsd"), &["--max-services", "131072", "--native"]);
+    let x = Xvsd::start(
+        lab,
+        &bin("xvsd"),
+        &["--max-services", "131072", "--native", "--prealloc-conns", &plan.xvs_prealloc],
+    );
     // Control plane.
     let t = xvs::apply(&x, &lab.dir, n, "masq").unwrap_or_else(|e| fail(&x, n, "install", e));
     report.add("xvs-nat", n, Metric::Install, vec![t.as_secs_f64()]);

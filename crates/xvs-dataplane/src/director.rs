@@ -36,6 +36,47 @@ pub struct LoadOptions {
     pub icmp_burst: u32,
     /// Buckets in the sh/dh/mh pool (one mh service takes 4093).
     pub table_slots: u32,
+    /// Which connection and reply tables take all their memory when they are created
+    /// (ignored for tables already pinned: they keep how they were made).
+    pub prealloc: Prealloc,
+}
+
+/// Whether the connection and NAT reply tables are preallocated. Preallocated, a table takes
+/// `max_conns` entries of memory when it is created (about 90 bytes an IPv4 connection and 80
+/// a reply, 110 and 130 for IPv6) and a new connection takes a free entry from a per-CPU list;
+/// otherwise each entry is allocated as its connection arrives. Either way nothing evicts a
+/// connection: a full table refuses new ones.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Prealloc {
+    /// Memory follows the connections present (the default).
+    #[default]
+    None,
+    /// The IPv4 tables (`xvs_conn4`, `xvs_nat4`) are preallocated.
+    Ipv4,
+    /// The IPv4 and IPv6 tables are preallocated.
+    All,
+}
+
+impl Prealloc {
+    /// The tables this setting preallocates: name, key size, value size.
+    fn tables(self) -> &'static [(&'static str, usize, usize)] {
+        use std::mem::size_of;
+        const V4: [(&str, usize, usize); 2] = [
+            ("xvs_conn4", size_of::<abi::Conn4Key>(), size_of::<abi::Conn>()),
+            ("xvs_nat4", size_of::<abi::Nat4Key>(), size_of::<abi::Conn4Key>()),
+        ];
+        const ALL: [(&str, usize, usize); 4] = [
+            V4[0],
+            V4[1],
+            ("xvs_conn6", size_of::<abi::Conn6Key>(), size_of::<abi::Conn>()),
+            ("xvs_nat6", size_of::<abi::Nat6Key>(), size_of::<abi::Conn6Key>()),
+        ];
+        match self {
+            Prealloc::None => &[],
+            Prealloc::Ipv4 => &V4,
+            Prealloc::All => &ALL,
+        }
+    }
 }
 
 impl LoadOptions {
@@ -51,6 +92,7 @@ impl LoadOptions {
             icmp_rate: 1000,
             icmp_burst: 50,
             table_slots: 4_194_304,
+            prealloc: Prealloc::None,
         }
     }
 
@@ -65,8 +107,42 @@ impl LoadOptions {
             icmp_rate: 1000,
             icmp_burst: 50,
             table_slots: 65_536,
+            prealloc: Prealloc::None,
         }
     }
+}
+
+/// The hash map flag of a table that allocates its entries as they are inserted.
+const BPF_F_NO_PREALLOC: u32 = 1;
+
+/// Creates and pins, before the loader runs, the tables `prealloc` asks for that are not pinned
+/// yet: the loader then adopts them as it adopts any pinned map. (The object's definitions say
+/// BPF_F_NO_PREALLOC, and aya sets no map flags at load.)
+fn prealloc_tables(pin_dir: &Path, prealloc: Prealloc, room: u32) -> Result<(), Error> {
+    const BPF_MAP_TYPE_HASH: u32 = 1;
+    let mut made = Vec::new();
+    for &(name, key, value) in prealloc.tables() {
+        let path = pin_dir.join(name);
+        if path.exists() {
+            continue;
+        }
+        let def = aya_obj::Map::new_from_params(BPF_MAP_TYPE_HASH, key as u32, value as u32, room, 0);
+        let created = aya::maps::MapData::create(def, name, None)
+            .map_err(|e| {
+                let mb = (u64::from(room) * (48 + key + value.next_multiple_of(8)) as u64) >> 20;
+                format!("preallocate {name} ({room} entries, about {mb} MB): {e}; lower --max-conns or preallocate fewer tables")
+            })
+            .and_then(|m| m.pin(&path).map_err(|e| format!("pin {}: {e}", path.display())));
+        if let Err(e) = created {
+            // None half made: the next start with other settings makes them all afresh.
+            for p in &made {
+                let _ = std::fs::remove_file(p);
+            }
+            return Err(Error::Unsupported(e));
+        }
+        made.push(path);
+    }
+    Ok(())
 }
 
 static XVS_LB: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/xvs_lb.o"));
@@ -167,6 +243,7 @@ impl Director {
         std::fs::create_dir_all(&options.pin_dir)
             .map_err(|e| Error::Unsupported(format!("create pin directory {}: {e}", options.pin_dir.display())))?;
         let room = options.max_conns;
+        prealloc_tables(&options.pin_dir, options.prealloc, room)?;
         let mut loader = EbpfLoader::new();
         loader
             .default_map_pin_directory(&options.pin_dir)
@@ -250,6 +327,17 @@ impl Director {
         let walk = crate::ConnWalk::load(&mut ebpf, maps.conn4.map(), maps.conn6.map()).map_err(|e| e.to_string());
         let walk = std::sync::Arc::new(std::sync::Mutex::new(walk));
         Ok(Director { ebpf, maps, pin_dir, options, interfaces: Vec::new(), trace_ring, walk })
+    }
+
+    /// How the connection tables in use were made: (IPv4, IPv6) preallocated. Tables adopted
+    /// from an earlier run keep how they were made, whatever this run's options say.
+    pub fn conn_tables_preallocated(&self) -> Result<(bool, bool), Error> {
+        use aya::maps::IterableMap;
+        let pre = |m: &MapData| -> Result<bool, Error> {
+            let info = m.info().map_err(|e| Error::Unsupported(format!("map info: {e}")))?;
+            Ok(info.map_flags() & BPF_F_NO_PREALLOC == 0)
+        };
+        Ok((pre(self.maps.conn4.map())?, pre(self.maps.conn6.map())?))
     }
 
     /// Why the connection tables cannot be walked in steps on this kernel (then every sweep

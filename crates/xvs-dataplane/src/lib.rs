@@ -23,7 +23,7 @@ pub mod walk;
 
 pub use alloc::RangeAlloc;
 pub use aux::{Aux, BareCfg, Decap};
-pub use director::{action, Attached, Director, LoadOptions, Maps, RunResult};
+pub use director::{action, Attached, Director, LoadOptions, Maps, Prealloc, RunResult};
 pub use error::Error;
 pub use publish::{addr_words, words_addr, Publisher};
 pub use readback::{ConnTables, CounterReader, DestCache};

@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::*;
 use xvs_abi as abi;
 use xvs_core::{ConnState, ForwardMethod, Packet, SchedKind, ServiceConfig, ServiceKey, TcpFlags, TcpState, Verdict};
-use xvs_dataplane::{action, addr_words, Director, LoadOptions, Publisher};
+use xvs_dataplane::{action, addr_words, Director, LoadOptions, Prealloc, Publisher};
 
 fn conn_of(lab: &Lab, client: &str, port: u16, key: &ServiceKey) -> Option<abi::Conn> {
     let k = abi::Conn4Key {
@@ -648,4 +648,77 @@ fn a_large_table_is_swept_in_steps_that_resume_where_they_stopped() {
     assert!(!sweeper.stepping());
     assert_eq!(plan.steps, [0, 0]);
     assert_eq!(sweeper.live, 0);
+}
+
+/// xvsd --prealloc-conns: tables made preallocated serve connections as the others do (NAT
+/// replies included), refuse a connection past their room and leave nothing of it, and a
+/// restart that asks otherwise keeps them as they were made, connections and all.
+#[test]
+fn preallocated_tables_serve_refuse_past_their_room_and_outlive_a_restart() {
+    if require_root().is_none() {
+        return;
+    }
+    let mut lab = Lab::with_options(|o| {
+        o.max_conns = 8;
+        o.prealloc = Prealloc::Ipv4;
+    });
+    assert_eq!(lab.dp.conn_tables_preallocated().unwrap(), (true, false));
+    let key = lab.service(vip4(80), SchedKind::Rr);
+    lab.dest(&key, RS4[0], 80, method_cfg(ForwardMethod::Masq));
+    lab.dest(&key, RS4[1], 80, method_cfg(ForwardMethod::Masq));
+    // One client (its neighbour entry is the lab's), a port per connection.
+    let port = |i: u32| 3000 + i as u16;
+    let mut server_of = Vec::new();
+    for i in 0..8 {
+        for flags in [TcpFlags::SYN, TcpFlags::ACK] {
+            let f = frame((ip(CLIENT4), port(i)), (key.addr(), 80), Some(flags), b"", CLIENT_MAC, lab.mac_d0);
+            let r = lab.run_client(&f);
+            assert_eq!(r.action, action::REDIRECT, "client {i}");
+            if flags == TcpFlags::ACK {
+                server_of.push(parse(&r.frame).dst);
+            }
+        }
+    }
+    assert_eq!((lab.dp.maps.conn4.keys().count(), lab.dp.maps.nat4.keys().count()), (8, 8));
+    // The reply of the first connection goes back to its client, from the service's address.
+    let mac = RS_MACS[usize::from(server_of[0] != ip(RS4[0]))];
+    let back = frame((server_of[0], 80), (ip(CLIENT4), port(0)), Some(TcpFlags::ACK), b"x", mac, lab.mac_d1);
+    let r = lab.run_server(&back);
+    assert_eq!(r.action, action::REDIRECT);
+    let seen = parse(&r.frame);
+    assert_eq!((seen.src, seen.dst, seen.dport), (key.addr(), ip(CLIENT4), port(0)));
+    // A ninth connection finds no room: refused, counted, nothing of it left behind.
+    let full = |lab: &Lab| reason(lab, "conn_table_full") + reason(lab, "table_full");
+    let before = full(&lab);
+    let f = frame((ip(CLIENT4), port(8)), (key.addr(), 80), Some(TcpFlags::SYN), b"", CLIENT_MAC, lab.mac_d0);
+    assert_eq!(lab.run_client(&f).action, action::DROP);
+    assert_eq!(full(&lab), before + 1);
+    assert_eq!((lab.dp.maps.conn4.keys().count(), lab.dp.maps.nat4.keys().count()), (8, 8));
+    // Restarted without the option: the pinned tables stay preallocated and keep every
+    // connection on its server.
+    let again = Director::load(LoadOptions::small(lab.dp.pin_dir.clone())).unwrap();
+    assert_eq!(again.conn_tables_preallocated().unwrap(), (true, false));
+    for (i, server) in server_of.iter().enumerate() {
+        let f =
+            frame((ip(CLIENT4), port(i as u32)), (key.addr(), 80), Some(TcpFlags::ACK), b"y", CLIENT_MAC, lab.mac_d0);
+        let r = again.test_run(&f, lab.if_client).unwrap();
+        assert_eq!(r.action, action::REDIRECT);
+        assert_eq!(parse(&r.frame).dst, *server, "client {i} keeps its server");
+    }
+}
+
+#[test]
+fn tables_are_allocated_per_connection_unless_asked_otherwise() {
+    if require_root().is_none() {
+        return;
+    }
+    {
+        let lab = Lab::new();
+        assert_eq!(lab.dp.conn_tables_preallocated().unwrap(), (false, false));
+    }
+    let lab = Lab::with_options(|o| {
+        o.max_conns = 64;
+        o.prealloc = Prealloc::All;
+    });
+    assert_eq!(lab.dp.conn_tables_preallocated().unwrap(), (true, true));
 }

@@ -9,6 +9,7 @@ use clap::Parser;
 use tokio::sync::Mutex;
 use xvs_dataplane::{Attached, Director, LoadOptions};
 use xvsd::control::Control;
+use xvsd::options::PreallocConns;
 
 #[tokio::main]
 async fn main() {
@@ -89,7 +90,27 @@ async fn run(o: xvsd::options::Options) -> anyhow::Result<()> {
     opts.max_half = o.max_half_open;
     opts.max_services = o.max_services;
     opts.max_dests = o.max_dests;
+    opts.prealloc = o.prealloc_conns.into();
     let director = Director::load(opts).context("load the XDP program")?;
+    match director.conn_tables_preallocated() {
+        Ok((v4, v6)) => {
+            let asked = o.prealloc_conns;
+            let wanted = (asked != PreallocConns::None, asked == PreallocConns::All);
+            if (v4, v6) != wanted {
+                // The pinned tables hold the connections: never remade behind the operator's back.
+                tracing::warn!(
+                    ipv4 = v4,
+                    ipv6 = v6,
+                    asked = ?asked,
+                    "the connection tables kept from the previous start are preallocated otherwise than asked; \
+                     `xvsd --purge` (which drops every connection) makes them afresh"
+                );
+            } else if v4 || v6 {
+                tracing::info!(ipv4 = v4, ipv6 = v6, entries = o.max_conns, "connection tables preallocated");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot tell how the connection tables were made"),
+    }
     if let Some(why) = director.walk_unavailable() {
         tracing::warn!(reason = %why, "large connection tables will be swept in one go, not in steps");
     }

@@ -5,6 +5,27 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
+/// Which connection tables `--prealloc-conns` preallocates.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PreallocConns {
+    /// None: memory follows the connections present.
+    None,
+    /// The IPv4 connection and reply tables.
+    Ipv4,
+    /// The IPv4 and IPv6 tables.
+    All,
+}
+
+impl From<PreallocConns> for xvs_dataplane::Prealloc {
+    fn from(p: PreallocConns) -> Self {
+        match p {
+            PreallocConns::None => xvs_dataplane::Prealloc::None,
+            PreallocConns::Ipv4 => xvs_dataplane::Prealloc::Ipv4,
+            PreallocConns::All => xvs_dataplane::Prealloc::All,
+        }
+    }
+}
+
 /// The xvs daemon: loads the XDP load balancer, keeps its configuration, serves xvsadm.
 ///
 /// Example: `xvsd -i eth0 -i eth1` balances the services configured with xvsadm on traffic
@@ -38,6 +59,15 @@ pub struct Options {
     /// 16 bytes per entry of bucket array at start.
     #[arg(long, default_value_t = 4_194_304)]
     pub max_conns: u32,
+    /// Take the connection and NAT reply tables' memory when they are created, as Katran's and
+    /// Cilium's preallocated tables do: `ipv4` (about 170 bytes × --max-conns: 700 MB at the
+    /// default), `all` (IPv6 too: about 240 bytes more a connection), or `none` (memory per
+    /// connection present). A new connection then takes a free entry instead of allocating one,
+    /// and the room can never fail for want of memory. Only tables made at this start are
+    /// affected: tables pinned by an earlier xvsd keep how they were made (`xvsd --purge`
+    /// starts afresh, dropping every connection).
+    #[arg(long, value_enum, default_value_t = PreallocConns::None)]
+    pub prealloc_conns: PreallocConns,
     /// Connections not yet assured (TCP before ESTABLISHED, UDP before its second packet),
     /// both families; past it new connections are refused, so a SYN flood holds at most this
     /// many entries and never takes the room of established ones.

@@ -115,16 +115,27 @@ fn metric(lab: &Classic, name: &str) -> u64 {
 
 #[test]
 fn held_connections_survive_a_spoofed_syn_flood() {
+    held_through_a_flood(&[]);
+}
+
+/// The same with the tables preallocated (`--prealloc-conns`): a full table refuses alike.
+#[test]
+fn held_connections_survive_a_spoofed_syn_flood_in_preallocated_tables() {
+    held_through_a_flood(&["--prealloc-conns", "all"]);
+}
+
+fn held_through_a_flood(extra: &[&str]) {
     if !xvs_lab::require_root() {
         return;
     }
     let lab = lab(2, Mode::Dr, &[7007, 7008]);
     // Tables far below what the flood sends (about a million SYNs in 10 s).
-    let xvsd = Xvsd::start(
-        &lab,
-        Path::new(env!("CARGO_BIN_EXE_xvsd")),
-        &["--max-conns", "4096", "--max-half-open", "1024", "--metrics", "127.0.0.1:9642"],
-    );
+    let mut args = vec!["--max-conns", "4096", "--max-half-open", "1024", "--metrics", "127.0.0.1:9642"];
+    args.extend_from_slice(extra);
+    let xvsd = Xvsd::start(&lab, Path::new(env!("CARGO_BIN_EXE_xvsd")), &args);
+    if !extra.is_empty() {
+        assert!(xvsd.log_text().contains("connection tables preallocated"), "{}", xvsd.log_text());
+    }
     let s = &xvsd.socket;
     adm(s, &format!("-A -t {VIP4}:7007 -s rr"));
     adm(s, &format!("-A -t {VIP4}:7008 -s wlc"));
