@@ -600,9 +600,27 @@ fn a_large_table_is_swept_in_steps_that_resume_where_they_stopped() {
         assert_eq!(lab.run_client(&f).action, action::REDIRECT);
     }
     assert_eq!(lab.dp.maps.nat4.iter().count(), 40);
+    if let Some(why) = lab.dp.walk_unavailable() {
+        // A kernel that refuses iterator programs (a lockdown or an LSM policy answers EPERM to
+        // any iter/ program): the sweep walks in one go, as xvsd then warns, and must still
+        // expire everything with its accounting.
+        eprintln!("no stepwise walk on this kernel ({why}): checking the sweep in one go instead");
+        let mut sweeper = xvs_dataplane::Sweeper::stepping_from(8);
+        for _ in 0..2 {
+            let r = sweeper.run(&lab.dp).unwrap();
+            assert_eq!((r.seen, r.expired, sweeper.stepping()), (40, 0, false), "never in steps");
+        }
+        sleep(Duration::from_millis(1100));
+        let r = sweeper.run(&lab.dp).unwrap();
+        assert_eq!((r.seen, r.expired, sweeper.stepping()), (40, 40, false));
+        assert_eq!((lab.dp.maps.conn4.iter().count(), lab.dp.maps.nat4.iter().count()), (0, 0));
+        let c = lab.dp.dest_counters(d).unwrap();
+        assert_eq!((c.active, c.inactive), (0, 0));
+        assert_eq!(lab.dp.counter(abi::counter::CONN_NEW).unwrap(), lab.dp.counter(abi::counter::CONN_DEL).unwrap());
+        return;
+    }
     // Stepwise from 8 connections on: the first sweep walks in one go and counts 40; the next
     // ones leave the IPv4 table to the steps, 8 connections each, every one visited once a pass.
-    assert_eq!(lab.dp.walk_unavailable(), None);
     let mut sweeper = xvs_dataplane::Sweeper::stepping_from(8);
     let r = sweeper.run(&lab.dp).unwrap();
     assert_eq!((r.seen, r.expired, sweeper.stepping()), (40, 0, false));
