@@ -1220,6 +1220,42 @@ int xvs_sweep_iter6(struct bpf_iter__bpf_map_elem *ctx)
 	return sweep_step(XVS_AF_INET6, &k, v, ctx->meta->seq);
 }
 
+/* The sweep in steps where the kernel refuses iterator programs: xvsd reads a connection
+ * table a slice of buckets at a time (BPF_MAP_LOOKUP_BATCH) and hands here the keys of the
+ * connections idle long enough to have expired; each is looked up again, checked against the
+ * clock the sweep program wrote, claimed and removed with its accounting, as the iterator
+ * does. */
+SEC("xdp")
+int xvs_sweep_keys(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data, *data_end = (void *)(long)ctx->data_end;
+	struct xvs_cfg *cfg = config();
+	__u32 zero = 0;
+	__u32 *clock = bpf_map_lookup_elem(&xvs_walk_clock, &zero);
+	if (!cfg || !clock)
+		return XDP_ABORTED;
+	__u32 now = *clock;
+	for (int i = 0; i < XVS_SWEEP_KEYS_MAX; i++) {
+		struct xvs_sweep_key *rp = data;
+		if ((void *)(rp + 1) > data_end)
+			break;
+		union conn_key key = {};
+		__u8 af = rp->af, out = 0;
+		if (af == XVS_AF_INET)
+			__builtin_memcpy(&key.k4, rp->key, sizeof(key.k4));
+		else if (af == XVS_AF_INET6)
+			__builtin_memcpy(&key.k6, rp->key, sizeof(key.k6));
+		if (af == XVS_AF_INET || af == XVS_AF_INET6) {
+			struct xvs_conn *c = conn_lookup(af, &key);
+			if (c && conn_expired(c, cfg, now))
+				out = drop_conn(af, &key, c);
+		}
+		rp->result = out;
+		data = rp + 1;
+	}
+	return XDP_PASS;
+}
+
 /* The key of an install record, for connections and templates alike. */
 static __always_inline void install_key(const struct xvs_install_rec *r, union conn_key *k)
 {

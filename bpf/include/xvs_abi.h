@@ -394,6 +394,16 @@ struct xvs_install_rec {
 #define XVS_INSTALLED_FULL 4    /* the table is full */
 #define XVS_INSTALLED_BAD 5     /* a record that is not a connection or template */
 
+/* A connection's key handed to xvs_sweep_keys (the sweep in steps on a kernel without
+ * iterator programs), in its packet data; up to XVS_SWEEP_KEYS_MAX per run. 44 bytes. */
+struct xvs_sweep_key {
+	__u32 key[10]; /* struct xvs_conn4_key (its first 16 bytes) or struct xvs_conn6_key */
+	__u8 af;       /* XVS_AF_INET or XVS_AF_INET6 */
+	__u8 result;   /* out: 1 if this run removed it (expired), else 0 */
+	__u8 pad[2];
+};
+#define XVS_SWEEP_KEYS_MAX 64
+
 /* Global gauges, changed atomically by the programs. */
 struct xvs_gauges {
 	__s64 half; /* connections with XVS_CONN_F_HALF */

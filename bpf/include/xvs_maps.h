@@ -110,8 +110,9 @@ struct {
 /* Connections, client side. Plain hash tables, never LRU: nothing but expiry, a reset, a
  * flush or the early drop of unassured entries (XVS_CONN_F_HALF) ever removes a connection, so a
  * flood of new flows cannot push out an established one; a full table refuses new entries.
- * No preallocation: memory follows the entries present, so the sizes can be large. The loader
- * sizes them max_conns + max_half. */
+ * No preallocation by default: memory follows the entries present, so the sizes can be large
+ * (xvsd --prealloc-conns creates these four tables preallocated before the loader adopts
+ * them). The loader sizes them max_conns. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(map_flags, BPF_F_NO_PREALLOC);

@@ -450,6 +450,19 @@ pub struct InstallRec {
     pub pad2: [u32; 2],
 }
 
+/// A connection's key for the key sweep program (`struct xvs_sweep_key`): the sweep in steps
+/// on a kernel that refuses iterator programs.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct SweepKey {
+    /// A [`Conn4Key`] (first 16 bytes) or a [`Conn6Key`], as bytes in words.
+    pub key: [u32; 10],
+    pub af: u8,
+    /// Out: 1 if the run removed it.
+    pub result: u8,
+    pub pad: [u8; 2],
+}
+
 /// A next hop the dataplane found no neighbour for (`struct xvs_neigh_miss`).
 #[repr(C)]
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
@@ -478,6 +491,8 @@ pub const NEIGH_SLOTS: u32 = 64;
 
 /// Records per run of the install program.
 pub const INSTALL_MAX: usize = 48;
+/// Keys per run of the key sweep program (`XVS_SWEEP_KEYS_MAX`).
+pub const SWEEP_KEYS_MAX: usize = 64;
 /// An install record of a connection.
 pub const INSTALL_CONN: u8 = 1;
 /// An install record of a template.
@@ -603,6 +618,7 @@ pod! {
     Gauges = 64,
     AllowKey = 20,
     InstallRec = 64,
+    SweepKey = 44,
     NeighMiss = 28,
     IfMac = 12,
     TraceFilter = 48,

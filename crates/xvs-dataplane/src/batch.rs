@@ -206,6 +206,64 @@ fn for_each_hash<K: Pod, V: Pod>(map: &MapData, mut f: impl FnMut(K, V)) -> Resu
     }
 }
 
+/// Reads about `max` entries of hash map `map` into `out`, from bucket `from` (`None`: the
+/// first): whole buckets, so a little more than `max` when a bucket would not fit in what is
+/// left. Returns the bucket the next read resumes at, or `None` when the table's end was
+/// reached. A bucket's position does not move when entries come and go, so a walk of reads
+/// visits every entry present throughout it once.
+pub fn read_hash_from<K: Pod, V: Pod>(
+    map: &MapData,
+    from: Option<u32>,
+    max: usize,
+    out: &mut Vec<(K, V)>,
+) -> Result<Option<u32>, MapError> {
+    let (ks, vs) = (std::mem::size_of::<K>(), std::mem::size_of::<V>());
+    let mut want = max.max(1);
+    let mut count = want.min(CHUNK);
+    let (mut bucket, mut next) = (from.unwrap_or(0), 0u32);
+    let mut first = from.is_none();
+    let (mut keys, mut values) = (Vec::new(), Vec::new());
+    loop {
+        keys.resize(count * ks, 0);
+        values.resize(count * vs, 0);
+        let mut attr = BatchAttr {
+            in_batch: if first { 0 } else { &bucket as *const u32 as u64 },
+            out_batch: &mut next as *mut u32 as u64,
+            keys: keys.as_mut_ptr() as u64,
+            values: values.as_mut_ptr() as u64,
+            count: count as u32,
+            ..attr(map)
+        };
+        let end = match sys_bpf(BPF_MAP_LOOKUP_BATCH, &mut attr, "bpf_map_lookup_batch") {
+            Ok(()) => false,
+            Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => true,
+            // The next bucket holds more than `count`: ask for more.
+            Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOSPC) && count < 1 << 20 => {
+                count *= 2;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        let got = (attr.count as usize).min(count);
+        for i in 0..got {
+            // SAFETY: `K` and `V` are `Pod`: any bytes of their size are valid values.
+            let k = unsafe { std::ptr::read_unaligned(keys[i * ks..].as_ptr().cast::<K>()) };
+            let v = unsafe { std::ptr::read_unaligned(values[i * vs..].as_ptr().cast::<V>()) };
+            out.push((k, v));
+        }
+        if end {
+            return Ok(None);
+        }
+        first = false;
+        bucket = next;
+        want = want.saturating_sub(got);
+        if want == 0 {
+            return Ok(Some(bucket));
+        }
+        count = want.min(CHUNK);
+    }
+}
+
 /// Every entry of hash map `map`, in batches (see [`each_entry`]).
 pub fn lookup_hash<K: Pod, V: Pod>(map: &MapData) -> Result<Vec<(K, V)>, MapError> {
     let mut out = Vec::new();

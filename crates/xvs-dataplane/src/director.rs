@@ -39,6 +39,9 @@ pub struct LoadOptions {
     /// Which connection and reply tables take all their memory when they are created
     /// (ignored for tables already pinned: they keep how they were made).
     pub prealloc: Prealloc,
+    /// Walk large connection tables in steps by batch reads even where their iterators load
+    /// (the fallback where the kernel refuses iterator programs; tests use it to cover both).
+    pub batch_walk: bool,
 }
 
 /// Whether the connection and NAT reply tables are preallocated. Preallocated, a table takes
@@ -93,6 +96,7 @@ impl LoadOptions {
             icmp_burst: 50,
             table_slots: 4_194_304,
             prealloc: Prealloc::None,
+            batch_walk: false,
         }
     }
 
@@ -108,6 +112,7 @@ impl LoadOptions {
             icmp_burst: 50,
             table_slots: 65_536,
             prealloc: Prealloc::None,
+            batch_walk: false,
         }
     }
 }
@@ -264,7 +269,7 @@ impl Director {
             .map_max_entries("xvs_tpl_sip", (room / 4).max(1024))
             .map_max_entries("xvs_sched_tables", options.table_slots);
         let mut ebpf = loader.load(XVS_LB).ctx(|| "load the director program (bpf/xvs_lb.bpf.c)".into())?;
-        for name in ["xvs_lb", "xvs_lb_fwm", "xvs_sweep", "xvs_install"] {
+        for name in ["xvs_lb", "xvs_lb_fwm", "xvs_sweep", "xvs_install", "xvs_sweep_keys"] {
             let prog: Result<&mut Xdp, aya::programs::ProgramError> = ebpf
                 .program_mut(name)
                 .ok_or_else(|| Error::Unsupported(format!("the director object has no program {name}")))?
@@ -324,20 +329,37 @@ impl Director {
         let trace_ring = Some(crate::trace::TraceReader::new(typed!(&mut ebpf, "xvs_trace")));
         let pin_dir = options.pin_dir.clone();
         use aya::maps::IterableMap;
-        let walk = crate::ConnWalk::load(&mut ebpf, maps.conn4.map(), maps.conn6.map()).map_err(|e| e.to_string());
+        let walk = crate::ConnWalk::load(&mut ebpf, maps.conn4.map(), maps.conn6.map(), options.batch_walk)
+            .map_err(|e| e.to_string());
         let walk = std::sync::Arc::new(std::sync::Mutex::new(walk));
         Ok(Director { ebpf, maps, pin_dir, options, interfaces: Vec::new(), trace_ring, walk })
     }
 
-    /// How the connection tables in use were made: (IPv4, IPv6) preallocated. Tables adopted
-    /// from an earlier run keep how they were made, whatever this run's options say.
-    pub fn conn_tables_preallocated(&self) -> Result<(bool, bool), Error> {
+    /// How the connection and reply tables in use were made: for each (`xvs_conn4`, `xvs_nat4`,
+    /// `xvs_conn6`, `xvs_nat6`), whether it is preallocated and its size. Tables adopted from
+    /// an earlier run keep how they were made, whatever this run's options say.
+    pub fn conn_table_kinds(&self) -> Result<Vec<(&'static str, bool, u32)>, Error> {
         use aya::maps::IterableMap;
-        let pre = |m: &MapData| -> Result<bool, Error> {
-            let info = m.info().map_err(|e| Error::Unsupported(format!("map info: {e}")))?;
-            Ok(info.map_flags() & BPF_F_NO_PREALLOC == 0)
-        };
-        Ok((pre(self.maps.conn4.map())?, pre(self.maps.conn6.map())?))
+        let m = &self.maps;
+        let tables: [(&'static str, &MapData); 4] = [
+            ("xvs_conn4", m.conn4.map()),
+            ("xvs_nat4", m.nat4.map()),
+            ("xvs_conn6", m.conn6.map()),
+            ("xvs_nat6", m.nat6.map()),
+        ];
+        tables
+            .into_iter()
+            .map(|(name, map)| {
+                let info = map.info().map_err(|e| Error::Unsupported(format!("{name}'s info: {e}")))?;
+                Ok((name, info.map_flags() & BPF_F_NO_PREALLOC == 0, info.max_entries()))
+            })
+            .collect()
+    }
+
+    /// Why large connection tables are walked in steps by batch reads rather than by their
+    /// iterators (a kernel that refuses iterator programs), if they are.
+    pub fn walk_batch_reason(&self) -> Option<String> {
+        self.walk.lock().ok().and_then(|w| w.as_ref().ok().and_then(|w| w.batch_reason().map(str::to_string)))
     }
 
     /// Why the connection tables cannot be walked in steps on this kernel (then every sweep

@@ -12,7 +12,9 @@ use std::io::Read;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 
 use aya::maps::MapData;
+use aya::programs::Xdp;
 use aya::Ebpf;
+use xvs_abi as abi;
 
 use crate::error::Error;
 
@@ -38,10 +40,18 @@ struct Table {
     pass: Option<File>,
 }
 
-/// The two connection tables' iterators (IPv4, IPv6).
+/// How the two connection tables (IPv4, IPv6) are walked.
+enum Walker {
+    /// Their iterators.
+    Iter { tables: [Table; 2], buf: Vec<u8> },
+    /// Batch reads, the keys expired by `xvs_sweep_keys`: the bucket each table's pass resumes
+    /// at (`None`: a new pass), and why the iterators are not used.
+    Batch { maps: Box<[MapData; 2]>, prog: Box<Xdp>, next: [Option<u32>; 2], why: String },
+}
+
+/// The two connection tables' stepwise walk.
 pub struct ConnWalk {
-    tables: [Table; 2],
-    buf: Vec<u8>,
+    walker: Walker,
 }
 
 impl std::fmt::Debug for ConnWalk {
@@ -51,9 +61,57 @@ impl std::fmt::Debug for ConnWalk {
 }
 
 impl ConnWalk {
-    /// Loads the iterator programs of `ebpf` and links them to the connection tables. Fails on
-    /// a kernel without BTF or map element iterators (Linux 5.9).
-    pub(crate) fn load(ebpf: &mut Ebpf, conn4: &MapData, conn6: &MapData) -> Result<ConnWalk, Error> {
+    /// Loads the iterator programs of `ebpf` and links them to the connection tables; where
+    /// that fails (a kernel without BTF or map element iterators, before Linux 5.9, or one that
+    /// refuses iterator programs), or with `batch`, walks by batch reads and `xvs_sweep_keys`
+    /// (loaded already). Fails when neither can be had.
+    pub(crate) fn load(ebpf: &mut Ebpf, conn4: &MapData, conn6: &MapData, batch: bool) -> Result<ConnWalk, Error> {
+        let why = if batch {
+            "asked for (LoadOptions::batch_walk)".to_string()
+        } else {
+            match Self::load_iter(ebpf, conn4, conn6) {
+                Ok(w) => return Ok(w),
+                Err(e) => e.to_string(),
+            }
+        };
+        Self::load_batch(ebpf, conn4, conn6, why.clone())
+            .map_err(|e| Error::Unsupported(format!("{why}; and no batch walk either: {e}")))
+    }
+
+    fn load_batch(ebpf: &mut Ebpf, conn4: &MapData, conn6: &MapData, why: String) -> Result<ConnWalk, Error> {
+        let name = "xvs_sweep_keys";
+        let prog: &Xdp = ebpf
+            .program(name)
+            .ok_or_else(|| Error::Unsupported(format!("the director object has no program {name}")))?
+            .try_into()
+            .map_err(|e| Error::Unsupported(format!("program {name} is not XDP: {e}")))?;
+        // A handle of its own: the walk runs without the director's lock.
+        let info = prog.info().map_err(|e| Error::Unsupported(format!("{name}'s info: {e}")))?;
+        let prog = Xdp::from_program_info(info, name.into(), aya_obj::programs::XdpAttachType::Interface)
+            .map_err(|e| Error::Unsupported(format!("open {name} again: {e}")))?;
+        let dup = |m: &MapData| -> Result<MapData, Error> {
+            let fd = m.fd().as_fd().try_clone_to_owned().map_err(|e| Error::Unsupported(format!("dup: {e}")))?;
+            MapData::from_fd(fd).map_err(|e| Error::Unsupported(format!("open a connection table again: {e}")))
+        };
+        Ok(ConnWalk {
+            walker: Walker::Batch {
+                maps: Box::new([dup(conn4)?, dup(conn6)?]),
+                prog: Box::new(prog),
+                next: [None; 2],
+                why,
+            },
+        })
+    }
+
+    /// Why the tables are walked by batch reads rather than by their iterators, if they are.
+    pub fn batch_reason(&self) -> Option<&str> {
+        match &self.walker {
+            Walker::Iter { .. } => None,
+            Walker::Batch { why, .. } => Some(why),
+        }
+    }
+
+    fn load_iter(ebpf: &mut Ebpf, conn4: &MapData, conn6: &MapData) -> Result<ConnWalk, Error> {
         let btf = aya::Btf::from_sys_fs().map_err(|e| Error::Unsupported(format!("the kernel's BTF: {e}")))?;
         let mut link = |name: &str, map: &MapData| -> Result<Table, Error> {
             let prog: &mut aya::programs::Iter = ebpf
@@ -68,13 +126,18 @@ impl ConnWalk {
             Ok(Table { link, pass: None })
         };
         let tables = [link("xvs_sweep_iter4", conn4)?, link("xvs_sweep_iter6", conn6)?];
-        Ok(ConnWalk { tables, buf: Vec::new() })
+        Ok(ConnWalk { walker: Walker::Iter { tables, buf: Vec::new() } })
     }
 
     /// Forgets the passes in progress: the next steps start at the tables' beginnings.
     pub fn restart(&mut self) {
-        for t in &mut self.tables {
-            t.pass = None;
+        match &mut self.walker {
+            Walker::Iter { tables, .. } => {
+                for t in tables {
+                    t.pass = None;
+                }
+            }
+            Walker::Batch { next, .. } => *next = [None; 2],
         }
     }
 
@@ -82,24 +145,31 @@ impl ConnWalk {
     /// last step stopped, removing those expired as of the last run of the sweep program
     /// (which writes the packet path's clock for the steps: run it first).
     ///
-    /// A pass may miss a connection, or see one twice: a read resumes at its bucket by position,
-    /// which moves when entries before it were removed, and a removed entry may be reused at once
-    /// by a packet on the same CPU while the walk stands on it. What a pass misses, the next one
+    /// With iterators, a pass may miss a connection, or see one twice: a read resumes in its
+    /// bucket by position, which moves when entries before it were removed, and a removed entry
+    /// may be reused at once (by a packet on any CPU) while the walk stands on it. Batch reads
+    /// resume at a bucket, which does not move. What a pass misses, the next one
     /// visits (an expiry at most one pass late); nothing is removed that has not expired.
     pub fn step(&mut self, table: usize, budget: usize) -> Result<WalkStep, Error> {
-        let t = &mut self.tables[table];
+        let (tables, buf) = match &mut self.walker {
+            Walker::Iter { tables, buf } => (tables, buf),
+            Walker::Batch { maps, prog, next, .. } => {
+                return step_batch(&maps[table], prog, &mut next[table], table, budget)
+            }
+        };
+        let t = &mut tables[table];
         if t.pass.is_none() {
             t.pass =
                 Some(iter_create(t.link.as_raw_fd()).map_err(|e| Error::Unsupported(format!("bpf_iter_create: {e}")))?);
         }
         let Some(pass) = t.pass.as_mut() else { unreachable!() };
-        self.buf.resize(budget.clamp(1, READ_MAX), 0);
+        buf.resize(budget.clamp(1, READ_MAX), 0);
         let mut step = WalkStep::default();
         let mut want = budget.max(1);
         while want > 0 {
-            let n = want.min(self.buf.len());
+            let n = want.min(buf.len());
             // Each read is one run of the iterator over at most n connections.
-            let got = match pass.read(&mut self.buf[..n]) {
+            let got = match pass.read(&mut buf[..n]) {
                 Ok(got) => got,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => {
@@ -113,11 +183,61 @@ impl ConnWalk {
                 break;
             }
             step.seen += got as u64;
-            step.expired += self.buf[..got].iter().filter(|&&b| b == 1).count() as u64;
+            step.expired += buf[..got].iter().filter(|&&b| b == 1).count() as u64;
             want -= got;
         }
         Ok(step)
     }
+}
+
+/// One step of a batch walk of table `table` (0: IPv4, 1: IPv6): about `budget` connections
+/// read from bucket `next`, their keys run through `xvs_sweep_keys`, `next` moved on (`None`
+/// when the pass ended).
+fn step_batch(
+    map: &MapData,
+    prog: &Xdp,
+    next: &mut Option<u32>,
+    table: usize,
+    budget: usize,
+) -> Result<WalkStep, Error> {
+    let read = |e: aya::maps::MapError| Error::Unsupported(format!("read the connection table in batches: {e}"));
+    let mut keys: Vec<abi::SweepKey> = Vec::new();
+    let resume = if table == 0 {
+        let mut out: Vec<(abi::Conn4Key, abi::Conn)> = Vec::new();
+        let r = crate::batch::read_hash_from(map, *next, budget, &mut out).map_err(read)?;
+        keys.extend(out.iter().map(|(k, _)| sweep_key(abi::AF_INET, k)));
+        r
+    } else {
+        let mut out: Vec<(abi::Conn6Key, abi::Conn)> = Vec::new();
+        let r = crate::batch::read_hash_from(map, *next, budget, &mut out).map_err(read)?;
+        keys.extend(out.iter().map(|(k, _)| sweep_key(abi::AF_INET6, k)));
+        r
+    };
+    let mut step = WalkStep { seen: keys.len() as u64, ..WalkStep::default() };
+    let n = std::mem::size_of::<abi::SweepKey>();
+    let at = std::mem::offset_of!(abi::SweepKey, result);
+    for chunk in keys.chunks(abi::SWEEP_KEYS_MAX) {
+        // SAFETY: SweepKey is plain old data (xvs-abi), without padding.
+        let input: &[u8] =
+            unsafe { std::slice::from_raw_parts(chunk.as_ptr().cast::<u8>(), std::mem::size_of_val(chunk)) };
+        let (r, _) = crate::director::run(prog, input, 1, 1)?;
+        if r.action != crate::action::PASS {
+            return Err(Error::Unsupported(format!("xvs_sweep_keys answered {}", r.action)));
+        }
+        step.expired += (0..chunk.len()).filter(|i| r.frame.get(i * n + at) == Some(&1)).count() as u64;
+    }
+    *next = resume;
+    step.finished = resume.is_none();
+    Ok(step)
+}
+
+/// The key sweep program's record of connection key `k`.
+fn sweep_key<K: aya::Pod>(af: u8, k: &K) -> abi::SweepKey {
+    let mut rec = abi::SweepKey { af, ..abi::SweepKey::default() };
+    let size = std::mem::size_of::<K>().min(std::mem::size_of_val(&rec.key));
+    // SAFETY: `K` is plain old data of `size` bytes, no more than `rec.key` holds.
+    unsafe { std::ptr::copy_nonoverlapping((k as *const K).cast::<u8>(), rec.key.as_mut_ptr().cast::<u8>(), size) };
+    rec
 }
 
 /// `union bpf_attr`'s `link_create` member.

@@ -44,7 +44,11 @@ fn short_timeouts(lab: &mut Lab) {
 
 /// A lab with short timeouts and one UDP service (rr) with one NAT real server.
 fn udp_lab() -> (Lab, ServiceKey) {
-    let mut lab = Lab::new();
+    udp_lab_with(|_| {})
+}
+
+fn udp_lab_with(adjust: impl FnOnce(&mut LoadOptions)) -> (Lab, ServiceKey) {
+    let mut lab = Lab::with_options(adjust);
     short_timeouts(&mut lab);
     let key = lab.service(ServiceKey::udp(ip(VIP4), 53), SchedKind::Rr);
     lab.dest(&key, RS4[0], 53, method_cfg(ForwardMethod::Masq));
@@ -593,7 +597,18 @@ fn a_large_table_is_swept_in_steps_that_resume_where_they_stopped() {
     if require_root().is_none() {
         return;
     }
-    let (lab, key) = udp_lab();
+    // With the iterators where the kernel loads them (batch reads where it refuses them), then
+    // with batch reads whatever the kernel.
+    for batch in [false, true] {
+        swept_in_steps(batch);
+    }
+}
+
+fn swept_in_steps(batch: bool) {
+    let (lab, key) = udp_lab_with(|o| o.batch_walk = batch);
+    if batch {
+        assert!(lab.dp.walk_batch_reason().is_some(), "batch reads asked for");
+    }
     let d = lab.lb.services.find_dest(lab.lb.services.find(&key).unwrap(), &ip(RS4[0]), 53).unwrap();
     for i in 0..40u16 {
         let f = frame((ip(CLIENT4), 6000 + i), (key.addr(), 53), None, b"q", CLIENT_MAC, lab.mac_d0);
@@ -601,9 +616,9 @@ fn a_large_table_is_swept_in_steps_that_resume_where_they_stopped() {
     }
     assert_eq!(lab.dp.maps.nat4.iter().count(), 40);
     if let Some(why) = lab.dp.walk_unavailable() {
-        // A kernel that refuses iterator programs (a lockdown or an LSM policy answers EPERM to
-        // any iter/ program): the sweep walks in one go, as xvsd then warns, and must still
-        // expire everything with its accounting.
+        // A kernel with neither walk (no iterator programs, no batch reads of hash maps): the
+        // sweep walks in one go, as xvsd then warns, and must still expire everything with
+        // its accounting.
         eprintln!("no stepwise walk on this kernel ({why}): checking the sweep in one go instead");
         let mut sweeper = xvs_dataplane::Sweeper::stepping_from(8);
         for _ in 0..2 {
@@ -641,7 +656,10 @@ fn a_large_table_is_swept_in_steps_that_resume_where_they_stopped() {
         }
         assert!(sweeps < 10, "the pass never ended");
     }
-    assert_eq!((visited, sweeps), (40, 6), "five full steps, then the end of the table");
+    // Five full steps, then a read that meets the end of the table; a batch read sees the end
+    // with the last bucket it reads.
+    let batched = lab.dp.walk_batch_reason().is_some();
+    assert_eq!((visited, sweeps), (40, if batched { 5 } else { 6 }), "batch reads: {batched}");
     assert_eq!(sweeper.live, 40);
     // Expired: the steps remove them, with their accounting and their reply entries.
     sleep(Duration::from_millis(1100));
@@ -680,48 +698,65 @@ fn preallocated_tables_serve_refuse_past_their_room_and_outlive_a_restart() {
         o.max_conns = 8;
         o.prealloc = Prealloc::Ipv4;
     });
-    assert_eq!(lab.dp.conn_tables_preallocated().unwrap(), (true, false));
-    let key = lab.service(vip4(80), SchedKind::Rr);
-    lab.dest(&key, RS4[0], 80, method_cfg(ForwardMethod::Masq));
-    lab.dest(&key, RS4[1], 80, method_cfg(ForwardMethod::Masq));
-    // One client (its neighbour entry is the lab's), a port per connection.
+    let made = [("xvs_conn4", true, 8), ("xvs_nat4", true, 8), ("xvs_conn6", false, 8), ("xvs_nat6", false, 8)];
+    assert_eq!(lab.dp.conn_table_kinds().unwrap(), made);
+    let nat = lab.service(vip4(80), SchedKind::Rr);
+    let dr = lab.service(vip4(81), SchedKind::Rr);
+    for (key, m) in [(&nat, ForwardMethod::Masq), (&dr, ForwardMethod::Route)] {
+        lab.dest(key, RS4[0], key.port(), method_cfg(m));
+        lab.dest(key, RS4[1], key.port(), method_cfg(m));
+    }
+    // One client (its neighbour entry is the lab's), a port per connection: four NAT
+    // connections, then four direct-routing ones fill the connection table.
     let port = |i: u32| 3000 + i as u16;
     let mut server_of = Vec::new();
     for i in 0..8 {
+        let key = if i < 4 { &nat } else { &dr };
         for flags in [TcpFlags::SYN, TcpFlags::ACK] {
-            let f = frame((ip(CLIENT4), port(i)), (key.addr(), 80), Some(flags), b"", CLIENT_MAC, lab.mac_d0);
+            let f = frame((ip(CLIENT4), port(i)), (key.addr(), key.port()), Some(flags), b"", CLIENT_MAC, lab.mac_d0);
             let r = lab.run_client(&f);
-            assert_eq!(r.action, action::REDIRECT, "client {i}");
+            assert_eq!(r.action, action::REDIRECT, "connection {i}");
             if flags == TcpFlags::ACK {
                 server_of.push(parse(&r.frame).dst);
             }
         }
     }
-    assert_eq!((lab.dp.maps.conn4.keys().count(), lab.dp.maps.nat4.keys().count()), (8, 8));
+    let sizes = |lab: &Lab| (lab.dp.maps.conn4.keys().count(), lab.dp.maps.nat4.keys().count());
+    assert_eq!(sizes(&lab), (8, 4));
     // The reply of the first connection goes back to its client, from the service's address.
     let mac = RS_MACS[usize::from(server_of[0] != ip(RS4[0]))];
     let back = frame((server_of[0], 80), (ip(CLIENT4), port(0)), Some(TcpFlags::ACK), b"x", mac, lab.mac_d1);
     let r = lab.run_server(&back);
     assert_eq!(r.action, action::REDIRECT);
     let seen = parse(&r.frame);
-    assert_eq!((seen.src, seen.dst, seen.dport), (key.addr(), ip(CLIENT4), port(0)));
-    // A ninth connection finds no room: refused, counted, nothing of it left behind.
-    let full = |lab: &Lab| reason(lab, "conn_table_full") + reason(lab, "table_full");
-    let before = full(&lab);
-    let f = frame((ip(CLIENT4), port(8)), (key.addr(), 80), Some(TcpFlags::SYN), b"", CLIENT_MAC, lab.mac_d0);
-    assert_eq!(lab.run_client(&f).action, action::DROP);
-    assert_eq!(full(&lab), before + 1);
-    assert_eq!((lab.dp.maps.conn4.keys().count(), lab.dp.maps.nat4.keys().count()), (8, 8));
-    // Restarted without the option: the pinned tables stay preallocated and keep every
+    assert_eq!((seen.src, seen.dst, seen.dport), (nat.addr(), ip(CLIENT4), port(0)));
+    // A ninth connection finds no room in the connection table, through either service:
+    // refused, counted, nothing of it left behind (the NAT one's reply entry taken back).
+    for (i, key) in [(8, &dr), (9, &nat)] {
+        let before = (reason(&lab, "conn_table_full"), reason(&lab, "table_full"));
+        let f =
+            frame((ip(CLIENT4), port(i)), (key.addr(), key.port()), Some(TcpFlags::SYN), b"", CLIENT_MAC, lab.mac_d0);
+        assert_eq!(lab.run_client(&f).action, action::DROP);
+        assert_eq!((reason(&lab, "conn_table_full"), reason(&lab, "table_full")), (before.0 + 1, before.1));
+        assert_eq!(sizes(&lab), (8, 4));
+    }
+    // Restarted without the option: the pinned tables stay as they were made and keep every
     // connection on its server.
     let again = Director::load(LoadOptions::small(lab.dp.pin_dir.clone())).unwrap();
-    assert_eq!(again.conn_tables_preallocated().unwrap(), (true, false));
+    assert_eq!(again.conn_table_kinds().unwrap(), made);
     for (i, server) in server_of.iter().enumerate() {
-        let f =
-            frame((ip(CLIENT4), port(i as u32)), (key.addr(), 80), Some(TcpFlags::ACK), b"y", CLIENT_MAC, lab.mac_d0);
+        let key = if i < 4 { &nat } else { &dr };
+        let f = frame(
+            (ip(CLIENT4), port(i as u32)),
+            (key.addr(), key.port()),
+            Some(TcpFlags::ACK),
+            b"y",
+            CLIENT_MAC,
+            lab.mac_d0,
+        );
         let r = again.test_run(&f, lab.if_client).unwrap();
         assert_eq!(r.action, action::REDIRECT);
-        assert_eq!(parse(&r.frame).dst, *server, "client {i} keeps its server");
+        assert_eq!(parse(&r.frame).dst, *server, "connection {i} keeps its server");
     }
 }
 
@@ -732,11 +767,11 @@ fn tables_are_allocated_per_connection_unless_asked_otherwise() {
     }
     {
         let lab = Lab::new();
-        assert_eq!(lab.dp.conn_tables_preallocated().unwrap(), (false, false));
+        assert!(lab.dp.conn_table_kinds().unwrap().iter().all(|t| !t.1));
     }
     let lab = Lab::with_options(|o| {
         o.max_conns = 64;
         o.prealloc = Prealloc::All;
     });
-    assert_eq!(lab.dp.conn_tables_preallocated().unwrap(), (true, true));
+    assert!(lab.dp.conn_table_kinds().unwrap().iter().all(|t| t.1 && t.2 == 64));
 }

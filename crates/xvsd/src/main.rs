@@ -92,27 +92,37 @@ async fn run(o: xvsd::options::Options) -> anyhow::Result<()> {
     opts.max_dests = o.max_dests;
     opts.prealloc = o.prealloc_conns.into();
     let director = Director::load(opts).context("load the XDP program")?;
-    match director.conn_tables_preallocated() {
-        Ok((v4, v6)) => {
+    match director.conn_table_kinds() {
+        Ok(tables) => {
             let asked = o.prealloc_conns;
-            let wanted = (asked != PreallocConns::None, asked == PreallocConns::All);
-            if (v4, v6) != wanted {
-                // The pinned tables hold the connections: never remade behind the operator's back.
-                tracing::warn!(
-                    ipv4 = v4,
-                    ipv6 = v6,
-                    asked = ?asked,
-                    "the connection tables kept from the previous start are preallocated otherwise than asked; \
-                     `xvsd --purge` (which drops every connection) makes them afresh"
-                );
-            } else if v4 || v6 {
-                tracing::info!(ipv4 = v4, ipv6 = v6, entries = o.max_conns, "connection tables preallocated");
+            let wanted = |name: &str| match asked {
+                PreallocConns::None => false,
+                PreallocConns::Ipv4 => name.ends_with('4'),
+                PreallocConns::All => true,
+            };
+            // Pinned tables hold the connections: never remade behind the operator's back.
+            for &(name, pre, size) in &tables {
+                if pre != wanted(name) || size != o.max_conns {
+                    tracing::warn!(
+                        table = name,
+                        preallocated = pre,
+                        entries = size,
+                        "a connection table kept from the previous start differs from --prealloc-conns or \
+                         --max-conns and is kept as it is; `xvsd --purge` (which drops every connection) makes it afresh"
+                    );
+                }
+            }
+            let pre: Vec<&str> = tables.iter().filter(|t| t.1).map(|t| t.0).collect();
+            if !pre.is_empty() {
+                tracing::info!(tables = ?pre, "connection tables preallocated");
             }
         }
         Err(e) => tracing::warn!(error = %e, "cannot tell how the connection tables were made"),
     }
     if let Some(why) = director.walk_unavailable() {
         tracing::warn!(reason = %why, "large connection tables will be swept in one go, not in steps");
+    } else if let Some(why) = director.walk_batch_reason() {
+        tracing::info!(reason = %why, "large connection tables will be swept in steps by batch reads (no iterator programs)");
     }
     let mut control = Control::adopt(director, xvsd::now())
         .map_err(anyhow::Error::msg)

@@ -63,7 +63,8 @@ pub struct Options {
     /// Cilium's preallocated tables do: `ipv4` (about 170 bytes × --max-conns: 700 MB at the
     /// default), `all` (IPv6 too: about 240 bytes more a connection), or `none` (memory per
     /// connection present). A new connection then takes a free entry instead of allocating one,
-    /// and the room can never fail for want of memory. Only tables made at this start are
+    /// and its entries cannot fail for want of memory (persistence templates are still
+    /// allocated one by one). Only tables made at this start are
     /// affected: tables pinned by an earlier xvsd keep how they were made (`xvsd --purge`
     /// starts afresh, dropping every connection).
     #[arg(long, value_enum, default_value_t = PreallocConns::None)]
