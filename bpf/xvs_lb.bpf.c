@@ -1222,9 +1222,9 @@ int xvs_sweep_iter6(struct bpf_iter__bpf_map_elem *ctx)
 
 /* The sweep in steps where the kernel refuses iterator programs: xvsd reads a connection
  * table a slice of buckets at a time (BPF_MAP_LOOKUP_BATCH) and hands here the keys of the
- * connections idle long enough to have expired; each is looked up again, checked against the
- * clock the sweep program wrote, claimed and removed with its accounting, as the iterator
- * does. */
+ * connections whose copies looked idle about as long as their timeout (all of them in SCTP
+ * states); each is looked up again, checked against the clock the sweep program wrote, claimed
+ * and removed with its accounting, as the iterator does. Records with another af are left. */
 SEC("xdp")
 int xvs_sweep_keys(struct xdp_md *ctx)
 {

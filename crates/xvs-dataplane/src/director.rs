@@ -269,7 +269,7 @@ impl Director {
             .map_max_entries("xvs_tpl_sip", (room / 4).max(1024))
             .map_max_entries("xvs_sched_tables", options.table_slots);
         let mut ebpf = loader.load(XVS_LB).ctx(|| "load the director program (bpf/xvs_lb.bpf.c)".into())?;
-        for name in ["xvs_lb", "xvs_lb_fwm", "xvs_sweep", "xvs_install", "xvs_sweep_keys"] {
+        for name in ["xvs_lb", "xvs_lb_fwm", "xvs_sweep", "xvs_install"] {
             let prog: Result<&mut Xdp, aya::programs::ProgramError> = ebpf
                 .program_mut(name)
                 .ok_or_else(|| Error::Unsupported(format!("the director object has no program {name}")))?
@@ -329,8 +329,9 @@ impl Director {
         let trace_ring = Some(crate::trace::TraceReader::new(typed!(&mut ebpf, "xvs_trace")));
         let pin_dir = options.pin_dir.clone();
         use aya::maps::IterableMap;
-        let walk = crate::ConnWalk::load(&mut ebpf, maps.conn4.map(), maps.conn6.map(), options.batch_walk)
-            .map_err(|e| e.to_string());
+        let walk =
+            crate::ConnWalk::load(&mut ebpf, maps.conn4.map(), maps.conn6.map(), maps.config.map(), options.batch_walk)
+                .map_err(|e| e.to_string());
         let walk = std::sync::Arc::new(std::sync::Mutex::new(walk));
         Ok(Director { ebpf, maps, pin_dir, options, interfaces: Vec::new(), trace_ring, walk })
     }

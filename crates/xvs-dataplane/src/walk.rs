@@ -6,6 +6,12 @@
 //!
 //! aya 0.14 loads iterator programs but attaches them without a map: the link (with the map in
 //! its `iter_info`) and the iterator's file are made here with the `bpf()` system call.
+//!
+//! Where the kernel refuses iterator programs (some lockdown or LSM policies answer EPERM to
+//! any), the same steps are taken with batch reads: a slice of the table's buckets is read
+//! (`BPF_MAP_LOOKUP_BATCH`, resumed at the bucket the last read stopped before), and the keys of
+//! the connections that may have expired go to `xvs_sweep_keys`, which expires them as the
+//! iterator would.
 
 use std::fs::File;
 use std::io::Read;
@@ -44,9 +50,21 @@ struct Table {
 enum Walker {
     /// Their iterators.
     Iter { tables: [Table; 2], buf: Vec<u8> },
-    /// Batch reads, the keys expired by `xvs_sweep_keys`: the bucket each table's pass resumes
-    /// at (`None`: a new pass), and why the iterators are not used.
-    Batch { maps: Box<[MapData; 2]>, prog: Box<Xdp>, next: [Option<u32>; 2], why: String },
+    /// Batch reads, the keys expired by `xvs_sweep_keys`.
+    Batch(Box<BatchWalk>),
+}
+
+/// The walk by batch reads: the tables, the program that expires keys, the packet path's clock
+/// as the sweep program last wrote it and the timeouts (to hand over only the connections
+/// that may have expired), the bucket each table's pass resumes at (`None`: a new pass), and
+/// why the iterators are not used.
+struct BatchWalk {
+    maps: [MapData; 2],
+    prog: Xdp,
+    clock: aya::maps::Array<MapData, u32>,
+    config: aya::maps::Array<MapData, abi::Cfg>,
+    next: [Option<u32>; 2],
+    why: String,
 }
 
 /// The two connection tables' stepwise walk.
@@ -63,9 +81,15 @@ impl std::fmt::Debug for ConnWalk {
 impl ConnWalk {
     /// Loads the iterator programs of `ebpf` and links them to the connection tables; where
     /// that fails (a kernel without BTF or map element iterators, before Linux 5.9, or one that
-    /// refuses iterator programs), or with `batch`, walks by batch reads and `xvs_sweep_keys`
-    /// (loaded already). Fails when neither can be had.
-    pub(crate) fn load(ebpf: &mut Ebpf, conn4: &MapData, conn6: &MapData, batch: bool) -> Result<ConnWalk, Error> {
+    /// refuses iterator programs), or with `batch`, walks by batch reads and `xvs_sweep_keys`,
+    /// both tried once first. Fails when neither can be had.
+    pub(crate) fn load(
+        ebpf: &mut Ebpf,
+        conn4: &MapData,
+        conn6: &MapData,
+        config: &MapData,
+        batch: bool,
+    ) -> Result<ConnWalk, Error> {
         let why = if batch {
             "asked for (LoadOptions::batch_walk)".to_string()
         } else {
@@ -74,40 +98,55 @@ impl ConnWalk {
                 Err(e) => e.to_string(),
             }
         };
-        Self::load_batch(ebpf, conn4, conn6, why.clone())
+        Self::load_batch(ebpf, [conn4, conn6], config, why.clone())
             .map_err(|e| Error::Unsupported(format!("{why}; and no batch walk either: {e}")))
     }
 
-    fn load_batch(ebpf: &mut Ebpf, conn4: &MapData, conn6: &MapData, why: String) -> Result<ConnWalk, Error> {
+    fn load_batch(ebpf: &mut Ebpf, conns: [&MapData; 2], config: &MapData, why: String) -> Result<ConnWalk, Error> {
+        let unsupported = |what: &str, e: &dyn std::fmt::Display| Error::Unsupported(format!("{what}: {e}"));
         let name = "xvs_sweep_keys";
-        let prog: &Xdp = ebpf
-            .program(name)
+        let prog: &mut Xdp = ebpf
+            .program_mut(name)
             .ok_or_else(|| Error::Unsupported(format!("the director object has no program {name}")))?
             .try_into()
-            .map_err(|e| Error::Unsupported(format!("program {name} is not XDP: {e}")))?;
-        // A handle of its own: the walk runs without the director's lock.
-        let info = prog.info().map_err(|e| Error::Unsupported(format!("{name}'s info: {e}")))?;
+            .map_err(|e| unsupported(name, &e))?;
+        prog.load().map_err(|e| unsupported(&format!("verify {name}"), &e))?;
+        // Handles of its own: the walk runs without the director's lock.
+        let info = prog.info().map_err(|e| unsupported(name, &e))?;
         let prog = Xdp::from_program_info(info, name.into(), aya_obj::programs::XdpAttachType::Interface)
-            .map_err(|e| Error::Unsupported(format!("open {name} again: {e}")))?;
+            .map_err(|e| unsupported(&format!("open {name} again"), &e))?;
         let dup = |m: &MapData| -> Result<MapData, Error> {
-            let fd = m.fd().as_fd().try_clone_to_owned().map_err(|e| Error::Unsupported(format!("dup: {e}")))?;
-            MapData::from_fd(fd).map_err(|e| Error::Unsupported(format!("open a connection table again: {e}")))
+            let fd = m.fd().as_fd().try_clone_to_owned().map_err(|e| unsupported("dup", &e))?;
+            MapData::from_fd(fd).map_err(|e| unsupported("open a map again", &e))
         };
-        Ok(ConnWalk {
-            walker: Walker::Batch {
-                maps: Box::new([dup(conn4)?, dup(conn6)?]),
-                prog: Box::new(prog),
-                next: [None; 2],
-                why,
-            },
-        })
+        let clock = ebpf.map("xvs_walk_clock").ok_or_else(|| Error::Unsupported("no map xvs_walk_clock".into()))?;
+        let clock = match clock {
+            aya::maps::Map::Array(m) => dup(m)?,
+            _ => return Err(Error::Unsupported("xvs_walk_clock is not an array".into())),
+        };
+        let walk = BatchWalk {
+            maps: [dup(conns[0])?, dup(conns[1])?],
+            prog,
+            clock: aya::maps::Array::try_from(aya::maps::Map::Array(clock))
+                .map_err(|e| unsupported("xvs_walk_clock", &e))?,
+            config: aya::maps::Array::try_from(aya::maps::Map::Array(dup(config)?))
+                .map_err(|e| unsupported("xvs_config", &e))?,
+            next: [None; 2],
+            why,
+        };
+        // Tried once: a batch read, and a run of the program with a record it ignores.
+        let mut probe: Vec<(abi::Conn4Key, abi::Conn)> = Vec::new();
+        crate::batch::read_hash_from(&walk.maps[0], None, 1, &mut probe)
+            .map_err(|e| unsupported("a batch read", &e))?;
+        walk.expire(&[abi::SweepKey::default()])?;
+        Ok(ConnWalk { walker: Walker::Batch(Box::new(walk)) })
     }
 
     /// Why the tables are walked by batch reads rather than by their iterators, if they are.
     pub fn batch_reason(&self) -> Option<&str> {
         match &self.walker {
             Walker::Iter { .. } => None,
-            Walker::Batch { why, .. } => Some(why),
+            Walker::Batch(b) => Some(&b.why),
         }
     }
 
@@ -137,7 +176,7 @@ impl ConnWalk {
                     t.pass = None;
                 }
             }
-            Walker::Batch { next, .. } => *next = [None; 2],
+            Walker::Batch(b) => b.next = [None; 2],
         }
     }
 
@@ -153,9 +192,7 @@ impl ConnWalk {
     pub fn step(&mut self, table: usize, budget: usize) -> Result<WalkStep, Error> {
         let (tables, buf) = match &mut self.walker {
             Walker::Iter { tables, buf } => (tables, buf),
-            Walker::Batch { maps, prog, next, .. } => {
-                return step_batch(&maps[table], prog, &mut next[table], table, budget)
-            }
+            Walker::Batch(b) => return b.step(table, budget),
         };
         let t = &mut tables[table];
         if t.pass.is_none() {
@@ -190,45 +227,58 @@ impl ConnWalk {
     }
 }
 
-/// One step of a batch walk of table `table` (0: IPv4, 1: IPv6): about `budget` connections
-/// read from bucket `next`, their keys run through `xvs_sweep_keys`, `next` moved on (`None`
-/// when the pass ended).
-fn step_batch(
-    map: &MapData,
-    prog: &Xdp,
-    next: &mut Option<u32>,
-    table: usize,
-    budget: usize,
-) -> Result<WalkStep, Error> {
-    let read = |e: aya::maps::MapError| Error::Unsupported(format!("read the connection table in batches: {e}"));
-    let mut keys: Vec<abi::SweepKey> = Vec::new();
-    let resume = if table == 0 {
-        let mut out: Vec<(abi::Conn4Key, abi::Conn)> = Vec::new();
-        let r = crate::batch::read_hash_from(map, *next, budget, &mut out).map_err(read)?;
-        keys.extend(out.iter().map(|(k, _)| sweep_key(abi::AF_INET, k)));
-        r
-    } else {
-        let mut out: Vec<(abi::Conn6Key, abi::Conn)> = Vec::new();
-        let r = crate::batch::read_hash_from(map, *next, budget, &mut out).map_err(read)?;
-        keys.extend(out.iter().map(|(k, _)| sweep_key(abi::AF_INET6, k)));
-        r
-    };
-    let mut step = WalkStep { seen: keys.len() as u64, ..WalkStep::default() };
-    let n = std::mem::size_of::<abi::SweepKey>();
-    let at = std::mem::offset_of!(abi::SweepKey, result);
-    for chunk in keys.chunks(abi::SWEEP_KEYS_MAX) {
-        // SAFETY: SweepKey is plain old data (xvs-abi), without padding.
-        let input: &[u8] =
-            unsafe { std::slice::from_raw_parts(chunk.as_ptr().cast::<u8>(), std::mem::size_of_val(chunk)) };
-        let (r, _) = crate::director::run(prog, input, 1, 1)?;
-        if r.action != crate::action::PASS {
-            return Err(Error::Unsupported(format!("xvs_sweep_keys answered {}", r.action)));
-        }
-        step.expired += (0..chunk.len()).filter(|i| r.frame.get(i * n + at) == Some(&1)).count() as u64;
+impl BatchWalk {
+    /// One step of table `table` (0: IPv4, 1: IPv6): about `budget` connections read from where
+    /// the last step stopped; those idle about as long as their state's timeout or longer go
+    /// through `xvs_sweep_keys`, which expires them if they have.
+    fn step(&mut self, table: usize, budget: usize) -> Result<WalkStep, Error> {
+        let read = |e: aya::maps::MapError| Error::Unsupported(format!("read the connection table in batches: {e}"));
+        // The clock the sweep program wrote before this step, and the timeouts it uses.
+        let now = self.clock.get(&0, 0).map_err(read)?;
+        let cfg = self.config.get(&0, 0).map_err(read)?;
+        // An age of more than 0xF0000000 ms is a "last seen" written after the clock (age_ms).
+        // SCTP states time out by a table of the program's own: always handed over.
+        let due = |c: &abi::Conn| {
+            let age = now.wrapping_sub(c.seen);
+            let age = if age > 0xF000_0000 { 0 } else { age };
+            usize::from(c.state) >= cfg.timeout_ms.len()
+                || age >= cfg.timeout_ms[usize::from(c.state)].saturating_sub(1000)
+        };
+        let (map, next) = (&self.maps[table], self.next[table]);
+        let mut keys: Vec<abi::SweepKey> = Vec::new();
+        let (seen, resume) = if table == 0 {
+            let mut out: Vec<(abi::Conn4Key, abi::Conn)> = Vec::new();
+            let r = crate::batch::read_hash_from(map, next, budget, &mut out).map_err(read)?;
+            keys.extend(out.iter().filter(|(_, c)| due(c)).map(|(k, _)| sweep_key(abi::AF_INET, k)));
+            (out.len(), r)
+        } else {
+            let mut out: Vec<(abi::Conn6Key, abi::Conn)> = Vec::new();
+            let r = crate::batch::read_hash_from(map, next, budget, &mut out).map_err(read)?;
+            keys.extend(out.iter().filter(|(_, c)| due(c)).map(|(k, _)| sweep_key(abi::AF_INET6, k)));
+            (out.len(), r)
+        };
+        let expired = self.expire(&keys)?;
+        self.next[table] = resume;
+        Ok(WalkStep { seen: seen as u64, expired, finished: resume.is_none() })
     }
-    *next = resume;
-    step.finished = resume.is_none();
-    Ok(step)
+
+    /// Runs `keys` through `xvs_sweep_keys`; how many it removed.
+    fn expire(&self, keys: &[abi::SweepKey]) -> Result<u64, Error> {
+        let n = std::mem::size_of::<abi::SweepKey>();
+        let at = std::mem::offset_of!(abi::SweepKey, result);
+        let mut expired = 0;
+        for chunk in keys.chunks(abi::SWEEP_KEYS_MAX) {
+            // SAFETY: SweepKey is plain old data (xvs-abi), without padding.
+            let input: &[u8] =
+                unsafe { std::slice::from_raw_parts(chunk.as_ptr().cast::<u8>(), std::mem::size_of_val(chunk)) };
+            let (r, _) = crate::director::run(&self.prog, input, 1, 1)?;
+            if r.action != crate::action::PASS {
+                return Err(Error::Unsupported(format!("xvs_sweep_keys answered {}", r.action)));
+            }
+            expired += (0..chunk.len()).filter(|i| r.frame.get(i * n + at) == Some(&1)).count() as u64;
+        }
+        Ok(expired)
+    }
 }
 
 /// The key sweep program's record of connection key `k`.

@@ -639,6 +639,7 @@ fn swept_in_steps(batch: bool) {
     let mut sweeper = xvs_dataplane::Sweeper::stepping_from(8);
     let r = sweeper.run(&lab.dp).unwrap();
     assert_eq!((r.seen, r.expired, sweeper.stepping()), (40, 0, false));
+    let batched = lab.dp.walk_batch_reason().is_some();
     let mut visited = 0;
     let mut sweeps = 0;
     loop {
@@ -648,7 +649,8 @@ fn swept_in_steps(batch: bool) {
         assert_eq!(plan.steps, [8, 0], "IPv6: found empty, nothing entered");
         let done = plan.execute(&lab.dp).unwrap();
         sweeper.record(&plan, &done, lab.dp.options.max_half);
-        assert!(done.steps[0].seen <= 8);
+        // A batch read takes whole buckets: one of two entries may straddle the step.
+        assert!(done.steps[0].seen <= if batched { 9 } else { 8 }, "{:?}", done.steps[0]);
         visited += done.steps[0].seen;
         sweeps += 1;
         if done.steps[0].finished {
@@ -657,9 +659,14 @@ fn swept_in_steps(batch: bool) {
         assert!(sweeps < 10, "the pass never ended");
     }
     // Five full steps, then a read that meets the end of the table; a batch read sees the end
-    // with the last bucket it reads.
-    let batched = lab.dp.walk_batch_reason().is_some();
-    assert_eq!((visited, sweeps), (40, if batched { 5 } else { 6 }), "batch reads: {batched}");
+    // with the last bucket it reads (and may take a step more or less where a bucket of two
+    // straddles a step).
+    assert_eq!(visited, 40);
+    if batched {
+        assert!((4..=6).contains(&sweeps), "{sweeps} steps");
+    } else {
+        assert_eq!(sweeps, 6, "five full steps, then the end of the table");
+    }
     assert_eq!(sweeper.live, 40);
     // Expired: the steps remove them, with their accounting and their reply entries.
     sleep(Duration::from_millis(1100));
