@@ -119,9 +119,12 @@ async fn run(o: xvsd::options::Options) -> anyhow::Result<()> {
         }
         Err(e) => tracing::warn!(error = %e, "cannot tell how the connection tables were made"),
     }
+    // The reasons' first lines: the rest is the verifier's log.
     if let Some(why) = director.walk_unavailable() {
+        let why = why.lines().next().unwrap_or_default();
         tracing::warn!(reason = %why, "large connection tables will be swept in one go, not in steps");
     } else if let Some(why) = director.walk_batch_reason() {
+        let why = why.lines().next().unwrap_or_default();
         tracing::info!(reason = %why, "large connection tables will be swept in steps by batch reads (no iterator programs)");
     }
     let mut control = Control::adopt(director, xvsd::now())
