@@ -171,38 +171,18 @@ pub fn lookup_percpu_array<V: Pod>(map: &MapData, cpus: usize, n: u32) -> Result
 /// `out_batch`). Entries added or removed meanwhile may or may not be seen, as with a walk by
 /// keys. Returns how many entries `f` was given before an error, with the error.
 fn for_each_hash<K: Pod, V: Pod>(map: &MapData, mut f: impl FnMut(K, V)) -> Result<(), (usize, MapError)> {
-    let (ks, vs) = (std::mem::size_of::<K>(), std::mem::size_of::<V>());
-    let mut keys = vec![0u8; CHUNK * ks];
-    let mut values = vec![0u8; CHUNK * vs];
-    let (mut bucket, mut next) = (0u32, 0u32);
-    let (mut first, mut given) = (true, 0usize);
+    let (mut from, mut given) = (None, 0usize);
+    let mut read = Vec::with_capacity(CHUNK);
     loop {
-        let mut attr = BatchAttr {
-            in_batch: if first { 0 } else { &bucket as *const u32 as u64 },
-            out_batch: &mut next as *mut u32 as u64,
-            keys: keys.as_mut_ptr() as u64,
-            values: values.as_mut_ptr() as u64,
-            count: CHUNK as u32,
-            ..attr(map)
-        };
-        let end = match sys_bpf(BPF_MAP_LOOKUP_BATCH, &mut attr, "bpf_map_lookup_batch") {
-            Ok(()) => false,
-            // The last buckets: what they held is in `count`.
-            Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => true,
-            Err(e) => return Err((given, e)),
-        };
-        for i in 0..(attr.count as usize).min(CHUNK) {
-            // SAFETY: `K` and `V` are `Pod`: any bytes of their size are valid values.
-            let k = unsafe { std::ptr::read_unaligned(keys[i * ks..].as_ptr().cast::<K>()) };
-            let v = unsafe { std::ptr::read_unaligned(values[i * vs..].as_ptr().cast::<V>()) };
+        let next = read_hash_from(map, from, CHUNK, &mut read).map_err(|e| (given, e))?;
+        given += read.len();
+        for (k, v) in read.drain(..) {
             f(k, v);
         }
-        given += attr.count as usize;
-        if end {
-            return Ok(());
+        match next {
+            None => return Ok(()),
+            Some(bucket) => from = Some(bucket),
         }
-        first = false;
-        bucket = next;
     }
 }
 
@@ -222,7 +202,7 @@ pub fn read_hash_from<K: Pod, V: Pod>(
     let mut count = want.min(CHUNK);
     let (mut bucket, mut next) = (from.unwrap_or(0), 0u32);
     let mut first = from.is_none();
-    let (mut keys, mut values) = (Vec::new(), Vec::new());
+    let (mut keys, mut values): (Vec<u8>, Vec<u8>) = (Vec::new(), Vec::new());
     loop {
         keys.resize(count * ks, 0);
         values.resize(count * vs, 0);
